@@ -1,0 +1,34 @@
+# The two commands of the README. Both install what is missing first and are safe to re-run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint deps clean
+
+# A stamp per installer, so a changed requirements file or package.json re-installs, and nothing else does.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: $(VENV)/.installed node_modules/.installed
+
+run: deps
+	$(PY) -m devstack.up
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+test: deps lint
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .devstack

@@ -1,0 +1,1 @@
+"""Operations: activity log, error log, metrics, alerts, health."""

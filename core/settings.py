@@ -1,0 +1,132 @@
+"""Every setting the engine reads, in one pydantic-settings model, from environment variables.
+
+The names are the environment variable names; local.settings.sample.json and infra/ use the same.
+Secrets are SecretStr so they never reach a log or a repr. A missing or malformed setting fails
+with SettingsError naming the variable, never echoing its value.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. `problems` maps variable name to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        lines = [f"setting {name}: {problem}" for name, problem in problems.items()]
+        super().__init__("invalid settings:\n  " + "\n  ".join(lines))
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """`Key=Value;Key=Value` into a dict with case-insensitive lookups by lower-cased key."""
+    parts: dict[str, str] = {}
+    for piece in text.split(";"):
+        if not piece.strip():
+            continue
+        key, sep, value = piece.partition("=")
+        if not sep:
+            raise ValueError(f"expected Key=Value pairs separated by ';', found {key.strip()[:20]!r}")
+        parts[key.strip().lower()] = value.strip()
+    return parts
+
+
+def _check_servicebus(value: SecretStr) -> SecretStr:
+    parts = parse_connection_string(value.get_secret_value())
+    endpoint = parts.get("endpoint", "")
+    if not endpoint.startswith("sb://"):
+        raise ValueError("needs Endpoint=sb://<namespace>/ (and SharedAccessKey..., or UseDevelopmentEmulator=true)")
+    has_key = "sharedaccesskey" in parts or "sharedaccesssignature" in parts
+    if not has_key and parts.get("usedevelopmentemulator") != "true":
+        raise ValueError("needs SharedAccessKeyName/SharedAccessKey or SharedAccessSignature")
+    return value
+
+
+def _check_storage(value: SecretStr) -> SecretStr:
+    parts = parse_connection_string(value.get_secret_value())
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        return value
+    if "accountname" not in parts or not ({"accountkey", "sharedaccesssignature"} & parts.keys()):
+        raise ValueError("needs AccountName and AccountKey (or SharedAccessSignature), or UseDevelopmentStorage=true")
+    if "tableendpoint" not in parts and "defaultendpointsprotocol" not in parts:
+        raise ValueError("needs TableEndpoint=... or DefaultEndpointsProtocol=https")
+    return value
+
+
+class Settings(BaseSettings):
+    """The engine's configuration. Field `x_y` is read from environment variable `X_Y`."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Where state and queues live.
+    table_storage_connection: SecretStr = Field(description="Table Storage connection string (maps, links, logs)")
+    servicebus_connection: SecretStr = Field(description="Service Bus connection string")
+    changes_queue: str = Field("changes", min_length=1, description="session-enabled queue of change events")
+    fno_events_queue: str = Field("fno-events", min_length=1, description="queue F&O delivers events to directly")
+    sync_pages_queue: str = Field("sync-pages", min_length=1, description="queue of initial-sync page jobs")
+
+    # The two systems.
+    dataverse_url: AnyHttpUrl = Field(description="Dataverse environment URL, e.g. https://org.crm.dynamics.com")
+    fno_url: AnyHttpUrl = Field(description="F&O environment URL, e.g. https://env.operations.dynamics.com")
+    auth_mode: Literal["msal", "local"] = Field(
+        "msal", description="msal: Entra ID client credentials; local: a static bearer token for the simulators"
+    )
+    tenant_id: str | None = Field(None, description="Entra ID tenant of the application user (msal mode)")
+    client_id: str | None = Field(None, description="application (client) id (msal mode)")
+    client_secret: SecretStr | None = Field(None, description="client secret (msal mode; a Key Vault reference in Azure)")
+
+    maps_path: str = Field("maps", description="folder of map JSON files loaded at start")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _servicebus = field_validator("servicebus_connection")(_check_servicebus)
+    _storage = field_validator("table_storage_connection")(_check_storage)
+
+    @field_validator("dataverse_url", "fno_url")
+    @classmethod
+    def _no_path(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.path not in (None, "", "/"):
+            raise ValueError("give the environment's root URL only, without a path such as /api/data or /data")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_for_msal(self) -> Settings:
+        if self.auth_mode == "msal":
+            missing = [n for n in ("tenant_id", "client_id", "client_secret") if getattr(self, n) in (None, "")]
+            if missing:
+                raise ValueError(f"AUTH_MODE=msal needs {', '.join(n.upper() for n in missing)}")
+        return self
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment); raise SettingsError naming each bad one."""
+    try:
+        if env is None:
+            return Settings()  # type: ignore[call-arg]  # values come from the environment
+        lowered = {k.lower(): v for k, v in env.items()}
+        known = {k: v for k, v in lowered.items() if k in Settings.model_fields}
+        return Settings(_env_file=None, **known)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        text = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # the one cross-field rule: credentials that AUTH_MODE=msal needs
+            problems["AUTH_MODE"] = text
+            continue
+        name = ".".join(str(part) for part in error["loc"]).upper()
+        problems[name] = "is missing" if error["type"] == "missing" else f"is malformed: {text}"
+    return problems
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (Function App settings do not change without a restart)."""
+    return load_settings()

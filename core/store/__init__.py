@@ -1,0 +1,1 @@
+"""Adapters for state and transport: Table Storage repositories and Service Bus access."""

@@ -1,0 +1,9 @@
+"""The Azure Functions entry point (Python v2 programming model): one blueprint per concern."""
+
+import azure.functions as func
+
+from functions import health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+app.register_functions(health.bp)
