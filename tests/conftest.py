@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.servicebus",
     "tests.fixtures.devhost",
+    "tests.fixtures.dataverse",
+    "tests.fixtures.fno",
 ]
