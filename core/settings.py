@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     tenant_id: str | None = Field(None, description="Entra ID tenant of the application user (msal mode)")
     client_id: str | None = Field(None, description="application (client) id (msal mode)")
-    client_secret: SecretStr | None = Field(None, description="client secret (msal mode; a Key Vault reference in Azure)")
+    client_secret: SecretStr | None = Field(None, description="client secret (msal; a Key Vault reference in Azure)")
 
     maps_path: str = Field("maps", description="folder of map JSON files loaded at start")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
