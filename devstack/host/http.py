@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -122,7 +123,7 @@ class HttpFront:
             return Response(status_code=400)
         value: Any
         if spec.trigger_type == "timerTrigger":
-            value = func.TimerRequest(past_due=False)
+            value = TimerRequest(past_due=False)
         else:
             value = manual_message(text)
             value = [value] if spec.trigger.many else value  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 
 from devstack.host.indexing import FunctionSpec, TimerTrigger
 from devstack.host.invocation import InvocationFailed, Invoker
@@ -95,7 +95,7 @@ class TimerRunner:
             last = due
 
     async def _fire(self, due: datetime, now: datetime) -> None:
-        request = func.TimerRequest(
+        request = TimerRequest(
             past_due=now - due > PAST_DUE_AFTER,
             schedule={"AdjustForDST": False},
             schedule_status={"Last": due.isoformat(), "Next": None, "LastUpdated": now.isoformat()},
