@@ -82,7 +82,8 @@ def test_anonymous_level_ignores_keys(client: httpx.Client) -> None:
 
 def test_string_results_unhandled_errors_and_default_route(client: httpx.Client, host: RunningHost) -> None:
     text = client.get("/api/plain")
-    assert text.status_code == 200 and text.text == "just text" and text.headers["content-type"].startswith("text/plain")
+    assert text.status_code == 200 and text.text == "just text"
+    assert text.headers["content-type"].startswith("text/plain")
     failed = client.get("/api/boom")
     assert failed.status_code == 500 and failed.content == b""
     named = client.get("/api/default_route").json()

@@ -94,7 +94,8 @@ def test_the_same_route_and_method_twice_is_refused() -> None:
     def second(req: func.HttpRequest) -> str:
         return "2"
 
-    with pytest.raises(IndexingError, match=r"function 'second': route 'Same/' GET is already served by function 'first'"):
+    refused = r"function 'second': route 'Same/' GET is already served by function 'first'"
+    with pytest.raises(IndexingError, match=refused):
         index_app(app)
 
 

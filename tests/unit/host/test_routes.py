@@ -16,7 +16,7 @@ from devstack.host.routes import RouteTemplateError, compile_route
         ("customers/{id?}", "customers/9", {"id": "9"}),
         ("customers/{id:int}", "customers/9", {"id": "9"}),
         ("customers/{id:int}", "customers/x9", None),
-        ("customers/{id:guid}", "customers/6f9619ff-8b86-d011-b42d-00c04fc964ff", {"id": "6f9619ff-8b86-d011-b42d-00c04fc964ff"}),
+        ("c/{id:guid}", "c/6f9619ff-8b86-d011-b42d-00c04fc964ff", {"id": "6f9619ff-8b86-d011-b42d-00c04fc964ff"}),
         ("customers/{id:alpha}", "customers/abc", {"id": "abc"}),
         ("customers/{id:bool}", "customers/True", {"id": "True"}),
         ("docs/{*path}", "docs/a/b/c", {"path": "a/b/c"}),

@@ -42,7 +42,7 @@ async def runners():
 
 
 async def test_run_on_startup_fires_once_at_start(runners) -> None:
-    clock, started, fired = runners
+    _, started, fired = runners
     await _until(lambda: ("weekday_morning", False) in fired)
     assert [f for f in fired if f[0] == "weekday_morning"] == [("weekday_morning", False)]
     assert started["weekday_morning"].next_due == datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -72,7 +72,7 @@ async def test_a_late_occurrence_is_past_due_and_missed_ones_are_skipped(runners
 
 
 async def test_weekday_schedule_skips_the_weekend(runners) -> None:
-    clock, started, fired = runners
+    clock, _, fired = runners
     await _until(lambda: ("weekday_morning", False) in fired)
     await clock.advance(timedelta(days=1))  # Sunday 08:00:03
     await asyncio.sleep(0.05)
