@@ -1,0 +1,130 @@
+"""Deterministic demo data: the two legal entities the Dataverse simulator also knows (usmf, demf),
+with currencies, payment terms, customer and vendor groups, customers, vendors, contacts and products."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from devstack.fno.auth import Caller
+from devstack.fno.service import Service
+
+SEED_CALLER = Caller("Admin", uuid.UUID("00000000-0000-0000-0000-00000000ad01"), "user")
+
+LEGAL_ENTITIES = [
+    {"LegalEntityId": "usmf", "Name": "Contoso Entertainment System USA", "AddressCountryRegionId": "USA",
+     "AddressCity": "Redmond", "AddressStreet": "1 Microsoft Way", "AddressZipCode": "98052", "LanguageId": "en-us"},
+    {"LegalEntityId": "demf", "Name": "Contoso Entertainment System Germany", "AddressCountryRegionId": "DEU",
+     "AddressCity": "Munich", "AddressStreet": "Walter-Gropius-Strasse 5", "AddressZipCode": "80807",
+     "LanguageId": "de", "IsSubsidiary": "Yes"},
+]
+CURRENCIES = [
+    ("USD", "US Dollar", "$"), ("EUR", "Euro", "€"), ("GBP", "British Pound", "£"), ("CAD", "Canadian Dollar", "$"),
+    ("JPY", "Japanese Yen", "¥"), ("CHF", "Swiss Franc", "Fr"),
+]
+PAYMENT_TERMS = [("Net10", "Net 10 days", "Net", 10), ("Net30", "Net 30 days", "Net", 30),
+                 ("Net45", "Net 45 days", "Net", 45), ("COD", "Cash on delivery", "COD", 0)]
+CUSTOMER_GROUPS = [("10", "Wholesale customers"), ("20", "Major customers"), ("30", "Retail customers"),
+                   ("80", "Other customers"), ("90", "Intercompany customers")]
+VENDOR_GROUPS = [("10", "Parts vendors"), ("20", "Service vendors"), ("50", "Other vendors"),
+                 ("90", "Intercompany vendors")]
+COMPANY_PROFILE = {
+    "usmf": {"prefix": "US", "currency": "USD", "country": "USA", "city": ["Seattle", "Redmond", "Portland", "Chicago",
+             "Boston"], "language": "en-us"},
+    "demf": {"prefix": "DE", "currency": "EUR", "country": "DEU", "city": ["Munich", "Berlin", "Hamburg", "Cologne",
+             "Frankfurt"], "language": "de"},
+}
+CUSTOMER_NAMES = ["Contoso Retail", "Fabrikam Electronics", "Adventure Works", "Litware Stores", "Northwind Traders",
+                  "Tailspin Toys", "Wingtip Supplies", "Proseware Outlet", "Alpine Ski House", "Coho Winery"]
+VENDOR_NAMES = ["Fourth Coffee Parts", "Humongous Components", "Lucerne Logistics", "Margie's Services",
+                "Trey Research Supply"]
+PRODUCTS = [("D0001", "MidRangeSpeaker2", "Mid-range speaker", "79.99", "38.5"),
+            ("D0002", "CabinetSpeaker", "Cabinet speaker", "249.5", "120.25"),
+            ("D0003", "StandardSpeaker", "Standard speaker", "129", "61.125"),
+            ("D0004", "HighEndSpeaker", "High-end speaker", "899.9999", "410.3333333333"),
+            ("P0001", "InstallService", "Installation service", "150", "0")]
+CONTACTS = [("Ana", "Bowman", "Purchasing manager"), ("Ben", "Miller", "Accounts payable"),
+            ("Chloe", "Nguyen", "Owner"), ("David", "Schmidt", "Controller")]
+
+
+def seed(service: Service) -> None:
+    """Create the demo rows unless they are there already (re-running is harmless)."""
+    if service.storage.count("LegalEntities"):
+        return
+    with service.unit():
+        _create(service, "LegalEntities", LEGAL_ENTITIES)
+        _create(service, "Currencies", [
+            {"CurrencyCode": c, "Name": n, "Symbol": s, "IsoCurrencyCode": c, "GeneralRoundingRule": Decimal("0.01")}
+            for c, n, s in CURRENCIES
+        ])
+        for company, profile in COMPANY_PROFILE.items():
+            _company(service, company, profile)
+
+
+def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
+    prefix, currency, cities = profile["prefix"], profile["currency"], profile["city"]
+    _create(service, "PaymentTerms", [
+        {"dataAreaId": company, "Name": n, "Description": d, "PaymentMethodType": m, "NumberOfDays": days}
+        for n, d, m, days in PAYMENT_TERMS
+    ])
+    _create(service, "CustomerGroups", [
+        {"dataAreaId": company, "CustomerGroupId": g, "Description": d, "PaymentTermId": "Net30"}
+        for g, d in CUSTOMER_GROUPS
+    ])
+    _create(service, "VendorGroups", [
+        {"dataAreaId": company, "VendorGroupId": g, "Description": d, "DefaultPaymentTermName": "Net30"}
+        for g, d in VENDOR_GROUPS
+    ])
+    count = 10 if company == "usmf" else 5
+    customers = []
+    for i in range(count):
+        account = f"{prefix}-{i + 1:03d}"
+        customers.append({
+            "dataAreaId": company, "CustomerAccount": account, "PartyType": "Organization",
+            "PartyNumber": f"{company.upper()}{i + 1:06d}", "OrganizationName": f"{CUSTOMER_NAMES[i]} ({prefix})",
+            "NameAlias": CUSTOMER_NAMES[i].split()[0], "CustomerGroupId": CUSTOMER_GROUPS[i % 4][0],
+            "SalesCurrencyCode": currency, "PaymentTerms": PAYMENT_TERMS[i % 3][0],
+            "CreditLimit": Decimal(10000 * (i + 1)) + Decimal("0.5") * (i % 2),
+            "CreditLimitIsMandatory": "Yes" if i % 3 == 0 else "No",
+            "ContactPersonId": f"{prefix}C-{(i % 4) + 1:03d}", "LanguageId": profile["language"],
+            "PrimaryContactEmail": f"info@{CUSTOMER_NAMES[i].split()[0].lower()}.example",
+            "AddressCountryRegionId": profile["country"], "AddressCity": cities[i % 5],
+            "AddressStreet": f"{100 + i} Main Street", "AddressZipCode": f"{10000 + i * 7}",
+            "AddressLatitude": Decimal("47.6") + Decimal(i) / 100,
+            "AddressLongitude": Decimal("-122.3") - Decimal(i) / 100,
+            "CustomerSinceDate": f"20{10 + i}-0{(i % 9) + 1}-15",
+        })
+    _create(service, "CustomersV3", customers)
+    vendors = []
+    for i, name in enumerate(VENDOR_NAMES[: 5 if company == "usmf" else 3]):
+        vendors.append({
+            "dataAreaId": company, "VendorAccountNumber": f"{prefix}-1{i + 1:02d}", "VendorPartyType": "Organization",
+            "VendorPartyNumber": f"{company.upper()}V{i + 1:05d}", "VendorOrganizationName": f"{name} ({prefix})",
+            "VendorSearchName": name.split()[0], "VendorGroupId": VENDOR_GROUPS[i % 3][0], "CurrencyCode": currency,
+            "DefaultPaymentTermsName": PAYMENT_TERMS[(i + 1) % 3][0], "LanguageId": profile["language"],
+            "AddressCountryRegionId": profile["country"], "AddressCity": cities[(i + 2) % 5],
+            "PrimaryEmailAddress": f"sales@{name.split()[0].lower().rstrip(chr(39) + 's')}.example",
+        })
+    _create(service, "VendorsV2", vendors)
+    _create(service, "ContactPersons", [
+        {"dataAreaId": company, "ContactPersonId": f"{prefix}C-{i + 1:03d}", "FirstName": first, "LastName": last,
+         "JobTitle": title, "ContactPersonType": "Customer", "CustomerAccount": f"{prefix}-{i + 1:03d}",
+         "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
+         "PrimaryEmailAddress": f"{first.lower()}.{last.lower()}@example.com"}
+        for i, (first, last, title) in enumerate(CONTACTS)
+    ])
+    _create(service, "ReleasedProductsV2", [
+        {"dataAreaId": company, "ItemNumber": item, "ProductNumber": item, "ProductName": name, "SearchName": search,
+         "ProductType": "Service" if item.startswith("P") else "Item", "ProductSubType": "Product",
+         "ItemModelGroupId": "FIFO", "ProductGroupId": "Audio" if item.startswith("D") else "Services",
+         "InventoryUnitSymbol": "ea", "SalesUnitSymbol": "ea", "PurchaseUnitSymbol": "ea",
+         "SalesPrice": Decimal(price), "PurchasePrice": Decimal(cost)}
+        for item, search, name, price, cost in PRODUCTS
+    ])
+
+
+def _create(service: Service, collection: str, rows: list[dict[str, Any]]) -> None:
+    entity = service.entity(collection)
+    for row in rows:
+        service.create(entity, row, SEED_CALLER)

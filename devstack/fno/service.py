@@ -1,0 +1,426 @@
+"""Data-entity operations: key addressing, create/update/replace/delete, queries, bulk updates.
+
+Every committed change is handed to `on_commit` as a `Change` after the outermost transaction
+commits, so events never describe work that was rolled back (F&O ties sending to the X++ commit).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from devstack.fno.auth import Caller
+from devstack.fno.errors import ODataError, not_found, write_failed
+from devstack.fno.query import compile_filter, parse_select, sort_rows
+from devstack.fno.schema import SYSTEM_FIELDS, Entity, Schema
+from devstack.fno.storage import Storage, StoredRow
+
+Row = dict[str, Any]
+Operation = Literal["Create", "Update", "Delete"]
+MAX_PAGE = 10_000
+_KEY_SEP = "\x1f"
+
+
+@dataclass
+class Change:
+    entity: Entity
+    operation: Operation
+    company: str  # dataAreaId, "" for global entities
+    recid: int
+    before: Row | None
+    after: Row | None
+    caller: Caller
+    at: datetime
+    changed: list[str]  # fields whose value changed (all fields on Create/Delete)
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    count: int | None  # total after $filter, when $count=true
+    next_skip: int | None
+    top_left: int | None
+
+
+class Service:
+    def __init__(
+        self,
+        schema: Schema,
+        storage: Storage,
+        default_company: str,
+        on_commit: Callable[[list[Change]], None] | None = None,
+        max_page: int = MAX_PAGE,
+    ) -> None:
+        self.schema = schema
+        self.storage = storage
+        self.default_company = default_company.lower()
+        self.on_commit = on_commit
+        self.max_page = max_page
+        self._pending: list[list[Change]] = []
+
+    # ---- unit of work --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """A transaction; its changes are published after the outermost one commits."""
+        self._pending.append([])
+        try:
+            with self.storage.transaction():
+                yield
+        except BaseException:
+            self._pending.pop()
+            raise
+        done = self._pending.pop()
+        if self._pending:
+            self._pending[-1].extend(done)
+        elif done and self.on_commit:
+            self.on_commit(done)
+
+    def _record(self, change: Change) -> None:
+        if self._pending:
+            self._pending[-1].append(change)
+        elif self.on_commit:
+            self.on_commit([change])
+
+    # ---- entity sets and keys ---------------------------------------------------------------------
+    def entity(self, collection: str) -> Entity:
+        ent = self.schema.entity(collection)
+        if ent is None:
+            raise not_found(collection)
+        return ent
+
+    def parse_key(self, entity: Entity, text: str) -> dict[str, Any]:
+        """`dataAreaId='usmf',CustomerAccount='US-001'` (or a single positional value) as typed values."""
+        parts = _split_key(text)
+        values: dict[str, Any] = {}
+        if len(parts) == 1 and "=" not in _outside_quotes(parts[0]) and len(entity.keys) == 1:
+            values[entity.keys[0]] = self._key_literal(entity, entity.keys[0], parts[0])
+        else:
+            for part in parts:
+                name, sep, lit = part.partition("=")
+                name = name.strip()
+                if not sep or name not in entity.fields:
+                    raise ODataError(
+                        400,
+                        f"The key segment '{part}' does not name a key property of "
+                        f"'{self.schema.namespace}.{entity.name}'.",
+                    )
+                values[name] = self._key_literal(entity, name, lit.strip())
+        if set(values) != set(entity.keys):
+            raise ODataError(
+                400,
+                "The number of keys specified in the URI does not match number of key properties for the "
+                f"resource '{self.schema.namespace}.{entity.name}'. Expected: {', '.join(entity.keys)}.",
+            )
+        return values
+
+    def _key_literal(self, entity: Entity, name: str, text: str) -> Any:
+        fld = entity.fields[name]
+        if fld.type == "string":
+            if len(text) < 2 or text[0] != "'" or text[-1] != "'":
+                raise ODataError(400, f"The key value {text} for '{name}' must be a quoted string literal.")
+            return unquote(text[1:-1]).replace("''", "'")
+        if fld.type == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise ODataError(400, f"The key value {text} for '{name}' is not an Edm.Int32.") from None
+        return self.schema.parse_input(entity, fld, text.strip("'"))
+
+    @staticmethod
+    def keyid(entity: Entity, values: dict[str, Any]) -> str:
+        # F&O keys compare case-insensitively (SQL Server collation).
+        return _KEY_SEP.join(str(values[k]).lower() for k in entity.keys)
+
+    def _company_of(self, entity: Entity, values: dict[str, Any]) -> str:
+        return str(values["dataAreaId"]).lower() if entity.company_specific else ""
+
+    def _check_company_scope(self, entity: Entity, company: str, cross_company: bool, segment: str) -> None:
+        # Key access to another company than the caller's default needs cross-company=true.
+        if entity.company_specific and not cross_company and company != self.default_company:
+            raise not_found(segment)
+
+    # ---- rows --------------------------------------------------------------------------------------
+    def decode(self, entity: Entity, stored: StoredRow) -> Row:
+        row: Row = {}
+        for name, fld in entity.fields.items():
+            raw = stored.data.get(name)
+            row[name] = self.schema.empty_value(fld) if raw is None else self.schema.from_store(fld, raw)
+        row["@recid"] = stored.recid
+        row["@version"] = stored.version
+        return row
+
+    def encode(self, entity: Entity, row: Row) -> dict[str, Any]:
+        return {n: self.schema.to_store(f, row[n]) for n, f in entity.fields.items()}
+
+    def wire(self, entity: Entity, row: Row, select: list[str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"@odata.etag": etag(row)}
+        for name, fld in entity.fields.items():
+            if not select or name in select:
+                out[name] = self.schema.to_wire(fld, row[name])
+        return out
+
+    def _load(self, entity: Entity, values: dict[str, Any], segment: str) -> Row:
+        stored = self.storage.get(entity.collection, self.keyid(entity, values))
+        if stored is None:
+            raise not_found(segment)
+        return self.decode(entity, stored)
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def get(self, entity: Entity, key_text: str, cross_company: bool) -> Row:
+        values = self.parse_key(entity, key_text)
+        self._check_company_scope(entity, self._company_of(entity, values), cross_company, entity.collection)
+        return self._load(entity, values, entity.collection)
+
+    def query(
+        self,
+        entity: Entity,
+        *,
+        filter_text: str | None,
+        orderby: str | None,
+        top: int | None,
+        skip: int,
+        count: bool,
+        cross_company: bool,
+        page_size: int | None,
+    ) -> Page:
+        predicate = compile_filter(filter_text, entity, self.schema) if filter_text else None
+        company = None if cross_company or not entity.company_specific else self.default_company
+        rows = [self.decode(entity, s) for s in self.storage.scan(entity.collection, company)]
+        if predicate:
+            rows = [r for r in rows if predicate(r)]
+        if orderby:
+            rows = sort_rows(rows, orderby, entity, self.schema)
+        total = len(rows) if count else None
+        rows = rows[skip:]
+        if top is not None:
+            rows = rows[:top]
+        size = min(page_size or self.max_page, self.max_page)
+        if len(rows) > size:
+            return Page(rows[:size], total, skip + size, None if top is None else top - size)
+        return Page(rows, total, None, None)
+
+    def select(self, entity: Entity, text: str | None) -> list[str] | None:
+        return parse_select(text, entity, self.schema) if text else None
+
+    # ---- writes --------------------------------------------------------------------------------------
+    def create(self, entity: Entity, body: dict[str, Any], caller: Caller) -> Row:
+        values = self._parse_body(entity, body, allow_keys=True)
+        if entity.company_specific:
+            values["dataAreaId"] = str(values.get("dataAreaId") or self.default_company).lower()
+            self._check_company_exists(entity, values["dataAreaId"])
+        row: Row = {n: self.schema.empty_value(f) for n, f in entity.fields.items()}
+        row.update(values)
+        self._validate_write(entity, row)
+        keyid = self.keyid(entity, row)
+        now = _now()
+        row["ModifiedBy"] = caller.id
+        row["ModifiedDateTime"] = now
+        with self.unit():
+            if self.storage.get(entity.collection, keyid) is not None:
+                key_desc = ", ".join(f"{entity.fields[k].label}: {row[k]}" for k in entity.keys)
+                raise write_failed(
+                    entity.table,
+                    f"Cannot create a record in {entity.label} ({entity.table}). {key_desc}. "
+                    "The record already exists.",
+                )
+            company = self._company_of(entity, row)
+            stored = self.storage.insert(entity.collection, keyid, company, self.encode(entity, row))
+            row["@recid"], row["@version"] = stored.recid, stored.version
+            self._record(Change(entity, "Create", self._company_of(entity, row), stored.recid, None, row, caller, now,
+                                [n for n in entity.fields if n not in SYSTEM_FIELDS]))
+        return row
+
+    def update(
+        self,
+        entity: Entity,
+        key_text: str,
+        body: dict[str, Any],
+        caller: Caller,
+        *,
+        cross_company: bool,
+        if_match: str | None = None,
+        replace: bool = False,
+    ) -> Row:
+        keys = self.parse_key(entity, key_text)
+        self._check_company_scope(entity, self._company_of(entity, keys), cross_company, entity.collection)
+        values = self._parse_body(entity, body, allow_keys=True)
+        for k in entity.keys:
+            if k in values and str(values[k]).lower() != str(keys[k]).lower():
+                raise write_failed(
+                    entity.table, f"The key field '{k}' cannot be changed (from '{keys[k]}' to '{values[k]}')."
+                )
+            values.pop(k, None)
+        with self.unit():
+            before = self._load(entity, keys, entity.collection)
+            _check_etag(before, if_match)
+            after = dict(before)
+            if replace:  # PUT: fields not sent go back to their empty value
+                for name, fld in entity.fields.items():
+                    if name not in entity.keys and name not in SYSTEM_FIELDS:
+                        after[name] = self.schema.empty_value(fld)
+            after.update(values)
+            self._validate_write(entity, after)
+            changed = [n for n in entity.fields if n not in SYSTEM_FIELDS and after[n] != before[n]]
+            if not changed:
+                return before
+            now = _now()
+            after["ModifiedBy"] = caller.id
+            after["ModifiedDateTime"] = now
+            keyid = self.keyid(entity, keys)
+            after["@version"] = self.storage.update(entity.collection, keyid, self.encode(entity, after))
+            self._record(Change(entity, "Update", self._company_of(entity, keys), before["@recid"], before, after,
+                                caller, now, changed))
+        return after
+
+    def delete(self, entity: Entity, key_text: str, caller: Caller, *, cross_company: bool,
+               if_match: str | None = None) -> None:
+        keys = self.parse_key(entity, key_text)
+        self._check_company_scope(entity, self._company_of(entity, keys), cross_company, entity.collection)
+        with self.unit():
+            before = self._load(entity, keys, entity.collection)
+            _check_etag(before, if_match)
+            self._check_not_referenced(entity, before)
+            self.storage.delete(entity.collection, self.keyid(entity, keys))
+            self._record(Change(entity, "Delete", self._company_of(entity, keys), before["@recid"], before, None,
+                                caller, _now(), [n for n in entity.fields if n not in SYSTEM_FIELDS]))
+
+    def bulk_update(
+        self,
+        entity: Entity,
+        *,
+        filter_text: str | None,
+        company: str | None,
+        values_in: dict[str, Any],
+        caller: Caller,
+        raise_events: bool,
+    ) -> int:
+        """Set-based update (X++ update_recordset): no events unless asked, as in F&O."""
+        values = self._parse_body(entity, values_in, allow_keys=False)
+        predicate = compile_filter(filter_text, entity, self.schema) if filter_text else None
+        scope = company.lower() if company and entity.company_specific else None
+        touched = 0
+        with self.unit():
+            for stored in list(self.storage.scan(entity.collection, scope)):
+                before = self.decode(entity, stored)
+                if predicate and not predicate(before):
+                    continue
+                after = {**before, **values}
+                self._validate_write(entity, after)
+                changed = [n for n in values if after[n] != before[n]]
+                if not changed:
+                    continue
+                now = _now()
+                after["ModifiedBy"] = caller.id
+                after["ModifiedDateTime"] = now
+                after["@version"] = self.storage.update(
+                    entity.collection, self.keyid(entity, after), self.encode(entity, after)
+                )
+                touched += 1
+                if raise_events:
+                    self._record(Change(entity, "Update", self._company_of(entity, after), stored.recid, before,
+                                        after, caller, now, changed))
+        return touched
+
+    # ---- validation ------------------------------------------------------------------------------
+    def _parse_body(self, entity: Entity, body: Any, *, allow_keys: bool) -> Row:
+        if not isinstance(body, dict):
+            raise ODataError(400, "The request body must be a JSON object describing the entity.")
+        values: Row = {}
+        for name, value in body.items():
+            if name.startswith("@") or "@odata." in name:
+                continue  # annotations such as @odata.etag travel back from reads
+            fld = entity.fields.get(name)
+            if fld is None:
+                raise ODataError(
+                    400,
+                    f"The property '{name}' does not exist on type '{self.schema.namespace}.{entity.name}'. "
+                    "Make sure to only use property names that are defined by the type.",
+                )
+            if fld.read_only:
+                continue
+            if not allow_keys and name in entity.keys:
+                raise ODataError(400, f"The key field '{name}' cannot be set by a bulk update.")
+            values[name] = self.schema.parse_input(entity, fld, value)
+        return values
+
+    def _validate_write(self, entity: Entity, row: Row) -> None:
+        problems = []
+        for name, fld in entity.fields.items():
+            if fld.mandatory and row[name] == self.schema.empty_value(fld):
+                problems.append(f"Field '{fld.label}' ({name}) must be filled in.")
+        for name, fld in entity.fields.items():
+            if fld.relation and row[name] != "" and not problems:
+                target_name, target_field = fld.relation.split(".")
+                target = self.schema.entities[target_name]
+                key = {target_field: row[name]}
+                if target.company_specific:
+                    key["dataAreaId"] = row.get("dataAreaId", self.default_company)
+                if set(key) != set(target.keys) or self.storage.get(target_name, self.keyid(target, key)) is None:
+                    problems.append(
+                        f"The value '{row[name]}' in field '{fld.label}' ({name}) is not found in the relating "
+                        f"table '{target.label}'."
+                    )
+        if problems:
+            raise write_failed(entity.table, " ".join(f"Warning: {p}" for p in problems) + " Error: Validation failed.")
+
+    def _check_company_exists(self, entity: Entity, company: str) -> None:
+        legal = self.schema.entities.get("LegalEntities")
+        if legal and self.storage.get("LegalEntities", company) is None:
+            raise write_failed(entity.table, f"Company '{company}' does not exist.")
+
+    def _check_not_referenced(self, entity: Entity, row: Row) -> None:
+        """validateDelete: a group, currency or payment term still in use cannot be deleted."""
+        for other in self.schema.entities.values():
+            for fld in other.fields.values():
+                if not fld.relation:
+                    continue
+                target_name, target_field = fld.relation.split(".")
+                if target_name != entity.collection:
+                    continue
+                company = row.get("dataAreaId") if entity.company_specific else None
+                value = str(row[target_field]).lower()
+                for stored in self.storage.scan(other.collection, company):
+                    if str(stored.data.get(fld.name, "")).lower() == value:
+                        raise write_failed(
+                            entity.table,
+                            f"The record cannot be deleted while dependent records exist in {other.label} "
+                            f"({fld.name} = '{row[target_field]}').",
+                        )
+
+
+def etag(row: Row) -> str:
+    token = base64.b64encode(f"1,{row['@recid']};{row['@version']}".encode()).decode()
+    return f'W/"{token}"'
+
+
+def _check_etag(row: Row, if_match: str | None) -> None:
+    if if_match and if_match.strip() != "*" and if_match.strip() != etag(row):
+        raise ODataError(412, "The record has been changed by another user since it was read (ETag mismatch).")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _split_key(text: str) -> list[str]:
+    parts, buf, quoted = [], [], False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()] or [""]
+
+
+def _outside_quotes(text: str) -> str:
+    return re.sub(r"'(?:[^']|'')*'", "", text)
