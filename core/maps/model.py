@@ -1,0 +1,124 @@
+"""The table map: one JSON file per map under maps/, validated by this pydantic model.
+
+A map pairs an F&O data entity with a Dataverse table. Structure only is checked here (and
+in the JSON Schema generated from these classes); cross-field and cross-map rules live in
+`core.maps.validation`, so that one broken map yields every problem at once, by name.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.maps.transforms import Transform
+from core.maps.values import ValueType
+
+Direction = Literal["both", "to_dataverse", "to_fno"]
+Side = Literal["fno", "dataverse"]
+ConflictPolicy = Literal["primary_wins", "latest_wins"]
+
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FnoSide(_Strict):
+    entity_set: str = Field(description="Public collection name of the data entity, e.g. CustomersV3")
+    key: list[str] = Field(min_length=1, description="All key fields, dataAreaId included when company-specific")
+    filter: str | None = Field(None, description="Source filter: OData $filter or F&O range expression")
+
+
+class DataverseSide(_Strict):
+    table: str = Field(description="Logical name, e.g. account")
+    entity_set: str = Field(description="Entity set name used in Web API URLs, e.g. accounts")
+    primary_id: str = Field(description="Primary id column, e.g. accountid")
+    key: list[str] = Field(
+        min_length=1,
+        description="Integration key (an alternate key): columns, and the company part as "
+        "'<company lookup>.<company code column>', e.g. msdyn_company.cdm_companycode",
+    )
+    filter: str | None = Field(None, description="Source filter in OData $filter syntax (table columns only)")
+
+
+class Company(_Strict):
+    """How a company-specific map carries the company: dataAreaId in F&O, a lookup to the
+    company table in Dataverse. The company is part of both keys and is never a field mapping."""
+
+    map: str = Field(description="The map of legal entities (its Dataverse key is the company code)")
+    fno: str = Field("dataAreaId", description="Company field of the F&O entity")
+    dataverse: str = Field(description="Company lookup (navigation property) of the Dataverse table")
+
+
+class FieldMapping(_Strict):
+    fno: str | None = Field(description="F&O field, or null for a Dataverse-only value (a constant)")
+    dataverse: str | None = Field(description="Dataverse column, or null for an F&O-only value (a constant)")
+    direction: Direction = Field(description="both, to_dataverse (F&O -> Dataverse) or to_fno")
+    type: ValueType = Field(
+        description="Type of the F&O field (of the Dataverse column when there is no F&O field); "
+        "the other side's type follows from the transforms")
+    transform: list[Transform] = Field(
+        default_factory=list, description="Transforms, written in the F&O -> Dataverse direction")
+
+    @property
+    def label(self) -> str:
+        return self.fno or self.dataverse or "?"
+
+
+class Lookup(_Strict):
+    """A reference to a row of another map, carried as a navigation property in Dataverse and
+    as the referenced row's key field(s) in F&O."""
+
+    dataverse: str = Field(description="Single-valued navigation property, e.g. msdyn_customergroupid")
+    map: str = Field(description="Name of the map of the referenced rows")
+    fno: dict[str, str] = Field(
+        min_length=1,
+        description="F&O field of this entity -> key field of the referenced entity (company excluded)")
+    direction: Direction = "both"
+    required: bool = Field(
+        False, description="A required lookup cannot be written later, so it cannot break a cycle")
+
+    @property
+    def label(self) -> str:
+        return self.dataverse
+
+
+class TableMap(_Strict):
+    schema_: str | None = Field(None, alias="$schema", description="Path of map.schema.json, for editors")
+    name: str = Field(pattern=_NAME, description="Unique map name, e.g. customers")
+    title: str | None = None
+    description: str | None = None
+    version: str = Field(pattern=r"^\d+(\.\d+){0,3}$")
+    enabled: bool = True
+    primary: Side = Field(description="Side that wins initial sync and, under primary_wins, conflicts")
+    conflict: ConflictPolicy = "primary_wins"
+    company: Company | None = Field(None, description="Set for company-specific maps")
+    fno: FnoSide
+    dataverse: DataverseSide
+    fields: list[FieldMapping] = Field(min_length=1)
+    lookups: list[Lookup] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def fields_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[FieldMapping]:
+        return [f for f in self.fields if f.direction in ("both", direction)]
+
+    def lookups_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[Lookup]:
+        return [lk for lk in self.lookups if lk.direction in ("both", direction)]
+
+    def key_fields(self, side: Side) -> list[str]:
+        """Key parts of `side` without the company part."""
+        if side == "fno":
+            return [k for k in self.fno.key if not (self.company and k == self.company.fno)]
+        return [k for k in self.dataverse.key if not (self.company and k.split(".")[0] == self.company.dataverse)]
+
+    def key_pairs(self) -> list[tuple[str, str]]:
+        """(F&O key field, Dataverse key column) pairs, company excluded, in F&O key order."""
+        pairs = []
+        for fno_key in self.key_fields("fno"):
+            mapping = next((f for f in self.fields if f.fno == fno_key and f.dataverse), None)
+            if mapping is not None:
+                pairs.append((fno_key, mapping.dataverse or ""))
+        return pairs

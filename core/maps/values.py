@@ -1,0 +1,136 @@
+"""Value types of mapped fields and their canonical Python form.
+
+Every value that crosses a map is normalised to one canonical form per type, so projection,
+hashing and comparison never depend on how a payload happened to spell it: Decimal for money
+and quantities (never float: a float cannot carry 10 decimal places without loss), aware UTC
+datetimes, dates, ints, bools, enum symbols as str, choices as int, guids as lower-case str.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, get_args
+
+ValueType = Literal["string", "integer", "decimal", "boolean", "date", "datetime", "enum", "choice", "guid"]
+VALUE_TYPES: tuple[str, ...] = get_args(ValueType)
+
+
+class MapValueError(ValueError):
+    """A value does not fit its declared type or a transform; terminal for the record (bad data)."""
+
+
+def coerce(value_type: ValueType, value: Any) -> Any:
+    """The canonical form of `value` as `value_type`; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise MapValueError(f"float {value!r} is not accepted for {value_type}: parse JSON with Decimal")
+    match value_type:
+        case "string" | "enum":
+            if isinstance(value, str):
+                return value
+        case "integer" | "choice":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, Decimal) and value == value.to_integral_value():
+                return int(value)
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)
+        case "decimal":
+            return _decimal(value)
+        case "boolean":
+            if isinstance(value, bool):
+                return value
+        case "date":
+            return _date(value)
+        case "datetime":
+            return _datetime(value)
+        case "guid":
+            if isinstance(value, uuid.UUID):
+                return str(value)
+            if isinstance(value, str):
+                try:
+                    return str(uuid.UUID(value.strip("{}")))
+                except ValueError:
+                    pass
+    raise MapValueError(f"{value!r} is not a valid {value_type}")
+
+
+def type_of_literal(value: Any) -> ValueType | None:
+    """The value type a JSON literal in a map file naturally has (for constants and value maps)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, Decimal):
+        return "decimal"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def compatible(declared: ValueType, literal: Any) -> bool:
+    """Whether a literal from a map file can stand for a value of `declared` type."""
+    try:
+        coerce(declared, literal)
+    except MapValueError:
+        return False
+    return True
+
+
+def _decimal(value: Any) -> Decimal:
+    result: Decimal | None = None
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            result = None
+    if result is None or not result.is_finite():
+        raise MapValueError(f"{value!r} is not a valid decimal")
+    return result
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, datetime):
+        value = _as_utc(value)
+        if value.time() != datetime.min.time():
+            raise MapValueError(f"{value.isoformat()} is not a date (has a time of day)")
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10:
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                pass
+        else:
+            # F&O sends dates as Edm.DateTimeOffset at midnight UTC.
+            return _date(_datetime(text))
+    raise MapValueError(f"{value!r} is not a valid date")
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return _as_utc(parsed)
+    raise MapValueError(f"{value!r} is not a valid datetime (ISO 8601 with a time zone)")
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise MapValueError(f"{value.isoformat()} has no time zone: datetimes must be timezone-aware")
+    return value.astimezone(UTC)
