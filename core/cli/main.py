@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from core import __version__
+from core.cli import maps
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("version", help="print the engine version").set_defaults(handler=_version)
     # Command groups register themselves here (e.g. `maps`), one module each.
+    maps.register(commands)
     return parser
 
 
