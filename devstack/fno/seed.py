@@ -44,8 +44,8 @@ PRODUCTS = [("D0001", "MidRangeSpeaker2", "Mid-range speaker", "79.99", "38.5"),
             ("D0003", "StandardSpeaker", "Standard speaker", "129", "61.125"),
             ("D0004", "HighEndSpeaker", "High-end speaker", "899.9999", "410.3333333333"),
             ("P0001", "InstallService", "Installation service", "150", "0")]
-CONTACTS = [("Ana", "Bowman", "Purchasing manager"), ("Ben", "Miller", "Accounts payable"),
-            ("Chloe", "Nguyen", "Owner"), ("David", "Schmidt", "Controller")]
+CONTACTS = [("Ana", "Bowman", "Purchasing manager", "Female"), ("Ben", "Miller", "Accounts payable", "Male"),
+            ("Chloe", "Nguyen", "Owner", "Female"), ("David", "Schmidt", "Controller", "Male")]
 
 
 def seed(service: Service) -> None:
@@ -94,6 +94,7 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
             "AddressLatitude": Decimal("47.6") + Decimal(i) / 100,
             "AddressLongitude": Decimal("-122.3") - Decimal(i) / 100,
             "CustomerSinceDate": f"20{10 + i}-0{(i % 9) + 1}-15",
+            "SalesMemo": "Seeded demo customer" if i % 2 == 0 else "",
         })
     _create(service, "CustomersV3", customers)
     vendors = []
@@ -107,19 +108,20 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
             "PrimaryEmailAddress": f"sales@{name.split()[0].lower().rstrip(chr(39) + 's')}.example",
         })
     _create(service, "VendorsV2", vendors)
-    _create(service, "ContactPersons", [
+    _create(service, "ContactPersonsV2", [
         {"dataAreaId": company, "ContactPersonId": f"{prefix}C-{i + 1:03d}", "FirstName": first, "LastName": last,
-         "JobTitle": title, "ContactPersonType": "Customer", "CustomerAccount": f"{prefix}-{i + 1:03d}",
-         "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
-         "PrimaryEmailAddress": f"{first.lower()}.{last.lower()}@example.com"}
-        for i, (first, last, title) in enumerate(CONTACTS)
+         "EmploymentProfession": title, "Gender": gender, "AssociatedContactType": "Customer",
+         "AssociatedContactNumber": f"{prefix}-{i + 1:03d}", "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
+         "PrimaryEmailAddress": f"{first.lower()}.{last.lower()}@example.com", "PrimaryPhoneNumber": f"+1 555 01{i:02d}"}
+        for i, (first, last, title, gender) in enumerate(CONTACTS)
     ])
     _create(service, "ReleasedProductsV2", [
         {"dataAreaId": company, "ItemNumber": item, "ProductNumber": item, "ProductName": name, "SearchName": search,
          "ProductType": "Service" if item.startswith("P") else "Item", "ProductSubType": "Product",
          "ItemModelGroupId": "FIFO", "ProductGroupId": "Audio" if item.startswith("D") else "Services",
          "InventoryUnitSymbol": "ea", "SalesUnitSymbol": "ea", "PurchaseUnitSymbol": "ea",
-         "SalesPrice": Decimal(price), "PurchasePrice": Decimal(cost)}
+         "SalesPrice": Decimal(price), "PurchasePrice": Decimal(cost), "UnitCost": Decimal(cost),
+         "SalesPriceDate": "2024-01-01", "IsPhantom": "No"}
         for item, search, name, price, cost in PRODUCTS
     ])
 
