@@ -111,8 +111,10 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
     _create(service, "ContactPersonsV2", [
         {"dataAreaId": company, "ContactPersonId": f"{prefix}C-{i + 1:03d}", "FirstName": first, "LastName": last,
          "EmploymentProfession": title, "Gender": gender, "AssociatedContactType": "Customer",
-         "AssociatedContactNumber": f"{prefix}-{i + 1:03d}", "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
-         "PrimaryEmailAddress": f"{first.lower()}.{last.lower()}@example.com", "PrimaryPhoneNumber": f"+1 555 01{i:02d}"}
+         "AssociatedContactNumber": f"{prefix}-{i + 1:03d}",
+         "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
+         "PrimaryEmailAddress": f"{first.lower()}.{last.lower()}@example.com",
+         "PrimaryPhoneNumber": f"+1 555 01{i:02d}"}
         for i, (first, last, title, gender) in enumerate(CONTACTS)
     ])
     _create(service, "ReleasedProductsV2", [

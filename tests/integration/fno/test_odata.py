@@ -266,9 +266,8 @@ def test_dates_and_enums_on_the_wire(odata: httpx.Client) -> None:
     assert product["SalesPriceDate"] == "2024-01-01T12:00:00Z"  # F&O dates travel as DateTimeOffset at noon
     assert product["ProductType"] == "Item"
     assert product["PurchasePrice"] == 410.3333333333
-    resp = odata.patch("ReleasedProductsV2(dataAreaId='usmf',ItemNumber='D0004')", json={"SalesPriceDate": "2025-02-03"})
-    assert resp.status_code == 204
-    assert odata.get("ReleasedProductsV2(dataAreaId='usmf',ItemNumber='D0004')").json()["SalesPriceDate"] == (
-        "2025-02-03T12:00:00Z")
+    url = "ReleasedProductsV2(dataAreaId='usmf',ItemNumber='D0004')"
+    assert odata.patch(url, json={"SalesPriceDate": "2025-02-03"}).status_code == 204
+    assert odata.get(url).json()["SalesPriceDate"] == "2025-02-03T12:00:00Z"
     found = odata.get("ReleasedProductsV2", params={"$filter": "SalesPriceDate ge 2025-01-01"}).json()["value"]
     assert [p["ItemNumber"] for p in found] == ["D0004"]
