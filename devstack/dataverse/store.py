@@ -1,0 +1,153 @@
+"""SQLite storage: one generic row table (JSON per row, decimals as strings), a unique index per
+alternate key, and a change log whose sequence is the row version (etag, RowVersion, delta tokens).
+
+One connection, explicit transactions. Writers are serialized by the caller (`Database.unit`), which
+matches Dataverse's per-row locking closely enough for a single-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+DDL = """
+CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (tbl, id));
+CREATE TABLE IF NOT EXISTS keys (tbl TEXT NOT NULL, keyname TEXT NOT NULL, keyval TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (tbl, keyname, keyval));
+CREATE INDEX IF NOT EXISTS keys_by_id ON keys (tbl, id);
+CREATE TABLE IF NOT EXISTS changes (version INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL,
+    op TEXT NOT NULL, at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));
+CREATE INDEX IF NOT EXISTS changes_by_tbl ON changes (tbl, version);
+"""
+
+_unit_hooks: ContextVar[list[Callable[[], None]] | None] = ContextVar("dataverse_unit_hooks", default=None)
+
+
+class KeyConflict(Exception):
+    """An alternate-key (or primary-key) value is already taken."""
+
+    def __init__(self, keyname: str) -> None:
+        super().__init__(keyname)
+        self.keyname = keyname
+
+
+class Database:
+    def __init__(self, path: str = ":memory:") -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(DDL)
+        self.lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        """One atomic write unit (a request, or a whole $batch changeset). Nested units join the outer one."""
+        if _unit_hooks.get() is not None:
+            yield
+            return
+        hooks: list[Callable[[], None]] = []
+        async with self.lock:
+            token = _unit_hooks.set(hooks)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                _unit_hooks.reset(token)
+        for hook in hooks:
+            hook()
+
+    @staticmethod
+    def after_commit(hook: Callable[[], None]) -> None:
+        """Run `hook` once the current unit commits (dropped on rollback); at once outside a unit."""
+        hooks = _unit_hooks.get()
+        if hooks is None:
+            hook()
+        else:
+            hooks.append(hook)
+
+    # -- rows -------------------------------------------------------------------------------------------
+
+    def get(self, tbl: str, row_id: str) -> tuple[int, dict[str, Any]] | None:
+        found = self.conn.execute("SELECT version, data FROM rows WHERE tbl=? AND id=?", (tbl, row_id)).fetchone()
+        return None if found is None else (found[0], json.loads(found[1]))
+
+    def scan(self, tbl: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        for row_id, version, data in self.conn.execute("SELECT id, version, data FROM rows WHERE tbl=?", (tbl,)):
+            yield row_id, version, json.loads(data)
+
+    def count(self, tbl: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM rows WHERE tbl=?", (tbl,)).fetchone()[0]
+
+    def _log(self, tbl: str, row_id: str, op: str) -> int:
+        cur = self.conn.execute("INSERT INTO changes (tbl, id, op) VALUES (?, ?, ?)", (tbl, row_id, op))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def next_version(self, tbl: str, row_id: str, op: str) -> int:
+        """Log a change and return its version: the new row's versionnumber."""
+        return self._log(tbl, row_id, op)
+
+    def put(self, tbl: str, row_id: str, version: int, data: dict[str, Any], keys: dict[str, str | None],
+            *, new: bool) -> None:
+        if new:
+            try:
+                self.conn.execute(
+                    "INSERT INTO rows (tbl, id, version, data) VALUES (?, ?, ?, ?)",
+                    (tbl, row_id, version, json.dumps(data)),
+                )
+            except sqlite3.IntegrityError:
+                raise KeyConflict("primary") from None
+        else:
+            self.conn.execute(
+                "UPDATE rows SET version=?, data=? WHERE tbl=? AND id=?", (version, json.dumps(data), tbl, row_id)
+            )
+            self.conn.execute("DELETE FROM keys WHERE tbl=? AND id=?", (tbl, row_id))
+        for keyname, keyval in keys.items():
+            if keyval is None:
+                continue
+            try:
+                self.conn.execute(
+                    "INSERT INTO keys (tbl, keyname, keyval, id) VALUES (?, ?, ?, ?)", (tbl, keyname, keyval, row_id)
+                )
+            except sqlite3.IntegrityError:
+                raise KeyConflict(keyname) from None
+
+    def delete(self, tbl: str, row_id: str) -> None:
+        self.conn.execute("DELETE FROM rows WHERE tbl=? AND id=?", (tbl, row_id))
+        self.conn.execute("DELETE FROM keys WHERE tbl=? AND id=?", (tbl, row_id))
+        self._log(tbl, row_id, "delete")
+
+    def find_by_key(self, tbl: str, keyname: str, keyval: str) -> str | None:
+        found = self.conn.execute(
+            "SELECT id FROM keys WHERE tbl=? AND keyname=? AND keyval=?", (tbl, keyname, keyval)
+        ).fetchone()
+        return None if found is None else found[0]
+
+    # -- change tracking --------------------------------------------------------------------------------
+
+    def current_version(self) -> int:
+        found = self.conn.execute("SELECT max(version) FROM changes").fetchone()[0]
+        return found or 0
+
+    def changes_since(self, tbl: str, version: int) -> list[tuple[str, int, str]]:
+        """(id, last version, last op) per row changed after `version`, oldest change first."""
+        return [
+            (row_id, last, op)
+            for row_id, last, op in self.conn.execute(
+                "SELECT c.id, c.version, c.op FROM changes c JOIN "
+                "(SELECT id, max(version) AS v FROM changes WHERE tbl=? AND version>? GROUP BY id) m "
+                "ON c.id=m.id AND c.version=m.v WHERE c.tbl=? ORDER BY c.version",
+                (tbl, version, tbl),
+            )
+        ]
