@@ -83,7 +83,7 @@ def parse(body: bytes, content_type: str) -> list[Part | list[Part]]:
         headers = _headers(lines)
         ctype = headers.get("content-type", "")
         if ctype.lower().startswith("multipart/mixed"):
-            changeset = [_parse_request(b"\r\n\r\n" + inner) for inner in _split(content, boundary_of(ctype))]
+            changeset = [_parse_request(inner) for inner in _split(content, boundary_of(ctype))]
             items.append(changeset)
         else:
             items.append(_parse_request(blob))
