@@ -44,7 +44,8 @@ def test_create_answers_204_with_entity_id_and_the_row_reads_back(api, dataverse
     assert got.status_code == 200
     body = got.json()
     assert body["@odata.etag"].startswith('W/"')
-    assert body["@odata.context"].endswith("$metadata#accounts(name,accountnumber,_msdyn_company_value,createdon)/$entity")
+    context = "$metadata#accounts(name,accountnumber,_msdyn_company_value,createdon)/$entity"
+    assert body["@odata.context"].endswith(context)
     assert body["accountid"] == account_id and body["name"] == "Contoso" and body["accountnumber"] == number
     assert body["_msdyn_company_value"] == USMF
     assert body["createdon"].endswith("Z")
@@ -69,7 +70,8 @@ def test_money_and_decimal_keep_ten_places_and_datetimes_are_utc(api):
     assert b"12345678901.1234567891" in r.content
     currency = api.post("transactioncurrencies", content=(
         b'{"isocurrencycode":"XTS","currencyname":"Test","currencysymbol":"T","currencyprecision":4,'
-        b'"exchangerate":0.0000000001}'), headers={"Prefer": "return=representation", "Content-Type": "application/json"})
+        b'"exchangerate":0.0000000001}'),
+        headers={"Prefer": "return=representation", "Content-Type": "application/json"})
     assert currency.status_code == 201, currency.text
     assert exact(currency)["exchangerate"] == Decimal("1E-10")
     contact = api.post("contacts", json={"lastname": "Date", "birthdate": "1990-05-17"},
