@@ -53,7 +53,8 @@ def test_concurrency_cap_per_caller(tight: FnoSimulator) -> None:
                 break
         assert second is not None and second.status_code == 429
         assert second.headers["retry-after"] == "1"
-        other = httpx.get(tight.data_url + "Currencies", headers=tight.headers(oid="dddddddd-0000-0000-0000-000000000004"))
+        other_caller = tight.headers(oid="dddddddd-0000-0000-0000-000000000004")
+        other = httpx.get(tight.data_url + "Currencies", headers=other_caller)
         assert other.status_code == 200  # the cap is per caller
         stalled.sendall(rest)
         answer = stalled.recv(4096).decode()
