@@ -437,17 +437,14 @@ def render(
         if isinstance(item, Comparison):
             return f"{item.field} {item.op} {literal(item.field, item.value)}"
         if isinstance(item, AnyOf):
-            parts = [f"{item.field} eq {literal(item.field, v)}" for v in item.values]
-            return "(" + " or ".join(parts) + ")"
+            return go(Or(tuple(Comparison(item.field, "eq", v) for v in item.values)), parent)
         if isinstance(item, Between):
             if isinstance(item.low, EnumSymbol) or isinstance(item.high, EnumSymbol):
                 # F&O enums support only eq/ne, so a symbol range becomes a list.
                 symbols = _members_between(item.low, item.high, item.field, enum_members)
                 enum_type = next(v.enum_type for v in (item.low, item.high) if isinstance(v, EnumSymbol))
-                parts = [f"{item.field} eq {literal(item.field, EnumSymbol(s, enum_type))}" for s in symbols]
-                return "(" + " or ".join(parts) + ")"
-            low, high = literal(item.field, item.low), literal(item.field, item.high)
-            return f"({item.field} ge {low} and {item.field} le {high})"
+                return go(AnyOf(item.field, tuple(EnumSymbol(s, enum_type) for s in symbols)), parent)
+            return go(And((Comparison(item.field, "ge", item.low), Comparison(item.field, "le", item.high))), parent)
         if dialect == "fno":
             pattern = {"contains": "*{}*", "startswith": "{}*", "endswith": "*{}"}[item.function]
             return f"{item.field} eq {_quote(pattern.format(item.value))}"

@@ -55,7 +55,7 @@ class _Transform(BaseModel):
     def _expect(self, in_type: ValueType, *accepted: ValueType) -> None:
         if in_type not in accepted:
             raise TransformTypeError(
-                f"transform {self.type!r} needs a {' or '.join(accepted)} value, the field is {in_type}"  # type: ignore[attr-defined]
+                f"transform {self.type!r} needs {_a(' or '.join(accepted))} value, the field is {in_type}"  # type: ignore[attr-defined]
             )
 
 
@@ -103,7 +103,7 @@ class ValueMap(_Transform):
 
     def definition_problems(self, in_type: ValueType, directions: set[str]) -> list[str]:
         problems = [
-            f"value map: F&O value {pair.fno!r} is not a {in_type}"
+            f"value map: F&O value {pair.fno!r} is not {_a(in_type)}"
             for pair in self.pairs
             if pair.fno is not None and not compatible(in_type, pair.fno)
         ]
@@ -325,6 +325,10 @@ Transform = Annotated[
 ]
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def _one_way(directions: set[str]) -> set[str]:
     expanded = set(directions)
     if "both" in expanded:
@@ -344,7 +348,7 @@ def _duplicates(values: list[Any]) -> list[Any]:
 
 def _literal_problems(name: str, value: Any, in_type: ValueType) -> list[str]:
     if value is not None and not compatible(in_type, value):
-        return [f"{name} value {value!r} is not a {in_type}"]
+        return [f"{name} value {value!r} is not {_a(in_type)}"]
     return []
 
 
