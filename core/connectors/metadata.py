@@ -89,6 +89,7 @@ def _dataverse_column(attribute: Mapping[str, Any]) -> Column | None:
     if kind == "DateTime":
         behavior = (attribute.get("DateTimeBehavior") or {}).get("Value")
         column_type = "date" if attribute.get("Format") == "DateOnly" or behavior == "DateOnly" else "datetime"
+        kind = f"DateTime ({'DateOnly' if column_type == 'date' else 'DateAndTime'})"
     if attribute.get("IsPrimaryId"):
         column_type = "guid"
     level = (attribute.get("RequiredLevel") or {}).get("Value")

@@ -90,11 +90,11 @@ def test_lookups_need_the_other_maps(shipped):
         project(shipped["customers"], "to_dataverse", CUSTOMER)
 
 
-def test_product_date_to_datetime(shipped):
+def test_product_values_to_dataverse(shipped):
     out = shipped.project("released-products", "to_dataverse", {
         "dataAreaId": "usmf", "ItemNumber": "A0001", "SalesPriceDate": "2024-03-01T00:00:00Z",
         "ProductType": "Service", "IsPhantom": "No", "SalesPrice": "12.5"})
-    assert out["msdyn_salespricedate"] == datetime(2024, 3, 1, tzinfo=UTC)
+    assert out["msdyn_salespricedate"] == date(2024, 3, 1)  # F&O sends dates as midnight DateTimeOffsets
     assert out["msdyn_producttype"] == 192350001
     assert out["msdyn_isphantom"] is False
     assert out["msdyn_salesprice"] == Decimal("12.5")
