@@ -1,5 +1,9 @@
 """Deterministic demo data: the two legal entities the Dataverse simulator also knows (usmf, demf),
-with currencies, payment terms, customer and vendor groups, customers, vendors, contacts and products."""
+with currencies, payment terms, customer and vendor groups, customers, vendors, contacts and products.
+
+Reference data (currencies, payment terms, groups) and the key formats (US-001, V-US-001, USC0010,
+D0001) are the Dataverse simulator's, so the shipped maps link rows on both sides; names and amounts
+differ on purpose, so a first sync has real differences to resolve."""
 
 from __future__ import annotations
 
@@ -20,15 +24,14 @@ LEGAL_ENTITIES = [
      "LanguageId": "de", "IsSubsidiary": "Yes"},
 ]
 CURRENCIES = [
-    ("USD", "US Dollar", "$"), ("EUR", "Euro", "€"), ("GBP", "British Pound", "£"), ("CAD", "Canadian Dollar", "$"),
-    ("JPY", "Japanese Yen", "¥"), ("CHF", "Swiss Franc", "Fr"),
+    ("USD", "US Dollar", "$"), ("EUR", "Euro", "€"), ("GBP", "Pound Sterling", "£"), ("CAD", "Canadian Dollar", "CA$"),
+    ("JPY", "Yen", "¥"), ("CHF", "Swiss Franc", "CHF"),
 ]
 PAYMENT_TERMS = [("Net10", "Net 10 days", "Net", 10), ("Net30", "Net 30 days", "Net", 30),
                  ("Net45", "Net 45 days", "Net", 45), ("COD", "Cash on delivery", "COD", 0)]
 CUSTOMER_GROUPS = [("10", "Wholesale customers"), ("20", "Major customers"), ("30", "Retail customers"),
-                   ("80", "Other customers"), ("90", "Intercompany customers")]
-VENDOR_GROUPS = [("10", "Parts vendors"), ("20", "Service vendors"), ("50", "Other vendors"),
-                 ("90", "Intercompany vendors")]
+                   ("40", "Internet customers"), ("90", "Other customers")]
+VENDOR_GROUPS = [("10", "Parts vendors"), ("20", "Service vendors"), ("30", "Tax authority"), ("50", "Other vendors")]
 COMPANY_PROFILE = {
     "usmf": {"prefix": "US", "currency": "USD", "country": "USA", "city": ["Seattle", "Redmond", "Portland", "Chicago",
              "Boston"], "language": "en-us"},
@@ -43,7 +46,7 @@ PRODUCTS = [("D0001", "MidRangeSpeaker2", "Mid-range speaker", "79.99", "38.5"),
             ("D0002", "CabinetSpeaker", "Cabinet speaker", "249.5", "120.25"),
             ("D0003", "StandardSpeaker", "Standard speaker", "129", "61.125"),
             ("D0004", "HighEndSpeaker", "High-end speaker", "899.9999", "410.3333333333"),
-            ("P0001", "InstallService", "Installation service", "150", "0")]
+            ("D0005", "InstallService", "Installation service", "150", "0")]
 CONTACTS = [("Ana", "Bowman", "Purchasing manager", "Female"), ("Ben", "Miller", "Accounts payable", "Male"),
             ("Chloe", "Nguyen", "Owner", "Female"), ("David", "Schmidt", "Controller", "Male")]
 
@@ -87,7 +90,7 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
             "SalesCurrencyCode": currency, "PaymentTerms": PAYMENT_TERMS[i % 3][0],
             "CreditLimit": Decimal(10000 * (i + 1)) + Decimal("0.5") * (i % 2),
             "CreditLimitIsMandatory": "Yes" if i % 3 == 0 else "No",
-            "ContactPersonId": f"{prefix}C-{(i % 4) + 1:03d}", "LanguageId": profile["language"],
+            "ContactPersonId": f"{prefix}C{(i % 4) + 1:03d}0", "LanguageId": profile["language"],
             "PrimaryContactEmail": f"info@{CUSTOMER_NAMES[i].split()[0].lower()}.example",
             "AddressCountryRegionId": profile["country"], "AddressCity": cities[i % 5],
             "AddressStreet": f"{100 + i} Main Street", "AddressZipCode": f"{10000 + i * 7}",
@@ -100,7 +103,7 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
     vendors = []
     for i, name in enumerate(VENDOR_NAMES[: 5 if company == "usmf" else 3]):
         vendors.append({
-            "dataAreaId": company, "VendorAccountNumber": f"{prefix}-1{i + 1:02d}", "VendorPartyType": "Organization",
+            "dataAreaId": company, "VendorAccountNumber": f"V-{prefix}-{i + 1:03d}", "VendorPartyType": "Organization",
             "VendorPartyNumber": f"{company.upper()}V{i + 1:05d}", "VendorOrganizationName": f"{name} ({prefix})",
             "VendorSearchName": name.split()[0], "VendorGroupId": VENDOR_GROUPS[i % 3][0], "CurrencyCode": currency,
             "DefaultPaymentTermsName": PAYMENT_TERMS[(i + 1) % 3][0], "LanguageId": profile["language"],
@@ -109,7 +112,7 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
         })
     _create(service, "VendorsV2", vendors)
     _create(service, "ContactPersonsV2", [
-        {"dataAreaId": company, "ContactPersonId": f"{prefix}C-{i + 1:03d}", "FirstName": first, "LastName": last,
+        {"dataAreaId": company, "ContactPersonId": f"{prefix}C{i + 1:03d}0", "FirstName": first, "LastName": last,
          "EmploymentProfession": title, "Gender": gender, "AssociatedContactType": "Customer",
          "AssociatedContactNumber": f"{prefix}-{i + 1:03d}",
          "ContactPersonPartyNumber": f"{company.upper()}P{i + 1:05d}",
@@ -119,8 +122,8 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
     ])
     _create(service, "ReleasedProductsV2", [
         {"dataAreaId": company, "ItemNumber": item, "ProductNumber": item, "ProductName": name, "SearchName": search,
-         "ProductType": "Service" if item.startswith("P") else "Item", "ProductSubType": "Product",
-         "ItemModelGroupId": "FIFO", "ProductGroupId": "Audio" if item.startswith("D") else "Services",
+         "ProductType": "Service" if search == "InstallService" else "Item", "ProductSubType": "Product",
+         "ItemModelGroupId": "FIFO", "ProductGroupId": "Services" if search == "InstallService" else "Audio",
          "InventoryUnitSymbol": "ea", "SalesUnitSymbol": "ea", "PurchaseUnitSymbol": "ea",
          "SalesPrice": Decimal(price), "PurchasePrice": Decimal(cost), "UnitCost": Decimal(cost),
          "SalesPriceDate": "2024-01-01", "IsPhantom": "No"}

@@ -179,13 +179,13 @@ def test_retries_then_errors_list_then_resend(fno: FnoSimulator, odata: httpx.Cl
     try:
         assert admin.post("endpoints", json={"name": "flaky", "type": "https", "url": flaky.url}).status_code == 201
         activate(admin, "DWVendorChangedBusinessEvent", "", "flaky")
-        url = "VendorsV2(dataAreaId='usmf',VendorAccountNumber='US-101')"
+        url = "VendorsV2(dataAreaId='usmf',VendorAccountNumber='V-US-001')"
         # Two failures are absorbed by the retries (3 retries after the first attempt).
         flaky.fail_next(2)
         assert odata.patch(url, json={"AddressCity": "Spokane"}).status_code == 204
         drain(admin)
         assert flaky.failures == 2
-        assert flaky.wait_for(lambda p: p.get("VendorAccountNumber") == "US-101")
+        assert flaky.wait_for(lambda p: p.get("VendorAccountNumber") == "V-US-001")
         # Four failures exhaust them: the event goes to the errors list.
         flaky.clear()
         flaky.fail_next(4)
@@ -199,7 +199,7 @@ def test_retries_then_errors_list_then_resend(fno: FnoSimulator, odata: httpx.Cl
         resent = admin.post(f"errors/{errors[0]['id']}/resend")
         assert resent.status_code == 200 and resent.json()["resent"] == [errors[0]["id"]]
         drain(admin)
-        again = flaky.wait_for(lambda p: p.get("VendorAccountNumber") == "US-101")
+        again = flaky.wait_for(lambda p: p.get("VendorAccountNumber") == "V-US-001")
         assert again[0].body.decode() == errors[0]["payload"]  # the same event, byte for byte
         assert again[0].json()["ChangeType"] == "Update"
         assert not [e for e in admin.get("errors").json() if e["endpoint"] == "flaky"]
@@ -213,14 +213,14 @@ def test_bulk_update_raises_no_events_unless_asked(odata: httpx.Client, admin: h
     activate(admin, "CustomersV3.Update", "usmf", endpoint)
     receiver.clear()
     resp = admin.post("bulk-update", json={"entity": "CustomersV3", "company": "usmf",
-                                           "filter": "CustomerGroupId eq '80'", "set": {"CreditRating": "AAA"}})
+                                           "filter": "CustomerGroupId eq '40'", "set": {"CreditRating": "AAA"}})
     assert resp.status_code == 200 and resp.json()["updated"] >= 1
     drain(admin)
     assert not [r for r in receiver.received if r.json().get("MessageName") == "Update"]
     rated = odata.get("CustomersV3", params={"$filter": "CreditRating eq 'AAA'"}).json()["value"]
     assert len(rated) == resp.json()["updated"]
     asked = admin.post("bulk-update", json={"entity": "CustomersV3", "company": "usmf", "raiseEvents": True,
-                                            "filter": "CustomerGroupId eq '80'", "set": {"CreditRating": "AA"}})
+                                            "filter": "CustomerGroupId eq '40'", "set": {"CreditRating": "AA"}})
     assert asked.status_code == 200
     drain(admin)
     updates = [r.json() for r in receiver.received if r.json().get("MessageName") == "Update"]
