@@ -329,7 +329,11 @@ class WebhookPipeline:
             if source is None or (post and step.stage != 40):
                 continue
             wanted = {a.strip() for a in (image.get("attributes") or "").split(",") if a.strip()}
-            values = {k: v for k, v in source.items() if not wanted or k in wanted or k == event.table.primary_id}
+            # Images carry the row's non-null columns (all, or the registered attribute list).
+            values = {
+                k: v for k, v in source.items()
+                if v is not None and (not wanted or k in wanted or k == event.table.primary_id)
+            }
             out.append({
                 "key": image.get("entityalias") or image.get("name"),
                 "value": self.entity(event.table, event.row_id, values, names=True, typed=False, version=version,
