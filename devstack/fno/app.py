@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from devstack.fno.seed import SEED_CALLER, seed
 from devstack.fno.service import MAX_PAGE, Service
 from devstack.fno.storage import Storage
 from devstack.fno.throttle import Throttle
+
+log = logging.getLogger("devstack.fno")
 
 
 @dataclass
@@ -76,6 +79,10 @@ class Simulator:
             else:
                 reply = self.odata.handle(Call(request.method, target, query, headers, body, base_url), caller)
             return _response(reply)
+        except Exception as exc:  # a bug of ours still answers in the OData error shape
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            failure = ODataError(500, "An error has occurred.", inner=f"{type(exc).__name__}: {exc}")
+            return _response(error_reply(failure))
         finally:
             self.throttle.leave(caller.id)
 
