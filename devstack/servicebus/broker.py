@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from proton import Condition, Data, Delivery, Link, Message, int32, symbol
+from proton import Condition, Data, Delivery, Link, Message, Terminus, int32, symbol
 
 from devstack.servicebus import management
 from devstack.servicebus.codec import MalformedMessage, decode_message, encode_delivery, ms, split_batch
@@ -424,6 +424,8 @@ class Broker:
 def refuse(link: Link, error: BrokerError) -> None:
     """Attach with a null source/target, then detach with the error: the SDK raises the mapped exception."""
     link.ctx = None
+    link.source.type = Terminus.UNSPECIFIED  # proton then encodes the terminus as null
+    link.target.type = Terminus.UNSPECIFIED
     link.condition = Condition(error.condition, str(error))
     link.open()
     link.close()

@@ -7,6 +7,7 @@ exception type). 204 means "nothing there" (an empty peek).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from proton import Array, Data, Link, Message, int32, symbol
 from devstack.servicebus.codec import MalformedMessage, decode_message, encode_delivery, ms
 from devstack.servicebus.entities import Outcome, Queue, SubQueue
 from devstack.servicebus.errors import BadRequest, BrokerError, InvalidOperation
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from devstack.servicebus.broker import Broker
@@ -185,6 +188,7 @@ def handle(broker: Broker, entity: SubQueue, link: Link, request: Message) -> Me
     props = {str(k): v for k, v in (request.properties or {}).items()}
     operation = str(props.get("operation", ""))
     body = request.body if isinstance(request.body, dict) else {}
+    log.debug("%s on %s: %r", operation, entity.path, body)
     try:
         handler = OPERATIONS.get(operation)
         if handler is None:
