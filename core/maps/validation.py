@@ -265,6 +265,8 @@ def check_metadata(
                 continue  # reported by validate_maps
             _check_column(mapping, "fno", mapping.fno, types[0], fno_schema, report)
             _check_column(mapping, "dataverse", mapping.dataverse, types[-1], dv_schema, report)
+            if fno_schema is not None and dv_schema is not None:
+                _check_lengths_fit(mapping, fno_schema, dv_schema, report)
     return problems
 
 
@@ -341,6 +343,22 @@ def _check_column(mapping: FieldMapping, side: str, name: str | None, value_type
     if (writes_here and value_type == "decimal" and column.scale is not None
             and any(t.type == "decimal_scale" and t.scale > column.scale for t in mapping.transform)):  # type: ignore[attr-defined]
         report.warning(name, f"{system} keeps {column.scale} decimal places; the map sends more")
+
+
+def _check_lengths_fit(mapping: FieldMapping, fno: EntitySchema, dataverse: EntitySchema, report: _Report) -> None:
+    """Text that fits the source may not fit the target: say so unless a fit_length handles it."""
+    if mapping.fno is None or mapping.dataverse is None or any(isinstance(t, FitLength) for t in mapping.transform):
+        return
+    fno_column, dv_column = fno.columns.get(mapping.fno), dataverse.columns.get(mapping.dataverse)
+    if fno_column is None or dv_column is None or fno_column.type != "string" or dv_column.type != "string":
+        return
+    for direction, source, target, system in (("to_dataverse", fno_column, dv_column, "Dataverse"),
+                                              ("to_fno", dv_column, fno_column, "F&O")):
+        if (mapping.direction in ("both", direction) and source.max_length and target.max_length
+                and source.max_length > target.max_length):
+            report.warning(target.name, f"{system} allows {target.max_length} characters, the source "
+                                        f"{source.max_length}: longer values will be refused (add fit_length "
+                                        "to truncate)")
 
 
 def _check_length(mapping: FieldMapping, side: str, name: str, column: Column, report: _Report) -> None:

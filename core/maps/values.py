@@ -11,10 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 ValueType = Literal["string", "integer", "decimal", "boolean", "date", "datetime", "enum", "choice", "guid"]
-VALUE_TYPES: tuple[str, ...] = get_args(ValueType)
 
 
 class MapValueError(ValueError):

@@ -108,7 +108,7 @@ def test_checks_against_schemas(tmp_path):
     path.write_text(json.dumps(data))
     loaded = load_maps([path]).maps
     account = parse_dataverse_definition({**ACCOUNT, "Attributes": [
-        *ACCOUNT["Attributes"], {"LogicalName": "accountnumber", "AttributeType": "String", "MaxLength": 20}]})
+        *ACCOUNT["Attributes"], {"LogicalName": "accountnumber", "AttributeType": "String", "MaxLength": 100}]})
     fno = parse_fno_csdl(CSDL)
     found = {(p.field, p.severity, p.message) for p in check_metadata(loaded, fno=fno, dataverse={"account": account})}
     assert (None, "error", "the entity set of 'account' is 'accounts', not 'accountz'") in found
@@ -117,6 +117,8 @@ def test_checks_against_schemas(tmp_path):
     assert ("PartyNumber", "error", "F&O field 'PartyNumber' is read-only but the map writes it") in found
     assert ("name", "error", "fit_length 200 exceeds the maximum length 160") in found
     assert ("creditlimit", "warning", "Dataverse keeps 4 decimal places; the map sends more") in found
+    assert ("CustomerAccount", "warning", "F&O allows 20 characters, the source 100: longer values will be refused "
+                                          "(add fit_length to truncate)") in found
     missing = check_metadata(loaded, fno={}, dataverse={"other": EntitySchema("dataverse", "other", {})})
     assert {p.message for p in missing} == {"F&O has no public entity set 'CustomersV3'",
                                             "Dataverse has no table 'account'"}
