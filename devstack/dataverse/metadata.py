@@ -186,7 +186,7 @@ def handle_metadata(schema: Schema, path: str, params: dict[str, str], base: str
                     **_select(found, params.get("$select"))}
         attrs = _filter(attrs, params.get("$filter"))
         return {"@odata.context": f"{base}$metadata#EntityDefinitions('{table.logical_name}')/Attributes",
-                "value": [_select(a, params.get("$select")) for a in attrs]}
+                "value": [_select(a, params.get("$select"), keep=("OptionSet",)) for a in attrs]}
     if segment == "Keys":
         return {"@odata.context": f"{base}$metadata#EntityDefinitions('{table.logical_name}')/Keys",
                 "value": [_select(k, params.get("$select")) for k in key_metadata(table)]}
