@@ -132,7 +132,6 @@ class Simulator:
         return Response(status_code=204) if found else _problem(404, f"No activation {activation_id}.")
 
     async def admin_errors(self, request: Request) -> Response:
-        await self.dispatcher.drain() if request.query_params.get("wait") == "true" else None
         return JSONResponse(self.storage.errors())
 
     async def admin_resend(self, request: Request) -> Response:

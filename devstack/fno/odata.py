@@ -181,7 +181,9 @@ def _split_target(target: str) -> tuple[str, str | None, str]:
         if not head.endswith(")"):
             raise bad_request(f"Bad key segment in '{unquote(head)}'.")
         name, _, key = head[:-1].partition("(")
-        return unquote(name), key, rest
+        # Decode the whole key segment (some clients encode the quotes too); values stay intact because
+        # the key parser splits on commas and '=' outside quoted literals only.
+        return unquote(name), unquote(key), rest
     return unquote(head), None, rest
 
 

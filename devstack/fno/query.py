@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -301,12 +300,15 @@ def sort_rows(rows: list[Row], text: str, entity: Entity, schema: Schema) -> lis
             raise ODataError(400, f"Syntax error in $orderby at '{part.strip()}'.")
         clauses.append((name, direction == "desc"))
     for name, desc in reversed(clauses):
-        rows.sort(key=lambda r, n=name: _sort_key(r[n]), reverse=desc)
+        fld = entity.fields[name]
+        if fld.type == "enum":  # enums sort by their integer value, as in SQL
+            assert fld.enum is not None
+            values = schema.enums[fld.enum]
+            rows.sort(key=lambda r, n=name, v=values: v[r[n]], reverse=desc)
+        else:
+            rows.sort(key=lambda r, n=name: _sort_key(r[n]), reverse=desc)
     return rows
 
 
 def _sort_key(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
-
-
-__all__ = ["compile_filter", "date", "datetime", "parse_select", "sort_rows"]

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import unquote
 
 from devstack.fno.auth import Caller
 from devstack.fno.errors import ODataError, not_found, write_failed
@@ -95,7 +94,8 @@ class Service:
         return ent
 
     def parse_key(self, entity: Entity, text: str) -> dict[str, Any]:
-        """`dataAreaId='usmf',CustomerAccount='US-001'` (or a single positional value) as typed values."""
+        """`dataAreaId='usmf',CustomerAccount='US-001'` (or a single positional value), already URL-decoded,
+        as typed values."""
         parts = _split_key(text)
         values: dict[str, Any] = {}
         if len(parts) == 1 and "=" not in _outside_quotes(parts[0]) and len(entity.keys) == 1:
@@ -124,7 +124,7 @@ class Service:
         if fld.type == "string":
             if len(text) < 2 or text[0] != "'" or text[-1] != "'":
                 raise ODataError(400, f"The key value {text} for '{name}' must be a quoted string literal.")
-            return unquote(text[1:-1]).replace("''", "'")
+            return text[1:-1].replace("''", "'")
         if fld.type == "int":
             try:
                 return int(text)

@@ -271,3 +271,17 @@ def test_dates_and_enums_on_the_wire(odata: httpx.Client) -> None:
     assert odata.get(url).json()["SalesPriceDate"] == "2025-02-03T12:00:00Z"
     found = odata.get("ReleasedProductsV2", params={"$filter": "SalesPriceDate ge 2025-01-01"}).json()["value"]
     assert [p["ItemNumber"] for p in found] == ["D0004"]
+
+
+def test_encoded_keys_and_enum_ordering(odata: httpx.Client) -> None:
+    created = new_customer(odata, "T/ENC'1")
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    assert "CustomerAccount='T%2FENC%27%271'" in location  # the value is URL-encoded, quotes doubled
+    assert odata.get(location).json()["CustomerAccount"] == "T/ENC'1"
+    fully_encoded = "CustomersV3(dataAreaId%3D%27usmf%27%2CCustomerAccount%3D%27T%2FENC%27%271%27)"
+    assert odata.get(fully_encoded).json()["CustomerAccount"] == "T/ENC'1"
+    rows = odata.get("CustomersV3", params={"$orderby": "CreditLimitIsMandatory desc,CustomerAccount",
+                                            "$select": "CreditLimitIsMandatory"}).json()["value"]
+    symbols = [r["CreditLimitIsMandatory"] for r in rows]
+    assert symbols == sorted(symbols, key=lambda s: {"No": 0, "Yes": 1}[s], reverse=True)
