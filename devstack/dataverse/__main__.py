@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--organization", default="contoso", help="OrganizationName in webhook bodies")
     p.add_argument("--organization-domain", default="contoso.crm.dynamics.com",
                    help="x-ms-dynamics-organization header of webhook calls")
+    p.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (clients that insist on https)")
+    p.add_argument("--ssl-keyfile", help="private key of --ssl-certfile")
     p.add_argument("--ignore-bypass-step-ids", action="store_true",
                    help="do not let MSCRM.BypassBusinessLogicExecutionStepIds skip webhook steps")
     return p.parse_args(argv)
@@ -52,8 +54,10 @@ def main(argv: list[str] | None = None) -> None:
                                  timeout_seconds=args.webhook_timeout,
                                  honour_bypass_step_ids=not args.ignore_bypass_step_ids),
     )
-    print(f"Dataverse simulator on http://{args.host}:{args.port}/api/data/v9.2/", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"Dataverse simulator on {scheme}://{args.host}:{args.port}/api/data/v9.2/", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
 if __name__ == "__main__":
