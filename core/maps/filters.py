@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal, Union
 
 from core.maps.values import MapValueError, coerce
@@ -300,6 +301,7 @@ def _flatten(kind: type[And] | type[Or], items: Sequence[Node]) -> list[Node]:
     return flat
 
 
+@lru_cache(maxsize=1024)
 def parse_filter(text: str) -> Node:
     """Parse an OData `$filter` or an F&O range expression into the filter AST."""
     return _Parser(text).parse()

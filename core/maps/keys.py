@@ -16,8 +16,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from core.maps.convert import convert, field_types
 from core.maps.model import Side, TableMap
-from core.maps.values import MapValueError
+from core.maps.transforms import TransformTypeError
+from core.maps.values import MapValueError, coerce
 
 _SEPARATOR = "|"
 _ESCAPE = "%"
@@ -102,7 +104,17 @@ def record_key(table_map: TableMap, side: Side, record: Mapping[str, Any]) -> tu
         name = fno_key if side == "fno" else dv_key
         if record.get(name) is None:
             raise MapValueError(f"map {table_map.name!r}: the record has no value for key field {name!r}")
-        parts.append(key_text(record[name]))
+        mapping = next(f for f in table_map.fields if f.fno == fno_key and f.dataverse == dv_key)
+        try:
+            # Both sides spell the key in its F&O form, so a key behind an invertible transform
+            # (a value map, say) still gives one canonical key.
+            if side == "dataverse":
+                value = convert(mapping, "to_fno", record[name])
+            else:
+                value = coerce(field_types(mapping)[0], record[name])
+        except (MapValueError, TransformTypeError) as error:
+            raise MapValueError(f"map {table_map.name!r}, key field {name!r}: {error}") from None
+        parts.append(key_text(value))
     return tuple(parts)
 
 

@@ -6,11 +6,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.maps.convert import ProjectDirection
 from core.maps.graph import SyncPlan, plan_sync
 from core.maps.loader import LoadedMap, load_maps
 from core.maps.model import TableMap
 from core.maps.problems import MapDefinitionError
-from core.maps.project import ProjectDirection, project
+from core.maps.project import project
 from core.maps.validation import validate_maps
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.maps.filters import Node, parse_filter
 from core.maps.transforms import Transform
 from core.maps.values import ValueType
 
@@ -101,6 +102,11 @@ class TableMap(_Strict):
     lookups: list[Lookup] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def source_filter(self, side: Side) -> Node | None:
+        """The parsed source filter of `side` (evaluate it on records read there), or None."""
+        text = self.fno.filter if side == "fno" else self.dataverse.filter
+        return parse_filter(text) if text else None
 
     def fields_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[FieldMapping]:
         return [f for f in self.fields if f.direction in ("both", direction)]

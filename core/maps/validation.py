@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.maps.catalog import Column, EntitySchema
+from core.maps.convert import field_types
 from core.maps.filters import FilterError, filter_fields, parse_filter
 from core.maps.graph import plan_sync
 from core.maps.loader import LoadedMap
 from core.maps.model import FieldMapping, TableMap
 from core.maps.problems import Problem
-from core.maps.project import field_types
 from core.maps.transforms import Constant, Default, FitLength, TransformTypeError
 from core.maps.values import ValueType
 

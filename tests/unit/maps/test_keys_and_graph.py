@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.maps import MapValueError, decode_key, encode_key, plan_sync, record_key
+from core.maps import MapValueError, decode_key, encode_key, evaluate, plan_sync, record_key
 from core.maps.keys import decimal_text
 from core.maps.loader import load_map_file
 
@@ -18,6 +18,30 @@ def test_both_sides_give_the_same_key(shipped):
     dotted = record_key(customers, "dataverse", {"msdyn_company.cdm_companycode": "usmf", "accountnumber": "US-001"})
     assert fno == dataverse == dotted == ("USMF", "US-001")
     assert record_key(shipped["currencies"], "fno", {"CurrencyCode": "USD"}) == ("USD",)
+
+
+def test_key_behind_an_invertible_transform_is_spelled_the_f_and_o_way(tmp_path):
+    data = {"name": "kinds", "version": "1", "primary": "fno",
+            "fno": {"entity_set": "Kinds", "key": ["Kind"]},
+            "dataverse": {"table": "new_kind", "entity_set": "new_kinds", "primary_id": "new_kindid",
+                          "key": ["new_kind"]},
+            "fields": [{"fno": "Kind", "dataverse": "new_kind", "direction": "both", "type": "enum",
+                        "transform": [{"type": "value_map", "pairs": [{"fno": "Item", "dataverse": 1}],
+                                       "unknown": "fail"}]}]}
+    path = tmp_path / "kinds.json"
+    path.write_text(json.dumps(data))
+    loaded, problems = load_map_file(path)
+    assert problems == []
+    assert record_key(loaded.map, "dataverse", {"new_kind": 1}) == record_key(loaded.map, "fno", {"Kind": "Item"})
+    with pytest.raises(MapValueError, match="key field 'new_kind'"):
+        record_key(loaded.map, "dataverse", {"new_kind": 7})
+
+
+def test_source_filters(shipped):
+    customers = shipped["customers"]
+    assert evaluate(customers.source_filter("fno"), {"PartyType": "Organization"})
+    assert not evaluate(customers.source_filter("dataverse"), {"customertypecode": 1})
+    assert shipped["vendors"].source_filter("fno") is None
 
 
 def test_missing_key_parts_are_named(shipped):
