@@ -10,10 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
 from core.maps.catalog import Column, EntitySchema
 from core.maps.convert import field_types
-from core.maps.filters import FilterError, filter_fields, parse_filter
+from core.maps.filters import (
+    And,
+    AnyOf,
+    Between,
+    Comparison,
+    EnumSymbol,
+    FilterError,
+    Node,
+    Not,
+    Or,
+    StringCall,
+    filter_fields,
+    parse_filter,
+)
 from core.maps.graph import plan_sync
 from core.maps.loader import LoadedMap
 from core.maps.model import FieldMapping, TableMap
@@ -214,6 +230,62 @@ def _check_filters(table_map: TableMap, report: _Report) -> None:
             continue
         for name in sorted(filter_fields(node) - known):
             report.error(where, f"unknown field: filter uses {name!r}, which is not a field of the map")
+        types = _side_types(table_map, side)
+        for leaf in _leaves(node):
+            for value in _leaf_values(leaf):
+                expected = types.get(leaf.field)
+                if expected is not None and not _filter_literal_fits(expected, value, leaf):
+                    shown = value.symbol if isinstance(value, EnumSymbol) else value
+                    report.error(where, f"wrong type: filter compares {expected} field {leaf.field!r} with "
+                                        f"{shown!r}" + (" (compare enums by symbol)" if expected == "enum" else ""))
+
+
+def _side_types(table_map: TableMap, side: str) -> dict[str, ValueType]:
+    types: dict[str, ValueType] = {}
+    for mapping in table_map.fields:
+        try:
+            chain = field_types(mapping)
+        except TransformTypeError:
+            continue
+        if side == "fno" and mapping.fno:
+            types[mapping.fno] = chain[0]
+        elif side == "dataverse" and mapping.dataverse:
+            types[mapping.dataverse] = chain[-1]
+    return types
+
+
+def _leaves(node: Node) -> list[Comparison | Between | AnyOf | StringCall]:
+    if isinstance(node, And | Or):
+        return [leaf for item in node.items for leaf in _leaves(item)]
+    if isinstance(node, Not):
+        return _leaves(node.item)
+    return [node]
+
+
+def _leaf_values(leaf: Comparison | Between | AnyOf | StringCall) -> list[Any]:
+    if isinstance(leaf, Comparison):
+        return [leaf.value]
+    if isinstance(leaf, Between):
+        return [leaf.low, leaf.high]
+    if isinstance(leaf, AnyOf):
+        return list(leaf.values)
+    return [leaf.value]
+
+
+def _filter_literal_fits(expected: ValueType, value: Any, leaf: Any) -> bool:
+    if value is None:
+        return not isinstance(leaf, StringCall)
+    if isinstance(leaf, StringCall):
+        return expected == "string"
+    if isinstance(value, EnumSymbol):
+        return expected in ("enum", "string")
+    if isinstance(value, bool):
+        return expected == "boolean"
+    if isinstance(value, int | Decimal):
+        return expected in ("integer", "decimal", "choice")
+    if isinstance(value, datetime | date):
+        return expected in ("date", "datetime")
+    return expected in ("string", "enum", "guid", "date", "datetime")
 
 
 # ------------------------------------------------------------------------------------ live metadata

@@ -1,5 +1,6 @@
 """Deliberately broken map files: each gives a clear problem naming file, map and field."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,19 @@ def test_cycle_without_optional_lookup():
     problems = _problems(BROKEN / "cycle")
     assert {(p.map, p.field) for p in problems} == {("alpha", "new_betaid"), ("beta", "new_alphaid")}
     assert all("cycle alpha -> beta -> alpha has no optional lookup" in p.message for p in problems)
+
+
+def test_filter_literal_of_the_wrong_type(tmp_path):
+    data = json.loads((BROKEN / "bad-filter.json").read_text())
+    data["fno"]["filter"] = "(PartyType = 1) && startswith(CustomerAccount, 'US')"
+    data["dataverse"]["filter"] = "accountnumber gt 3"
+    path = tmp_path / "typed-filter.json"
+    path.write_text(json.dumps(data))
+    messages = {(p.field, p.message) for p in _problems(SHIPPED_COMPANY, path)}
+    assert messages == {
+        ("fno.filter", "wrong type: filter compares enum field 'PartyType' with 1 (compare enums by symbol)"),
+        ("dataverse.filter", "wrong type: filter compares string field 'accountnumber' with 3"),
+    }
 
 
 def test_not_json_names_the_file_and_position():
