@@ -382,7 +382,8 @@ def _check_dataverse(table_map: TableMap, maps: Mapping[str, TableMap], schema: 
         if target is not None and target.dataverse.table != target_table:
             report.error(nav, f"the lookup points to table {target_table!r}, but map {target.name!r} "
                               f"syncs {target.dataverse.table!r}")
-    key_columns = {k.split(".")[0] if "." not in k else schema.navigation.get(k.split(".")[0], (k,))[0]
+    # The company part 'msdyn_company.cdm_companycode' is the lookup column in the alternate key.
+    key_columns = {schema.navigation.get(k.split(".")[0], (k,))[0] if "." in k else k
                    for k in table_map.dataverse.key}
     if schema.keys and not any(set(key) == key_columns for key in schema.keys):
         report.warning(None, f"{schema.name} has no alternate key on {sorted(key_columns)}; "
