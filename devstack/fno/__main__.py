@@ -23,13 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--page-size", type=int, default=10_000, help="server page size (max 10,000)")
     p.add_argument("--event-retries", type=int, default=3, help="retries after a failed event delivery")
     p.add_argument("--event-retry-delay", type=float, default=1.0, help="seconds between delivery retries")
+    p.add_argument("--ca-file", default=None, help="extra CA certificates (PEM) trusted for HTTPS endpoints")
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
     settings = Settings(
         db=args.db, seed=args.seed == "on", default_company=args.default_company, max_concurrent=args.max_concurrent,
         rate_limit=args.rate_limit, rate_window=args.rate_window, page_size=args.page_size,
-        event_retries=args.event_retries, event_retry_delay=args.event_retry_delay,
+        event_retries=args.event_retries, event_retry_delay=args.event_retry_delay, ca_file=args.ca_file,
     )
     print(f"F&O simulator: http://{args.host}:{args.port}/data/ (db {args.db}, seed {args.seed})", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)

@@ -38,6 +38,7 @@ class Settings:
     page_size: int = MAX_PAGE
     event_retries: int = 3
     event_retry_delay: float = 1.0
+    ca_file: str | None = None
 
 
 class Simulator:
@@ -46,7 +47,7 @@ class Simulator:
         self.schema = load_schema()
         self.storage = Storage(settings.db)
         self.dispatcher = Dispatcher(self.schema, self.storage, retries=settings.event_retries,
-                                     retry_delay=settings.event_retry_delay)
+                                     retry_delay=settings.event_retry_delay, ca_file=settings.ca_file)
         self.service = Service(self.schema, self.storage, settings.default_company,
                                on_commit=self.dispatcher.publish, max_page=min(settings.page_size, MAX_PAGE))
         self.odata = ODataHandler(self.service)

@@ -1,12 +1,14 @@
-"""A local HTTP endpoint that records what the simulator POSTs to it (the "HTTPS endpoint" of F&O).
+"""A local HTTPS endpoint that records what the simulator POSTs to it (the "HTTPS endpoint" of F&O).
 
-It runs in a thread of the test process; `fail_next(n)` makes the next n requests answer 500 so retry
-and errors-list behaviour can be observed.
+It runs in a thread of the test process, with TLS when given a certificate (the fixture's
+self-signed one, which the simulator trusts through `--ca-file`); `fail_next(n)` makes the next n
+requests answer 500 so retry and errors-list behaviour can be observed.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from devstack.processes import free_port
+from tests.fixtures.fno import TlsFiles
 
 
 @dataclass
@@ -27,8 +30,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         self.port = free_port()
+        self.tls = tls
         self.received: list[Received] = []
         self.failures = 0  # answered with 500
         self._fail_next = 0
@@ -56,11 +60,15 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert_path, tls.key_path)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/events"
 
     def start(self) -> Receiver:
         self.thread.start()

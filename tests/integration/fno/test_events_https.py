@@ -1,4 +1,4 @@
-"""Business events and data events delivered to an HTTPS-style endpoint (a local receiver)."""
+"""Business events and data events delivered to an HTTPS endpoint (a local TLS receiver)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.fno import DEFAULT_OID, FnoSimulator
+from tests.fixtures.fno import DEFAULT_OID, FnoSimulator, local_tls
 from tests.integration.fno.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -19,8 +20,8 @@ CUSTOMER_EVENT = "DWCustomerChangedBusinessEvent"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
+def receiver(fno: FnoSimulator) -> Iterator[Receiver]:
+    r = Receiver(fno.tls).start()
     try:
         yield r
     finally:
@@ -29,6 +30,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def endpoint(admin: httpx.Client, receiver: Receiver) -> str:
+    assert receiver.url.startswith("https://")
     resp = admin.post("endpoints", json={"name": "receiver", "type": "https", "url": receiver.url,
                                          "headerName": "x-functions-key", "headerValue": "s3cret"})
     assert resp.status_code == 201, resp.text
@@ -175,7 +177,7 @@ def test_rolled_back_changeset_sends_nothing(odata: httpx.Client, admin: httpx.C
 
 
 def test_retries_then_errors_list_then_resend(fno: FnoSimulator, odata: httpx.Client, admin: httpx.Client) -> None:
-    flaky = Receiver().start()
+    flaky = Receiver(fno.tls).start()
     try:
         assert admin.post("endpoints", json={"name": "flaky", "type": "https", "url": flaky.url}).status_code == 201
         activate(admin, "DWVendorChangedBusinessEvent", "", "flaky")
@@ -236,6 +238,18 @@ def test_inactivated_event_is_not_sent(odata: httpx.Client, admin: httpx.Client,
     assert odata.patch("PaymentTerms(dataAreaId='usmf',Name='Net10')", json={"Description": "ten"}).status_code == 204
     drain(admin)
     assert not [r for r in receiver.received if r.json().get("PrimaryEntityName") == "mserp_paymtermentity"]
+
+
+def test_untrusted_certificate_fails_the_test_message(admin: httpx.Client, tmp_path: Path) -> None:
+    stranger = Receiver(local_tls(tmp_path)).start()  # a self-signed certificate the simulator does not trust
+    try:
+        created = admin.post("endpoints", json={"name": "stranger", "type": "https", "url": stranger.url})
+        assert created.status_code == 201
+        resp = admin.post("activations", json={"eventId": CUSTOMER_EVENT, "legalEntity": "", "endpoint": "stranger"})
+        assert resp.status_code == 400 and "CERTIFICATE_VERIFY_FAILED" in resp.json()["detail"]
+        assert stranger.received == []
+    finally:
+        stranger.stop()
 
 
 def test_activation_errors(admin: httpx.Client, endpoint: str) -> None:
