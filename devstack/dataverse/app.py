@@ -27,6 +27,7 @@ from devstack.dataverse.query import (
     encode_deltatoken,
     encode_skiptoken,
     page,
+    parse_expand,
     parse_query,
     parse_select,
     select_rows,
@@ -99,8 +100,10 @@ class Simulator:
                 or headers.get("mscrm.bypasscustompluginexecution", "").lower() == "true",
                 bypass_async="customasync" in headers.get("mscrm.bypassbusinesslogicexecution", "").lower(),
             )
-            async with self.db.unit():
-                self.records.ensure_user(caller)
+            if self.db.get("systemuser", caller.systemuserid) is None:
+                # Only a first-time caller takes the write lock, so reads never wait behind a sync webhook.
+                async with self.db.unit():
+                    self.records.ensure_user(caller)
             path = request.url.path.split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
             query = request.url.query
             body = await request.body()
@@ -222,13 +225,36 @@ class Simulator:
         cols = f"({','.join(c.value_property for c in select)})" if select else ""
         return f"{base}$metadata#{table.entity_set}{cols}" + ("/$entity" if entity else "")
 
-    def _row_json(self, table: Table, version: int, row: dict[str, Any], select: Any, prefer_raw: str | None) -> Any:
-        return represent(table, version, row, select, prefer_raw, self.records.name_of)
+    def _row_json(self, table: Table, version: int, row: dict[str, Any], select: Any, prefer_raw: str | None,
+                  expand: dict[str, str | None] | None = None) -> Any:
+        out = represent(table, version, row, select, prefer_raw, self.records.name_of)
+        for nav, nav_select in (expand or {}).items():
+            column, target = table.navigation[nav]
+            value = row.get(column.name)
+            found = self.db.get(target, value.id) if value is not None and value.table == target else None
+            if found is None:
+                out[nav] = None
+                continue
+            target_table = self.schema.table(target)
+            out[nav] = represent(target_table, found[0], target_table.decode(found[1]),
+                                 parse_select(nav_select, target_table), prefer_raw, self.records.name_of)
+        return out
+
+    def _expand(self, table: Table, params: dict[str, str]) -> dict[str, str | None]:
+        """Single-valued navigation properties only (lookups), with an optional nested $select."""
+        expand = parse_expand(params.get("$expand"))
+        for nav, nav_select in expand.items():
+            if nav not in table.navigation:
+                raise bad_request(
+                    f"Could not find a property named '{nav}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'"
+                    " (the simulator expands single-valued navigation properties only)."
+                )
+            parse_select(nav_select, self.schema.table(table.navigation[nav][1]))
+        return expand
 
     def _retrieve(self, table: Table, match: KeyMatch, params: dict[str, str], headers: dict[str, str],
                   prefer_raw: str | None, base: str) -> InnerResponse:
-        if "$expand" in params:
-            raise bad_request("The simulator does not support $expand; read related rows by their _x_value id.")
+        expand = self._expand(table, params)
         if match.row_id is None:
             raise self._missing(table, match)
         found = self.records.get(table, match.row_id)
@@ -239,7 +265,7 @@ class Simulator:
             return InnerResponse(304, {"OData-Version": "4.0"}, b"")
         select = parse_select(params.get("$select"), table)
         payload = {"@odata.context": self._context_url(base, table, select, entity=True),
-                   **self._row_json(table, version, row, select, prefer_raw)}
+                   **self._row_json(table, version, row, select, prefer_raw, expand)}
         return self._json(200, payload, {"ETag": etag(version)})
 
     def _related(self, table: Table, match: KeyMatch, rest: list[str], params: dict[str, str],
@@ -273,15 +299,15 @@ class Simulator:
 
     def _query(self, table: Table, params: dict[str, str], prefer: dict[str, str], prefer_raw: str | None,
                base: str, path: str) -> InnerResponse:
-        if "$expand" in params:
-            raise bad_request("The simulator does not support $expand; read related rows by their _x_value id.")
+        expand = self._expand(table, params)
         query = parse_query(params, table)
         tracking = "odata.track-changes" in prefer
         if (tracking or query.deltatoken is not None) and not table.change_tracking:
             raise DataverseError(
                 400, "0x80072491", f"Entity '{table.logical_name}' is not enabled for change tracking."
             )
-        if tracking and (query.filter is not None or query.orderby or query.top is not None):
+        if (tracking or query.deltatoken is not None) and (
+                query.filter is not None or query.orderby or query.top is not None or expand):
             raise bad_request("$filter, $orderby, $expand and $top are not supported with change tracking.")
         max_page = None
         if "odata.maxpagesize" in prefer:
@@ -307,7 +333,7 @@ class Simulator:
             payload["@odata.count"] = min(len(rows), COUNT_LIMIT)
             if len(rows) > COUNT_LIMIT:
                 payload["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = True
-        payload["value"] = [self._row_json(table, v, r, query.select, prefer_raw) for _, v, r in chunk]
+        payload["value"] = [self._row_json(table, v, r, query.select, prefer_raw, expand) for _, v, r in chunk]
         keep = {k: v for k, v in params.items() if k != "$skiptoken"}
         if next_state is not None:
             if tracking:
@@ -428,7 +454,7 @@ class Simulator:
                 key_values = {
                     c: (values[c].id if hasattr(values[c], "id") else values[c]) for c in key.columns
                 }
-                return self.records.locate(table, key_values)  # type: ignore[arg-type]
+                return self.records.locate(table, key_values, in_url=False)  # type: ignore[arg-type]
         return None
 
 

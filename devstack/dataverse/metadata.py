@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from devstack.dataverse.errors import DataverseError, bad_request
+from devstack.dataverse.query import parse_expand
 from devstack.dataverse.resources import parse_key, split_path
 from devstack.dataverse.schema import ATTRIBUTE_TYPES, METADATA_TYPES, Column, Schema, Table
 
@@ -124,16 +125,6 @@ def _select(item: dict[str, Any], text: str | None, keep: tuple[str, ...] = ()) 
     return {k: v for k, v in item.items() if k in wanted}
 
 
-def _expand_names(text: str | None) -> dict[str, str | None]:
-    """`Attributes($select=LogicalName),Keys` -> {"Attributes": "LogicalName", "Keys": None}."""
-    out: dict[str, str | None] = {}
-    for match in re.finditer(r"(\w+)(?:\(([^)]*)\))?", text or ""):
-        inner = match.group(2) or ""
-        sel = re.search(r"\$select=([^;]*)", inner)
-        out[match.group(1)] = sel.group(1) if sel else None
-    return out
-
-
 def handle_metadata(schema: Schema, path: str, params: dict[str, str], base: str) -> dict[str, Any]:
     """GET under EntityDefinitions. `path` is the part after the API root."""
     parsed = split_path(path)
@@ -154,7 +145,7 @@ def handle_metadata(schema: Schema, path: str, params: dict[str, str], base: str
     rest = parsed.rest
     if not rest:
         item = _select(entity_metadata(table), params.get("$select"))
-        for name, sel in _expand_names(params.get("$expand")).items():
+        for name, sel in parse_expand(params.get("$expand")).items():
             if name == "Attributes":
                 item["Attributes"] = [_select(attribute_metadata(table, c), sel) for c in table.columns.values()]
             elif name == "Keys":

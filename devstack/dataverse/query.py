@@ -86,6 +86,16 @@ def parse_query(params: dict[str, str], table: Table) -> Query:
     return query
 
 
+def parse_expand(text: str | None) -> dict[str, str | None]:
+    """`msdyn_company($select=cdm_companycode),Keys` -> {"msdyn_company": "cdm_companycode", "Keys": None}."""
+    out: dict[str, str | None] = {}
+    for match in re.finditer(r"(\w+)(?:\(([^)]*)\))?", text or ""):
+        inner = match.group(2) or ""
+        sel = re.search(r"\$select=([^;]*)", inner)
+        out[match.group(1)] = sel.group(1) if sel else None
+    return out
+
+
 def column_getter(table: Table, row: dict[str, Any]) -> Callable[[Column], Any]:
     def get(column: Column) -> Any:
         value = row.get(column.name)

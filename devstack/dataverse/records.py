@@ -92,8 +92,8 @@ class Records:
         found = self.db.get(ref.table, ref.id) if table else None
         return None if found is None or table is None else found[1].get(table.primary_name)
 
-    def locate(self, table: Table, key: dict[str | None, Any]) -> KeyMatch:
-        return resolve_key(self.db, table, key)
+    def locate(self, table: Table, key: dict[str | None, Any], *, in_url: bool = True) -> KeyMatch:
+        return resolve_key(self.db, table, key, in_url=in_url)
 
     # -- callers ----------------------------------------------------------------------------------------
 

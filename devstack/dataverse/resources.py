@@ -107,7 +107,16 @@ class KeyMatch:
     by_primary: bool
 
 
-def _coerce_key_value(table: Table, column: Column, value: Any) -> Any:
+# Alternate-key values with these characters cannot be addressed in a URL (reference §2.4).
+URL_UNSAFE_KEY_CHARS = set("/<>*%&:\\?+")
+
+
+def _coerce_key_value(table: Table, column: Column, value: Any, *, in_url: bool) -> Any:
+    if in_url and isinstance(value, str) and URL_UNSAFE_KEY_CHARS & set(value):
+        raise bad_request(
+            f"The key value '{value}' for '{column.name}' contains characters that cannot be used in a URL "
+            "(/ < > * % & : \\ ? +); query the row with $filter and address it by id instead."
+        )
     if column.is_lookup:
         if not isinstance(value, str):
             raise bad_request(f"The key value for '{column.value_property}' must be a guid.")
@@ -120,7 +129,7 @@ def _coerce_key_value(table: Table, column: Column, value: Any) -> Any:
     return column.coerce(value)
 
 
-def resolve_key(db: Database, table: Table, key: dict[str | None, Any]) -> KeyMatch:
+def resolve_key(db: Database, table: Table, key: dict[str | None, Any], *, in_url: bool = True) -> KeyMatch:
     if None in key or list(key) == [table.primary_id]:
         raw = key.get(None, key.get(table.primary_id))
         try:
@@ -137,7 +146,7 @@ def resolve_key(db: Database, table: Table, key: dict[str | None, Any]) -> KeyMa
             raise bad_request(
                 f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'."
             )
-        values[column.name] = _coerce_key_value(table, column, value)
+        values[column.name] = _coerce_key_value(table, column, value, in_url=in_url)
     for alt in table.keys:
         if set(alt.columns) == set(values):
             text = key_text(table, alt, values)

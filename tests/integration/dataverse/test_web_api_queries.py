@@ -150,3 +150,31 @@ def test_relationship_navigation_and_count_segment(api):
     assert count.status_code == 200 and int(count.text) >= 2
     missing = api.get(f"accounts({uuid.uuid4()})/name")
     assert missing.status_code == 404
+
+
+def test_expand_single_valued_navigation_properties(api):
+    account = seed_id("account", "usmf", "US-002")
+    r = api.get(f"accounts({account})", params={
+        "$select": "name", "$expand": "msdyn_company($select=cdm_companycode),primarycontactid($select=lastname)"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["msdyn_company"]["cdm_companycode"] == "usmf"
+    assert set(body["msdyn_company"]) == {"@odata.etag", "cdm_companycode", "cdm_companyid"}
+    assert body["primarycontactid"]["contactid"] == seed_id("contact", "usmf", "USC0020")
+    listed = api.get("accounts", params={"$select": "accountnumber", "$filter": "accountnumber eq 'DE-003'",
+                                         "$expand": "transactioncurrencyid($select=isocurrencycode)"}).json()
+    assert listed["value"][0]["transactioncurrencyid"]["isocurrencycode"] == "EUR"
+    empty = api.post("accounts?$expand=msdyn_company", json={"name": "no company"},
+                     headers={"Prefer": "return=representation"})
+    assert api.get(empty.headers["OData-EntityId"].split("/v9.2/")[1], params={"$expand": "msdyn_company"}).json()[
+        "msdyn_company"] is None
+    assert api.get(f"accounts({account})", params={"$expand": "nosuch"}).status_code == 400
+
+
+def test_alternate_key_values_with_url_unsafe_characters_are_rejected(api):
+    r = api.patch("products(productnumber='A%2BB')", json={"name": "plus"})
+    assert r.status_code == 400 and "productnumber" in r.json()["error"]["message"]
+    created = api.post("products", json={"name": "plus", "productnumber": "A+B"})
+    assert created.status_code == 204
+    found = api.get("products", params={"$filter": "productnumber eq 'A+B'"}).json()["value"]
+    assert len(found) == 1
