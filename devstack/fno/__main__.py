@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import uvicorn
 
@@ -26,6 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ca-file", default=None, help="extra CA certificates (PEM) trusted for HTTPS endpoints")
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
+    if not 1 <= args.page_size <= 10_000:
+        p.error("--page-size must be between 1 and 10000")
+    if min(args.max_concurrent, args.rate_limit, args.event_retries) < 0 or args.event_retry_delay < 0:
+        p.error("limits, retries and delays cannot be negative")
+    if args.rate_window <= 0:
+        p.error("--rate-window must be positive")
+    if args.db != ":memory:":
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=args.log_level.upper())
     settings = Settings(
         db=args.db, seed=args.seed == "on", default_company=args.default_company, max_concurrent=args.max_concurrent,

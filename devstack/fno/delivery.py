@@ -209,6 +209,13 @@ class Dispatcher:
 
     # ---- publishing (called after commit, on the event loop) --------------------------------------------
     def publish(self, changes: list[Change]) -> None:
+        """Queue the events of committed changes. Never raises: the data is committed either way."""
+        try:
+            self._publish(changes)
+        except Exception:
+            log.exception("building events for %d committed change(s) failed", len(changes))
+
+    def _publish(self, changes: list[Change]) -> None:
         routes = self._routes()
         if not routes:
             return
