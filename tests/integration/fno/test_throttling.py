@@ -14,16 +14,27 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tight() -> Iterator[FnoSimulator]:
-    """A second simulator with tiny limits: 1 concurrent request and 3 requests per minute per caller."""
-    sim = start_fno("fno-throttled", max_concurrent=1, rate_limit=3, rate_window=60)
+def tight_rate() -> Iterator[FnoSimulator]:
+    """A simulator allowing 3 requests per minute per caller (no concurrency cap)."""
+    sim = start_fno("fno-rate", max_concurrent=0, rate_limit=3, rate_window=60, seed="off")
     try:
         yield sim
     finally:
         sim.process.stop()
 
 
-def test_rate_budget_per_caller(tight: FnoSimulator) -> None:
+@pytest.fixture(scope="module")
+def tight_concurrency() -> Iterator[FnoSimulator]:
+    """A simulator allowing 1 request in flight per caller (no rate budget)."""
+    sim = start_fno("fno-concurrency", max_concurrent=1, rate_limit=0)
+    try:
+        yield sim
+    finally:
+        sim.process.stop()
+
+
+def test_rate_budget_per_caller(tight_rate: FnoSimulator) -> None:
+    tight = tight_rate
     a = tight.headers(oid="aaaaaaaa-0000-0000-0000-000000000001")
     b = tight.headers(oid="bbbbbbbb-0000-0000-0000-000000000002")
     for _ in range(3):
@@ -36,7 +47,8 @@ def test_rate_budget_per_caller(tight: FnoSimulator) -> None:
     assert httpx.get(tight.data_url + "Currencies", headers=b).status_code == 200  # another caller's budget
 
 
-def test_concurrency_cap_per_caller(tight: FnoSimulator) -> None:
+def test_concurrency_cap_per_caller(tight_concurrency: FnoSimulator) -> None:
+    tight = tight_concurrency
     headers = tight.headers(oid="cccccccc-0000-0000-0000-000000000003")
     token = headers["Authorization"]
     # A request whose body has not fully arrived is in flight: the server is waiting for it.
