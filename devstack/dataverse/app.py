@@ -111,7 +111,8 @@ class Simulator:
                 return await self._batch(body, headers, ctx, base)
             inner = InnerRequest(request.method, path + ("?" + query if query else ""), headers, body)
             result = await self.handle(inner, ctx, base)
-            return Response(result.body or None, status_code=result.status, headers=result.headers)
+            extra = {"REQ_ID": str(uuid.uuid4()), **self.protection.remaining(caller.systemuserid)}
+            return Response(result.body or None, status_code=result.status, headers={**result.headers, **extra})
         finally:
             self.protection.leave(caller.systemuserid, started)
 
@@ -199,6 +200,8 @@ class Simulator:
                     return await self._multiple(table, action, req, ctx, base)
             raise DataverseError(405, "0x80060888", f"{method} is not supported on '{path}'.")
         match = self.records.locate(table, target.key)
+        if target.rest and method == "DELETE":
+            return await self._clear(table, match, target.rest, headers, ctx)
         if target.rest:
             return self._related(table, match, target.rest, params, prefer_raw, base)
         if method == "GET":
@@ -267,6 +270,23 @@ class Simulator:
         payload = {"@odata.context": self._context_url(base, table, select, entity=True),
                    **self._row_json(table, version, row, select, prefer_raw, expand)}
         return self._json(200, payload, {"ETag": etag(version)})
+
+    async def _clear(self, table: Table, match: KeyMatch, rest: list[str], headers: dict[str, str],
+                     ctx: OperationContext) -> InnerResponse:
+        """`DELETE accounts(id)/primarycontactid/$ref` (disassociate) or `DELETE accounts(id)/telephone1`."""
+        if match.row_id is None:
+            raise self._missing(table, match)
+        if len(rest) == 2 and rest[1] == "$ref" and rest[0] in table.navigation:
+            column = table.navigation[rest[0]][0]
+        elif len(rest) == 1 and rest[0] in table.columns and not table.columns[rest[0]].is_lookup:
+            column = table.columns[rest[0]]
+        else:
+            raise DataverseError(405, "0x80060888", f"DELETE is not supported on '{'/'.join(rest)}'.")
+        if column.read_only or column.name == table.primary_id:
+            raise bad_request(f"The column '{column.name}' cannot be cleared.")
+        async with self.db.unit():
+            await self.records.update(table, match.row_id, {column.name: None}, ctx, if_match=headers.get("if-match"))
+        return InnerResponse(204, {"OData-Version": "4.0"}, b"")
 
     def _related(self, table: Table, match: KeyMatch, rest: list[str], params: dict[str, str],
                  prefer_raw: str | None, base: str) -> InnerResponse:

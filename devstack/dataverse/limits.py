@@ -76,6 +76,15 @@ class ServiceProtection:
         state.in_flight += 1
         return now
 
+    def remaining(self, caller: str) -> dict[str, str]:
+        """The debug headers Dataverse adds to responses (reference §2.10)."""
+        state = self.callers.get(caller, _CallerState())
+        spent = sum(seconds for _, seconds in state.executions)
+        return {
+            "x-ms-ratelimit-burst-remaining-xrm-requests": str(max(0, self.limits.requests - len(state.requests))),
+            "x-ms-ratelimit-time-remaining-xrm-requests": f"{max(0.0, self.limits.execution_seconds - spent):,.2f}",
+        }
+
     def leave(self, caller: str, started: float) -> None:
         state = self.callers[caller]
         state.in_flight -= 1

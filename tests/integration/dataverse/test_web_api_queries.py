@@ -48,6 +48,8 @@ def test_filter_operators(api):
     assert len(contains) == 2
     ranged = values(api, "products", **{"$filter": "price ge 100 and price lt 1000", "$select": "price"})
     assert ranged and all(100 <= r["price"] < 1000 for r in ranged)
+    strict = values(api, "products", **{"$filter": "price gt 100 and price le 1000", "$select": "price"})
+    assert strict and all(100 < r["price"] <= 1000 for r in strict)
     negated = values(api, "transactioncurrencies", **{"$filter": "not (isocurrencycode eq 'USD')"})
     assert "USD" not in {r["isocurrencycode"] for r in negated}
     nulls = values(api, "contacts", **{"$filter": "msdyn_contactpersonid eq null", "$select": "lastname"})

@@ -261,3 +261,25 @@ def test_the_caller_is_a_systemuser_and_is_recorded_as_createdby(dataverse):
     opaque = httpx.get(dataverse.base_url + "WhoAmI", headers={"Authorization": "Bearer not-a-jwt"}).json()
     again = httpx.get(dataverse.base_url + "WhoAmI", headers={"Authorization": "Bearer not-a-jwt"}).json()
     assert opaque["UserId"] == again["UserId"] != who["UserId"]
+
+
+def test_disassociate_a_lookup_and_clear_a_column(api):
+    contact = api.post("contacts", json={"lastname": "Linked"}, headers={"Prefer": "return=representation"}).json()
+    row = api.post("accounts", json={"name": "Linked", "telephone1": "1",
+                                     "primarycontactid@odata.bind": f"/contacts({contact['contactid']})"},
+                   headers={"Prefer": "return=representation"}).json()
+    url = f"accounts({row['accountid']})"
+    assert api.delete(f"{url}/primarycontactid/$ref").status_code == 204
+    assert api.delete(f"{url}/telephone1").status_code == 204
+    after = api.get(url, params={"$select": "_primarycontactid_value,telephone1"}).json()
+    assert after["_primarycontactid_value"] is None and after["telephone1"] is None
+    rebind = api.patch(url, json={"primarycontactid@odata.bind": f"/contacts({contact['contactid']})"})
+    assert rebind.status_code == 204
+    assert api.patch(url, json={"primarycontactid@odata.bind": None}).status_code == 204
+    assert api.get(url).json()["_primarycontactid_value"] is None
+
+
+def test_responses_carry_the_rate_limit_debug_headers(api):
+    r = api.get("WhoAmI")
+    assert int(r.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) > 0
+    assert float(r.headers["x-ms-ratelimit-time-remaining-xrm-requests"].replace(",", "")) > 0
