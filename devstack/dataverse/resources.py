@@ -118,9 +118,10 @@ def _coerce_key_value(table: Table, column: Column, value: Any, *, in_url: bool)
             "(/ < > * % & : \\ ? +); query the row with $filter and address it by id instead."
         )
     if column.is_lookup:
-        if not isinstance(value, str):
-            raise bad_request(f"The key value for '{column.value_property}' must be a guid.")
-        return Ref(column.targets[0], value)
+        try:
+            return Ref(column.targets[0], str(uuid.UUID(str(value))))
+        except ValueError:
+            raise bad_request(f"The key value for '{column.value_property}' must be a guid.") from None
     if column.type == "uniqueidentifier" and isinstance(value, str):
         try:
             return str(uuid.UUID(value))

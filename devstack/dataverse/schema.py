@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -142,10 +142,11 @@ class Column:
             value = Decimal(str(raw)) if isinstance(raw, float) else Decimal(raw)
             if not value.is_finite():
                 raise self._payload_error(raw, EDM_TYPES[kind])
+            self._check_range(value)
             if self.precision is not None:
                 # Dataverse rounds to the column's precision rather than rejecting extra digits.
-                value = value.quantize(Decimal(1).scaleb(-self.precision), rounding=ROUND_HALF_UP)
-            self._check_range(value)
+                with localcontext(prec=60):
+                    value = value.quantize(Decimal(1).scaleb(-self.precision), rounding=ROUND_HALF_UP)
             return value
         if kind == "boolean":
             if not isinstance(raw, bool):

@@ -12,9 +12,8 @@ import logging
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -33,6 +32,10 @@ RETRIED_STATUSES = {502, 503, 504}
 TRIM_THRESHOLD = 256 * 1024
 TRIMMED_PROPERTIES = ("ParentContext", "InputParameters", "PreEntityImages", "PostEntityImages")
 WEBHOOK_CONTRACT = 8
+# A System Job ends Succeeded or Failed; the simulator writes it once, when it has ended.
+JobOutcome = Literal["Succeeded", "Failed"]
+JOB_STATUSCODE: dict[JobOutcome, int] = {"Succeeded": 30, "Failed": 31}
+JOB_COMPLETED = 3  # asyncoperation.statecode
 
 
 @dataclass(frozen=True)
@@ -218,20 +221,21 @@ class WebhookPipeline:
         operation_id = str(uuid.uuid4())
         body = self.build_context(event, step, operation_id=operation_id)
         started = utcnow_text()
-        status, detail, code = 30, "", None
+        outcome: JobOutcome = "Succeeded"
+        detail = ""
         try:
             await self.deliver(step, event, body)
         except DeliveryFailed as failure:
-            status, detail, code = 31, str(failure), failure.status
+            outcome, detail = "Failed", str(failure)
         except Exception as exc:  # a system job never takes the simulator down
             log.exception("async webhook step %s failed", step.id)
-            status, detail = 31, f"{type(exc).__name__}: {exc}"
-        if status == 30 and step.asyncautodelete:
+            outcome, detail = "Failed", f"{type(exc).__name__}: {exc}"
+        if outcome == "Succeeded" and step.asyncautodelete:
             return
-        await self._record_job(step, event, operation_id, started, status, detail, code)
+        await self._record_job(step, event, operation_id, started, outcome, detail)
 
     async def _record_job(
-        self, step: Step, event: Event, operation_id: str, started: str, status: int, detail: str, code: int | None
+        self, step: Step, event: Event, operation_id: str, started: str, outcome: JobOutcome, detail: str
     ) -> None:
         table = self.schema.table("asyncoperation")
         now = utcnow_text()
@@ -243,9 +247,9 @@ class WebhookPipeline:
             "owningextensionid": Ref("sdkmessageprocessingstep", step.id),
             "regardingobjectid": Ref(event.table.logical_name, event.row_id)
             if event.table.logical_name in table.columns["regardingobjectid"].targets else None,
-            "statecode": 3, "statuscode": status,
+            "statecode": JOB_COMPLETED, "statuscode": JOB_STATUSCODE[outcome],
             "message": detail or None, "friendlymessage": (f"Webhook delivery failed: {detail}" if detail else None),
-            "errorcode": -2147204719 if status == 31 else None,
+            "errorcode": -2147204719 if outcome == "Failed" else None,
             "createdon": now, "modifiedon": now, "createdby": user, "modifiedby": user,
         }
         async with self.db.unit():
@@ -428,6 +432,3 @@ def auth_parts(endpoint: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]
         return (pairs, {}) if authtype == 6 else ({}, pairs)
     return {}, {}
 
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
