@@ -305,5 +305,29 @@ class Records:
         await self.pipeline.run_sync(10, event)
         await self.pipeline.run_sync(20, event)
         self.db.delete(table.logical_name, row_id)
+        await self._unlink(table, row_id, ctx)
         await self.pipeline.run_sync(40, event)
         self.pipeline.queue_async(event)
+
+    async def _unlink(self, deleted: Table, row_id: str, ctx: OperationContext) -> None:
+        """Rows that referenced a deleted row: cascade-delete children of parental relationships, clear the
+        lookup elsewhere (a new version, so change tracking reports it)."""
+        for table in self.schema.tables.values():
+            columns = [c for c in table.columns.values()
+                       if c.is_lookup and not c.read_only and deleted.logical_name in c.targets]
+            if not columns or table.system:
+                continue
+            for child_id, _, data in list(self.db.scan(table.logical_name)):
+                linked = [c for c in columns if (data.get(c.name) or [None, None])[1] == row_id]
+                if not linked:
+                    continue
+                if any(c.on_delete == "Cascade" for c in linked):
+                    if self.db.get(table.logical_name, child_id) is not None:
+                        await self.delete(table, child_id, ctx)
+                    continue
+                row = table.decode(data)
+                for column in linked:
+                    row[column.name] = None
+                version = self.db.next_version(table.logical_name, child_id, "upsert")
+                row["versionnumber"] = version
+                self._store(table, child_id, version, row, new=False)

@@ -88,6 +88,9 @@ class Column:
     valid_for_read: bool = True
     computed: str | None = None
     date_only: bool = False
+    # What deleting the referenced row does to this lookup: clear it (most relationships) or delete this
+    # row too (parental relationships such as contact.parentcustomerid).
+    on_delete: Literal["RemoveLink", "Cascade"] = "RemoveLink"
 
     @property
     def is_lookup(self) -> bool:
@@ -287,6 +290,7 @@ def _column(table: str, spec: dict[str, Any]) -> Column:
         targets=list(spec.get("targets", [])), navigation=dict(spec.get("navigation", {})),
         read_only=bool(spec.get("readOnly", False)), valid_for_read=bool(spec.get("validForRead", True)),
         computed=spec.get("computed"), date_only=spec.get("format") == "DateOnly",
+        on_delete=spec.get("onDelete", "RemoveLink"),
     )
 
 

@@ -283,3 +283,18 @@ def test_responses_carry_the_rate_limit_debug_headers(api):
     r = api.get("WhoAmI")
     assert int(r.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) > 0
     assert float(r.headers["x-ms-ratelimit-time-remaining-xrm-requests"].replace(",", "")) > 0
+
+
+def test_deleting_a_referenced_row_clears_lookups_and_cascades_to_parental_children(api):
+    account = api.post("accounts", json={"name": "Parent"}, headers={"Prefer": "return=representation"}).json()
+    child = api.post("contacts", json={
+        "lastname": "Child", "parentcustomerid_account@odata.bind": f"/accounts({account['accountid']})"},
+        headers={"Prefer": "return=representation"}).json()
+    other = api.post("accounts", json={"name": "Billed", "msdyn_billingaccount@odata.bind":
+                                       f"/accounts({account['accountid']})"},
+                     headers={"Prefer": "return=representation"}).json()
+    assert api.delete(f"accounts({account['accountid']})").status_code == 204
+    assert api.get(f"contacts({child['contactid']})").status_code == 404
+    after = api.get(f"accounts({other['accountid']})").json()
+    assert after["_msdyn_billingaccount_value"] is None
+    assert after["@odata.etag"] != other["@odata.etag"]
