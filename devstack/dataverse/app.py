@@ -104,7 +104,8 @@ class Simulator:
                 # Only a first-time caller takes the write lock, so reads never wait behind a sync webhook.
                 async with self.db.unit():
                     self.records.ensure_user(caller)
-            path = request.url.path.split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
+            # The decoded path straight from the ASGI scope: a decoded '?' or '#' in a key must not split it.
+            path = request.scope["path"].split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
             query = request.url.query
             body = await request.body()
             if path == "$batch" and request.method == "POST":
