@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--db", default=":memory:", help="SQLite file, or :memory: (default)")
-    p.add_argument("--seed", type=on_off, default=True, help="demo data on/off (system rows are always seeded)")
+    p.add_argument("--seed", type=on_off, nargs="?", const=True, default=True,
+                   help="demo data: --seed, --seed on or --seed off (system rows are always seeded)")
     p.add_argument("--limit-requests", type=int, default=6000, help="requests per caller per window")
     p.add_argument("--limit-window", type=float, default=300.0, help="sliding window in seconds")
     p.add_argument("--limit-concurrency", type=int, default=52, help="concurrent requests per caller")
