@@ -236,17 +236,24 @@ def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(api, recei
 
 
 def test_sync_success_commits(api, receiver: Receiver):
-    reg = register_webhook(api, receiver.url("/sync-ok"), entity="msdyn_vendorgroup", message="Create",
-                           mode=0, stage=40)
+    post = register_webhook(api, receiver.url("/sync-ok"), entity="msdyn_vendorgroup", message="Create",
+                            mode=0, stage=40)
+    pre = register_webhook(api, receiver.url("/sync-pre"), entity="msdyn_vendorgroup", message="Create",
+                           mode=0, stage=10)
     try:
         r = api.post("msdyn_vendorgroups", json={
             "msdyn_vendorgroup": "OK1", "msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='demf')"},
             headers={"Prefer": "return=representation"})
     finally:
-        reg.remove(api)
+        post.remove(api)
+        pre.remove(api)
     assert r.status_code == 201
     body = receiver.at("/sync-ok")[0].body
     assert body["Mode"] == 0 and body["Stage"] == 40 and body["PrimaryEntityId"] == r.json()["msdyn_vendorgroupid"]
+    assert body["IsInTransaction"] is True and kv(body["OutputParameters"])["id"] == body["PrimaryEntityId"]
+    validation = receiver.at("/sync-pre")[0].body
+    assert validation["Stage"] == 10 and validation["IsInTransaction"] is False
+    assert validation["ParentContext"] is None and validation["OutputParameters"] == []
 
 
 def test_payload_over_256_kb_is_trimmed_with_the_size_header(api, dataverse, receiver: Receiver):
