@@ -36,6 +36,8 @@ WEBHOOK_CONTRACT = 8
 JobOutcome = Literal["Succeeded", "Failed"]
 JOB_STATUSCODE: dict[JobOutcome, int] = {"Succeeded": 30, "Failed": 31}
 JOB_COMPLETED = 3  # asyncoperation.statecode
+# The async service works through System Jobs a few at a time, not all at once.
+ASYNC_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class WebhookPipeline:
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.timeout_seconds)
         self.background: set[asyncio.Task[None]] = set()
+        self.workers = asyncio.Semaphore(ASYNC_WORKERS)
 
     async def close(self) -> None:
         for task in list(self.background):
@@ -218,6 +221,10 @@ class WebhookPipeline:
         self.db.after_commit(start)
 
     async def _run_async(self, step: Step, event: Event) -> None:
+        async with self.workers:
+            await self._run_job(step, event)
+
+    async def _run_job(self, step: Step, event: Event) -> None:
         operation_id = str(uuid.uuid4())
         body = self.build_context(event, step, operation_id=operation_id)
         started = utcnow_text()
