@@ -333,3 +333,23 @@ def test_registration_rules(api, receiver: Receiver):
             for step in steps.json()["value"]:
                 api.delete(f"sdkmessageprocessingsteps({step['sdkmessageprocessingstepid']})")
             api.delete(f"serviceendpoints({endpoint['serviceendpointid']})")
+
+
+def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, dataverse, receiver: Receiver):
+    reg = register_webhook(api, receiver.url("/disabled"), entity="msdyn_paymentterm", message="Update")
+    auto = register_webhook(api, receiver.url("/autodelete"), entity="msdyn_paymentterm", message="Update")
+    try:
+        step = f"sdkmessageprocessingsteps({reg.step_id})"
+        assert api.patch(step, json={"statecode": 1, "statuscode": 2}).status_code == 204
+        autodelete = api.patch(f"sdkmessageprocessingsteps({auto.step_id})", json={"asyncautodelete": True})
+        assert autodelete.status_code == 204
+        term = seed_id("msdyn_paymentterm", "usmf", "Net10")
+        assert api.patch(f"msdyn_paymentterms({term})", json={"msdyn_numberofdays": 11}).status_code == 204
+        dataverse.drain()
+        delivered = receiver.wait_for("/autodelete", 1)
+        jobs = api.get("asyncoperations", params={"$filter": f"_owningextensionid_value eq {auto.step_id}"})
+    finally:
+        reg.remove(api)
+        auto.remove(api)
+    assert receiver.at("/disabled") == [] and len(delivered) == 1
+    assert jobs.json()["value"] == []
