@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from devstack.dataverse.auth import BUSINESS_UNIT_ID, ORGANIZATION_ID, caller_from_authorization
 from devstack.dataverse.batch import InnerRequest, InnerResponse, execute_batch, parse_batch
+from devstack.dataverse.csdl import csdl
 from devstack.dataverse.errors import DataverseError, bad_request, does_not_exist
 from devstack.dataverse.limits import Limits, ServiceProtection
 from devstack.dataverse.metadata import handle_metadata
@@ -72,6 +73,7 @@ class Simulator:
         self.webhooks = WebhookPipeline(self.db, self.schema, settings.webhooks)
         self.records = Records(self.db, self.schema, self.webhooks)
         self.protection = ServiceProtection(settings.limits)
+        self._csdl: bytes | None = None
 
     # -- the door -------------------------------------------------------------------------------------------
 
@@ -181,7 +183,9 @@ class Simulator:
                 raise DataverseError(405, "0x80060888", "The simulator's metadata is read-only.")
             return self._json(200, handle_metadata(self.schema, path, params, base))
         if path == "$metadata":
-            raise DataverseError(501, "0x80060888", "The simulator serves no CSDL $metadata; use EntityDefinitions.")
+            if self._csdl is None:
+                self._csdl = csdl(self.schema)
+            return InnerResponse(200, {"Content-Type": "application/xml", "OData-Version": "4.0"}, self._csdl)
         target = split_path(path)
         table = self.schema.table_for_set(target.entity_set)
         prefer = _prefer(headers)
