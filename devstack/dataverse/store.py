@@ -44,6 +44,9 @@ class Database:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(DDL)
         self.lock = asyncio.Lock()
+        # Parsed rows per table, loaded on first read: queries filter in Python, so decoding every row's
+        # JSON on every request would dominate. Only this process writes; a rollback drops the cache.
+        self._cache: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
 
     @contextlib.asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
@@ -59,6 +62,7 @@ class Database:
                 yield
             except BaseException:
                 self.conn.execute("ROLLBACK")
+                self._cache.clear()
                 raise
             else:
                 self.conn.execute("COMMIT")
@@ -78,16 +82,26 @@ class Database:
 
     # -- rows -------------------------------------------------------------------------------------------
 
+    def _table(self, tbl: str) -> dict[str, tuple[int, dict[str, Any]]]:
+        rows = self._cache.get(tbl)
+        if rows is None:
+            rows = {
+                row_id: (version, json.loads(data))
+                for row_id, version, data in self.conn.execute("SELECT id, version, data FROM rows WHERE tbl=?", (tbl,))
+            }
+            self._cache[tbl] = rows
+        return rows
+
     def get(self, tbl: str, row_id: str) -> tuple[int, dict[str, Any]] | None:
-        found = self.conn.execute("SELECT version, data FROM rows WHERE tbl=? AND id=?", (tbl, row_id)).fetchone()
-        return None if found is None else (found[0], json.loads(found[1]))
+        """(version, stored row). The row dict is shared with the cache: read it, never change it."""
+        return self._table(tbl).get(row_id)
 
     def scan(self, tbl: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        for row_id, version, data in self.conn.execute("SELECT id, version, data FROM rows WHERE tbl=?", (tbl,)):
-            yield row_id, version, json.loads(data)
+        for row_id, (version, data) in list(self._table(tbl).items()):
+            yield row_id, version, data
 
     def count(self, tbl: str) -> int:
-        return self.conn.execute("SELECT count(*) FROM rows WHERE tbl=?", (tbl,)).fetchone()[0]
+        return len(self._table(tbl))
 
     def _log(self, tbl: str, row_id: str, op: str) -> int:
         cur = self.conn.execute("INSERT INTO changes (tbl, id, op) VALUES (?, ?, ?)", (tbl, row_id, op))
@@ -122,11 +136,15 @@ class Database:
                 )
             except sqlite3.IntegrityError:
                 raise KeyConflict(keyname) from None
+        if tbl in self._cache:
+            self._cache[tbl][row_id] = (version, data)
 
     def delete(self, tbl: str, row_id: str) -> None:
         self.conn.execute("DELETE FROM rows WHERE tbl=? AND id=?", (tbl, row_id))
         self.conn.execute("DELETE FROM keys WHERE tbl=? AND id=?", (tbl, row_id))
         self._log(tbl, row_id, "delete")
+        if tbl in self._cache:
+            self._cache[tbl].pop(row_id, None)
 
     def find_by_key(self, tbl: str, keyname: str, keyval: str) -> str | None:
         found = self.conn.execute(
