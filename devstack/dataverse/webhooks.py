@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from devstack.dataverse.auth import BUSINESS_UNIT_ID, ORGANIZATION_ID
-from devstack.dataverse.errors import PLUGIN_ERROR, DataverseError
+from devstack.dataverse.errors import INVALID_ARGUMENT, PLUGIN_ERROR, DataverseError
 from devstack.dataverse.records import Event
 from devstack.dataverse.resources import key_texts
 from devstack.dataverse.schema import Column, Ref, Schema, Table, parse_datetime, utcnow_text
@@ -123,10 +123,10 @@ class WebhookPipeline:
         if table.logical_name == "sdkmessageprocessingstep":
             if row.get("mode") == 1 and row.get("stage") != 40:
                 raise DataverseError(
-                    400, "0x80044184", "Asynchronous steps can only be registered on the Post-operation stage (40)."
+                    400, INVALID_ARGUMENT, "Asynchronous steps can only be registered on the Post-operation stage (40)."
                 )
             if row.get("stage") not in (10, 20, 40):
-                raise DataverseError(400, "0x80044184", "Custom steps can only be registered on stage 10, 20 or 40.")
+                raise DataverseError(400, INVALID_ARGUMENT, "Custom steps can only be registered on stage 10, 20 or 40")
         if table.logical_name == "sdkmessageprocessingstepimage":
             step_ref = row.get("sdkmessageprocessingstepid")
             step = self.db.get("sdkmessageprocessingstep", step_ref.id) if isinstance(step_ref, Ref) else None
@@ -135,11 +135,11 @@ class WebhookPipeline:
             message = self._message_name(step[1].get("sdkmessageid"))
             imagetype = row.get("imagetype")
             if message == "Create" and imagetype in (0, 2):
-                raise DataverseError(400, "0x80044184", "Pre images are not valid for the Create message.")
+                raise DataverseError(400, INVALID_ARGUMENT, "Pre images are not valid for the Create message.")
             if message == "Delete" and imagetype in (1, 2):
-                raise DataverseError(400, "0x80044184", "Post images are not valid for the Delete message.")
+                raise DataverseError(400, INVALID_ARGUMENT, "Post images are not valid for the Delete message.")
             if imagetype in (1, 2) and step[1].get("stage") != 40:
-                raise DataverseError(400, "0x80044184", "Post images are only valid on Post-operation steps.")
+                raise DataverseError(400, INVALID_ARGUMENT, "Post images are only valid on Post-operation steps.")
 
     # -- finding steps ----------------------------------------------------------------------------------
 
