@@ -15,9 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from devstack.dataverse.api import JSON, WebApi, prefer_items
-from devstack.dataverse.auth import caller_from_authorization
+from devstack.dataverse.auth import Caller, caller_for_object_id, caller_from_authorization
 from devstack.dataverse.batch import InnerRequest, InnerResponse, execute_batch, parse_batch
-from devstack.dataverse.errors import DataverseError
+from devstack.dataverse.errors import DataverseError, bad_request, does_not_exist
 from devstack.dataverse.limits import Limits, ServiceProtection
 from devstack.dataverse.records import API_PREFIX, OperationContext, Records
 from devstack.dataverse.schema import Schema, load_schema
@@ -59,8 +59,16 @@ class Simulator:
         except DataverseError as exc:
             return self._error_response(exc, annotations)
         try:
+            if self.db.get("systemuser", caller.systemuserid) is None:
+                # Only a first-time caller takes the write lock, so reads never wait behind a sync webhook.
+                async with self.db.unit():
+                    self.records.ensure_user(caller)
+            try:
+                effective = await self._impersonated(headers, caller)
+            except DataverseError as exc:
+                return self._error_response(exc, annotations)
             ctx = OperationContext(
-                caller=caller,
+                caller=effective, delegate=caller if effective is not caller else None,
                 correlation_id=headers.get("x-ms-correlation-request-id") or str(uuid.uuid4()),
                 tag=request.query_params.get("tag"),
                 bypass_step_ids=frozenset(
@@ -71,10 +79,6 @@ class Simulator:
                 or headers.get("mscrm.bypasscustompluginexecution", "").lower() == "true",
                 bypass_async="customasync" in headers.get("mscrm.bypassbusinesslogicexecution", "").lower(),
             )
-            if self.db.get("systemuser", caller.systemuserid) is None:
-                # Only a first-time caller takes the write lock, so reads never wait behind a sync webhook.
-                async with self.db.unit():
-                    self.records.ensure_user(caller)
             # The decoded path straight from the ASGI scope: a decoded '?' or '#' in a key must not split it.
             path = request.scope["path"].split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
             query = request.url.query
@@ -87,6 +91,30 @@ class Simulator:
             return Response(result.body or None, status_code=result.status, headers={**result.headers, **extra})
         finally:
             self.protection.leave(caller.systemuserid, started)
+
+    async def _impersonated(self, headers: dict[str, str], caller: Caller) -> Caller:
+        """The user a request acts for: `CallerObjectId: <Entra object id>` or legacy `MSCRMCallerID:
+        <systemuserid>` (reference §2.9); the authenticated caller otherwise. No privilege check."""
+        if headers.get("callerobjectid"):
+            try:
+                user = caller_for_object_id(headers["callerobjectid"])
+            except ValueError:
+                raise bad_request(f"CallerObjectId '{headers['callerobjectid']}' is not a guid.") from None
+            if self.db.get("systemuser", user.systemuserid) is None:
+                async with self.db.unit():
+                    self.records.ensure_user(user)
+            return user
+        if headers.get("mscrmcallerid"):
+            raw = headers["mscrmcallerid"]
+            try:
+                user_id = str(uuid.UUID(raw))
+            except ValueError:
+                raise bad_request(f"MSCRMCallerID '{raw}' is not a guid.") from None
+            found = self.db.get("systemuser", user_id)
+            if found is None:
+                raise does_not_exist("systemuser", user_id)
+            return Caller(user_id, found[1].get("azureactivedirectoryobjectid"), found[1].get("fullname") or user_id)
+        return caller
 
     async def _batch(self, body: bytes, headers: dict[str, str], ctx: OperationContext, base: str) -> Response:
         annotations = "odata.include-annotations" in headers.get("prefer", "")

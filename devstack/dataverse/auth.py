@@ -60,9 +60,15 @@ def caller_from_authorization(header: str | None, org_url: str) -> Caller:
             oid = str(uuid.UUID(oid))
         name = str(claims.get("name") or claims.get("upn") or claims.get("appid") or oid)  # type: ignore[union-attr]
         appid = claims.get("appid") or claims.get("azp")  # type: ignore[union-attr]
-        return Caller(str(uuid.uuid5(NAMESPACE, "oid:" + oid)), oid, name, str(appid) if appid else None)
+        return Caller(caller_for_object_id(oid).systemuserid, oid, name, str(appid) if appid else None)
     digest = hashlib.sha256(token.encode()).hexdigest()
     return Caller(str(uuid.uuid5(NAMESPACE, "token:" + digest)), None, f"token {digest[:12]}")
+
+
+def caller_for_object_id(oid: str) -> Caller:
+    """The systemuser of an Entra object id (impersonation with the `CallerObjectId` header)."""
+    oid = str(uuid.UUID(oid))
+    return Caller(str(uuid.uuid5(NAMESPACE, "oid:" + oid)), oid, f"user {oid}")
 
 
 def make_token(oid: str, *, name: str = "dev user", appid: str | None = None) -> str:

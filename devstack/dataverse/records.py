@@ -35,6 +35,8 @@ class OperationContext:
     """What the platform knows about the request that started an operation."""
 
     caller: Caller
+    # The authenticated caller when it impersonates `caller` (CallerObjectId / MSCRMCallerID headers).
+    delegate: Caller | None = None
     correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     tag: str | None = None
     bypass_step_ids: frozenset[str] = frozenset()
@@ -184,9 +186,10 @@ class Records:
     def _finish_row(self, table: Table, row: dict[str, Any], ctx: OperationContext, *, created: bool) -> None:
         now = utcnow_text()
         user = Ref("systemuser", ctx.caller.systemuserid)
+        delegate = Ref("systemuser", ctx.delegate.systemuserid) if ctx.delegate else None
         if created:
-            row["createdon"], row["createdby"], row["createdonbehalfby"] = now, user, None
-        row["modifiedon"], row["modifiedby"], row["modifiedonbehalfby"] = now, user, None
+            row["createdon"], row["createdby"], row["createdonbehalfby"] = now, user, delegate
+        row["modifiedon"], row["modifiedby"], row["modifiedonbehalfby"] = now, user, delegate
         for column in table.columns.values():
             if column.computed:
                 parts = [row.get(p) for p in column.computed.split()]

@@ -298,3 +298,21 @@ def test_deleting_a_referenced_row_clears_lookups_and_cascades_to_parental_child
     after = api.get(f"accounts({other['accountid']})").json()
     assert after["_msdyn_billingaccount_value"] is None
     assert after["@odata.etag"] != other["@odata.etag"]
+
+
+def test_impersonation_records_the_real_caller_as_on_behalf_of(dataverse):
+    app_oid, user_oid = str(uuid.uuid4()), str(uuid.uuid4())
+    with dataverse.client(oid=app_oid) as client:
+        me = client.get("WhoAmI").json()["UserId"]
+        row = client.post("accounts", json={"name": "Impersonated"}, headers={
+            "CallerObjectId": user_oid, "Prefer": "return=representation"}).json()
+        who = client.get("WhoAmI", headers={"CallerObjectId": user_oid}).json()["UserId"]
+        legacy = client.post("accounts", json={"name": "Legacy"}, headers={
+            "MSCRMCallerID": who, "Prefer": "return=representation"}).json()
+        missing = client.get("WhoAmI", headers={"MSCRMCallerID": str(uuid.uuid4())})
+        bad = client.get("WhoAmI", headers={"CallerObjectId": "nope"})
+        user = client.get(f"systemusers({who})").json()
+    assert row["_createdby_value"] == who != me and row["_createdonbehalfby_value"] == me
+    assert legacy["_modifiedby_value"] == who and legacy["_modifiedonbehalfby_value"] == me
+    assert user["azureactivedirectoryobjectid"] == user_oid
+    assert missing.status_code == 404 and bad.status_code == 400
