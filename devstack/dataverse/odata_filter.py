@@ -6,6 +6,7 @@ like Dataverse's SQL collation."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -18,17 +19,20 @@ from devstack.dataverse.schema import Column, Table, format_datetime, parse_date
 
 TOKEN = re.compile(
     r"""\s*(?:
-      (?P<string>'(?:[^']|'')*')
+      (?P<string>'(?:[^']|'')*'|"(?:[^"\\]|\\.)*")
     | (?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?![\w-])
     | (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)(?![\w-])
     | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)[mMdDfFlL]?(?![\w])
     | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
-    | (?P<punct>[(),])
+    | (?P<punct>[(),=\[\]])
     )""",
     re.VERBOSE,
 )
 COMPARISONS = {"eq", "ne", "gt", "ge", "lt", "le"}
 FUNCTIONS = {"contains", "startswith", "endswith"}
+# Dataverse query functions (Microsoft.Dynamics.CRM.<name>) the simulator evaluates.
+CRM_FUNCTIONS = {"In", "NotIn", "Between", "NotBetween", "Null", "NotNull"}
+CRM_PREFIX = "Microsoft.Dynamics.CRM."
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,15 @@ class Not:
 class Call:
     name: str
     args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class CrmCall:
+    """`Microsoft.Dynamics.CRM.In(PropertyName='x',PropertyValues=['a','b'])` and friends."""
+
+    name: str
+    column: Column
+    values: tuple[Any, ...]
 
 
 class _Parser:
@@ -133,7 +146,7 @@ class _Parser:
         left = self.primary()
         op = self.word(*COMPARISONS)
         if op is None:
-            if isinstance(left, Call | Logical | Not | Compare):
+            if isinstance(left, Call | CrmCall | Logical | Not | Compare):
                 return left
             raise bad_request(f"Syntax error: a comparison operator is expected in '$filter={self.text}'.")
         right = self.primary()
@@ -146,6 +159,8 @@ class _Parser:
             self.expect(")")
             return node
         if kind == "string":
+            if text.startswith('"'):
+                return Literal(json.loads(text))
             return Literal(text[1:-1].replace("''", "'"))
         if kind == "guid":
             return Literal(str(uuid.UUID(text)))
@@ -158,6 +173,8 @@ class _Parser:
                 return Literal(text == "true")
             if text == "null":
                 return Literal(None)
+            if text.startswith(CRM_PREFIX):
+                return self.crm_call(text[len(CRM_PREFIX):])
             if text in FUNCTIONS:
                 self.expect("(")
                 args = [self.primary()]
@@ -176,6 +193,66 @@ class _Parser:
                 )
             return Prop(column)
         raise bad_request(f"Syntax error at '{text}' in '$filter={self.text}'.")
+
+
+    def crm_call(self, name: str) -> CrmCall:
+        if name not in CRM_FUNCTIONS:
+            raise bad_request(f"The query function 'Microsoft.Dynamics.CRM.{name}' is not supported by the simulator.")
+        self.expect("(")
+        args: dict[str, Any] = {}
+        while True:
+            _, param = self.take()
+            self.expect("=")
+            if self.peek() == ("punct", "["):
+                self.take()
+                items: list[Any] = []
+                while self.peek() != ("punct", "]"):
+                    item = self.primary()
+                    if not isinstance(item, Literal):
+                        raise bad_request(f"PropertyValues of '{name}' must be literals.")
+                    items.append(item.value)
+                    if self.peek() == ("punct", ","):
+                        self.take()
+                self.take()
+                args[param] = items
+            else:
+                value = self.primary()
+                if not isinstance(value, Literal):
+                    raise bad_request(f"'{param}' of '{name}' must be a literal.")
+                args[param] = value.value
+            if self.peek() == ("punct", ","):
+                self.take()
+                continue
+            self.expect(")")
+            break
+        prop = args.get("PropertyName")
+        column = self.table.by_value_property.get(prop) if isinstance(prop, str) else None
+        if column is None:
+            raise bad_request(f"Could not find a property named '{prop}' on type "
+                              f"'Microsoft.Dynamics.CRM.{self.table.logical_name}'.")
+        values = args.get("PropertyValues", [])
+        if name in ("Between", "NotBetween") and len(values) != 2:
+            raise bad_request(f"'{name}' needs exactly two PropertyValues.")
+        return CrmCall(name, column, tuple(_typed(column, v) for v in values))
+
+
+def _typed(column: Column, value: Any) -> Any:
+    """Query-function values arrive as strings; compare them as the column's type."""
+    if not isinstance(value, str):
+        return value
+    if column.type in ("integer", "bigint", "decimal", "money", "double", "choice", "state", "status"):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            raise bad_request(f"'{value}' is not a number for '{column.value_property}'.") from None
+    if column.is_lookup or column.type == "uniqueidentifier":
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise bad_request(f"'{value}' is not a guid for '{column.value_property}'.") from None
+    if column.type == "datetime":
+        return format_datetime(parse_datetime(value), date_only=column.date_only)
+    return value
 
 
 def parse_filter(text: str, table: Table) -> Any:
@@ -205,6 +282,17 @@ def evaluate(node: Any, get: Callable[[Column], Any]) -> Any:
         return left or bool(evaluate(node.right, get))
     if isinstance(node, Not):
         return not bool(evaluate(node.operand, get))
+    if isinstance(node, CrmCall):
+        current = comparable(get(node.column))
+        wanted = [comparable(v) for v in node.values]
+        if node.name == "Null":
+            return current is None
+        if node.name == "NotNull":
+            return current is not None
+        if node.name in ("In", "NotIn"):
+            return (current in wanted) == (node.name == "In") and current is not None
+        inside = current is not None and wanted[0] <= current <= wanted[1]
+        return inside if node.name == "Between" else (current is not None and not inside)
     if isinstance(node, Call):
         value = evaluate(node.args[0], get)
         needle = evaluate(node.args[1], get)

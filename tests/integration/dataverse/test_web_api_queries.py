@@ -180,3 +180,25 @@ def test_alternate_key_values_with_url_unsafe_characters_are_rejected(api):
     assert created.status_code == 204
     found = api.get("products", params={"$filter": "productnumber eq 'A+B'"}).json()["value"]
     assert len(found) == 1
+
+
+def test_dataverse_query_functions(api):
+    rows = values(api, "accounts", **{
+        "$filter": "Microsoft.Dynamics.CRM.In(PropertyName='accountnumber',"
+                   "PropertyValues=['US-001','DE-002',\"US-003\"])",
+        "$select": "accountnumber"})
+    assert sorted(r["accountnumber"] for r in rows) == ["DE-002", "US-001", "US-003"]
+    usmf = seed_id("cdm_company", "usmf")
+    not_in = values(api, "cdm_companies", **{
+        "$filter": f"Microsoft.Dynamics.CRM.NotIn(PropertyName='cdm_companyid',PropertyValues=['{usmf}'])"})
+    assert usmf not in {r["cdm_companyid"] for r in not_in} and not_in
+    between = values(api, "msdyn_paymentterms", **{
+        "$filter": "Microsoft.Dynamics.CRM.Between(PropertyName='msdyn_numberofdays',PropertyValues=['10','30'])"})
+    assert between and all(10 <= r["msdyn_numberofdays"] <= 30 for r in between)
+    nulls = values(api, "contacts", **{
+        "$filter": "Microsoft.Dynamics.CRM.NotNull(PropertyName='msdyn_contactpersonid') "
+                   "and startswith(msdyn_contactpersonid,'DE')"})
+    assert len(nulls) == 80
+    unknown = api.get("accounts", params={
+        "$filter": "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=3)"})
+    assert unknown.status_code == 400 and "LastXDays" in unknown.json()["error"]["message"]
