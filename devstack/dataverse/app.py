@@ -7,7 +7,8 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +33,19 @@ class Settings:
     seed: bool = True
     limits: Limits = field(default_factory=Limits)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+
+def bypass_options(headers: dict[str, str]) -> dict[str, Any]:
+    """The business-logic bypass headers of reference §2.9 as OperationContext fields."""
+    mode = headers.get("mscrm.bypassbusinesslogicexecution", "").lower()
+    return {
+        "bypass_step_ids": frozenset(
+            s.strip().lower() for s in headers.get("mscrm.bypassbusinesslogicexecutionstepids", "").split(",")
+            if s.strip()
+        ),
+        "bypass_sync": "customsync" in mode or headers.get("mscrm.bypasscustompluginexecution", "").lower() == "true",
+        "bypass_async": "customasync" in mode,
+    }
 
 
 class Simulator:
@@ -71,13 +85,7 @@ class Simulator:
                 caller=effective, delegate=caller if effective is not caller else None,
                 correlation_id=headers.get("x-ms-correlation-request-id") or str(uuid.uuid4()),
                 tag=request.query_params.get("tag"),
-                bypass_step_ids=frozenset(
-                    s.strip().lower() for s in headers.get("mscrm.bypassbusinesslogicexecutionstepids", "").split(",")
-                    if s.strip()
-                ),
-                bypass_sync="customsync" in headers.get("mscrm.bypassbusinesslogicexecution", "").lower()
-                or headers.get("mscrm.bypasscustompluginexecution", "").lower() == "true",
-                bypass_async="customasync" in headers.get("mscrm.bypassbusinesslogicexecution", "").lower(),
+                **bypass_options(headers),
             )
             # The decoded path straight from the ASGI scope: a decoded '?' or '#' in a key must not split it.
             path = request.scope["path"].split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
@@ -127,7 +135,14 @@ class Simulator:
             # Parts inherit the batch's Prefer unless they carry their own.
             if "prefer" not in inner.headers and "prefer" in headers:
                 inner.headers["prefer"] = headers["prefer"]
-            return await self.api.handle(inner, ctx, base)
+            # Bypass headers work on the batch and on each part (reference §2.5 leaves open which one counts).
+            part = bypass_options(inner.headers)
+            part_ctx = replace(
+                ctx, bypass_step_ids=ctx.bypass_step_ids | part["bypass_step_ids"],
+                bypass_sync=ctx.bypass_sync or part["bypass_sync"],
+                bypass_async=ctx.bypass_async or part["bypass_async"],
+            )
+            return await self.api.handle(inner, part_ctx, base)
 
         status, content_type, text = await execute_batch(
             items, run, self.db, continue_on_error="odata.continue-on-error" in prefer_items(headers)

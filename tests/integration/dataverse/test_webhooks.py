@@ -310,6 +310,12 @@ def test_bypass_step_ids_skip_the_listed_step(api, dataverse, receiver: Receiver
         vendor = seed_id("msdyn_vendor", "usmf", "V-US-001")
         api.patch(f"msdyn_vendors({vendor})", json={"msdyn_telephone": "1"},
                   headers={"MSCRM.BypassBusinessLogicExecutionStepIds": reg.step_id})
+        part = (f"--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+                f"PATCH /api/data/v9.2/msdyn_vendors({vendor}) HTTP/1.1\r\nContent-Type: application/json\r\n"
+                f"MSCRM.BypassBusinessLogicExecutionStepIds: {reg.step_id}\r\n\r\n{{\"msdyn_telephone\":\"1b\"}}\r\n")
+        batch = api.post("$batch", content=(part + "--b--\r\n").encode(),
+                         headers={"Content-Type": "multipart/mixed; boundary=b"})
+        assert batch.status_code == 200 and "204 No Content" in batch.text
         api.patch(f"msdyn_vendors({vendor})", json={"msdyn_telephone": "2"})
         dataverse.drain()
         got = receiver.wait_for("/bypass", 1)
