@@ -256,7 +256,7 @@ class WebApi:
         if max_page is not None:
             applied.append(f"odata.maxpagesize={min(max_page, 5000)}")
         if query.deltatoken is not None:
-            return self._delta(table, query, prefer_raw, base, params)
+            return self._delta(table, query, prefer_raw, base, params, max_page)
         rows = [(rid, v, table.decode(d)) for rid, v, d in self.db.scan(table.logical_name)]
         snapshot = self.db.current_version()
         if query.skiptoken and "dv" in query.skiptoken:
@@ -287,22 +287,40 @@ class WebApi:
         return self._json(200, payload, extra)
 
     def _delta(self, table: Table, query: Any, prefer_raw: str | None, base: str,
-               params: dict[str, str]) -> InnerResponse:
-        changed, deleted = [], []
-        for row_id, _, op in self.db.changes_since(table.logical_name, query.deltatoken):
-            found = self.records.get(table, row_id) if op != "delete" else None
+               params: dict[str, str], max_page: int | None) -> InnerResponse:
+        """Changes since the token up to a snapshot version (kept across pages, so a change made while
+        paging is reported by the next delta instead of shifting pages): changed rows, then deletions."""
+        snapshot = int(query.skiptoken["dv"]) if query.skiptoken and "dv" in query.skiptoken \
+            else self.db.current_version()
+        entries = [e for e in self.db.changes_since(table.logical_name, query.deltatoken) if e[1] <= snapshot]
+        current = {e[0]: self.records.get(table, e[0]) for e in entries if e[2] != "delete"}
+        changed = [e for e in entries if current.get(e[0]) is not None]
+        deleted = [e for e in entries if current.get(e[0]) is None]
+        chunk, next_state = page([*changed, *deleted], query, max_page)
+        value = []
+        for row_id, _, _ in chunk:
+            found = current.get(row_id)
             if found is None:
-                deleted.append({"@odata.context": f"{base}$metadata#{table.entity_set}/$deletedEntity",
-                                "id": row_id, "reason": "deleted"})
+                value.append({"@odata.context": f"{base}$metadata#{table.entity_set}/$deletedEntity",
+                              "id": row_id, "reason": "deleted"})
             else:
-                changed.append(self._row_json(table, found[0], found[1], query.select, prefer_raw))
-        delta = {k: v for k, v in params.items() if k == "$select"}
-        delta["$deltatoken"] = encode_deltatoken(self.db.current_version())
-        return self._json(200, {
+                value.append(self._row_json(table, found[0], found[1], query.select, prefer_raw))
+        payload: dict[str, Any] = {
             "@odata.context": self._context_url(base, table, query.select, entity=False) + "/$delta",
-            "value": changed + deleted,
-            "@odata.deltaLink": f"{base}{table.entity_set}?{urlencode(delta, safe='$,!:/ ')}".replace(" ", "%20"),
-        }, {"Preference-Applied": "odata.track-changes"})
+            "value": value,
+        }
+        link = {k: v for k, v in params.items() if k == "$select"}
+        if next_state is not None:
+            next_state["dv"] = snapshot
+            link["$deltatoken"] = params["$deltatoken"]
+            link["$skiptoken"] = encode_skiptoken(next_state)
+            payload["@odata.nextLink"] = f"{base}{table.entity_set}?{urlencode(link, safe='$,!:/ ')}".replace(
+                " ", "%20")
+        else:
+            link["$deltatoken"] = encode_deltatoken(snapshot)
+            payload["@odata.deltaLink"] = f"{base}{table.entity_set}?{urlencode(link, safe='$,!:/ ')}".replace(
+                " ", "%20")
+        return self._json(200, payload, {"Preference-Applied": "odata.track-changes"})
 
     # -- writes -------------------------------------------------------------------------------------------------
 

@@ -202,3 +202,29 @@ def test_dataverse_query_functions(api):
     unknown = api.get("accounts", params={
         "$filter": "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=3)"})
     assert unknown.status_code == 400 and "LastXDays" in unknown.json()["error"]["message"]
+
+
+def test_delta_responses_page_and_end_with_a_delta_link(api):
+    first = api.get("products?$select=name", headers={"Prefer": "odata.track-changes"}).json()
+    delta_link = first["@odata.deltaLink"]
+    prefix = "DL-" + uuid.uuid4().hex[:6]
+    made = api.post("products/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": [
+        {"name": f"d{i}", "productnumber": f"{prefix}-{i}"} for i in range(7)]}).json()["Ids"]
+    api.delete(f"products({made[0]})")
+    seen, url, pages = [], delta_link, 0
+    while True:
+        body = api.get(url, headers={"Prefer": "odata.maxpagesize=3"}).json()
+        pages += 1
+        seen += body["value"]
+        if "@odata.nextLink" in body:
+            url = body["@odata.nextLink"]
+            # A change made while paging goes to the next delta, not into these pages.
+            api.patch(f"products({made[1]})", json={"name": f"late {pages}"})
+            continue
+        final = body["@odata.deltaLink"]
+        break
+    assert pages == 3
+    assert [r["productid"] for r in seen if "productid" in r] == made[1:]
+    assert [r["id"] for r in seen if r.get("reason") == "deleted"] == [made[0]]
+    later = api.get(final).json()
+    assert [(r["productid"], r["name"]) for r in later["value"]] == [(made[1], "late 2")]
