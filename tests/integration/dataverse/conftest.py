@@ -1,5 +1,5 @@
-"""Helpers for the Dataverse simulator tests: a local webhook receiver and webhook registration through
-the Web API itself (the documented queries of reference §1.3)."""
+"""A local webhook receiver for the Dataverse simulator tests (registration itself goes through
+devstack.dataverse.registration, the Web API way)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from devstack.processes import free_port
@@ -93,65 +92,3 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def message_id(client: httpx.Client, name: str) -> str:
-    r = client.get("sdkmessages", params={"$select": "sdkmessageid,name", "$filter": f"name eq '{name}'"})
-    r.raise_for_status()
-    return r.json()["value"][0]["sdkmessageid"]
-
-
-def filter_id(client: httpx.Client, message: str, entity: str) -> str:
-    mid = message_id(client, message)
-    r = client.get("sdkmessagefilters", params={
-        "$select": "sdkmessagefilterid",
-        "$filter": f"primaryobjecttypecode eq '{entity}' and _sdkmessageid_value eq {mid}",
-    })
-    r.raise_for_status()
-    return r.json()["value"][0]["sdkmessagefilterid"]
-
-
-def created_id(response: httpx.Response) -> str:
-    assert response.status_code == 204, response.text
-    return response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
-
-
-@dataclass
-class Registration:
-    endpoint_id: str
-    step_id: str
-    image_ids: list[str]
-
-    def remove(self, client: httpx.Client) -> None:
-        for image in self.image_ids:
-            client.delete(f"sdkmessageprocessingstepimages({image})")
-        client.delete(f"sdkmessageprocessingsteps({self.step_id})")
-        client.delete(f"serviceendpoints({self.endpoint_id})")
-
-
-def register_webhook(
-    client: httpx.Client, url: str, *, entity: str, message: str, mode: int = 1, stage: int = 40,
-    filtering: str | None = None, images: list[dict[str, Any]] | None = None, authtype: int = 4,
-    authvalue: str = "test-key",
-) -> Registration:
-    endpoint = created_id(client.post("serviceendpoints", json={
-        "name": f"test {entity} {message}", "url": url, "contract": 8, "authtype": authtype,
-        "authvalue": authvalue, "messageformat": 2,
-    }))
-    step_body: dict[str, Any] = {
-        "name": f"test: {message} of {entity}",
-        "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint})",
-        "sdkmessageid@odata.bind": f"/sdkmessages({message_id(client, message)})",
-        "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id(client, message, entity)})",
-        "stage": stage, "mode": mode, "rank": 1, "supporteddeployment": 0, "asyncautodelete": False,
-    }
-    if filtering:
-        step_body["filteringattributes"] = filtering
-    step = created_id(client.post("sdkmessageprocessingsteps", json=step_body))
-    image_ids = []
-    for image in images or []:
-        image_ids.append(created_id(client.post("sdkmessageprocessingstepimages", json={
-            "messagepropertyname": "Target", "name": image["entityalias"],
-            "sdkmessageprocessingstepid@odata.bind": f"/sdkmessageprocessingsteps({step})", **image,
-        })))
-    return Registration(endpoint, step, image_ids)

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devstack.dataverse.registration import register_webhook
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 
-from .conftest import Receiver, register_webhook
+from .conftest import Receiver
 
 pytestmark = pytest.mark.integration
 

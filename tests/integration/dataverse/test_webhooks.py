@@ -12,9 +12,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from devstack.dataverse.registration import RegistrationError, main, register_webhook
 from devstack.dataverse.seed import seed_id
 
-from .conftest import Receiver, register_webhook
+from .conftest import Receiver
 
 pytestmark = pytest.mark.integration
 OID = "d2069f4e-58c0-4db3-9a3c-ddada13285f2"
@@ -326,9 +327,9 @@ def test_bypass_step_ids_skip_the_listed_step(api, dataverse, receiver: Receiver
 
 
 def test_registration_rules(api, receiver: Receiver):
-    with pytest.raises(AssertionError):
+    with pytest.raises(RegistrationError):
         register_webhook(api, receiver.url("/never"), entity="account", message="Update", mode=1, stage=20)
-    with pytest.raises(AssertionError):
+    with pytest.raises(RegistrationError):
         register_webhook(api, receiver.url("/never"), entity="account", message="Create",
                          images=[{"entityalias": "PreImage", "imagetype": 0}])
     leftovers = api.get("serviceendpoints", params={"$filter": "contract eq 8", "$select": "name,url"}).json()
@@ -359,3 +360,33 @@ def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, d
         auto.remove(api)
     assert receiver.at("/disabled") == [] and len(delivered) == 1
     assert jobs.json()["value"] == []
+
+
+def test_registration_command_registers_steps_with_default_images(api, dataverse, receiver: Receiver):
+    url = receiver.url("/cli")
+    main(["--dataverse", dataverse.url, "--url", url, "--key", "k1", "--tables", "msdyn_customergroup",
+          "--messages", "Update,Delete"])
+    endpoint = api.get("serviceendpoints", params={"$filter": f"url eq '{url}'"}).json()["value"][0]
+    steps = api.get(f"serviceendpoints({endpoint['serviceendpointid']})/serviceendpoint_sdkmessageprocessingstep",
+                    params={"$select": "name,mode,stage"}).json()["value"]
+    try:
+        assert sorted(s["name"] for s in steps) == ["dw-oss: Delete of msdyn_customergroup",
+                                                    "dw-oss: Update of msdyn_customergroup"]
+        assert {(s["mode"], s["stage"]) for s in steps} == {(1, 40)}
+        group = seed_id("msdyn_customergroup", "demf", "40")
+        assert api.patch(f"msdyn_customergroups({group})", json={"msdyn_description": "cli"}).status_code == 204
+        dataverse.drain()
+        got = receiver.wait_for("/cli", 1)
+    finally:
+        for step in steps:
+            images = api.get("sdkmessageprocessingstepimages", params={
+                "$filter": f"_sdkmessageprocessingstepid_value eq {step['sdkmessageprocessingstepid']}"}).json()
+            for image in images["value"]:
+                api.delete(f"sdkmessageprocessingstepimages({image['sdkmessageprocessingstepimageid']})")
+            api.delete(f"sdkmessageprocessingsteps({step['sdkmessageprocessingstepid']})")
+        api.delete(f"serviceendpoints({endpoint['serviceendpointid']})")
+    body = got[0].body
+    assert got[0].query == {"code": ["k1"]}
+    assert set(kv(body["PreEntityImages"])) == {"PreImage"} and set(kv(body["PostEntityImages"])) == {"PostImage"}
+    assert kv(kv(body["PostEntityImages"])["PostImage"]["Attributes"])["msdyn_description"] == "cli"
+    assert kv(kv(body["PreEntityImages"])["PreImage"]["Attributes"])["msdyn_groupid"] == "40"
