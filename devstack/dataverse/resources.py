@@ -142,10 +142,15 @@ def resolve_key(db: Database, table: Table, key: dict[str | None, Any], *, in_ur
     values: dict[str, Any] = {}
     for name, value in key.items():
         assert name is not None
-        column = table.columns.get(name) or table.by_value_property.get(name)
+        # In a URL a lookup part is named `_x_value` (reference §2.3); keys found in a body use column names.
+        column = table.by_value_property.get(name) if in_url else table.columns.get(name)
         if column is None:
+            hint = ""
+            if in_url and name in table.columns and table.columns[name].is_lookup:
+                hint = f" A lookup in a key is addressed as '{table.columns[name].value_property}'."
             raise bad_request(
                 f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'."
+                + hint
             )
         values[column.name] = _coerce_key_value(table, column, value, in_url=in_url)
     for alt in table.keys:

@@ -83,6 +83,8 @@ def test_retrieve_by_alternate_key_including_a_lookup_part(api):
     r = api.get(f"accounts(accountnumber='US-001',_msdyn_company_value={USMF})", params={"$select": "accountnumber"})
     assert r.status_code == 200
     assert r.json()["accountid"] == seed_id("account", "usmf", "US-001")
+    bare = api.get(f"accounts(accountnumber='US-001',msdyn_company={USMF})")
+    assert bare.status_code == 400 and "_msdyn_company_value" in bare.json()["error"]["message"]
     single = api.get("transactioncurrencies(isocurrencycode='EUR')", params={"$select": "currencyname"})
     assert single.json()["currencyname"] == "Euro"
     # Alternate keys compare case-insensitively, like Dataverse's SQL collation.
@@ -169,7 +171,7 @@ def test_odata_bind_by_id_alternate_key_and_composite_key(api):
     r = api.post("accounts", json={
         "name": "Bound", "primarycontactid@odata.bind": f"/contacts({contact['contactid']})",
         "transactioncurrencyid@odata.bind": "transactioncurrencies(isocurrencycode='EUR')",
-        "msdyn_customergroupid@odata.bind": f"/msdyn_customergroups(msdyn_groupid='10',msdyn_company={USMF})",
+        "msdyn_customergroupid@odata.bind": f"/msdyn_customergroups(msdyn_groupid='10',_msdyn_company_value={USMF})",
         "msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='usmf')",
     }, headers={"Prefer": 'return=representation,odata.include-annotations="*"'})
     assert r.status_code == 201, r.text
