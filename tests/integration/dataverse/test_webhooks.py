@@ -14,6 +14,7 @@ import pytest
 
 from devstack.dataverse.registration import RegistrationError, main, register_webhook
 from devstack.dataverse.seed import seed_id
+from tests.fixtures.dataverse import start_dataverse
 
 from .conftest import Receiver
 
@@ -222,18 +223,20 @@ def test_sync_failure_fails_the_request_and_rolls_back(api, receiver: Receiver):
     assert len(sent) == 1 and sent[0].body["Mode"] == 0 and sent[0].body["IsInTransaction"] is True
 
 
-def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(api, receiver: Receiver):
-    receiver.answer("/sync-slow", (200, 5.0))  # the session simulator times webhooks out after 3 s
-    reg = register_webhook(api, receiver.url("/sync-slow"), entity="msdyn_vendorgroup", message="Create",
-                           mode=0, stage=20)
-    code = "S" + uuid.uuid4().hex[:5]
+def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(receiver: Receiver):
+    receiver.answer("/sync-slow", (200, 3.0))
+    sim = start_dataverse("--webhook-timeout", "1", seed=False)  # the real 60 s would make a slow test
     try:
-        r = api.post("msdyn_vendorgroups", json={
-            "msdyn_vendorgroup": code, "msdyn_company@odata.bind": "/cdm_companies(cdm_companycode='usmf')"})
+        with sim.client(oid=OID) as api:
+            register_webhook(api, receiver.url("/sync-slow"), entity="msdyn_vendorgroup", message="Create",
+                             mode=0, stage=20)
+            r = api.post("msdyn_vendorgroups", json={"msdyn_vendorgroup": "SLOW"})
+            kept = api.get("msdyn_vendorgroups", params={"$filter": "msdyn_vendorgroup eq 'SLOW'"}).json()["value"]
     finally:
-        reg.remove(api)
+        sim.stop()
     assert r.status_code == 400 and "Endpoint unavailable" in r.json()["error"]["message"]
-    assert api.get("msdyn_vendorgroups", params={"$filter": f"msdyn_vendorgroup eq '{code}'"}).json()["value"] == []
+    assert "no response within 1 s" in r.json()["error"]["message"]
+    assert kept == []
 
 
 def test_sync_success_commits(api, receiver: Receiver):
