@@ -15,6 +15,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from devstack.processes import free_port
+from tests.fixtures.dataverse import DataverseSim, start_dataverse
+
+
+@pytest.fixture(scope="package")
+def dataverse() -> Iterator[DataverseSim]:
+    """This folder's own simulator (overrides the session one here): these tests write many rows and
+    register webhooks, and other folders' tests should find the seed data untouched."""
+    sim = start_dataverse()
+    try:
+        yield sim
+    finally:
+        sim.stop()
 
 
 @dataclass
