@@ -24,7 +24,13 @@ from proton import Condition, Data, Delivery, Link, Message, Terminus, int32, sy
 from devstack.servicebus import management
 from devstack.servicebus.codec import MalformedMessage, decode_message, encode_delivery, ms, split_batch
 from devstack.servicebus.entities import STATE_CODES, Queue, StoredMessage, SubQueue, SweepResult
-from devstack.servicebus.errors import BrokerError, EntityNotFound, InvalidOperation, OperationTimeout
+from devstack.servicebus.errors import (
+    BrokerError,
+    EntityNotFound,
+    InvalidOperation,
+    OperationTimeout,
+    SessionLockLost,
+)
 from devstack.servicebus.frames import BATCH_FORMAT
 from devstack.servicebus.topology import Topology
 
@@ -346,11 +352,13 @@ class Broker:
                 raise InvalidOperation("This link does not accept messages.")
         except BrokerError as exc:
             log.info("rejecting transfer on %r: %s", link.name, exc)
-            delivery.local.condition = Condition(exc.condition, str(exc))
+            delivery.local.condition = error_condition(exc)
             delivery.update(Delivery.REJECTED)
         except (MalformedMessage, ValueError, TypeError) as exc:
             log.info("rejecting malformed transfer on %r: %s", link.name, exc)
-            delivery.local.condition = Condition("amqp:decode-error", f"The message could not be decoded: {exc}")
+            delivery.local.condition = Condition(
+                "amqp:decode-error", f"The message could not be decoded: {exc}", {symbol("field"): "payload"}
+            )
             delivery.update(Delivery.REJECTED)
         delivery.settle()
         if link.credit < PRODUCER_CREDIT // 2:
@@ -394,7 +402,7 @@ class Broker:
                 delivery.local.undeliverable = remote.undeliverable
             delivery.update(state)
         except BrokerError as exc:
-            delivery.local.condition = Condition(exc.condition, str(exc))
+            delivery.local.condition = error_condition(exc)
             delivery.update(Delivery.REJECTED)
         delivery.settle()
         conn.schedule_flush()
@@ -409,8 +417,8 @@ class Broker:
                 log.info("session %r lock expired on %s", session_id, owner.entity.path)
                 self._drop_consumer(owner)
                 owner.link.ctx = None
-                owner.link.condition = Condition(
-                    "com.microsoft:session-lock-lost", f"The session lock for '{session_id}' has expired."
+                owner.link.condition = error_condition(
+                    SessionLockLost(f"The session lock for '{session_id}' has expired.")
                 )
                 owner.link.close()
                 owner.conn.schedule_flush()
@@ -426,9 +434,14 @@ def refuse(link: Link, error: BrokerError) -> None:
     link.ctx = None
     link.source.type = Terminus.UNSPECIFIED  # proton then encodes the terminus as null
     link.target.type = Terminus.UNSPECIFIED
-    link.condition = Condition(error.condition, str(error))
+    link.condition = error_condition(error)
     link.open()
     link.close()
+
+
+def error_condition(error: BrokerError) -> Condition:
+    # pyamqp reads condition, description and info by position: always send all three.
+    return Condition(error.condition, str(error), {symbol("error-type"): type(error).__name__})
 
 
 def message_annotations(msg: StoredMessage, token: uuid.UUID | None) -> dict[str, Any]:
