@@ -6,6 +6,7 @@ string has the same shape as the official Docker emulator's, so code reading it 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from devstack.processes import ManagedProcess, free_port, python_module
@@ -40,5 +41,7 @@ def emulator_process(
         str(config or DEFAULT_TOPOLOGY),
         "--log-level",
         log_level,
+        "--parent-pid",
+        str(os.getpid()),
     )
     return ManagedProcess(name, argv, port=port)

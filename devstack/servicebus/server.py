@@ -38,6 +38,7 @@ class AmqpConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self._gone = False
+        self._received = 0
         self.connection = Connection()
         self.collector = Collector()
         self.connection.collect(self.collector)
@@ -54,6 +55,7 @@ class AmqpConnection(asyncio.Protocol):
         self._process()
 
     def data_received(self, data: bytes) -> None:
+        self._received += len(data)
         self.scanner.feed(data)
         view = memoryview(data)
         while view:
@@ -158,7 +160,9 @@ class AmqpConnection(asyncio.Protocol):
                 self.connection.close()
         elif kind == Event.TRANSPORT_ERROR:
             cond = self.transport.condition
-            log.info("connection %s: transport error %s", self.peer, cond and f"{cond.name}: {cond.description}")
+            # A port probe (connect, then close without a byte) is not worth a log line.
+            level = logging.INFO if self._received else logging.DEBUG
+            log.log(level, "connection %s: transport error %s", self.peer, cond and f"{cond.name}: {cond.description}")
 
     def _fail(self, condition: str, description: str) -> None:
         with contextlib.suppress(Exception):
