@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,4 +94,8 @@ def serve(host: FunctionHost, port: int, bind: str = "127.0.0.1") -> None:
         log.info(line)
     config = uvicorn.Config(host.asgi, host=bind, port=port, lifespan="on", log_level="warning",
                             timeout_graceful_shutdown=30)
+    # uvicorn re-raises the stop signal after its graceful shutdown; with these handlers in place that
+    # re-raise is a no-op, so a clean stop exits 0 instead of dying by the signal.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.Server(config).run()

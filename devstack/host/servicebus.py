@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage as FunctionMessage
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.amqp import AmqpMessageBodyType
@@ -47,7 +47,7 @@ def _body(message: ServiceBusReceivedMessage) -> bytes:
     return body if isinstance(body, bytes) else str(body).encode()
 
 
-def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMessage:
+def to_function_message(message: ServiceBusReceivedMessage) -> FunctionMessage:
     """The azure.functions message the worker would hand the function."""
     properties = {str(_text(k)): _text(v) for k, v in (message.application_properties or {}).items()}
     enqueued = message.enqueued_time_utc
@@ -60,7 +60,7 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
         "UserProperties": properties,
         "ApplicationProperties": properties,
     }
-    return func.ServiceBusMessage(
+    return FunctionMessage(
         body=_body(message),
         trigger_metadata=metadata,
         application_properties=properties,
@@ -91,9 +91,9 @@ def to_function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMe
     )
 
 
-def manual_message(text: str) -> func.ServiceBusMessage:
+def manual_message(text: str) -> FunctionMessage:
     """A message for the admin 'run this function' call, which does not go through a queue."""
-    return func.ServiceBusMessage(
+    return FunctionMessage(
         body=text.encode(),
         application_properties={},
         message_id=str(uuid.uuid4()),
@@ -185,19 +185,37 @@ class QueuePump:
     async def _session_loop(self) -> None:
         assert self._client is not None
         while not self._stopping.is_set():
+            receiver = self._client.get_queue_receiver(
+                self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION,
+                receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+                max_wait_time=self.options.session_idle_timeout.total_seconds(),
+                prefetch_count=self.options.prefetch_count,
+            )
             try:
-                receiver = self._client.get_queue_receiver(
-                    self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION,
-                    receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                    max_wait_time=self.options.session_idle_timeout.total_seconds(),
-                    prefetch_count=self.options.prefetch_count,
-                )
-                async with receiver:
-                    if self._renewer is not None and receiver.session is not None:
-                        self._renewer.register(receiver, receiver.session)
-                    await self._drain_session(receiver)
+                if not await self._open_unless_stopping(receiver):
+                    return
+                if self._renewer is not None and receiver.session is not None:
+                    self._renewer.register(receiver, receiver.session)
+                await self._drain_session(receiver)
             except OperationTimeoutError:
                 continue  # no session free right now: ask again
+            finally:
+                await receiver.close()
+
+    async def _open_unless_stopping(self, receiver: ServiceBusReceiver) -> bool:
+        """Wait for a session to be granted, or give up at once when the host stops: a worker waiting
+        for a session holds no message, so there is nothing to finish."""
+        opening = asyncio.create_task(receiver.__aenter__())
+        stopping = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if opening not in done:
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ServiceBusError):
+                await opening
+            return False
+        opening.result()
+        return True
 
     async def _drain_session(self, receiver: ServiceBusReceiver) -> None:
         """Messages of one session, in order, until the session stays idle or the host stops."""
@@ -224,14 +242,16 @@ class QueuePump:
         if self._renewer is not None and not session:
             for message in messages:
                 self._renewer.register(receiver, message)
-        converted = [to_function_message(m) for m in messages]
-        value = converted if self.trigger.many else converted[0]
         detail = f"queue={self.trigger.queue_name} messages={len(messages)}"
         if self.trigger.sessions:
             detail += f" session={messages[0].session_id}"
         try:
-            await self.invoker.invoke(self.spec, value, detail=detail)
+            converted = [to_function_message(m) for m in messages]
+            await self.invoker.invoke(self.spec, converted if self.trigger.many else converted[0], detail=detail)
         except InvocationFailed:
+            succeeded = False
+        except Exception:  # a host fault (e.g. conversion): never leave the message locked and forgotten
+            log.exception("function %s: could not invoke for %s", self.spec.name, detail)
             succeeded = False
         else:
             succeeded = True
