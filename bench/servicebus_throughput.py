@@ -175,6 +175,7 @@ def main() -> int:
                     timed_receive(conn, pid, n, args.receivers)
                     done += n
                     rounds.append({"messages_total": done, "rss_kb_queued": after_send, "rss_kb_drained": rss_kb(pid)})
+                    print(f"memory round: {rounds[-1]}", file=sys.stderr, flush=True)
                 drained = [r["rss_kb_drained"] for r in rounds]
                 report["memory"] = {
                     "messages": done,

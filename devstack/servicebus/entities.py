@@ -134,10 +134,19 @@ class SubQueue:
         self.locks[token] = msg
         if until is None:
             msg.locked_until = self.clock() + self.settings.lock_duration
-            heapq.heappush(self._lock_expiry, (msg.locked_until, token))
+            self._push_lock_expiry(msg.locked_until, token)
         else:
             msg.locked_until = until
         return token
+
+    def _push_lock_expiry(self, until: float, token: uuid.UUID) -> None:
+        # Settled locks leave stale entries behind; rebuild before they outnumber the live ones, so
+        # memory follows the number of locked messages, not the number ever locked.
+        if len(self._lock_expiry) > 2 * len(self.locks) + 1024:
+            live = [] if self.requires_session else self.locks.items()  # session locks expire with the session
+            self._lock_expiry = [(m.locked_until, t) for t, m in live]
+            heapq.heapify(self._lock_expiry)
+        heapq.heappush(self._lock_expiry, (until, token))
 
     def remove(self, msg: StoredMessage) -> None:
         self.messages.pop(msg.seq, None)
@@ -185,7 +194,7 @@ class SubQueue:
         if self.requires_session:
             raise InvalidOperation("Renewing a message lock is not supported on sessionful entities.")
         msg.locked_until = self.clock() + self.settings.lock_duration
-        heapq.heappush(self._lock_expiry, (msg.locked_until, token))
+        self._push_lock_expiry(msg.locked_until, token)
         return msg.locked_until
 
     def _unlock(self, msg: StoredMessage, *, failed: bool) -> None:
@@ -328,6 +337,9 @@ class Queue(SubQueue):
         ttls = [t for t in (self.settings.default_ttl, wire_ttl(msg.wire)) if t is not None]
         if ttls:
             msg.expires_at = now + min(ttls)
+            if len(self._expiry) > 2 * len(self.messages) + 1024:  # drop entries of settled messages
+                self._expiry = [(m.expires_at, m.seq) for m in self.messages.values() if m.expires_at is not None]
+                heapq.heapify(self._expiry)
             heapq.heappush(self._expiry, (msg.expires_at, msg.seq))
         self._make_ready(msg)
 
