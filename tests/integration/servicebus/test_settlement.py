@@ -56,7 +56,7 @@ def test_max_delivery_count_moves_the_message_to_the_dead_letter_queue_with_the_
             [msg] = receive(receiver)
             assert msg.delivery_count == attempt
             receiver.abandon_message(msg)
-        assert receive(receiver, wait=1.5) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.7) == []
     with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
         [dead] = receive(dlq)
         assert dead.message_id == "poison-1"
@@ -103,7 +103,9 @@ def test_defer_then_receive_deferred_by_sequence_number_and_complete(client, ser
         later, now = receive(receiver, 2)
         receiver.defer_message(later)
         receiver.complete_message(now)
-        assert receive(receiver, wait=1.5) == []  # deferred messages are not delivered again
+        assert (
+            receiver.receive_messages(max_message_count=1, max_wait_time=0.7) == []
+        )  # deferred messages are not delivered again
         [peeked] = receiver.peek_messages(max_message_count=5, sequence_number=1)
         assert peeked.state == ServiceBusMessageState.DEFERRED
         [deferred] = receiver.receive_deferred_messages([later.sequence_number])
@@ -209,19 +211,25 @@ def test_schedule_and_cancel_scheduled_messages(client, servicebus_queue):
         assert all(m.enqueued_time_utc >= at - dt.timedelta(milliseconds=200) for m in got)
         for m in got:
             receiver.complete_message(m)
-        assert receive(receiver, wait=1) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.7) == []
 
 
 def test_duplicate_detection_drops_a_repeated_message_id_within_the_window(client, servicebus_queue):
     queue = servicebus_queue("dedupe")  # window 3 s
-    send(client, queue, ServiceBusMessage("first", message_id="evt-1"), ServiceBusMessage("other", message_id="evt-2"))
-    send(client, queue, ServiceBusMessage("dup", message_id="evt-1"))
-    with client.get_queue_receiver(queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as receiver:
-        got = receive(receiver, 3, wait=2)
-        assert sorted(str(m) for m in got) == ["first", "other"]
-    time.sleep(3.2)
-    send(client, queue, ServiceBusMessage("after window", message_id="evt-1"))
-    with client.get_queue_receiver(queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as receiver:
+    with (
+        client.get_queue_sender(queue) as sender,
+        client.get_queue_receiver(queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as receiver,
+    ):
+        sender.send_messages(
+            [ServiceBusMessage("first", message_id="evt-1"), ServiceBusMessage("b", message_id="evt-2")]
+        )
+        first_sent = time.monotonic()
+        sender.send_messages(ServiceBusMessage("dup", message_id="evt-1"))
+        got = receive(receiver, 2)
+        assert sorted(str(m) for m in got) == ["b", "first"]
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.7) == []
+        time.sleep(max(0.0, first_sent + 3.3 - time.monotonic()))
+        sender.send_messages(ServiceBusMessage("after window", message_id="evt-1"))
         assert [str(m) for m in receive(receiver)] == ["after window"]
 
 
