@@ -8,7 +8,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from proton import Collector, Connection, Data, Delivery, Described, Transport, uint, ulong
+from proton import Collector, Connection, Data, Delivery, Described, Endpoint, Transport, symbol, uint, ulong
 
 BATCH_FORMAT = 0x80013700
 
@@ -109,6 +109,20 @@ class RawClient:
 
     def attach(self) -> None:
         self.exchange(lambda: self.sender.credit > 0)
+
+    def lock_session(self, address: str, session_id: str) -> None:
+        """Open a session receiver (what the SDK does for `session_id=...`) and wait for the attach."""
+        session = self.connection.session()
+        session.open()
+        receiver = session.receiver("raw-session-receiver")
+        receiver.source.address = address
+        receiver.source.filter.put_object({symbol("com.microsoft:session-filter"): session_id})
+        receiver.target.address = "raw-client"
+        receiver.open()
+        receiver.flow(10)
+        self.exchange(lambda: bool(receiver.state & Endpoint.REMOTE_ACTIVE))
+        if receiver.remote_source.address is None:
+            raise AssertionError("the session receiver was refused")
 
     def transfer(self, payload: bytes, tag: bytes = b"t1") -> tuple[Delivery, bytes]:
         """Queue one delivery; return it and the bytes proton would send (not sent yet)."""

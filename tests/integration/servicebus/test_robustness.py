@@ -145,3 +145,17 @@ def test_the_message_format_on_the_transfer_decides_what_a_batch_is(servicebus_e
             got += receiver.receive_messages(max_message_count=6, max_wait_time=1)
         assert [m.message_id for m in got] == ["p0", "p1", "p2"] * 2
     still_serves(servicebus_emulator, queue)
+
+
+def test_a_vanished_client_releases_its_session_lock(servicebus_emulator, servicebus_queue):
+    queue = servicebus_queue("changes")  # LockDuration 5 s: only the disconnect can free it sooner
+    client = RawClient(servicebus_emulator.port, address(servicebus_emulator, queue))
+    client.attach()
+    client.lock_session(address(servicebus_emulator, queue), "orphaned")
+    client.close()  # no detach, no end, no close: the socket just goes away
+    time.sleep(0.3)
+    with (
+        ServiceBusClient.from_connection_string(servicebus_emulator.connection_string, retry_total=0) as sb,
+        sb.get_queue_receiver(queue, session_id="orphaned") as receiver,
+    ):
+        assert receiver.session.get_state() is None  # would raise SessionCannotBeLockedError if still held
