@@ -190,6 +190,7 @@ class Broker:
             )
         requested = filters[SESSION_FILTER]
         session_id = None if requested is None else str(requested)
+        self.sweep()  # detach receivers whose session lock has just expired before handing sessions out
         consumer = Consumer(conn, link, entity, delete)
         session = entity.accept_session(session_id, consumer)
         if session is not None:
@@ -285,6 +286,12 @@ class Broker:
             for consumer in consumers[start:] + consumers[:start]:
                 if consumer.link.credit <= 0:
                     continue
+                if (
+                    consumer.session_id is not None
+                    and isinstance(entity, Queue)
+                    and not entity.holds(consumer.session_id, consumer)
+                ):
+                    continue  # its session lock just expired; the next sweep detaches it
                 msg = entity.next_ready(consumer.session_id)
                 if msg is None:
                     continue

@@ -399,6 +399,10 @@ class Queue(SubQueue):
         session.locked_until = self.clock() + self.settings.lock_duration
         return session
 
+    def holds(self, session_id: str, owner: object) -> bool:
+        session = self.sessions.get(session_id)
+        return session is not None and session.owner is owner and self._held(session)
+
     def owned_session(self, session_id: str, owner: object | None = None) -> Session:
         session = self.sessions.get(session_id)
         if session is None or not self._held(session) or (owner is not None and session.owner is not owner):
