@@ -160,8 +160,10 @@ class AmqpConnection(asyncio.Protocol):
                 self.connection.close()
         elif kind == Event.TRANSPORT_ERROR:
             cond = self.transport.condition
-            # A port probe (connect, then close without a byte) is not worth a log line.
-            level = logging.INFO if self._received else logging.DEBUG
+            # Not worth a log line: a port probe (connect, close without a byte), and the SDK detaching its
+            # links after it ended their session, which proton reports as "no such channel".
+            harmless = not self._received or (cond is not None and "no such channel" in (cond.description or ""))
+            level = logging.DEBUG if harmless else logging.INFO
             log.log(level, "connection %s: transport error %s", self.peer, cond and f"{cond.name}: {cond.description}")
 
     def _fail(self, condition: str, description: str) -> None:
