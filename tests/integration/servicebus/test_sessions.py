@@ -4,6 +4,7 @@ expiry, deferral inside a session, and sends that a session queue refuses."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
@@ -188,3 +189,19 @@ async def test_async_session_receiver_state_and_renewal(aclient: AsyncServiceBus
         assert [str(m) for m in got] == ["m0", "m1", "m2"]
         for m in got:
             await receiver.complete_message(m)
+
+
+def test_the_engine_changes_queue_orders_per_record_and_drops_duplicate_events(client: ServiceBusClient):
+    """`changes` as shipped: sessions per record and duplicate detection by source event id."""
+    record = f"map-1|USMF|{uuid.uuid4()}"
+    with client.get_queue_sender("changes") as sender:
+        sender.send_messages(
+            [ServiceBusMessage(f"v{i}", session_id=record, message_id=f"{record}|v{i}") for i in (1, 2)]
+        )
+        sender.send_messages(ServiceBusMessage("v1 again", session_id=record, message_id=f"{record}|v1"))
+    with client.get_queue_receiver("changes", session_id=record) as receiver:
+        got = receive(receiver, 2)
+        assert [str(m) for m in got] == ["v1", "v2"]
+        for m in got:
+            receiver.complete_message(m)
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.7) == []
