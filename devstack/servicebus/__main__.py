@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await serve(topology, args.host, args.port)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # typically the port is taken
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
