@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import health, maps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
+app.register_functions(maps.bp)

@@ -27,3 +27,18 @@ def test_health_with_invalid_settings_is_a_problem_naming_them(devhost) -> None:
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["invalid_settings"] == ["DATAVERSE_URL"]
+
+
+def test_the_maps_route_needs_the_function_key_and_lists_the_shipped_maps(devhost) -> None:
+    host = devhost()
+    url = f"{host.url}/api/maps"
+    assert httpx.get(url, timeout=30).status_code == 401
+    assert httpx.get(url, params={"code": "wrong"}, timeout=30).status_code == 401
+    response = httpx.get(url, headers={"x-functions-key": host.function_key}, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is True and body["problems"] == []
+    names = {m["name"] for m in body["maps"]}
+    assert {"customers", "legal-entities", "vendors"} <= names
+    # Companies come before what lives in them.
+    assert body["order"].index("legal-entities") < body["order"].index("customers")
