@@ -137,18 +137,13 @@ class Broker:
     def on_link_open(self, conn: AmqpConnection, link: Link) -> None:
         address = link.remote_source.address if link.is_sender else link.remote_target.address
         try:
-            if address == "$cbs":
-                link.ctx = Cbs()
-                self._accept(link)
-                if link.is_sender:
-                    conn.reply_links["$cbs"] = link
-                return
-            target = self.resolve(address)
-            if target.management:
-                link.ctx = ManagementNode(target.entity)
+            if address == "$cbs" or (target := self.resolve(address)).management:
+                link.ctx = Cbs() if address == "$cbs" else ManagementNode(target.entity)
                 self._accept(link)
                 if link.is_sender:
                     conn.reply_links[address.lower()] = link
+                else:
+                    link.flow(PRODUCER_CREDIT)  # the SDK ignores credit; other AMQP clients wait for it
                 return
             if link.is_sender:
                 self._open_consumer(conn, link, target.entity)

@@ -8,7 +8,19 @@ import struct
 import time
 from collections.abc import Callable
 
-from proton import Collector, Connection, Data, Delivery, Described, Endpoint, Transport, symbol, uint, ulong
+from proton import (
+    Collector,
+    Connection,
+    Data,
+    Delivery,
+    Described,
+    Endpoint,
+    Message,
+    Transport,
+    symbol,
+    uint,
+    ulong,
+)
 
 BATCH_FORMAT = 0x80013700
 
@@ -130,6 +142,31 @@ class RawClient:
         self.sender.stream(payload)
         self.sender.advance()
         return delivery, self.output()
+
+    def request(self, node: str, request: Message) -> Message:
+        """Send a request to a `$cbs` or `$management` node and wait for the answer on a reply link."""
+        session = self.connection.session()
+        session.open()
+        replies = session.receiver(f"raw-replies-{node}")
+        replies.source.address = node
+        replies.target.address = node
+        replies.open()
+        replies.flow(1)
+        requests = session.sender(f"raw-requests-{node}")
+        requests.target.address = node
+        requests.source.address = node
+        requests.open()
+        self.exchange(lambda: requests.credit > 0)
+        request.reply_to = node
+        request.id = request.id or "raw-request-1"
+        delivery = requests.delivery(b"req")
+        requests.stream(request.encode())
+        requests.advance()
+        self.exchange(lambda: replies.current is not None and not replies.current.partial)
+        answer = Message()
+        answer.decode(replies.recv(replies.current.pending))
+        delivery.settle()
+        return answer
 
     def send_raw(self, raw: bytes) -> None:
         self.sock.sendall(raw)

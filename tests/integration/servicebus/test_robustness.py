@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
+from azure.servicebus.exceptions import MessageLockLostError
 from proton import Delivery, Message
 
 from tests.integration.servicebus.rawamqp import (
@@ -159,3 +161,48 @@ def test_a_vanished_client_releases_its_session_lock(servicebus_emulator, servic
         sb.get_queue_receiver(queue, session_id="orphaned") as receiver,
     ):
         assert receiver.session.get_state() is None  # would raise SessionCannotBeLockedError if still held
+
+
+def test_cbs_answers_put_token_for_any_token_and_refuses_other_operations(servicebus_emulator, servicebus_queue):
+    queue = servicebus_queue("plain")
+    client = RawClient(servicebus_emulator.port, address(servicebus_emulator, queue))
+    client.attach()
+    ok = client.request(
+        "$cbs",
+        Message(
+            body="not a real token",
+            properties={"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": queue},
+        ),
+    )
+    assert (ok.properties["status-code"], ok.correlation_id) == (200, "raw-request-1")
+    refused = client.request("$cbs", Message(body="x", properties={"operation": "delete-token"}))
+    assert refused.properties["status-code"] == 400
+    client.close()
+
+
+def test_management_errors_carry_status_and_condition(servicebus_emulator, servicebus_queue):
+    queue = servicebus_queue("plain")
+    client = RawClient(servicebus_emulator.port, address(servicebus_emulator, queue))
+    client.attach()
+    unknown = client.request(f"{queue}/$management", Message(body={}, properties={"operation": "com.microsoft:nope"}))
+    assert unknown.properties["statusCode"] == 400
+    assert "com.microsoft:nope" in unknown.properties["statusDescription"]
+    missing = client.request(
+        f"{queue}/$management", Message(body={}, properties={"operation": "com.microsoft:peek-message"})
+    )
+    assert missing.properties["statusCode"] == 400
+    assert "from-sequence-number" in missing.properties["statusDescription"]
+    client.close()
+    still_serves(servicebus_emulator, queue)
+
+
+def test_renewing_or_settling_an_unknown_lock_raises_lock_lost(servicebus_emulator, servicebus_queue):
+    queue = servicebus_queue("plain")
+    with (
+        ServiceBusClient.from_connection_string(servicebus_emulator.connection_string, retry_total=0) as sb,
+        sb.get_queue_receiver(queue) as receiver,
+    ):
+        with pytest.raises(MessageLockLostError):
+            receiver._renew_locks(str(uuid.uuid4()))  # the SDK's own renew-lock request, any unknown token
+        with pytest.raises(MessageLockLostError):
+            receiver._settle_message_via_mgmt_link("completed", [str(uuid.uuid4())])
