@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from proton import Condition, Data, Delivery, Link, Message, Terminus, int32, symbol
+from proton import Condition, Data, Delivery, Link, Message, ProtonException, Terminus, int32, symbol
 
 from devstack.servicebus import management
 from devstack.servicebus.codec import MalformedMessage, decode_message, encode_delivery, ms, split_batch
@@ -342,6 +342,7 @@ class Broker:
                     ctx.queue.enqueue(wire)
                 delivery.update(Delivery.ACCEPTED)
             elif isinstance(ctx, ManagementNode | Cbs):
+                decode_message(payload)  # proton's Message.decode takes garbage silently: validate first
                 request = Message()
                 request.decode(payload)
                 delivery.update(Delivery.ACCEPTED)
@@ -356,7 +357,7 @@ class Broker:
             log.info("rejecting transfer on %r: %s", link.name, exc)
             delivery.local.condition = error_condition(exc)
             delivery.update(Delivery.REJECTED)
-        except (MalformedMessage, ValueError, TypeError) as exc:
+        except (MalformedMessage, ProtonException, ValueError, TypeError) as exc:
             log.info("rejecting malformed transfer on %r: %s", link.name, exc)
             delivery.local.condition = Condition(
                 "amqp:decode-error", f"The message could not be decoded: {exc}", {symbol("field"): "payload"}

@@ -16,6 +16,7 @@ from proton import (
     Described,
     Endpoint,
     Message,
+    Sender,
     Transport,
     symbol,
     uint,
@@ -142,6 +143,16 @@ class RawClient:
         self.sender.stream(payload)
         self.sender.advance()
         return delivery, self.output()
+
+    def sender_to(self, address: str) -> Sender:
+        """Another sending link on this connection, attached and with credit."""
+        session = self.connection.session()
+        session.open()
+        link = session.sender(f"raw-sender-{address}")
+        link.target.address = address
+        link.open()
+        self.exchange(lambda: link.credit > 0)
+        return link
 
     def request(self, node: str, request: Message) -> Message:
         """Send a request to a `$cbs` or `$management` node and wait for the answer on a reply link."""

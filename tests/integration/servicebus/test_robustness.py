@@ -192,6 +192,13 @@ def test_management_errors_carry_status_and_condition(servicebus_emulator, servi
     )
     assert missing.properties["statusCode"] == 400
     assert "from-sequence-number" in missing.properties["statusDescription"]
+    node = client.sender_to(f"{queue}/$management")
+    garbage = node.delivery(b"garbage")
+    node.stream(b"\x00\x53\x77\xd1\xff\xff")  # an AMQP value section that is cut short
+    node.advance()
+    client.exchange(lambda: garbage.remote_state != 0)
+    assert garbage.remote_state == Delivery.REJECTED
+    assert garbage.remote.condition.name == "amqp:decode-error"
     client.close()
     still_serves(servicebus_emulator, queue)
 
