@@ -85,7 +85,10 @@ def _value(data: Data) -> Any:
 
 def decode_message(buf: bytes) -> WireMessage:
     msg = WireMessage()
+    body_start: int | None = None
     for code, start, end, data in _sections(buf):
+        if body_start is not None:
+            continue  # body and footer are kept verbatim; decoding them above proves they are well formed
         if code == HEADER:
             fields = list(_value(data) or [])
             fields += [None] * (5 - len(fields))
@@ -103,9 +106,10 @@ def decode_message(buf: bytes) -> WireMessage:
             msg.session_id = None if fields[10] is None else _text(fields[10])
         elif code == APPLICATION_PROPERTIES:
             msg.application_properties = bytes(buf[start:end])
-        else:  # body sections and footer: kept verbatim
-            msg.rest = bytes(buf[start:])
-            break
+        else:  # body sections and footer
+            body_start = start
+    if body_start is not None:
+        msg.rest = bytes(buf[body_start:])
     return msg
 
 
