@@ -116,6 +116,26 @@ def test_defer_then_receive_deferred_by_sequence_number_and_complete(client, ser
         assert receiver.peek_messages(max_message_count=5, sequence_number=1) == []
 
 
+def test_deferred_messages_abandoned_and_dead_lettered_through_management(client, servicebus_queue):
+    queue = servicebus_queue("plain")
+    send(client, queue, ServiceBusMessage("retry"), ServiceBusMessage("give up", message_id="gu-1"))
+    with client.get_queue_receiver(queue) as receiver:
+        retry, give_up = receive(receiver, 2)
+        receiver.defer_message(retry)
+        receiver.defer_message(give_up)
+        [r, g] = receiver.receive_deferred_messages([retry.sequence_number, give_up.sequence_number])
+        receiver.abandon_message(r)  # stays deferred, one more failed delivery
+        receiver.dead_letter_message(g, reason="Unmappable", error_description="no such company")
+        [again] = receiver.receive_deferred_messages([retry.sequence_number])
+        assert (str(again), again.delivery_count) == ("retry", 1)
+        receiver.complete_message(again)
+    with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+        [dead] = receive(dlq)
+        assert (dead.message_id, dead.dead_letter_reason) == ("gu-1", "Unmappable")
+        assert dead.dead_letter_error_description == "no such company"
+        dlq.complete_message(dead)
+
+
 def test_receive_deferred_of_an_unknown_sequence_number_fails(servicebus_emulator, servicebus_queue):
     queue = servicebus_queue("plain")
     # message-not-found is retryable for the SDK (as with the real service): no retries here.
@@ -250,10 +270,13 @@ def test_expired_messages_are_dead_lettered_when_the_queue_says_so(client, servi
         [dead] = receive(dlq)
         assert dead.message_id == "ttl-1"
         assert dead.dead_letter_reason == "TTLExpiredException"
+        assert dead.dead_letter_error_description == "The message expired and was dead lettered."
         dlq.complete_message(dead)
 
 
-def test_expired_messages_are_dropped_otherwise_and_message_ttl_shortens_the_default(client, servicebus_queue):
+def test_expired_messages_are_dropped_otherwise_and_a_message_ttl_applies_without_a_queue_default(
+    client, servicebus_queue
+):
     queue = servicebus_queue("ttl-drop")
     send(client, queue, ServiceBusMessage("gone"))
     plain = servicebus_queue("plain")
