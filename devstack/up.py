@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from devstack.azurite import azurite_table
 from devstack.processes import ROOT, ManagedProcess, ProcessFailed, port_open, python_module
+from devstack.servicebus.launch import emulator_process
 
 log = logging.getLogger("devstack.up")
 STATE = ROOT / ".devstack"
@@ -32,8 +33,6 @@ class Part:
 
 
 def parts(fresh: bool) -> list[Part]:
-    from devstack.servicebus.launch import emulator_process
-
     seed = ["--seed", "on"]
     dataverse_db = STATE / "dataverse.sqlite"
     fno_db = STATE / "fno.sqlite"

@@ -3,18 +3,16 @@
 import azure.functions as func
 
 from core.ops.health import check_health
-from core.settings import SettingsError, get_settings
-from functions.http import json_response, problem
+from functions.http import json_response, settings_or_problem
 
 bp = func.Blueprint()
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        return problem(500, "Invalid settings", str(exc), invalid_settings=sorted(exc.problems))
+    settings = settings_or_problem()
+    if isinstance(settings, func.HttpResponse):
+        return settings
     report = await check_health(settings)
     # 200 even when degraded: the body says which dependency is down; the app itself answers.
     return json_response(report.model_dump(mode="json"))

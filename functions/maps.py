@@ -3,16 +3,14 @@
 import azure.functions as func
 
 from core.maps.overview import maps_overview
-from core.settings import SettingsError, get_settings
-from functions.http import json_response, problem
+from functions.http import json_response, settings_or_problem
 
 bp = func.Blueprint()
 
 
 @bp.route(route="maps", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_maps(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        return problem(500, "Invalid settings", str(exc), invalid_settings=sorted(exc.problems))
+    settings = settings_or_problem()
+    if isinstance(settings, func.HttpResponse):
+        return settings
     return json_response(maps_overview([settings.maps_path]))

@@ -235,16 +235,23 @@ class Records:
         self._check_required(table, row)
         self.pipeline.validate(table, row)
         event = Event("Create", table, row_id, dict(row), sent, None, None, None, None, ctx)
+        version = await self._commit(table, row_id, row, event, new=True)
+        return Written(row_id, version, row, True)
+
+    async def _commit(self, table: Table, row_id: str, row: dict[str, Any], event: Event, *, new: bool) -> int:
+        """Pre-validation and pre-operation steps, store, then post-operation steps and the async
+        queue, in the platform's pipeline order. Returns the new row version."""
         await self.pipeline.run_sync(10, event)
         await self.pipeline.run_sync(20, event)
         version = self.db.next_version(table.logical_name, row_id, "upsert")
         row["versionnumber"] = version
-        self._store(table, row_id, version, row, new=True)
+        self._store(table, row_id, version, row, new=new)
         event.post, event.post_version = dict(row), version
-        event.target = dict(row)
+        if new:  # a create's Target is the whole stored row
+            event.target = dict(row)
         await self.pipeline.run_sync(40, event)
         self.pipeline.queue_async(event)
-        return Written(row_id, version, row, True)
+        return version
 
     def _check_etag(self, table: Table, row_id: str, version: int, if_match: str | None) -> None:
         if if_match and if_match.strip() != "*" and if_match.strip() != etag(version):
@@ -268,14 +275,7 @@ class Records:
         for name in ("modifiedon", "modifiedby", "modifiedonbehalfby"):
             target[name] = row[name]
         event = Event("Update", table, row_id, target, set(values), existing, None, version, None, ctx)
-        await self.pipeline.run_sync(10, event)
-        await self.pipeline.run_sync(20, event)
-        new_version = self.db.next_version(table.logical_name, row_id, "upsert")
-        row["versionnumber"] = new_version
-        self._store(table, row_id, new_version, row, new=False)
-        event.post, event.post_version = dict(row), new_version
-        await self.pipeline.run_sync(40, event)
-        self.pipeline.queue_async(event)
+        new_version = await self._commit(table, row_id, row, event, new=False)
         return Written(row_id, new_version, row, False)
 
     async def upsert(

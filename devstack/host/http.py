@@ -86,9 +86,9 @@ class HttpFront:
     def _authorized(self, request: Request, level: str) -> bool:
         if level == "anonymous":
             return True
-        given = request.headers.get("x-functions-key") or request.query_params.get("code") or ""
+        given = _given_key(request)
         accepted = [self.config.master_key] if level == "admin" else [self.config.function_key, self.config.master_key]
-        return any(hmac.compare_digest(given.encode(), key.encode()) for key in accepted if key)
+        return any(hmac.compare_digest(given, key.encode()) for key in accepted if key)
 
     async def _invoke_http(self, spec: FunctionSpec, request: Request, route_params: dict[str, str]) -> Response:
         body = await request.body()
@@ -110,8 +110,7 @@ class HttpFront:
     async def _admin_invoke(self, request: Request, name: str) -> Response:
         """POST /admin/functions/<name> {"input": "..."} with the master key runs a non-HTTP function
         once, as the real host's admin API does (202 Accepted)."""
-        given = request.headers.get("x-functions-key") or request.query_params.get("code") or ""
-        if request.method != "POST" or not hmac.compare_digest(given.encode(), self.config.master_key.encode()):
+        if request.method != "POST" or not hmac.compare_digest(_given_key(request), self.config.master_key.encode()):
             return Response(status_code=401 if request.method == "POST" else 405)
         spec = self.by_name.get(name.lower())
         if spec is None or isinstance(spec.trigger, HttpTrigger):
@@ -132,6 +131,11 @@ class HttpFront:
         except InvocationFailed:
             return Response(status_code=500)
         return Response(status_code=202)
+
+
+def _given_key(request: Request) -> bytes:
+    """The key a caller sent, as Azure takes it: the x-functions-key header or the `code` parameter."""
+    return (request.headers.get("x-functions-key") or request.query_params.get("code") or "").encode()
 
 
 def _to_response(result: Any) -> Response:

@@ -79,19 +79,13 @@ class FunctionSpec:
     trigger_binding: Binding
     trigger: HttpTrigger | ServiceBusTrigger | TimerTrigger
     outputs: tuple[Binding, ...]
+    servicebus_outputs: tuple[ServiceBusOutput, ...]  # resolved once here, not per invocation
     context_param: str | None
     param_types: dict[str, Any] = field(repr=False)
 
     @property
     def trigger_type(self) -> str:
         return self.trigger_binding.type
-
-    def servicebus_outputs(self) -> list[ServiceBusOutput]:
-        return [
-            ServiceBusOutput(b.name, resolve_setting_refs(self.name, b.raw["queueName"]), b.raw.get("connection", ""))
-            for b in self.outputs
-            if b.type == "serviceBus"
-        ]
 
 
 def load_app(target: str) -> func.FunctionApp:
@@ -195,6 +189,11 @@ def _index_function(function: Any) -> FunctionSpec:
         trigger_binding=trigger_binding,
         trigger=_trigger(name, trigger_binding),
         outputs=tuple(b for b in bindings if b.direction == "out"),
+        servicebus_outputs=tuple(
+            ServiceBusOutput(b.name, resolve_setting_refs(name, b.raw["queueName"]), b.raw.get("connection", ""))
+            for b in bindings
+            if b.direction == "out" and b.type == "serviceBus"
+        ),
         context_param=context_param,
         param_types=hints,
     )

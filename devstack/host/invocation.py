@@ -132,7 +132,7 @@ class Invoker:
         returns = next((b for b in spec.outputs if b.name == "$return"), None)
         if returns is None and result is not None and spec.trigger_type != "httpTrigger":
             raise TypeError("function without a $return binding returned a non-None value")
-        for target in spec.servicebus_outputs():
+        for target in spec.servicebus_outputs:
             value = result if target.name == "$return" else outs[target.name].get()
             if value is not None:
                 await self.outputs.send(spec.name, target, value)

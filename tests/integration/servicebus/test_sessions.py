@@ -16,15 +16,10 @@ from azure.servicebus.exceptions import (
     SessionLockLostError,
 )
 
+from tests.integration.servicebus.messaging import receive
+
 pytestmark = pytest.mark.integration
 
-
-def receive(receiver, count: int = 1, wait: float = 3.0) -> list:
-    got: list = []
-    deadline = time.monotonic() + wait
-    while len(got) < count and time.monotonic() < deadline:
-        got += receiver.receive_messages(max_message_count=count - len(got), max_wait_time=1)
-    return got
 
 
 def test_named_session_receives_only_its_messages_in_order(client: ServiceBusClient, servicebus_queue):

@@ -17,20 +17,11 @@ from azure.servicebus import (
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import MessageLockLostError, MessageNotFoundError, ServiceBusError
 
+from tests.integration.servicebus.messaging import receive, send
+
 pytestmark = pytest.mark.integration
 
 
-def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> None:
-    with client.get_queue_sender(queue) as sender:
-        sender.send_messages(list(messages))
-
-
-def receive(receiver, count: int = 1, wait: float = 3.0) -> list:
-    got: list = []
-    deadline = time.monotonic() + wait
-    while len(got) < count and time.monotonic() < deadline:
-        got += receiver.receive_messages(max_message_count=count - len(got), max_wait_time=1)
-    return got
 
 
 def test_abandon_redelivers_with_delivery_count_plus_one(client, servicebus_queue):

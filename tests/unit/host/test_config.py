@@ -25,14 +25,14 @@ def _restore_environment():
     import os
 
     saved = dict(os.environ)
+    for key in KEYS:
+        os.environ.pop(key, None)
     yield
     os.environ.clear()
     os.environ.update(saved)
 
 
-def test_host_json_service_bus_settings_are_read(tmp_path, monkeypatch) -> None:
-    for key in KEYS:
-        monkeypatch.delenv(key, raising=False)
+def test_host_json_service_bus_settings_are_read(tmp_path) -> None:
     settings, host_json = _write(tmp_path, KEYS, {"extensions": {"http": {"routePrefix": "/custom/"}, "serviceBus": {
         "maxConcurrentCalls": 3, "maxConcurrentSessions": 2, "maxMessageBatchSize": 50,
         "autoCompleteMessages": False, "maxAutoLockRenewalDuration": "00:00:30", "sessionIdleTimeout": "00:00:02",
@@ -46,9 +46,7 @@ def test_host_json_service_bus_settings_are_read(tmp_path, monkeypatch) -> None:
     assert (config.function_key, config.master_key) == ("fk", "mk")
 
 
-def test_defaults_match_the_functions_runtime(tmp_path, monkeypatch) -> None:
-    for key in KEYS:
-        monkeypatch.delenv(key, raising=False)
+def test_defaults_match_the_functions_runtime(tmp_path) -> None:
     config = load_host_config(*_write(tmp_path, KEYS))
     assert config.route_prefix == "api"
     assert config.servicebus.auto_complete_messages is True
@@ -64,24 +62,19 @@ def test_defaults_match_the_functions_runtime(tmp_path, monkeypatch) -> None:
         ({"maxMessageBatchSize": "many"}, "maxMessageBatchSize: 'many' must be a positive integer"),
     ],
 )
-def test_bad_host_json_values_are_named(tmp_path, monkeypatch, service_bus: dict, message: str) -> None:
-    for key in KEYS:
-        monkeypatch.delenv(key, raising=False)
+def test_bad_host_json_values_are_named(tmp_path, service_bus: dict, message: str) -> None:
     settings, host_json = _write(tmp_path, KEYS, {"extensions": {"serviceBus": service_bus}})
     with pytest.raises(HostConfigError, match=message):
         load_host_config(settings, host_json)
 
 
-def test_keys_are_required(tmp_path, monkeypatch) -> None:
-    for key in KEYS:
-        monkeypatch.delenv(key, raising=False)
+def test_keys_are_required(tmp_path) -> None:
     with pytest.raises(HostConfigError, match="DEVHOST_FUNCTION_KEY and DEVHOST_MASTER_KEY must be set"):
         load_host_config(*_write(tmp_path, {"DEVHOST_FUNCTION_KEY": "fk"}))
 
 
 def test_environment_wins_over_the_settings_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DEVHOST_MASTER_KEY", "from-env")
-    monkeypatch.delenv("DEVHOST_FUNCTION_KEY", raising=False)
     assert load_host_config(*_write(tmp_path, KEYS)).master_key == "from-env"
 
 
