@@ -81,6 +81,19 @@ class Settings(BaseSettings):
     client_secret: SecretStr | None = Field(None, description="client secret (msal; a Key Vault reference in Azure)")
 
     maps_path: str = Field("maps", description="folder of map JSON files loaded at start")
+
+    # Live sync.
+    app_url: AnyHttpUrl | None = Field(
+        None, description="Where Dataverse and F&O reach this Function App (webhook and event endpoint "
+        "registration); unset = register nothing")
+    ingest_key: SecretStr | None = Field(
+        None, description="Function key Dataverse (WebhookKey) and F&O send to the ingest functions")
+    deploy_on_start: bool = Field(True, description="Register webhook steps and activate F&O events at start")
+    apply_max_attempts: int = Field(
+        5, ge=1, le=9, description="Deliveries of a change before a transient failure goes to the error log "
+        "(below the queue's MaxDeliveryCount)")
+    engine_user_id: str | None = Field(
+        None, description="Entra object id the engine writes as: events it initiated are flagged as echoes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)

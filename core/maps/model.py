@@ -30,6 +30,12 @@ class FnoSide(_Strict):
     entity_set: str = Field(description="Public collection name of the data entity, e.g. CustomersV3")
     key: list[str] = Field(min_length=1, description="All key fields, dataAreaId included when company-specific")
     filter: str | None = Field(None, description="Source filter: OData $filter or F&O range expression")
+    event_entity: str | None = Field(
+        None, description="Logical name of the entity's virtual table in F&O data events, "
+        "e.g. mserp_custcustomerv3entity (mserp_ + the AOT entity name in lower case)")
+    business_events: list[str] = Field(
+        default_factory=list, description="Business events that signal a change of this entity; their "
+        "contract must carry the key fields by their F&O names, LegalEntity and ChangeType")
 
 
 class DataverseSide(_Strict):
