@@ -1,0 +1,111 @@
+"""The composition root: one process-wide Runtime holding what the entry points share.
+
+Built lazily from settings on first use and reused by every invocation of this worker process
+(one Service Bus client, one Table Storage client, one HTTP client per environment), which is
+what keeps the per-change cost low. Entry points: `rt = await get_runtime()`, then one core call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from core.connectors.auth import LOCAL_ENGINE_OID, LocalTokens, MsalTokens, TokenSource
+from core.maps import MapSet
+from core.settings import Settings, get_settings
+from core.store.queues import ChangeQueue
+
+if TYPE_CHECKING:
+    from core.connectors.dataverse import DataverseClient
+    from core.connectors.fno import FnoClient
+    from core.store.activity import ActivityLog
+    from core.store.errors import ErrorLog
+    from core.store.links import LinkStore
+    from core.store.tables import Tables
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def maps(self) -> MapSet:
+        return MapSet.load([self.settings.maps_path])
+
+    @cached_property
+    def queue(self) -> ChangeQueue:
+        return ChangeQueue(self.settings.servicebus_connection.get_secret_value(), self.settings.changes_queue)
+
+    @cached_property
+    def tables(self) -> Tables:
+        from core.store.tables import Tables
+
+        return Tables(self.settings.table_storage_connection.get_secret_value())
+
+    @cached_property
+    def links(self) -> LinkStore:
+        from core.store.links import LinkStore
+
+        return LinkStore(self.tables)
+
+    @cached_property
+    def activity(self) -> ActivityLog:
+        from core.store.activity import ActivityLog
+
+        return ActivityLog(self.tables)
+
+    @cached_property
+    def errors(self) -> ErrorLog:
+        from core.store.errors import ErrorLog
+
+        return ErrorLog(self.tables)
+
+    def tokens(self, environment_url: str) -> TokenSource:
+        settings = self.settings
+        if settings.auth_mode == "local":
+            return LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
+        assert settings.tenant_id and settings.client_id and settings.client_secret  # checked by Settings
+        return MsalTokens(settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value(),
+                          environment_url.rstrip("/") + "/.default")
+
+    @cached_property
+    def dataverse(self) -> DataverseClient:
+        from core.connectors.dataverse import DataverseClient
+
+        url = str(self.settings.dataverse_url).rstrip("/")
+        return DataverseClient(url, self.tokens(url))
+
+    @cached_property
+    def fno(self) -> FnoClient:
+        from core.connectors.fno import FnoClient
+
+        url = str(self.settings.fno_url).rstrip("/")
+        return FnoClient(url, self.tokens(url))
+
+    @property
+    def engine_user(self) -> str:
+        """The identity the engine writes as (echo flagging of events it initiated)."""
+        if self.settings.engine_user_id:
+            return self.settings.engine_user_id
+        return LOCAL_ENGINE_OID if self.settings.auth_mode == "local" else ""
+
+
+_runtime: Runtime | None = None
+_lock = asyncio.Lock()
+
+
+async def get_runtime() -> Runtime:
+    """The process-wide runtime (raises SettingsError on bad settings: callers turn it into a 500)."""
+    global _runtime
+    if _runtime is None:
+        async with _lock:
+            if _runtime is None:
+                _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def reset_runtime(value: Any = None) -> None:
+    """For tests that build a runtime by hand."""
+    global _runtime
+    _runtime = value
