@@ -1,0 +1,230 @@
+"""Dataverse Web API client (reference §2): CRUD, alternate-key upsert, paging, `$batch`.
+
+Every method takes `headers=` so callers can add e.g. `MSCRM.BypassBusinessLogicExecutionStepIds`
+or `CallerObjectId`; writes take `tag=` (the `?tag=` shared variable plug-ins see).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from core.connectors import jsonwire
+from core.connectors.auth import TokenSource
+from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
+from core.connectors.errors import NotFound, ValidationFailed
+from core.connectors.http import ODataHttp, Stats, odata_string
+
+# Characters Dataverse refuses in alternate-key values inside a URL (reference §2.4).
+_URL_UNSAFE = re.compile(r"[/<>*%&:\\?+]")
+_ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+
+BASE_HEADERS = {
+    "Accept": "application/json",
+    "OData-MaxVersion": "4.0",
+    "OData-Version": "4.0",
+    "If-None-Match": "null",
+}
+# Error bodies with the CDS annotations name the failing plug-in / column more precisely.
+ANNOTATIONS = 'odata.include-annotations="*"'
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    id: str
+    created: bool
+    row: dict[str, Any]
+
+
+def key_segment(key: Mapping[str, Any]) -> str:
+    """`accountnumber='US-001',_msdyn_company_value=<guid>` for an alternate key (or a single id)."""
+    if not key:
+        raise ValueError("key: at least one key part is needed")
+    parts = []
+    for name, value in key.items():
+        parts.append(f"{name}={_key_literal(name, value)}")
+    return ",".join(parts)
+
+
+def _key_literal(name: str, value: Any) -> str:
+    if value is None:
+        raise ValueError(f"key part {name!r}: a key value cannot be null")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, int | Decimal):
+        return format(value, "f") if isinstance(value, Decimal) else str(value)
+    if isinstance(value, str):
+        if name.startswith("_") and name.endswith("_value"):
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                raise ValueError(f"key part {name!r}: a lookup key part needs a guid, got {value!r}") from None
+        if _URL_UNSAFE.search(value):
+            raise ValueError(f"key part {name!r}: value {value!r} has a character Dataverse refuses in URLs "
+                             "(/ < > * % & : \\ ? +); query with $filter instead")
+        return odata_string(value)
+    raise ValueError(f"key part {name!r}: unsupported key value type {type(value).__name__}")
+
+
+def _address(entity_set: str, row_id: str | uuid.UUID | None, key: Mapping[str, Any] | None) -> str:
+    if (row_id is None) == (key is None):
+        raise ValueError(f"{entity_set}: give exactly one of row_id or key")
+    if row_id is not None:
+        return f"{entity_set}({uuid.UUID(str(row_id))})"
+    assert key is not None
+    return f"{entity_set}({key_segment(key)})"
+
+
+def bind(entity_set: str, row_id: str | uuid.UUID | None = None, key: Mapping[str, Any] | None = None) -> str:
+    """The `@odata.bind` value for a lookup: `/accounts(<guid>)` or `/accounts(<alternate key>)`."""
+    return "/" + _address(entity_set, row_id, key)
+
+
+class DataverseClient:
+    def __init__(self, url: str, tokens: TokenSource, *, transport: httpx.AsyncBaseTransport | None = None,
+                 max_retries: int = 4, api: str = "v9.2", max_total_wait: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = ODataHttp(f"{self.url}/api/data/{api}/", tokens, headers=BASE_HEADERS, transport=transport,
+                              max_retries=max_retries, max_total_wait=max_total_wait)
+
+    key_segment = staticmethod(key_segment)
+    bind = staticmethod(bind)
+
+    @property
+    def stats(self) -> Stats:
+        return self.http.stats
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> DataverseClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def get(self, entity_set: str, row_id: str | uuid.UUID | None = None, *,
+                  key: Mapping[str, Any] | None = None, select: Sequence[str] | None = None,
+                  headers: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        """The row, or None when it does not exist."""
+        try:
+            response = await self.http.request("GET", _address(entity_set, row_id, key),
+                                               params=_select(select), headers=headers)
+        except NotFound:
+            return None
+        return jsonwire.loads(response.content)
+
+    async def query(self, entity_set: str, *, filter: str | None = None, select: Sequence[str] | None = None,
+                    top: int | None = None, page_size: int = 5000, orderby: str | None = None,
+                    headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every matching row, following `@odata.nextLink` unchanged (same maxpagesize on each page)."""
+        params = _select(select) or {}
+        if filter:
+            params["$filter"] = filter
+        if orderby:
+            params["$orderby"] = orderby
+        send = {**(headers or {})}
+        if top is not None:
+            # Dataverse ignores $top when a maxpagesize is sent, so send one or the other.
+            params["$top"] = str(top)
+        else:
+            send["Prefer"] = f"odata.maxpagesize={page_size}"
+        rows: list[dict[str, Any]] = []
+        url: str | None = entity_set
+        query_params: dict[str, str] | None = params
+        while url:
+            page = jsonwire.loads((await self.http.request("GET", url, params=query_params, headers=send)).content)
+            rows += page.get("value", [])
+            url, query_params = page.get("@odata.nextLink"), None
+        return rows
+
+    async def create(self, entity_set: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
+                     tag: str | None = None) -> str:
+        """The new row's id (from `OData-EntityId`)."""
+        response = await self.http.request("POST", entity_set, body=dict(body), params=_tag(tag),
+                                           headers=_with_annotations(headers))
+        return _entity_id(response)
+
+    async def update(self, entity_set: str, row_id: str | uuid.UUID, body: Mapping[str, Any], *,
+                     if_match: str | None = "*", headers: Mapping[str, str] | None = None,
+                     tag: str | None = None) -> None:
+        """PATCH an existing row; `if_match="*"` (default) refuses to create, an etag checks the version."""
+        send = _with_annotations(headers)
+        if if_match:
+            send["If-Match"] = if_match
+        await self.http.request("PATCH", _address(entity_set, row_id, None), body=dict(body), params=_tag(tag),
+                                headers=send)
+
+    async def upsert(self, entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any], *,
+                     select: Sequence[str] | None = None, headers: Mapping[str, str] | None = None,
+                     tag: str | None = None) -> UpsertResult:
+        """PATCH by alternate key: creates or updates; key columns are kept out of the body (§2.4)."""
+        clean = {name: value for name, value in body.items() if name not in key}
+        params = {**(_select(select) or {}), **(_tag(tag) or {})}
+        send = _with_annotations(headers)
+        send["Prefer"] = f"return=representation,{ANNOTATIONS}"
+        response = await self.http.request("PATCH", _address(entity_set, None, key), body=clean,
+                                           params=params or None, headers=send)
+        row = jsonwire.loads(response.content) if response.content else {}
+        row_id = _entity_id(response) if "OData-EntityId" in response.headers else _id_from_row(entity_set, row)
+        return UpsertResult(id=row_id, created=response.status_code == 201, row=row)
+
+    async def delete(self, entity_set: str, row_id: str | uuid.UUID | None = None, *,
+                     key: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+                     tag: str | None = None) -> bool:
+        """True when a row was deleted, False when it was already gone."""
+        try:
+            await self.http.request("DELETE", _address(entity_set, row_id, key), params=_tag(tag), headers=headers)
+        except NotFound:
+            return False
+        return True
+
+    async def batch(self, ops: Sequence[BatchOp], *, atomic: bool = False, continue_on_error: bool = True,
+                    headers: Mapping[str, str] | None = None) -> list[BatchResult]:
+        """One `$batch`; results in operation order. Relative op URLs are made absolute for the target."""
+        absolute = [BatchOp(op.method, self.http.url(op.url), op.body, op.headers, op.content_id) for op in ops]
+        content_type, content = build_batch(absolute, atomic=atomic)
+        send = {**(headers or {}), "Content-Type": content_type}
+        if continue_on_error:
+            send["Prefer"] = "odata.continue-on-error"
+        response = await self.http.request("POST", "$batch", content=content, headers=send)
+        return parse_batch(response.headers.get("Content-Type", ""), response.content)
+
+
+def _select(select: Sequence[str] | None) -> dict[str, str] | None:
+    return {"$select": ",".join(select)} if select else None
+
+
+def _tag(tag: str | None) -> dict[str, str] | None:
+    return {"tag": tag} if tag else None
+
+
+def _with_annotations(headers: Mapping[str, str] | None) -> dict[str, str]:
+    send = dict(headers or {})
+    send.setdefault("Prefer", ANNOTATIONS)
+    return send
+
+
+def _entity_id(response: httpx.Response) -> str:
+    entity_id = response.headers.get("OData-EntityId", "")
+    match = _ENTITY_ID.search(entity_id)
+    if not match:
+        raise ValidationFailed(f"no row id in OData-EntityId {entity_id!r}", status=response.status_code,
+                               text=response.text, method=response.request.method, url=str(response.request.url))
+    return match.group(1)
+
+
+def _id_from_row(entity_set: str, row: Mapping[str, Any]) -> str:
+    # Without OData-EntityId the primary id is the one guid-valued `<table>id` column of the row.
+    for name, value in row.items():
+        if name.endswith("id") and not name.startswith("_") and isinstance(value, str) and len(value) == 36:
+            return value
+    raise ValidationFailed(f"{entity_set}: upsert answered without a row id")

@@ -1,0 +1,165 @@
+"""Finance & Operations OData client (reference §3.4): CRUD by composite key, paging, `$batch`.
+
+Key access always sends `cross-company=true`: without it F&O answers 404 for a record of any company
+but the caller's default one. Enums are written and read as their symbol strings ("Yes",
+"Organization"); reals are Decimals both ways (jsonwire), so money keeps every digit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from core.connectors import jsonwire
+from core.connectors.auth import TokenSource
+from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
+from core.connectors.errors import NotFound, ValidationFailed
+from core.connectors.http import ODataHttp, Stats, odata_string
+
+log = logging.getLogger(__name__)
+
+CROSS_COMPANY = {"cross-company": "true"}
+BASE_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+
+
+def key_segment(key: Mapping[str, Any]) -> str:
+    """`dataAreaId='usmf',CustomerAccount='US-001'`: every key field, strings quoted with `'` doubled."""
+    if not key:
+        raise ValueError("key: F&O needs every key field of the entity")
+    parts = []
+    for name, value in key.items():
+        if value is None:
+            raise ValueError(f"key field {name!r}: a key value cannot be null")
+        if isinstance(value, bool):
+            literal = "true" if value else "false"
+        elif isinstance(value, int | Decimal):
+            literal = format(value, "f") if isinstance(value, Decimal) else str(value)
+        elif isinstance(value, str):
+            # Percent-encode what would end the path or start a query (`/ ? # %`), keep OData syntax.
+            literal = quote(odata_string(value), safe="'()=,:;@!$*+ ")
+        else:
+            raise ValueError(f"key field {name!r}: unsupported key value type {type(value).__name__}")
+        parts.append(f"{name}={literal}")
+    return ",".join(parts)
+
+
+class FnoClient:
+    def __init__(self, url: str, tokens: TokenSource, *, transport: httpx.AsyncBaseTransport | None = None,
+                 max_retries: int = 4, max_total_wait: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = ODataHttp(f"{self.url}/data/", tokens, headers=BASE_HEADERS, transport=transport,
+                              max_retries=max_retries, max_total_wait=max_total_wait)
+
+    key_segment = staticmethod(key_segment)
+
+    @property
+    def stats(self) -> Stats:
+        return self.http.stats
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> FnoClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @staticmethod
+    def address(entity_set: str, key: Mapping[str, Any]) -> str:
+        """The record's URL relative to `/data/`, cross-company (usable in `$batch` operations too)."""
+        return f"{entity_set}({key_segment(key)})?cross-company=true"
+
+    async def get(self, entity_set: str, key: Mapping[str, Any], *,
+                  select: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The record, or None when it does not exist."""
+        try:
+            response = await self.http.request("GET", self.address(entity_set, key), params=_select(select))
+        except NotFound:
+            return None
+        return jsonwire.loads(response.content)
+
+    async def query(self, entity_set: str, *, filter: str | None = None, select: Sequence[str] | None = None,
+                    top: int | None = None, orderby: str | None = None, cross_company: bool = True,
+                    page_size: int | None = None) -> list[dict[str, Any]]:
+        """Every matching record, following `@odata.nextLink` (server paging, at most 10,000 a page)."""
+        params: dict[str, str] = {**(_select(select) or {}), **(CROSS_COMPANY if cross_company else {})}
+        if filter:
+            params["$filter"] = filter
+        if orderby:
+            params["$orderby"] = orderby
+        if top is not None:
+            params["$top"] = str(top)
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+        rows: list[dict[str, Any]] = []
+        url: str | None = entity_set
+        query_params: dict[str, str] | None = params
+        while url:
+            page = jsonwire.loads((await self.http.request("GET", url, params=query_params, headers=headers)).content)
+            rows += page.get("value", [])
+            url, query_params = page.get("@odata.nextLink"), None
+        return rows
+
+    async def create(self, entity_set: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST; the created record as F&O answers it (defaults filled in)."""
+        response = await self.http.request("POST", entity_set, body=dict(body))
+        return jsonwire.loads(response.content) if response.content else {}
+
+    async def update(self, entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any], *,
+                     if_match: str | None = None) -> None:
+        """PATCH by key; `if_match` (an `@odata.etag`) makes a changed record a ConflictError."""
+        headers = {"If-Match": if_match} if if_match else None
+        await self.http.request("PATCH", self.address(entity_set, key), body=_without(body, key), headers=headers)
+
+    async def upsert(self, entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+        """Update or create; True when created.
+
+        F&O has no upsert: PATCH by key, and on 404 POST with the key fields in the body. Race: another
+        writer may create the record between our 404 and our POST; F&O then refuses the POST as a
+        duplicate (400), so we PATCH once more, which now finds the record.
+        """
+        try:
+            await self.update(entity_set, key, body)
+            return False
+        except NotFound:
+            pass
+        try:
+            await self.create(entity_set, {**dict(body), **dict(key)})
+            return True
+        except ValidationFailed as refused:
+            try:
+                await self.update(entity_set, key, body)
+            except NotFound:
+                raise refused from None
+            log.info("%s: created concurrently by another writer; updated instead", entity_set)
+            return False
+
+    async def delete(self, entity_set: str, key: Mapping[str, Any]) -> bool:
+        """True when a record was deleted, False when it was already gone."""
+        try:
+            await self.http.request("DELETE", self.address(entity_set, key))
+        except NotFound:
+            return False
+        return True
+
+    async def batch(self, ops: Sequence[BatchOp], *, atomic: bool = False) -> list[BatchResult]:
+        """One `$batch`; `atomic=True` puts every op in one changeset (all or nothing: a failure answers
+        with that one part only)."""
+        absolute = [BatchOp(op.method, self.http.url(op.url), op.body, op.headers, op.content_id) for op in ops]
+        content_type, content = build_batch(absolute, atomic=atomic)
+        response = await self.http.request("POST", "$batch", content=content, headers={"Content-Type": content_type})
+        return parse_batch(response.headers.get("Content-Type", ""), response.content)
+
+
+def _select(select: Sequence[str] | None) -> dict[str, str] | None:
+    return {"$select": ",".join(select)} if select else None
+
+
+def _without(body: Mapping[str, Any], key: Mapping[str, Any]) -> dict[str, Any]:
+    # Key fields cannot change in F&O; sending them again on PATCH is at best a no-op.
+    return {name: value for name, value in body.items() if name not in key}

@@ -1,0 +1,205 @@
+"""The one place that decides what an HTTP answer means and retries what is worth retrying.
+
+`classify` maps a response to an Action; `ODataHttp.request` loops on it: `rate_limited` waits the
+server's Retry-After (bounded per wait and per call), `retry` (and timeouts / broken connections)
+backs off exponentially with jitter, everything else returns or raises the typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from core.connectors import jsonwire
+from core.connectors.auth import BearerAuth, TokenSource
+from core.connectors.errors import (
+    AuthFailed,
+    ConflictError,
+    ConnectorError,
+    NotFound,
+    ThrottledError,
+    TransientError,
+    ValidationFailed,
+    error_details,
+)
+
+log = logging.getLogger(__name__)
+
+Action = Literal["ok", "retry", "rate_limited", "fail", "conflict", "not_found", "auth"]
+
+# Dataverse answers these with 500 when the organization is briefly unavailable (generic SQL
+# timeout / "server busy"); they clear up on their own.
+_DATAVERSE_TRANSIENT_CODES = frozenset({"0x80040216", "0x80044150", "0x8004430d"})
+_RETRY_STATUSES = frozenset({408, 502, 503, 504})
+DEFAULT_RETRY_AFTER = 1.0
+
+
+def classify(response: httpx.Response) -> Action:
+    status = response.status_code
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "rate_limited"
+    if status in _RETRY_STATUSES:
+        return "retry"
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status == 412:
+        return "conflict"
+    if status == 500:
+        code, _ = error_details(_body_text(response))
+        return "retry" if code.lower() in _DATAVERSE_TRANSIENT_CODES else "fail"
+    return "fail"
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds the server asked us to wait (Retry-After in seconds); 1 s when absent or unreadable."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER
+
+
+def _body_text(response: httpx.Response) -> str:
+    try:
+        return response.text
+    except httpx.ResponseNotRead:
+        return ""
+
+
+def error_for(response: httpx.Response, action: Action | None = None) -> ConnectorError:
+    """The typed error for a non-ok answer, carrying the full body."""
+    action = action or classify(response)
+    text = _body_text(response)
+    code, message = error_details(text)
+    fields: dict[str, Any] = {"status": response.status_code, "code": code, "text": text,
+                              "method": response.request.method, "url": _safe_url(response.request.url)}
+    message = message or response.reason_phrase
+    match action:
+        case "rate_limited":
+            return ThrottledError(message, retry_after=retry_after(response), **fields)
+        case "retry":
+            return TransientError(message, **fields)
+        case "auth":
+            return AuthFailed(message, **fields)
+        case "not_found":
+            return NotFound(message, **fields)
+        case "conflict":
+            return ConflictError(message, **fields)
+        case _:
+            return ValidationFailed(message, **fields)
+
+
+def _safe_url(url: httpx.URL) -> str:
+    # Query strings can carry function keys (`code=`) on some targets; keep the path only in logs.
+    return str(url.copy_with(query=None)) if url.query else str(url)
+
+
+@dataclass
+class Stats:
+    """Counters a caller (and a test) can read: how often the target pushed back."""
+
+    requests: int = 0
+    throttled: int = 0
+    retried: int = 0
+    waited_seconds: float = 0.0
+
+
+class ODataHttp:
+    """A shared keep-alive AsyncClient with bearer auth, typed errors and the retry policy."""
+
+    def __init__(self, base_url: str, tokens: TokenSource, *, headers: Mapping[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, max_retries: int = 4,
+                 backoff_base: float = 0.2, max_wait: float = 30.0, max_total_wait: float = 60.0,
+                 timeout: float = 30.0) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.max_wait = max_wait
+        self.max_total_wait = max_total_wait
+        self.stats = Stats()
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url, auth=BearerAuth(tokens), headers=dict(headers or {}), transport=transport,
+            timeout=httpx.Timeout(timeout), limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> ODataHttp:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def url(self, path: str) -> str:
+        """An absolute URL for a path relative to the service root (absolute URLs pass unchanged)."""
+        return path if path.startswith(("http://", "https://")) else self.base_url + path.lstrip("/")
+
+    async def request(self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str] | None = None,
+                      params: Mapping[str, str] | None = None, content: bytes | None = None) -> httpx.Response:
+        """Send, retrying throttling and transient failures; raise the typed error otherwise.
+
+        `body` is JSON (written by jsonwire); `content` raw bytes (a $batch body) with its own Content-Type.
+        """
+        send_headers = dict(headers or {})
+        if body is not None:
+            content = jsonwire.dumps(body)
+            send_headers.setdefault("Content-Type", "application/json")
+        target = self.url(url)
+        attempt = 0
+        waited = 0.0
+        while True:
+            self.stats.requests += 1
+            try:
+                response = await self.client.request(method, target, content=content, headers=send_headers,
+                                                     params=params)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                error: ConnectorError = TransientError(f"{type(exc).__name__}: {exc}", method=method,
+                                                       url=_safe_url(httpx.URL(target)))
+                delay = self._backoff(attempt)
+            else:
+                action = classify(response)
+                if action == "ok":
+                    return response
+                error = error_for(response, action)
+                if action == "rate_limited":
+                    assert isinstance(error, ThrottledError)
+                    self.stats.throttled += 1
+                    delay = min(error.retry_after, self.max_wait)
+                    if waited + delay > self.max_total_wait:
+                        raise error
+                    log.info("%s %s throttled (%s); waiting %.1f s", method, error.url, error.code, delay)
+                    await asyncio.sleep(delay)
+                    waited += delay
+                    self.stats.waited_seconds += delay
+                    continue  # throttling is the server pacing us, not a failed attempt
+                if action != "retry":
+                    raise error
+                delay = self._backoff(attempt)
+            if attempt >= self.max_retries or waited + delay > self.max_total_wait:
+                raise error
+            attempt += 1
+            self.stats.retried += 1
+            log.info("%s %s failed transiently (%s %s); retry %d/%d in %.2f s", method, error.url, error.status,
+                     error.message[:200], attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+            waited += delay
+            self.stats.waited_seconds += delay
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.max_wait, self.backoff_base * (2 ** attempt)) * (0.5 + random.random() / 2)
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: single quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
