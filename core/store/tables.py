@@ -1,0 +1,48 @@
+"""Table Storage access: one async service client per process, tables created once on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+
+
+class Tables:
+    """The engine's tables (`links`, `linkids`, `activity`, `errors`), optionally behind a prefix
+    so tests can keep their own set in one Azurite."""
+
+    def __init__(self, connection_string: str, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._service = TableServiceClient.from_connection_string(connection_string)
+        self._clients: dict[str, TableClient] = {}
+        self._lock = asyncio.Lock()
+
+    def full_name(self, name: str) -> str:
+        full = f"{self.prefix}{name}"
+        if not _TABLE_NAME.match(full):
+            raise ValueError(f"table name {full!r} must be 3-63 letters or digits, starting with a letter")
+        return full
+
+    async def table(self, name: str) -> TableClient:
+        """The client of table `name` (prefixed), creating the table the first time this process asks."""
+        client = self._clients.get(name)
+        if client is not None:
+            return client
+        async with self._lock:
+            if name not in self._clients:
+                full = self.full_name(name)
+                with contextlib.suppress(ResourceExistsError):  # made earlier or by another worker: fine
+                    await self._service.create_table(full)
+                self._clients[name] = self._service.get_table_client(full)
+            return self._clients[name]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        await self._service.close()

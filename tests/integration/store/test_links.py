@@ -1,0 +1,113 @@
+"""Links against Azurite: insert, get, find by Dataverse id, etag-guarded update and delete."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.store.links import Link, LinkConflict, LinkStore, LinkTooLarge
+from core.store.tables import Tables
+
+KEY = ("USMF", "US-001")
+DV_ID = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+
+
+def new_link() -> Link:
+    return Link(
+        map="customers", key=KEY, dataverse_id=DV_ID,
+        fno_key={"dataAreaId": "usmf", "CustomerAccount": "US-001"},
+        values={"fno": {"CreditLimit": "1234.5678901234", "Name": "Contoso"}},
+        versions={"fno": "5637144576"}, hashes={"fno": "abc"},
+    )
+
+
+async def test_insert_get_and_find(tables: Tables) -> None:
+    links = LinkStore(tables)
+    assert await links.get("customers", KEY) is None
+    saved = await links.save(new_link())
+    assert saved.etag and saved.updated_at is not None and saved.updated_at.tzinfo is not None
+    got = await links.get("customers", KEY)
+    assert got is not None
+    assert got.key == KEY and got.values == {"fno": {"CreditLimit": "1234.5678901234", "Name": "Contoso"}}
+    assert got.fno_key == {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
+    assert got.versions == {"fno": "5637144576"} and got.hashes == {"fno": "abc"} and got.etag == saved.etag
+    found = await links.find("customers", "dataverse", DV_ID.lower())
+    assert found is not None and found.key == KEY
+    assert await links.find("customers", "dataverse", "00000000-0000-0000-0000-000000000000") is None
+    assert await links.find("vendors", "dataverse", DV_ID) is None
+
+
+async def test_key_with_reserved_characters_round_trips(tables: Tables) -> None:
+    links = LinkStore(tables)
+    key = ("USMF", "A/B#C?D|E%F")
+    await links.save(Link(map="customers", key=key))
+    got = await links.get("customers", key)
+    assert got is not None and got.key == key
+
+
+async def test_second_insert_conflicts(tables: Tables) -> None:
+    links = LinkStore(tables)
+    await links.save(new_link())
+    with pytest.raises(LinkConflict):
+        await links.save(new_link())
+
+
+async def test_concurrent_updates_one_wins(tables: Tables) -> None:
+    links = LinkStore(tables)
+    await links.save(new_link())
+    first = await links.get("customers", KEY)
+    second = await links.get("customers", KEY)
+    assert first is not None and second is not None
+    first.versions["dataverse"] = "1"
+    second.versions["dataverse"] = "2"
+    results = await asyncio.gather(links.save(first), links.save(second), return_exceptions=True)
+    assert sum(isinstance(r, LinkConflict) for r in results) == 1
+    winner = next(r for r in results if isinstance(r, Link))
+    stored = await links.get("customers", KEY)
+    assert stored is not None and stored.versions["dataverse"] == winner.versions["dataverse"]
+    # The winner can go on writing with its new etag.
+    winner.state = "deleted"
+    again = await links.save(winner)
+    assert again.etag != winner.etag
+    stored = await links.get("customers", KEY)
+    assert stored is not None and stored.state == "deleted"
+
+
+async def test_delete_guarded_by_etag(tables: Tables) -> None:
+    links = LinkStore(tables)
+    saved = await links.save(new_link())
+    stale = await links.get("customers", KEY)
+    assert stale is not None
+    saved.hashes["dataverse"] = "x"
+    await links.save(saved)
+    with pytest.raises(LinkConflict):
+        await links.delete(stale)
+    current = await links.get("customers", KEY)
+    assert current is not None
+    await links.delete(current)
+    assert await links.get("customers", KEY) is None
+    assert await links.find("customers", "dataverse", DV_ID) is None
+    with pytest.raises(LinkConflict):
+        await links.save(current)  # updating a deleted link
+
+
+async def test_moved_dataverse_id_leaves_no_stale_find(tables: Tables) -> None:
+    links = LinkStore(tables)
+    saved = await links.save(new_link())
+    saved.dataverse_id = "11111111-1111-1111-1111-111111111111"
+    await links.save(saved)
+    assert await links.find("customers", "dataverse", DV_ID) is None
+    assert (await links.find("customers", "dataverse", saved.dataverse_id)) is not None
+
+
+async def test_oversized_values_refused_with_clear_error(tables: Tables) -> None:
+    links = LinkStore(tables)
+    link = Link(map="customers", key=KEY, values={"fno": {"Notes": "x" * 40_000}})
+    with pytest.raises(LinkTooLarge, match="values"):
+        await links.save(link)
+
+
+async def test_find_refuses_fno_side(tables: Tables) -> None:
+    with pytest.raises(ValueError, match="side"):
+        await LinkStore(tables).find("customers", "fno", "x")
