@@ -129,7 +129,7 @@ async def test_batch_of_50_creates_and_a_bad_part(dv: DataverseClient, unique: s
 
     mixed = [BatchOp("POST", "accounts", {"name": f"Good {unique}", "accountnumber": f"G{unique}"}),
              BatchOp("POST", "accounts", {"name": "y" * 200}),
-             BatchOp("DELETE", f"accounts(00000000-0000-0000-0000-00000000abcd)")]
+             BatchOp("DELETE", "accounts(00000000-0000-0000-0000-00000000abcd)")]
     results = await dv.batch(mixed, continue_on_error=True)
     assert [r.status for r in results] == [204, 400, 404]
     assert results[1].json["error"]["code"] == "0x80044331"
