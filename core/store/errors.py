@@ -1,0 +1,162 @@
+"""The error log's store: one row per failed change (keyed by its message id), with the full error text.
+
+Table `errors`: PartitionKey = encode_key((message id,)), RowKey = "entry". The target's error text is
+kept whole: it is cut into properties `Text000`, `Text001`, ... of at most 16,000 characters each (32,000
+UTF-16 units at worst, under the 64 KiB property limit); text beyond what one row holds goes to
+continuation rows `text-0001`, ... of the same partition, written before the entry row that counts them.
+`list` scans the table with a filter on Status/Map/Category and sorts by last failure: error logs are
+meant to stay small (resubmit or discard), so the scan reads the open errors, not the history of changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from core.maps.keys import encode_key
+from core.store.tables import Tables
+
+Category = Literal["application", "system", "conflict", "lookup_pending", "throttled"]
+ErrorStatus = Literal["open", "resubmitted", "discarded"]
+CATEGORIES: tuple[str, ...] = ("application", "system", "conflict", "lookup_pending", "throttled")
+STATUSES: tuple[str, ...] = ("open", "resubmitted", "discarded")
+
+_ENTRY_ROW = "entry"
+_CHUNK = 16_000  # characters per property
+_CHUNKS_PER_ROW = 40  # 40 x 32,000 bytes at worst: under the 1 MiB entity limit with room for the rest
+
+
+class ErrorNotFound(LookupError):
+    """No error-log row (and no dead-letter) has this message id."""
+
+
+@dataclass
+class ErrorEntry:
+    id: str
+    map: str
+    key: str
+    source: str
+    operation: str
+    category: Category
+    text: str
+    attempts: int
+    change: str
+    session_id: str
+    first_at: datetime
+    last_at: datetime
+    status: ErrorStatus = "open"
+    target_status: int | None = None
+    target_code: str | None = None
+
+
+def _chunks(text: str) -> list[str]:
+    return [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+
+
+def _text_properties(chunks: list[str]) -> dict[str, str]:
+    return {f"Text{i:03d}": chunk for i, chunk in enumerate(chunks)}
+
+
+def _utc(value: Any) -> datetime:
+    return datetime.fromtimestamp(value.timestamp(), UTC)
+
+
+class ErrorLog:
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    async def record(self, entry: ErrorEntry) -> ErrorEntry:
+        """Insert, or update a row of the same id (a repeated failure): first_at stays the first one."""
+        if entry.category not in CATEGORIES:
+            raise ValueError(f"category {entry.category!r} is not one of {', '.join(CATEGORIES)}")
+        for name in ("first_at", "last_at"):
+            if getattr(entry, name).tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware")
+        earlier = await self.get(entry.id)
+        if earlier is not None:
+            entry.first_at = min(earlier.first_at, entry.first_at)
+        table = await self.tables.table("errors")
+        partition = encode_key((entry.id,))
+        chunks = _chunks(entry.text)
+        rows = [chunks[i : i + _CHUNKS_PER_ROW] for i in range(0, len(chunks), _CHUNKS_PER_ROW)]
+        for number, row in enumerate(rows[1:], start=1):
+            await table.upsert_entity({"PartitionKey": partition, "RowKey": f"text-{number:04d}",
+                                       **_text_properties(row)}, mode=UpdateMode.REPLACE)
+        entity: dict[str, Any] = {
+            "PartitionKey": partition, "RowKey": _ENTRY_ROW, "Id": entry.id, "Map": entry.map, "Key": entry.key,
+            "Source": entry.source, "Operation": entry.operation, "Category": entry.category,
+            "Attempts": entry.attempts, "Change": entry.change, "SessionId": entry.session_id,
+            "Status": entry.status, "FirstAt": entry.first_at.astimezone(UTC),
+            "LastAt": entry.last_at.astimezone(UTC), "TextRows": len(rows), "TextLength": len(entry.text),
+            **_text_properties(rows[0]),
+        }
+        if entry.target_status is not None:
+            entity["TargetStatus"] = entry.target_status
+        if entry.target_code is not None:
+            entity["TargetCode"] = entry.target_code
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return entry
+
+    async def get(self, id: str) -> ErrorEntry | None:
+        table = await self.tables.table("errors")
+        partition = encode_key((id,))
+        try:
+            entity = await table.get_entity(partition, _ENTRY_ROW)
+        except ResourceNotFoundError:
+            return None
+        return await self._entry(entity, partition)
+
+    async def _entry(self, entity: Any, partition: str) -> ErrorEntry:
+        texts = [_joined(entity)]
+        if entity.get("TextRows", 1) > 1:
+            table = await self.tables.table("errors")
+            for number in range(1, entity["TextRows"]):
+                texts.append(_joined(await table.get_entity(partition, f"text-{number:04d}")))
+        return ErrorEntry(
+            id=entity["Id"], map=entity["Map"], key=entity["Key"], source=entity["Source"],
+            operation=entity["Operation"], category=entity["Category"], text="".join(texts),
+            attempts=int(entity["Attempts"]), change=entity["Change"], session_id=entity["SessionId"],
+            status=entity["Status"], first_at=_utc(entity["FirstAt"]), last_at=_utc(entity["LastAt"]),
+            target_status=entity.get("TargetStatus"), target_code=entity.get("TargetCode"),
+        )
+
+    async def list(
+        self, *, map: str | None = None, status: str | None = "open", category: str | None = None, limit: int = 100
+    ) -> list[ErrorEntry]:
+        """Entries newest failure first. `status=None` lists every status."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        if category is not None and category not in CATEGORIES:
+            raise ValueError(f"category {category!r} is not one of {', '.join(CATEGORIES)}")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        conditions = ["RowKey eq @row"]
+        params: dict[str, Any] = {"row": _ENTRY_ROW}
+        for name, value in (("Map", map), ("Status", status), ("Category", category)):
+            if value is not None:
+                conditions.append(f"{name} eq @{name.lower()}")
+                params[name.lower()] = value
+        table = await self.tables.table("errors")
+        found = [await self._entry(e, e["PartitionKey"])
+                 async for e in table.query_entities(" and ".join(conditions), parameters=params)]
+        found.sort(key=lambda e: e.last_at, reverse=True)
+        return found[:limit]
+
+    async def set_status(self, id: str, status: ErrorStatus) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        table = await self.tables.table("errors")
+        try:
+            await table.update_entity({"PartitionKey": encode_key((id,)), "RowKey": _ENTRY_ROW, "Status": status},
+                                      mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            raise ErrorNotFound(f"no error with id {id!r}") from None
+
+
+def _joined(entity: Any) -> str:
+    parts = sorted((k, v) for k, v in entity.items() if k.startswith("Text") and k[4:].isdigit())
+    return "".join(v for _, v in parts)

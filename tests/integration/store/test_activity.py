@@ -1,0 +1,68 @@
+"""Activity log against Azurite: transactions by partition, queries across hour partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.store.activity import ActivityEntry, ActivityLog
+from core.store.tables import Tables
+
+NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+
+
+def entry(map: str, key: str, at: datetime, outcome: str = "applied", **extra: object) -> ActivityEntry:
+    return ActivityEntry(map=map, key=key, source="fno", operation="update", outcome=outcome,  # type: ignore[arg-type]
+                         reason="written", at=at, **extra)  # type: ignore[arg-type]
+
+
+async def test_record_and_query_across_hours(tables: Tables) -> None:
+    log = ActivityLog(tables)
+    # 150 entries in one hour (two transactions) and some in the hours before.
+    await log.record([entry("customers", f"USMF|{i}", NOW - timedelta(seconds=i)) for i in range(150)])
+    await log.record([
+        entry("customers", "USMF|old", NOW - timedelta(hours=3), outcome="failed", detail="x" * 100,
+              latency_ms=12.5, target_id="abc", event_id="e1", message_id="m1"),
+        entry("vendors", "USMF|V1", NOW - timedelta(hours=1), outcome="skipped"),
+        entry("customers", "USMF|ancient", NOW - timedelta(days=2)),
+    ])
+    everything = await log.query(map="customers", since=NOW - timedelta(hours=5), until=NOW, limit=1000)
+    assert len(everything) == 151
+    assert [e.at for e in everything] == sorted((e.at for e in everything), reverse=True)
+    assert everything[0].key == "USMF|0" and everything[-1].key == "USMF|old"
+    old = everything[-1]
+    assert (old.detail, old.latency_ms, old.target_id, old.event_id, old.message_id) == ("x" * 100, 12.5, "abc",
+                                                                                         "e1", "m1")
+    newest = await log.query(map="customers", since=NOW - timedelta(hours=5), until=NOW, limit=10)
+    assert [e.key for e in newest] == [f"USMF|{i}" for i in range(10)]
+    by_key = await log.query(map="customers", key="USMF|old", since=NOW - timedelta(hours=5), until=NOW)
+    assert [e.outcome for e in by_key] == ["failed"]
+    failed = await log.query(map="customers", outcome="failed", since=NOW - timedelta(days=3), until=NOW)
+    assert [e.key for e in failed] == ["USMF|old"]
+    # A window that excludes the newest hour and the oldest day.
+    window = await log.query(map="customers", since=NOW - timedelta(hours=4), until=NOW - timedelta(hours=2))
+    assert [e.key for e in window] == ["USMF|old"]
+    # No map: every map that has entries.
+    all_maps = await log.query(since=NOW - timedelta(hours=2), until=NOW - timedelta(minutes=30))
+    assert [(e.map, e.key) for e in all_maps] == [("vendors", "USMF|V1")]
+
+
+async def test_query_refuses_bad_windows(tables: Tables) -> None:
+    log = ActivityLog(tables)
+    with pytest.raises(ValueError, match="since"):
+        await log.query(map="customers", since=NOW - timedelta(days=40), until=NOW)
+    with pytest.raises(ValueError, match="since"):
+        await log.query(map="customers", since=NOW, until=NOW - timedelta(hours=1))
+    with pytest.raises(ValueError, match="outcome"):
+        await log.query(map="customers", outcome="exploded")
+    with pytest.raises(ValueError, match="timezone"):
+        await log.query(map="customers", since=datetime(2026, 1, 1))
+
+
+async def test_record_refuses_naive_time_and_bad_map(tables: Tables) -> None:
+    log = ActivityLog(tables)
+    with pytest.raises(ValueError, match="timezone"):
+        await log.record([entry("customers", "k", datetime(2026, 1, 1))])
+    with pytest.raises(ValueError, match="map"):
+        await log.record([entry("a/b", "k", NOW)])
