@@ -155,17 +155,19 @@ class ODataHttp:
         if body is not None:
             content = jsonwire.dumps(body)
             send_headers.setdefault("Content-Type", "application/json")
-        target = self.url(url)
+        target = httpx.URL(self.url(url))
+        if params:
+            # httpx replaces a URL's own query with `params`; merge, so `?cross-company=true` survives.
+            target = target.copy_merge_params(dict(params))
         attempt = 0
         waited = 0.0
         while True:
             self.stats.requests += 1
             try:
-                response = await self.client.request(method, target, content=content, headers=send_headers,
-                                                     params=params)
+                response = await self.client.request(method, target, content=content, headers=send_headers)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 error: ConnectorError = TransientError(f"{type(exc).__name__}: {exc}", method=method,
-                                                       url=_safe_url(httpx.URL(target)))
+                                                       url=_safe_url(target))
                 delay = self._backoff(attempt)
             else:
                 action = classify(response)
