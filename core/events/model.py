@@ -94,3 +94,12 @@ class ChangeEvent(BaseModel):
         """Everything the event knows of the record: pre image, then keys, then values on top."""
         return {**(self.pre or {}), **self.keys, **self.values} if self.operation != "delete" else {
             **self.keys, **(self.pre or {})}
+
+
+class Skipped(BaseModel):
+    """Part of a payload that made no change event, and why (recorded, never silently dropped)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entity: str = Field(description="The entity, table or business event the payload part was about")
+    reason: str

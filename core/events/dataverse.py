@@ -1,0 +1,285 @@
+"""Dataverse webhook bodies (a serialized RemoteExecutionContext) into change events.
+
+Reference: shared/reference/protocols.md §1.4-1.7. Pure: no I/O. The WCF DataContract value
+decoding here (key/value lists, `__type`-tagged values, `/Date(ms)/`) is also how F&O data events
+are written, so core.events.fno reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from core.events.errors import PayloadError
+from core.events.model import ChangeEvent, Operation, lookup_ref
+
+SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
+REQUEST_ID_HEADER = "x-request-id"
+MESSAGES: dict[str, Operation] = {"Create": "create", "Update": "update", "Delete": "delete"}
+# The async service adds this post image when the step registers none; it holds only the
+# primary name and id, so it must not make a body look complete.
+ASYNC_PRIMARY_NAME_IMAGE = "AsynchronousStepPrimaryName"
+
+_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# -- generic decoding of the WCF DataContract JSON ----------------------------------------------------------
+
+
+def load_json(body: bytes) -> Any:
+    """The body as JSON with every number that has a fraction as Decimal (never float)."""
+    if not body or not body.strip():
+        raise PayloadError("body", "empty body")
+    try:
+        return json.loads(body.decode("utf-8-sig"), parse_float=Decimal)
+    except UnicodeDecodeError as error:
+        raise PayloadError("body", f"not UTF-8 text: {error}") from None
+    except json.JSONDecodeError as error:
+        raise PayloadError("body", f"malformed JSON: {error}") from None
+
+
+def wcf_date(text: str) -> datetime | None:
+    """`/Date(ms)/` or `/Date(ms+hhmm)/` as an aware UTC datetime (the ms are UTC either way);
+    None when `text` is not in that form."""
+    match = _DATE.match(text)
+    if match is None:
+        return None
+    return _EPOCH + timedelta(milliseconds=int(match.group(1)))
+
+
+def key_values(value: Any, path: str) -> list[tuple[str, Any, str]]:
+    """A `[{"key", "value"}, ...]` list as (key, raw value, JSON path of the value); null is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadError(path, f"expected a list of {{key, value}} objects, found {kind_of(value)}")
+    pairs = []
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        if not isinstance(item, dict) or "key" not in item:
+            raise PayloadError(item_path, f"expected a {{key, value}} object, found {kind_of(item)}")
+        if not isinstance(item["key"], str):
+            raise PayloadError(f"{item_path}.key", f"expected a string, found {kind_of(item['key'])}")
+        pairs.append((item["key"], item.get("value"), f"{item_path}.value"))
+    return pairs
+
+
+def type_name(value: Mapping[str, Any]) -> str | None:
+    """The part of `__type` before the first ':' (Money, OptionSetValue, Entity, ...), or None."""
+    tag = value.get("__type")
+    return tag.split(":", 1)[0] if isinstance(tag, str) else None
+
+
+def typed_value(value: Any, path: str) -> Any:
+    """One attribute value in the change event's typed form."""
+    if value is None or isinstance(value, bool | int | Decimal):
+        return value
+    if isinstance(value, str):
+        date = wcf_date(value)
+        return value if date is None else date
+    if isinstance(value, list):
+        choices = []
+        for index, item in enumerate(value):
+            if not (isinstance(item, dict) and type_name(item) == "OptionSetValue"):
+                raise PayloadError(f"{path}[{index}]", "a list value must hold OptionSetValue objects only")
+            choices.append(typed_value(item, f"{path}[{index}]"))
+        return choices
+    if not isinstance(value, dict):
+        raise PayloadError(path, f"unexpected value {kind_of(value)}")
+    kind = type_name(value)
+    if kind in ("Money", "OptionSetValue"):
+        number = value.get("Value")
+        if isinstance(number, bool) or not isinstance(number, int | Decimal):
+            raise PayloadError(f"{path}.Value", f"{kind} needs a number, found {kind_of(number)}")
+        if kind == "Money":
+            return Decimal(number)
+        if isinstance(number, Decimal):
+            if number != number.to_integral_value():
+                raise PayloadError(f"{path}.Value", f"OptionSetValue {number} is not an integer")
+            return int(number)
+        return number
+    if kind == "EntityReference":
+        return lookup_ref(required_string(value, "LogicalName", path), guid(value.get("Id"), f"{path}.Id"))
+    if kind is None:
+        raise PayloadError(f"{path}.__type", "an object value needs a __type")
+    raise PayloadError(f"{path}.__type", f"unsupported value type {kind!r}")
+
+
+def entity_attributes(entity: Any, path: str) -> dict[str, Any]:
+    """The typed attributes of an Entity object (`Attributes` key/value list)."""
+    if not isinstance(entity, dict):
+        raise PayloadError(path, f"expected an Entity object, found {kind_of(entity)}")
+    return {key: typed_value(raw, value_path)
+            for key, raw, value_path in key_values(entity.get("Attributes"), f"{path}.Attributes")}
+
+
+def images(context: Mapping[str, Any], name: str) -> list[tuple[str, dict[str, Any], str]]:
+    """(alias, Entity, path) of each image in PreEntityImages / PostEntityImages (null = none)."""
+    found = []
+    for alias, entity, path in key_values(context.get(name), name):
+        if entity is None:
+            continue
+        if not isinstance(entity, dict):
+            raise PayloadError(path, f"expected an Entity object, found {kind_of(entity)}")
+        found.append((alias, entity, path))
+    return found
+
+
+def guid(value: Any, path: str) -> str:
+    """A GUID in canonical lower-case form (braces and upper case accepted)."""
+    if not isinstance(value, str):
+        raise PayloadError(path, f"expected a GUID string, found {kind_of(value)}")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise PayloadError(path, f"{value[:60]!r} is not a GUID") from None
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by case-insensitive name (HTTP header names are case-insensitive)."""
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def context_time(context: Mapping[str, Any], name: str) -> datetime:
+    value = context.get(name)
+    date = wcf_date(value) if isinstance(value, str) else None
+    if date is None:
+        raise PayloadError(name, f"expected a /Date(ms)/ text, found {kind_of(value)}")
+    return date
+
+
+def optional_string(context: Mapping[str, Any], name: str, path: str = "") -> str | None:
+    value = context.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path + name, f"expected a string, found {kind_of(value)}")
+    return value
+
+
+def required_string(obj: Mapping[str, Any], name: str, path: str = "") -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"{path}.{name}" if path else name, f"expected a non-empty string, found {kind_of(value)}")
+    return value
+
+
+def kind_of(value: Any) -> str:
+    """How a JSON value is named in error messages ("a string", "a list", "null", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | Decimal | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# -- the webhook ----------------------------------------------------------------------------------------------
+
+
+def parse_webhook(body: bytes, headers: Mapping[str, str]) -> ChangeEvent:
+    """One Dataverse webhook request as a change event; PayloadError names what is wrong."""
+    context = load_json(body)
+    if not isinstance(context, dict):
+        raise PayloadError("$", f"expected a RemoteExecutionContext object, found {kind_of(context)}")
+    message = context.get("MessageName")
+    if message not in MESSAGES:
+        shown = message if isinstance(message, str) else kind_of(message)
+        raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
+    operation = MESSAGES[message]
+    entity = required_string(context, "PrimaryEntityName", "")
+    record_id = guid(context.get("PrimaryEntityId"), "PrimaryEntityId")
+    common: dict[str, Any] = {
+        "event_id": _event_id(context, body, headers),
+        "source": "dataverse",
+        "entity": entity,
+        "record_id": record_id,
+        "occurred_at": context_time(context, "OperationCreatedOn"),
+        "initiated_by": optional_string(context, "InitiatingUserAzureActiveDirectoryObjectId")
+        or optional_string(context, "InitiatingUserId"),
+        "correlation_id": optional_string(context, "CorrelationId"),
+    }
+    inputs = context.get("InputParameters")
+    trimmed = header(headers, SIZE_EXCEEDED_HEADER) is not None or inputs is None
+    if trimmed:
+        # Over 256 KB Dataverse drops InputParameters and the images: apply re-reads the row
+        # (a deleted row cannot be re-read; the id is all there is).
+        return ChangeEvent(**common, operation="delete" if operation == "delete" else "refetch", partial=True)
+
+    target, target_path = _target(inputs)
+    pre_images = images(context, "PreEntityImages")
+    pre = _merged(pre_images) if pre_images else None
+    if operation == "delete":
+        if not (isinstance(target, dict) and type_name(target) == "EntityReference"):
+            raise PayloadError(target_path, "a Delete Target must be an EntityReference")
+        guid(target.get("Id"), f"{target_path}.Id")
+        return ChangeEvent(**common, operation="delete", pre=pre, partial=True,
+                           version=_row_version(pre_images))
+
+    if not isinstance(target, dict) or type_name(target) not in (None, "Entity"):
+        raise PayloadError(target_path, f"a {message} Target must be an Entity")
+    post_images = images(context, "PostEntityImages")
+    full_images = [image for image in post_images if image[0] != ASYNC_PRIMARY_NAME_IMAGE]
+    values = {**_merged(post_images), **entity_attributes(target, target_path)}
+    version = _row_version(full_images) or _version_text(target.get("RowVersion"), f"{target_path}.RowVersion")
+    return ChangeEvent(**common, operation=operation, values=values, pre=pre, partial=not full_images,
+                       version=version)
+
+
+def _target(inputs: Any) -> tuple[Any, str]:
+    for key, value, path in key_values(inputs, "InputParameters"):
+        if key == "Target":
+            if value is None:
+                raise PayloadError(path, "Target is null")
+            return value, path
+    raise PayloadError("InputParameters", "no Target")
+
+
+def _merged(found: list[tuple[str, dict[str, Any], str]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, entity, path in found:
+        merged.update(entity_attributes(entity, path))
+    return merged
+
+
+def _row_version(found: list[tuple[str, dict[str, Any], str]]) -> str | None:
+    for _, entity, path in found:
+        version = _version_text(entity.get("RowVersion"), f"{path}.RowVersion")
+        if version is not None:
+            return version
+    return None
+
+
+def _version_text(value: Any, path: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PayloadError(path, f"expected a version string, found {kind_of(value)}")
+    return str(value)
+
+
+def _event_id(context: Mapping[str, Any], body: bytes, headers: Mapping[str, str]) -> str:
+    operation_id = context.get("OperationId")
+    if operation_id is not None:
+        return "dv:" + guid(operation_id, "OperationId")
+    request_id = header(headers, REQUEST_ID_HEADER)
+    if request_id:
+        return "dv:" + request_id.strip()
+    return "dv:sha256:" + hashlib.sha256(body).hexdigest()

@@ -1,0 +1,240 @@
+"""F&O event payloads into change events: business events and data events.
+
+Reference: shared/reference/protocols.md §3.2 (business event envelope) and §3.3 (data events, a
+RemoteExecutionContext on the entity's virtual table). Pure: no I/O. Neither form carries values
+the engine can use as they are (business events name only the record; data events give enums as
+integers the engine cannot turn into symbols without metadata), so every event carries the record's
+key only and apply re-reads the record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.events.dataverse import (
+    context_time,
+    entity_attributes,
+    guid,
+    images,
+    key_values,
+    kind_of,
+    load_json,
+    optional_string,
+    required_string,
+    type_name,
+    wcf_date,
+)
+from core.events.errors import PayloadError
+from core.events.model import ChangeEvent, Operation, Skipped
+from core.maps import MapSet, TableMap
+
+CHANGE_TYPES: dict[str, Operation] = {"Create": "refetch", "Update": "refetch", "Delete": "delete"}
+DATA_MESSAGES: dict[str, Operation] = {"Create": "refetch", "Update": "refetch", "Delete": "delete"}
+ATTRIBUTE_PREFIX = "mserp_"
+_FRACTION = re.compile(r"\.\d+")
+
+
+@dataclass(frozen=True)
+class FnoParse:
+    events: list[ChangeEvent] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    test_message: bool = False
+
+
+def parse_fno(body: bytes, maps: MapSet) -> FnoParse:
+    """One F&O delivery (an object or an array of them) as change events; PayloadError on bad shapes."""
+    payload = load_json(body)
+    items = payload if isinstance(payload, list) else [payload]
+    prefix_paths = isinstance(payload, list)
+    events: list[ChangeEvent] = []
+    skipped: list[Skipped] = []
+    test_message = False
+    for index, item in enumerate(items):
+        path = f"[{index}]." if prefix_paths else ""
+        if not isinstance(item, dict):
+            raise PayloadError(path.rstrip(".") or "$", f"expected an event object, found {kind_of(item)}")
+        try:
+            if "BusinessEventId" in item:
+                result = _business_event(item, maps)
+            elif "MessageName" in item:
+                result = _data_event(item, maps)
+            else:
+                raise PayloadError("MessageName", "missing: neither a business event (BusinessEventId) "
+                                   "nor a data event (MessageName)")
+        except PayloadError as error:
+            raise PayloadError(path + error.field, error.message) from None
+        if result is None:
+            test_message = True
+        elif isinstance(result, Skipped):
+            skipped.append(result)
+        else:
+            events.append(result)
+    return FnoParse(events, skipped, test_message)
+
+
+# -- business events ------------------------------------------------------------------------------------------
+
+
+def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped | None:
+    """The event, Skipped for a business event no map lists, None for the activation test message."""
+    event_name = required_string(item, "BusinessEventId")
+    control = item.get("ControlNumber")
+    if isinstance(control, bool) or not isinstance(control, int):
+        raise PayloadError("ControlNumber", f"expected an integer, found {kind_of(control)}")
+    if control == 0:  # F&O sends this on activation to check the endpoint
+        return None
+    table_map = next((m for m in maps.values() if event_name in m.fno.business_events), None)
+    if table_map is None:
+        return Skipped(entity=event_name, reason=f"no map lists business event {event_name}")
+    change = item.get("ChangeType", "Update")
+    if change not in CHANGE_TYPES:
+        raise PayloadError("ChangeType", f"{change!r} is not one of Create, Update, Delete")
+    keys: dict[str, Any] = {}
+    for name in table_map.key_fields("fno"):
+        value = item.get(name)
+        if value is None or value == "" or isinstance(value, dict | list):
+            raise PayloadError(name, f"key field of map {table_map.name!r} missing or not a plain value")
+        keys[name] = value
+    company = None
+    if table_map.company is not None:
+        legal = item.get("LegalEntity") or item.get("BusinessEventLegalEntity")
+        if not isinstance(legal, str) or not legal:
+            raise PayloadError("LegalEntity", "missing: the map is company-specific")
+        keys[table_map.company.fno] = legal.lower()
+        company = legal.upper()
+    user = optional_string(item, "InitiatingUserAADObjectId")
+    return ChangeEvent(
+        event_id="fno:" + required_string(item, "EventId"),
+        source="fno",
+        entity=table_map.fno.entity_set,
+        operation=CHANGE_TYPES[change],
+        company=company,
+        keys=keys,
+        partial=True,
+        version=str(control),
+        occurred_at=_event_time(item),
+        initiated_by=guid(user, "InitiatingUserAADObjectId") if user else None,
+    )
+
+
+def _event_time(item: Mapping[str, Any]) -> datetime:
+    value = item.get("EventTime")
+    when = wcf_date(value) if isinstance(value, str) else None
+    if when is not None:
+        return when
+    iso = item.get("EventTimeIso8601")
+    if isinstance(iso, str):
+        # F&O writes 7 fractional digits; Python reads at most 6.
+        text = _FRACTION.sub(lambda m: m.group(0)[:7], iso.replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    raise PayloadError("EventTime", "missing: needs EventTime (/Date(ms)/) or EventTimeIso8601 with a zone")
+
+
+# -- data events -------------------------------------------------------------------------------------------
+
+
+def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
+    message = item.get("MessageName")
+    if message not in DATA_MESSAGES:
+        shown = message if isinstance(message, str) else kind_of(message)
+        raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
+    entity_name = required_string(item, "PrimaryEntityName")
+    table_map = next((m for m in maps.values() if m.fno.event_entity == entity_name), None)
+    if table_map is None:
+        return Skipped(entity=entity_name, reason=f"no map has data event entity {entity_name}")
+    names = _fno_names(table_map)
+    target, target_path, pre_image = _inputs(item)
+    found: dict[str, Any] = {}
+    if pre_image is not None:
+        found.update(_translated(entity_attributes(pre_image[0], pre_image[1]), names))
+    if message == "Delete":
+        if not (isinstance(target, dict) and type_name(target) == "EntityReference"):
+            raise PayloadError(target_path, "a Delete Target must be an EntityReference")
+        key_attributes = {key: value for key, value, _ in
+                          key_values(target.get("KeyAttributes"), f"{target_path}.KeyAttributes")}
+        found.update(_translated(key_attributes, names))
+    else:
+        if not isinstance(target, dict) or type_name(target) not in (None, "Entity"):
+            raise PayloadError(target_path, f"a {message} Target must be an Entity")
+        found.update(_translated(entity_attributes(target, target_path), names))
+    keys: dict[str, Any] = {}
+    for name in table_map.fno.key:
+        value = found.get(name)
+        if value is None or value == "":
+            raise PayloadError(target_path, f"key field {ATTRIBUTE_PREFIX}{name.lower()} missing")
+        if isinstance(value, dict | list):
+            raise PayloadError(target_path, f"key field {ATTRIBUTE_PREFIX}{name.lower()} is not a plain value")
+        keys[name] = value
+    company = None
+    if table_map.company is not None:
+        code = keys[table_map.company.fno]
+        if not isinstance(code, str):
+            raise PayloadError(target_path, f"{ATTRIBUTE_PREFIX}{table_map.company.fno.lower()} is not a text")
+        company = code.upper()
+    return ChangeEvent(
+        event_id="fno:" + guid(item.get("OperationId"), "OperationId"),
+        source="fno",
+        entity=table_map.fno.entity_set,
+        operation=DATA_MESSAGES[message],
+        company=company,
+        record_id=guid(item["PrimaryEntityId"], "PrimaryEntityId") if item.get("PrimaryEntityId") else None,
+        keys=keys,
+        partial=True,
+        version=_data_version(item, found),
+        occurred_at=context_time(item, "OperationCreatedOn"),
+        initiated_by=optional_string(item, "InitiatingUserAzureActiveDirectoryObjectId")
+        or optional_string(item, "InitiatingUserId"),
+        correlation_id=optional_string(item, "CorrelationId"),
+    )
+
+
+def _inputs(item: Mapping[str, Any]) -> tuple[Any, str, tuple[dict[str, Any], str] | None]:
+    """Target (value, path) and the pre image (InputParameters PreImage or PreEntityImages), if any."""
+    target: tuple[Any, str] | None = None
+    pre: tuple[dict[str, Any], str] | None = None
+    for key, value, path in key_values(item.get("InputParameters"), "InputParameters"):
+        if key == "Target" and value is not None:
+            target = (value, path)
+        elif key == "PreImage" and value is not None:
+            if not isinstance(value, dict):
+                raise PayloadError(path, f"expected an Entity object, found {kind_of(value)}")
+            pre = (value, path)
+    if pre is None:
+        found = images(item, "PreEntityImages")
+        pre = (found[0][1], found[0][2]) if found else None
+    if target is None:
+        raise PayloadError("InputParameters", "no Target")
+    return target[0], target[1], pre
+
+
+def _fno_names(table_map: TableMap) -> dict[str, str]:
+    """Virtual-entity attribute name (mserp_ + lower case) -> F&O field name, for the fields the map uses."""
+    names = [*table_map.fno.key, *(f.fno for f in table_map.fields if f.fno)]
+    names += [name for lookup in table_map.lookups for name in lookup.fno]
+    if table_map.company is not None:
+        names.append(table_map.company.fno)
+    names.append("ModifiedDateTime")
+    return {ATTRIBUTE_PREFIX + name.lower(): name for name in names}
+
+
+def _translated(attributes: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    return {names[key.lower()]: value for key, value in attributes.items() if key.lower() in names}
+
+
+def _data_version(item: Mapping[str, Any], found: Mapping[str, Any]) -> str | None:
+    control = item.get("ControlNumber")
+    if isinstance(control, int) and not isinstance(control, bool):
+        return str(control)
+    modified = found.get("ModifiedDateTime")
+    if isinstance(modified, datetime):
+        return modified.isoformat().replace("+00:00", "Z")
+    return str(modified) if isinstance(modified, str) and modified else None
