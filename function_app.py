@@ -2,9 +2,11 @@
 
 import azure.functions as func
 
-from functions import health, maps
+from functions import deploy, health, ingest, maps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(maps.bp)
+app.register_functions(ingest.bp)
+app.register_functions(deploy.bp)

@@ -11,7 +11,9 @@ import asyncio
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from core.connectors.auth import LOCAL_ENGINE_OID, LocalTokens, MsalTokens, TokenSource
+import httpx
+
+from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
 from core.maps import MapSet
 from core.settings import Settings, get_settings
 from core.store.queues import ChangeQueue
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from core.store.errors import ErrorLog
     from core.store.links import LinkStore
     from core.store.tables import Tables
+    from core.sync.worker import Worker
 
 
 class Runtime:
@@ -82,6 +85,25 @@ class Runtime:
 
         url = str(self.settings.fno_url).rstrip("/")
         return FnoClient(url, self.tokens(url))
+
+    # ---- deployment (functions/deploy.py) ----------------------------------------------------------
+    @cached_property
+    def fno_admin(self) -> httpx.AsyncClient:
+        """F&O's business-events administration: the local simulator's /admin API (real F&O has none;
+        there endpoints and activations are a one-time setup, see core.ops.deploy)."""
+        url = str(self.settings.fno_url).rstrip("/")
+        return httpx.AsyncClient(base_url=url, auth=BearerAuth(self.tokens(url)), timeout=30)
+
+    @cached_property
+    def worker(self) -> Worker:
+        """The live-sync engine: the applier over both sides, with the logs it reports to."""
+        from core.sync.apply import Applier
+        from core.sync.sides import DataverseSide, FnoSide
+        from core.sync.worker import Worker
+
+        applier = Applier(self.maps, self.links, DataverseSide(self.dataverse, self.maps, self.links),
+                          FnoSide(self.fno, self.maps, self.links), engine_user=self.engine_user)
+        return Worker(applier, self.activity, self.errors, max_attempts=self.settings.apply_max_attempts)
 
     @property
     def engine_user(self) -> str:
