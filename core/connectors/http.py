@@ -17,12 +17,13 @@ from typing import Any, Literal
 import httpx
 
 from core.connectors import jsonwire
-from core.connectors.auth import BearerAuth, TokenSource
+from core.connectors.auth import BearerAuth, TokenError, TokenSource
 from core.connectors.errors import (
     AuthFailed,
     ConflictError,
     ConnectorError,
     NotFound,
+    PermanentError,
     ThrottledError,
     TransientError,
     ValidationFailed,
@@ -165,6 +166,11 @@ class ODataHttp:
             self.stats.requests += 1
             try:
                 response = await self.client.request(method, target, content=content, headers=send_headers)
+            except TokenError as exc:
+                raise AuthFailed(f"no token: {exc}", method=method, url=_safe_url(target)) from exc
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+                # The request itself is malformed (an illegal header value, a bad URL): sending again won't help.
+                raise PermanentError(f"{type(exc).__name__}: {exc}", method=method, url=_safe_url(target)) from exc
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 error: ConnectorError = TransientError(f"{type(exc).__name__}: {exc}", method=method,
                                                        url=_safe_url(target))

@@ -6,7 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from core.connectors import BatchOp, ConflictError, DataverseClient, LocalTokens, ValidationFailed
+from core.connectors import (
+    AuthFailed,
+    BatchOp,
+    ConflictError,
+    DataverseClient,
+    LocalTokens,
+    PermanentError,
+    TokenError,
+    ValidationFailed,
+)
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 
 MONEY = Decimal("12345678.1234567891")  # 10 decimal places: a float would lose the tail
@@ -148,3 +157,25 @@ async def test_throttled_writes_all_land() -> None:
             assert dv.stats.throttled >= 1
     finally:
         sim.stop()
+
+
+
+class FixedToken:
+    def __init__(self, token: str) -> None:
+        self.value = token
+
+    async def token(self) -> str:
+        if self.value == "refused":
+            raise TokenError("AADSTS7000215: invalid client secret")
+        return self.value
+
+
+async def test_token_problems_fail_at_once(dataverse: DataverseSim) -> None:
+    async with DataverseClient(dataverse.url, FixedToken("refused")) as dv:
+        with pytest.raises(AuthFailed, match="AADSTS7000215"):
+            await dv.get("accounts", "00000000-0000-0000-0000-00000000abcd")
+        assert dv.stats.retried == 0
+    async with DataverseClient(dataverse.url, FixedToken("")) as dv:  # "Bearer " is not a legal header value
+        with pytest.raises(PermanentError):
+            await dv.get("accounts", "00000000-0000-0000-0000-00000000abcd")
+        assert dv.stats.retried == 0
