@@ -2,11 +2,10 @@
 
 import azure.functions as func
 
-from functions import deploy, health, ingest, maps
+from functions import deploy, health, maps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(maps.bp)
-app.register_functions(ingest.bp)
 app.register_functions(deploy.bp)
