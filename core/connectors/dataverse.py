@@ -31,8 +31,9 @@ BASE_HEADERS = {
     "OData-Version": "4.0",
     "If-None-Match": "null",
 }
-# Error bodies with the CDS annotations name the failing plug-in / column more precisely.
-ANNOTATIONS = 'odata.include-annotations="*"'
+# Error bodies with the CDS error annotations (trace text, help link) say more; only those are asked
+# for, so rows do not fill up with formatted values nobody reads.
+ANNOTATIONS = 'odata.include-annotations="Microsoft.PowerApps.CDS.*"'
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,17 @@ def _key_literal(name: str, value: Any) -> str:
     raise ValueError(f"key part {name!r}: unsupported key value type {type(value).__name__}")
 
 
+def key_filter(key: Mapping[str, Any]) -> str:
+    """The same key as a `$filter` (for values `key_segment` refuses in URLs)."""
+    parts = []
+    for name, value in key.items():
+        if isinstance(value, str) and not (name.startswith("_") and name.endswith("_value")):
+            parts.append(f"{name} eq {odata_string(value)}")
+        else:
+            parts.append(f"{name} eq {_key_literal(name, value)}")
+    return " and ".join(parts)
+
+
 def _address(entity_set: str, row_id: str | uuid.UUID | None, key: Mapping[str, Any] | None) -> str:
     if (row_id is None) == (key is None):
         raise ValueError(f"{entity_set}: give exactly one of row_id or key")
@@ -96,6 +108,7 @@ class DataverseClient:
                               max_retries=max_retries, max_total_wait=max_total_wait)
 
     key_segment = staticmethod(key_segment)
+    key_filter = staticmethod(key_filter)
     bind = staticmethod(bind)
 
     @property
@@ -189,13 +202,17 @@ class DataverseClient:
 
     async def batch(self, ops: Sequence[BatchOp], *, atomic: bool = False, continue_on_error: bool = True,
                     headers: Mapping[str, str] | None = None) -> list[BatchResult]:
-        """One `$batch`; results in operation order. Relative op URLs are made absolute for the target."""
+        """One `$batch`; results in operation order. Relative op URLs are made absolute for the target.
+
+        Without `continue_on_error` Dataverse stops at the first failing part: the results end with it.
+        """
         absolute = [BatchOp(op.method, self.http.url(op.url), op.body, op.headers, op.content_id) for op in ops]
         content_type, content = build_batch(absolute, atomic=atomic)
         send = {**(headers or {}), "Content-Type": content_type}
         if continue_on_error:
             send["Prefer"] = "odata.continue-on-error"
-        response = await self.http.request("POST", "$batch", content=content, headers=send)
+        response = await self.http.request("POST", "$batch", content=content, headers=send,
+                                           multipart_ok=True)
         return parse_batch(response.headers.get("Content-Type", ""), response.content)
 
 

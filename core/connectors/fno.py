@@ -152,7 +152,8 @@ class FnoClient:
         with that one part only)."""
         absolute = [BatchOp(op.method, self.http.url(op.url), op.body, op.headers, op.content_id) for op in ops]
         content_type, content = build_batch(absolute, atomic=atomic)
-        response = await self.http.request("POST", "$batch", content=content, headers={"Content-Type": content_type})
+        response = await self.http.request("POST", "$batch", content=content,
+                                           headers={"Content-Type": content_type}, multipart_ok=True)
         return parse_batch(response.headers.get("Content-Type", ""), response.content)
 
 

@@ -37,6 +37,8 @@ Action = Literal["ok", "retry", "rate_limited", "fail", "conflict", "not_found",
 # Dataverse answers these with 500 when the organization is briefly unavailable (generic SQL
 # timeout / "server busy"); they clear up on their own.
 _DATAVERSE_TRANSIENT_CODES = frozenset({"0x80040216", "0x80044150", "0x8004430d"})
+# A 429 with "Retry-After: 0" must not spin: every throttled try waits at least this long.
+MIN_THROTTLE_WAIT = 0.1
 _RETRY_STATUSES = frozenset({408, 502, 503, 504})
 DEFAULT_RETRY_AFTER = 1.0
 
@@ -147,10 +149,13 @@ class ODataHttp:
         return path if path.startswith(("http://", "https://")) else self.base_url + path.lstrip("/")
 
     async def request(self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str] | None = None,
-                      params: Mapping[str, str] | None = None, content: bytes | None = None) -> httpx.Response:
+                      params: Mapping[str, str] | None = None, content: bytes | None = None,
+                      multipart_ok: bool = False) -> httpx.Response:
         """Send, retrying throttling and transient failures; raise the typed error otherwise.
 
         `body` is JSON (written by jsonwire); `content` raw bytes (a $batch body) with its own Content-Type.
+        `multipart_ok`: a `$batch` that stopped at a failing part answers 400 with the parts so far as
+        multipart; return that for parsing instead of raising.
         """
         send_headers = dict(headers or {})
         if body is not None:
@@ -177,13 +182,14 @@ class ODataHttp:
                 delay = self._backoff(attempt)
             else:
                 action = classify(response)
-                if action == "ok":
+                if action == "ok" or (multipart_ok and action in ("fail", "conflict", "not_found")
+                                      and response.headers.get("Content-Type", "").startswith("multipart/")):
                     return response
                 error = error_for(response, action)
                 if action == "rate_limited":
                     assert isinstance(error, ThrottledError)
                     self.stats.throttled += 1
-                    delay = min(error.retry_after, self.max_wait)
+                    delay = min(max(error.retry_after, MIN_THROTTLE_WAIT), self.max_wait)
                     if waited + delay > self.max_total_wait:
                         raise error
                     log.info("%s %s throttled (%s); waiting %.1f s", method, error.url, error.code, delay)

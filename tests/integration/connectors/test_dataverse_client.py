@@ -179,3 +179,25 @@ async def test_token_problems_fail_at_once(dataverse: DataverseSim) -> None:
         with pytest.raises(PermanentError):
             await dv.get("accounts", "00000000-0000-0000-0000-00000000abcd")
         assert dv.stats.retried == 0
+
+
+async def test_batch_without_continue_on_error_stops_at_the_failing_part(dv: DataverseClient, unique: str) -> None:
+    ops = [BatchOp("POST", "accounts", {"name": f"First {unique}", "accountnumber": f"S{unique}-1"}),
+           BatchOp("POST", "accounts", {"name": "z" * 200}),
+           BatchOp("POST", "accounts", {"name": f"Third {unique}", "accountnumber": f"S{unique}-3"})]
+    results = await dv.batch(ops, continue_on_error=False)
+    assert [r.status for r in results] == [204, 400]
+    rows = await dv.query("accounts", filter=f"startswith(accountnumber,'S{unique}-')", select=["accountnumber"])
+    assert [r["accountnumber"] for r in rows] == [f"S{unique}-1"]
+
+
+async def test_key_with_url_unsafe_characters_falls_back_to_filter(dv: DataverseClient, unique: str) -> None:
+    key = {"accountnumber": f"A/B&{unique}", "_msdyn_company_value": await company_id(dv)}
+    row_id = await dv.create("accounts", {
+        "name": "Slash", "accountnumber": key["accountnumber"],
+        "msdyn_company@odata.bind": dv.bind("cdm_companies", key={"cdm_companycode": "usmf"})})
+    with pytest.raises(ValueError, match="accountnumber"):
+        await dv.get("accounts", key=key)
+    rows = await dv.query("accounts", filter=dv.key_filter(key), select=["accountid"])
+    assert [r["accountid"] for r in rows] == [row_id]
+    await dv.delete("accounts", row_id)
