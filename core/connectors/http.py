@@ -39,6 +39,8 @@ Action = Literal["ok", "retry", "rate_limited", "fail", "conflict", "not_found",
 _DATAVERSE_TRANSIENT_CODES = frozenset({"0x80040216", "0x80044150", "0x8004430d"})
 # A 429 with "Retry-After: 0" must not spin: every throttled try waits at least this long.
 MIN_THROTTLE_WAIT = 0.1
+# Failures that happen before a request reaches the target: safe to send again, even a POST.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRY_STATUSES = frozenset({408, 502, 503, 504})
 DEFAULT_RETRY_AFTER = 1.0
 
@@ -179,6 +181,10 @@ class ODataHttp:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 error: ConnectorError = TransientError(f"{type(exc).__name__}: {exc}", method=method,
                                                        url=_safe_url(target))
+                if method.upper() == "POST" and not isinstance(exc, _UNSENT):
+                    # The target may have written it (a create, a $batch): sending again could write it
+                    # twice. The caller decides (apply re-reads by key and upserts).
+                    raise error from exc
                 delay = self._backoff(attempt)
             else:
                 action = classify(response)

@@ -144,3 +144,20 @@ async def test_params_merge_with_the_urls_own_query() -> None:
     async with ODataHttp(URL, LocalTokens(), transport=transport) as http:
         await http.request("GET", "CustomersV3(x='1')?cross-company=true", params={"$select": "A"})
     assert seen[0].url.params["cross-company"] == "true" and seen[0].url.params["$select"] == "A"
+
+
+async def test_a_post_that_may_have_landed_is_not_sent_twice() -> None:
+    calls = 0
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        raise httpx.ReadTimeout("no answer in time", request=request)
+
+    async with ODataHttp(URL, LocalTokens(), transport=httpx.MockTransport(time_out), backoff_base=0.01) as http:
+        with pytest.raises(TransientError, match="ReadTimeout"):
+            await http.request("POST", "accounts", body={"name": "x"})
+        assert calls == 1
+        with pytest.raises(TransientError, match="ReadTimeout"):
+            await http.request("PATCH", "accounts(1)", body={"name": "x"})
+        assert calls == 1 + 1 + http.max_retries  # idempotent: retried
