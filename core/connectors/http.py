@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 Action = Literal["ok", "retry", "rate_limited", "fail", "conflict", "not_found", "auth"]
 
-# Dataverse answers these with 500 when the organization is briefly unavailable (generic SQL
-# timeout / "server busy"); they clear up on their own.
-_DATAVERSE_TRANSIENT_CODES = frozenset({"0x80040216", "0x80044150", "0x8004430d"})
+# Dataverse 500s that usually clear up on their own: 0x80044150 "Generic SQL error" (SQL timeouts,
+# deadlocks) and 0x80040216 "An unexpected error occurred". From field experience, not the reference
+# [Unconfirmed]; other 500s (a plug-in's exception, 0x80040265) fail at once.
+_DATAVERSE_TRANSIENT_CODES = frozenset({"0x80040216", "0x80044150"})
 # A 429 with "Retry-After: 0" must not spin: every throttled try waits at least this long.
 MIN_THROTTLE_WAIT = 0.1
 # Failures that happen before a request reaches the target: safe to send again, even a POST.
