@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from functions import deploy, health, maps
+from functions import admin, deploy, health, maps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(maps.bp)
 app.register_functions(deploy.bp)
+app.register_functions(admin.bp)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
     from core.connectors.fno import FnoClient
     from core.store.activity import ActivityLog
+    from core.store.deadletters import DeadLetters
     from core.store.errors import ErrorLog
     from core.store.links import LinkStore
     from core.store.tables import Tables
@@ -62,6 +63,12 @@ class Runtime:
         from core.store.errors import ErrorLog
 
         return ErrorLog(self.tables)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        from core.store.deadletters import DeadLetters
+
+        return DeadLetters(self.settings.servicebus_connection.get_secret_value(), self.settings.changes_queue)
 
     def tokens(self, environment_url: str) -> TokenSource:
         settings = self.settings

@@ -1,0 +1,168 @@
+"""Admin API (master key): the error log (list, get, resubmit, discard) and the activity log.
+
+Thin adapters: parse and check parameters (400 problem+json naming the parameter), then one core call.
+Error ids are Service Bus message ids and contain `|`: callers URL-encode them (%7C) in the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import azure.functions as func
+
+from core.ops.activity import activity
+from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, from_dead_letter, list_errors, resubmit
+from core.settings import SettingsError
+from core.store.activity import OUTCOMES
+from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
+from functions.http import json_response, problem
+from functions.runtime import Runtime, get_runtime
+
+bp = func.Blueprint()
+
+_MAX_LIMIT = 1000
+_SUMMARY_CHARS = 500
+
+
+class BadParameter(ValueError):
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = name
+        super().__init__(detail)
+
+
+def _bad(error: BadParameter) -> func.HttpResponse:
+    return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.name, "reason": str(error)}])
+
+
+async def _runtime() -> Runtime | func.HttpResponse:
+    try:
+        return await get_runtime()
+    except SettingsError as exc:
+        return problem(500, "Invalid settings", str(exc), invalid_settings=sorted(exc.problems))
+
+
+def _choice(req: func.HttpRequest, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    value = req.params.get(name)
+    if value is None or value == "":
+        return default
+    if value not in allowed:
+        raise BadParameter(name, f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _limit(req: func.HttpRequest) -> int:
+    text = req.params.get("limit") or "100"
+    if not text.isdigit() or not 1 <= int(text) <= _MAX_LIMIT:
+        raise BadParameter("limit", f"limit={text!r} must be a whole number from 1 to {_MAX_LIMIT}")
+    return int(text)
+
+
+def _time(req: func.HttpRequest, name: str) -> datetime | None:
+    text = req.params.get(name)
+    if not text:
+        return None
+    # An unencoded '+' of a zone offset arrives as a space.
+    candidate = text.strip().replace(" ", "+") if "T" in text else text.strip()
+    try:
+        value = datetime.fromisoformat(candidate.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, f"{name}={text!r} is not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        raise BadParameter(name, f"{name}={text!r} has no time zone (add Z or an offset such as +01:00)")
+    return value
+
+
+def _error_json(entry: ErrorEntry, *, full: bool) -> dict[str, Any]:
+    body = asdict(entry)
+    body["first_at"], body["last_at"] = entry.first_at.isoformat(), entry.last_at.isoformat()
+    body["text_length"] = len(entry.text)
+    if not full:  # a list shows the start of each text; GET by id gives it whole, with the change
+        body["text"] = entry.text[:_SUMMARY_CHARS]
+        del body["change"]
+    return body
+
+
+@bp.route(route="admin/errors", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def admin_errors(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        status = _choice(req, "status", (*STATUSES, "all"), default="open")
+        category = _choice(req, "category", CATEGORIES)
+        limit = _limit(req)
+    except BadParameter as error:
+        return _bad(error)
+    rt = await _runtime()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    entries = await list_errors(rt.errors, rt.dead_letters, map=req.params.get("map") or None,
+                                status=None if status == "all" else status, category=category, limit=limit)
+    return json_response({"errors": [_error_json(e, full=False) for e in entries]})
+
+
+@bp.route(route="admin/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def admin_error(req: func.HttpRequest) -> func.HttpResponse:
+    rt = await _runtime()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    id = req.route_params["id"]
+    entry = await rt.errors.get(id)
+    if entry is None:
+        letter = await rt.dead_letters.find(id)
+        if letter is None:
+            return problem(404, "Not found", f"no error with id {id!r}")
+        entry = from_dead_letter(letter)
+    return json_response(_error_json(entry, full=True))
+
+
+@bp.route(route="admin/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def admin_resubmit(req: func.HttpRequest) -> func.HttpResponse:
+    rt = await _runtime()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    id = req.route_params["id"]
+    try:
+        new_id = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue)
+    except ErrorNotFound as exc:
+        return problem(404, "Not found", str(exc))
+    except ErrorNotOpen as exc:
+        return problem(409, "Not open", str(exc), status_now=exc.status)
+    except ValueError as exc:
+        return problem(422, "Cannot resubmit", str(exc))
+    return json_response({"id": id, "status": "resubmitted", "message_id": new_id}, status=202)
+
+
+@bp.route(route="admin/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def admin_discard(req: func.HttpRequest) -> func.HttpResponse:
+    rt = await _runtime()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    id = req.route_params["id"]
+    try:
+        await discard(id, errors=rt.errors, dead=rt.dead_letters)
+    except ErrorNotFound as exc:
+        return problem(404, "Not found", str(exc))
+    except ErrorNotOpen as exc:
+        return problem(409, "Not open", str(exc), status_now=exc.status)
+    return json_response({"id": id, "status": "discarded"})
+
+
+@bp.route(route="admin/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def admin_activity(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        since, until = _time(req, "since"), _time(req, "until")
+        outcome = _choice(req, "outcome", OUTCOMES)
+        limit = _limit(req)
+    except BadParameter as error:
+        return _bad(error)
+    rt = await _runtime()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    try:
+        entries = await activity(rt.activity, map=req.params.get("map") or None, key=req.params.get("key") or None,
+                                 since=since, until=until, outcome=outcome, limit=limit)
+    except ValueError as exc:  # the window (since/until) or the map name; the message names which
+        name = str(exc).split(" ", 1)[0].split(":", 1)[0]
+        return _bad(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
+    rows = [{**asdict(e), "at": e.at.isoformat()} for e in entries]
+    return json_response({"activity": rows})
