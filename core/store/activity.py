@@ -24,7 +24,8 @@ OUTCOMES: tuple[str, ...] = ("applied", "skipped", "parked", "failed", "retrying
 
 MAX_WINDOW = timedelta(days=31)
 DEFAULT_WINDOW = timedelta(hours=24)
-_BATCH = 100  # Table Storage transaction limit (operations)
+_BATCH = 100  # Table Storage transaction limits: 100 operations and 4 MiB of payload
+_BATCH_BYTES = 3 * 1024 * 1024
 _MAX_DETAIL = 30_000  # characters: keeps one entry well under the 64 KiB property limit
 _EPOCH_TICKS = 621_355_968_000_000_000
 _MAX_TICKS = 10**19 - 1
@@ -97,6 +98,20 @@ def _from_entity(entity: Any) -> ActivityEntry:
     )
 
 
+def _batches(entities: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Entities of one partition in transactions under both limits (size estimated as UTF-16 text)."""
+    batches: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for entity in entities:
+        weight = 2 * sum(len(str(v)) + len(k) + 16 for k, v in entity.items())
+        if batches[-1] and (len(batches[-1]) >= _BATCH or size + weight > _BATCH_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append(entity)
+        size += weight
+    return batches
+
+
 class ActivityLog:
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
@@ -113,8 +128,8 @@ class ActivityLog:
         await self._remember_maps({entry.map for entry in entries})
         table = await self.tables.table("activity")
         for group in by_partition.values():
-            for start in range(0, len(group), _BATCH):
-                await table.submit_transaction([("create", e) for e in group[start : start + _BATCH]])
+            for batch in _batches(group):
+                await table.submit_transaction([("create", e) for e in batch])
 
     async def _remember_maps(self, names: set[str]) -> None:
         new = names - self._known_maps
