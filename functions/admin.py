@@ -2,6 +2,8 @@
 
 Thin adapters: parse and check parameters (400 problem+json naming the parameter), then one core call.
 Error ids are Service Bus message ids and contain `|`: callers URL-encode them (%7C) in the path.
+Function names do not start with "admin": the Functions host reserves that word for its own API.
+(So do routes beginning with "admin", even under the /api prefix: see the issue note.)
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _error_json(entry: ErrorEntry, *, full: bool) -> dict[str, Any]:
 
 
 @bp.route(route="admin/errors", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-async def admin_errors(req: func.HttpRequest) -> func.HttpResponse:
+async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
     try:
         status = _choice(req, "status", (*STATUSES, "all"), default="open")
         category = _choice(req, "category", CATEGORIES)
@@ -101,7 +103,7 @@ async def admin_errors(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="admin/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-async def admin_error(req: func.HttpRequest) -> func.HttpResponse:
+async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     rt = await _runtime()
     if isinstance(rt, func.HttpResponse):
         return rt
@@ -116,7 +118,7 @@ async def admin_error(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="admin/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-async def admin_resubmit(req: func.HttpRequest) -> func.HttpResponse:
+async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
     rt = await _runtime()
     if isinstance(rt, func.HttpResponse):
         return rt
@@ -133,7 +135,7 @@ async def admin_resubmit(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="admin/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-async def admin_discard(req: func.HttpRequest) -> func.HttpResponse:
+async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
     rt = await _runtime()
     if isinstance(rt, func.HttpResponse):
         return rt
@@ -148,7 +150,7 @@ async def admin_discard(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="admin/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-async def admin_activity(req: func.HttpRequest) -> func.HttpResponse:
+async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
     try:
         since, until = _time(req, "since"), _time(req, "until")
         outcome = _choice(req, "outcome", OUTCOMES)
@@ -165,4 +167,4 @@ async def admin_activity(req: func.HttpRequest) -> func.HttpResponse:
         name = str(exc).split(" ", 1)[0].split(":", 1)[0]
         return _bad(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
     rows = [{**asdict(e), "at": e.at.isoformat()} for e in entries]
-    return json_response({"activity": rows})
+    return json_response({"entries": rows})

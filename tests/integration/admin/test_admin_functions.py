@@ -174,17 +174,17 @@ async def test_activity_query(http: httpx.AsyncClient, azurite: str) -> None:
     finally:
         await tables.close()
     window = {"since": (base - timedelta(hours=2, minutes=1)).isoformat(), "until": base.isoformat()}
-    rows = (await http.get("/activity", params={"map": MAP, **window})).json()["activity"]
+    rows = (await http.get("/activity", params={"map": MAP, **window})).json()["entries"]
     assert [(r["key"], r["outcome"]) for r in rows] == [("USMF|0", "applied"), ("USMF|1", "applied"),
                                                       ("USMF|1", "skipped"), ("USMF|2", "applied")]
     assert rows[0]["latency_ms"] == 10.0 and rows[0]["at"] == base.isoformat()
-    keyed = (await http.get("/activity", params={"map": MAP, "key": "USMF|1", **window})).json()["activity"]
+    keyed = (await http.get("/activity", params={"map": MAP, "key": "USMF|1", **window})).json()["entries"]
     assert [r["reason"] for r in keyed] == ["written", "echo"]
     skipped = (await http.get("/activity", params={"map": MAP, "outcome": "skipped", **window})).json()
-    assert [r["key"] for r in skipped["activity"]] == ["USMF|1"]
-    limited = (await http.get("/activity", params={"map": MAP, "limit": "1", **window})).json()["activity"]
+    assert [r["key"] for r in skipped["entries"]] == ["USMF|1"]
+    limited = (await http.get("/activity", params={"map": MAP, "limit": "1", **window})).json()["entries"]
     assert [r["key"] for r in limited] == ["USMF|0"]
     zulu = {"since": (base - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "until": base.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    all_maps = (await http.get("/activity", params=zulu)).json()["activity"]
+    all_maps = (await http.get("/activity", params=zulu)).json()["entries"]
     assert sum(r["map"] == MAP for r in all_maps) == 5
