@@ -2,11 +2,12 @@
 
 import azure.functions as func
 
-from functions import admin, deploy, health, maps
+from functions import admin, deploy, health, ingest, maps
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(health.bp)
 app.register_functions(maps.bp)
+app.register_functions(ingest.bp)
 app.register_functions(deploy.bp)
 app.register_functions(admin.bp)

@@ -1,0 +1,111 @@
+"""Ingest entry points: Dataverse webhooks, F&O events over HTTPS and from the fno-events queue.
+
+Thin: parse -> `core.sync.ingest.ingest` -> answer. 202 once every change is on the changes
+queue; 400/413 problem+json naming the bad field with nothing queued; 503 when the queue cannot
+be reached (Dataverse retries 502/503/504 once, F&O retries its deliveries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+from azure.servicebus.exceptions import ServiceBusError
+
+from core.events.dataverse import parse_webhook
+from core.events.errors import PayloadError
+from core.events.fno import parse_fno
+from core.events.model import ChangeEvent, Skipped
+from core.maps import MapSet
+from core.settings import SettingsError
+from core.sync.ingest import IngestResult, ingest
+from functions.http import json_response, problem
+from functions.runtime import Runtime, get_runtime
+
+bp = func.Blueprint()
+log = logging.getLogger("functions.ingest")
+
+MAX_BODY = 1024 * 1024  # 1 MiB; Dataverse trims its bodies at 256 KB, F&O batches stay well below
+
+
+@bp.route(route="dataverse/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    headers = dict(req.headers)
+    return await _answer(req, "dataverse", lambda body, _maps: ([parse_webhook(body, headers)], [], False))
+
+
+@bp.route(route="fno/events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def fno_events(req: func.HttpRequest) -> func.HttpResponse:
+    def parse(body: bytes, maps: MapSet) -> tuple[list[ChangeEvent], list[Skipped], bool]:
+        parsed = parse_fno(body, maps)
+        return parsed.events, parsed.skipped, parsed.test_message
+
+    return await _answer(req, "fno", parse)
+
+
+@bp.service_bus_queue_trigger(arg_name="msg", queue_name="%FNO_EVENTS_QUEUE%", connection="SERVICEBUS_CONNECTION")
+async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
+    """F&O events delivered straight to Service Bus. A payload that cannot be parsed raises, so the
+    broker redelivers it and then dead-letters it: never dropped in silence."""
+    rt = await get_runtime()
+    try:
+        parsed = parse_fno(msg.get_body(), rt.maps)
+    except PayloadError as error:
+        log.error("fno-events message %s is not a valid F&O event (%s); it will be dead-lettered after its "
+                  "last delivery", msg.message_id, error)
+        raise
+    result = await ingest(parsed.events, rt.maps, rt.queue)
+    await _record_skipped(rt, "fno", result.skipped)
+    log.info("fno-events message %s: %d change(s) queued, %d skipped%s", msg.message_id, result.accepted,
+             len(result.skipped), " (activation test message)" if parsed.test_message else "")
+
+
+Parser = Callable[[bytes, MapSet], tuple[list[ChangeEvent], list[Skipped], bool]]
+
+
+async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.HttpResponse:
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY:
+        return problem(413, "Payload too large", f"the body has {len(body)} bytes; at most {MAX_BODY} are accepted",
+                       field="body")
+    try:
+        rt = await get_runtime()
+        maps = rt.maps
+    except SettingsError as error:
+        return problem(500, "Invalid settings", str(error), invalid_settings=sorted(error.problems))
+    try:
+        events, skipped, test_message = parse(body, maps)
+        result = await ingest(events, maps, rt.queue)
+    except PayloadError as error:
+        log.warning("%s payload rejected: %s", source, error)
+        return problem(400, "Invalid payload", error.message, field=error.field)
+    except (ServiceBusError, OSError) as error:
+        log.error("%s payload not queued, the changes queue is unreachable: %s", source, error)
+        return problem(503, "Queue unavailable", "the changes queue cannot be reached; nothing was queued, "
+                       "send the payload again later")
+    result = IngestResult(result.accepted, skipped + result.skipped)
+    await _record_skipped(rt, source, result.skipped)
+    answer: dict[str, object] = {"accepted": result.accepted, "skipped": [s.model_dump() for s in result.skipped]}
+    if test_message:
+        answer["test_message"] = True
+    return json_response(answer, status=202)
+
+
+async def _record_skipped(rt: Runtime, source: str, skipped: list[Skipped]) -> None:
+    """Skipped entities go to the activity log under map "unmapped" (logged when it cannot be written:
+    the changes are already queued, so the answer stays 202)."""
+    if not skipped:
+        return
+    for item in skipped:
+        log.info("%s event skipped: %s (%s)", source, item.entity, item.reason)
+    try:
+        from core.store.activity import ActivityEntry
+    except ImportError:  # the activity log store is not part of this build
+        return
+    entries = [ActivityEntry(map="unmapped", key=item.entity, source=source, operation="", outcome="skipped",
+                             reason=item.reason) for item in skipped]
+    try:
+        await rt.activity.record(entries)
+    except Exception as error:  # the answer must not depend on the activity log being up
+        log.warning("could not record %d skipped entr(ies) in the activity log: %s", len(entries), error)

@@ -1,0 +1,251 @@
+"""The ingest functions through the local Functions host, with the changes queue on the project's
+Service Bus emulator, read back with the real SDK.
+
+One host for the module (its own `changes`-kind queue and `plain` fno-events queue). Every test leaves
+the changes queue empty, so "nothing enqueued" is checked by finding no session with messages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage
+from azure.servicebus.exceptions import OperationTimeoutError
+
+from core.events.model import ChangeEvent
+from devstack.processes import free_port
+from tests.fixtures.devhost import RunningHost
+from tests.fixtures.servicebus import ServiceBusEmulator
+
+PAYLOADS = Path(__file__).parents[2] / "unit" / "events" / "payloads"
+ACCOUNT = "acf5b83d-06a1-4ef3-b78f-c2eca283e6ad"
+UNUSED_URL = "http://127.0.0.1:9"  # ingest never calls Dataverse or F&O
+
+
+class Stack:
+    def __init__(self, host: RunningHost, emulator: ServiceBusEmulator, changes: str, fno_events: str) -> None:
+        self.host = host
+        self.changes = changes
+        self.fno_events = fno_events
+        self.bus = ServiceBusClient.from_connection_string(emulator.connection_string, retry_total=0)
+
+    def post(self, route: str, body: bytes, *, key: str | None = "function", headers: dict[str, str] | None = None,
+             query_key: bool = False) -> httpx.Response:
+        sent = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        params = {}
+        if key is not None:
+            value = self.host.function_key if key == "function" else key
+            if query_key:
+                params["code"] = value
+            else:
+                sent["x-functions-key"] = value
+        return httpx.post(f"{self.host.url}/api/{route}", content=body, headers=sent, params=params, timeout=60)
+
+    def drain(self, expected: int, wait: float = 10.0) -> list[Any]:
+        """Receive and complete messages from every session until `expected` arrived (or `wait` ran out)."""
+        got: list[Any] = []
+        deadline = time.monotonic() + wait
+        while len(got) < expected and time.monotonic() < deadline:
+            got += self._one_session(max_wait=1)
+        return got
+
+    def assert_empty(self) -> None:
+        assert self._one_session(max_wait=1) == [], "something was enqueued"
+
+    def _one_session(self, max_wait: float) -> list[Any]:
+        try:
+            with self.bus.get_queue_receiver(self.changes, session_id=NEXT_AVAILABLE_SESSION,
+                                             max_wait_time=max_wait) as receiver:
+                messages = receiver.receive_messages(max_message_count=50, max_wait_time=max_wait)
+                for message in messages:
+                    receiver.complete_message(message)
+                return list(messages)
+        except OperationTimeoutError:  # no session has messages
+            return []
+
+
+@pytest.fixture(scope="module")
+def stack(devhost: Any, servicebus_emulator: ServiceBusEmulator, azurite: str) -> Iterator[Stack]:
+    changes, fno_events = servicebus_emulator.take("changes"), servicebus_emulator.take("plain")
+    host = devhost("function_app:app", SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
+                   TABLE_STORAGE_CONNECTION=azurite, CHANGES_QUEUE=changes, FNO_EVENTS_QUEUE=fno_events,
+                   DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL, DEPLOY_ON_START="false")
+    built = Stack(host, servicebus_emulator, changes, fno_events)
+    try:
+        yield built
+    finally:
+        built.bus.close()
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / f"{name}.json").read_bytes()
+
+
+def edited(name: str, change: Any) -> bytes:
+    data = json.loads(payload(name))
+    change(data)
+    return json.dumps(data).encode()
+
+
+def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    return body
+
+
+# -- accepted payloads ----------------------------------------------------------------------------------------
+
+
+def test_webhook_body_becomes_one_message_per_map(stack: Stack) -> None:
+    response = stack.post("dataverse/webhook", payload("ref_1_7_1_update"), query_key=True)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "skipped": []}
+    [message] = stack.drain(1)
+    assert message.message_id == "dv:4af10637-4ea2-e711-8122-000d3aa2331c|customers"
+    assert message.session_id == f"customers|dv|{ACCOUNT}"
+    event = ChangeEvent.from_json(b"".join(message.body))
+    assert event.map == "customers" and event.operation == "update" and event.record_id == ACCOUNT
+    assert event.values["creditlimit"] == "25000.0" and event.pre is not None
+    stack.assert_empty()
+
+
+def test_captured_money_with_ten_decimals_arrives_exact(stack: Stack) -> None:
+    headers = json.loads((PAYLOADS / "dv_account_update.headers.json").read_text())
+    response = stack.post("dataverse/webhook", payload("dv_account_update"), headers=headers)
+    assert response.status_code == 202, response.text
+    [message] = stack.drain(1)
+    assert ChangeEvent.from_json(b"".join(message.body)).values["creditlimit"] == "99999.0000000001"
+
+
+def test_unmapped_table_is_accepted_and_reported_skipped(stack: Stack) -> None:
+    body = edited("ref_1_7_1_update", lambda d: d.update(PrimaryEntityName="lead"))
+    response = stack.post("dataverse/webhook", body)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 0, "skipped": [{"entity": "lead", "reason": "no enabled map covers lead"}]}
+    stack.assert_empty()
+
+
+def test_fno_events_over_https(stack: Stack) -> None:
+    items = json.loads(payload("fno_data_update")), json.loads(payload("fno_business_create"))
+    response = stack.post("fno/events", json.dumps(list(items)).encode())
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 2
+    messages = stack.drain(2)
+    assert {m.session_id for m in messages} == {"customers|fno|USMF|US-900"}
+    assert {ChangeEvent.from_json(b"".join(m.body)).source for m in messages} == {"fno"}
+
+
+def test_fno_activation_test_message(stack: Stack) -> None:
+    response = stack.post("fno/events", payload("fno_test_message"))
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 0, "skipped": [], "test_message": True}
+    stack.assert_empty()
+
+
+def test_fno_event_from_the_fno_events_queue_reaches_the_changes_queue(stack: Stack) -> None:
+    source = json.loads(payload("fno_business_delete"))
+    with stack.bus.get_queue_sender(stack.fno_events) as sender:
+        sender.send_messages(ServiceBusMessage(json.dumps(source), content_type="application/json",
+                                               message_id=source["EventId"]))
+    [message] = stack.drain(1, wait=30)
+    assert message.message_id == f"fno:{source['EventId']}|customers"
+    event = ChangeEvent.from_json(b"".join(message.body))
+    assert event.operation == "delete" and event.keys == {"CustomerAccount": "US-900", "dataAreaId": "usmf"}
+
+
+# -- rejected payloads: the right 4xx, a problem naming the field, nothing queued ----------------------------
+
+
+DATAVERSE_BAD = [
+    (b"{not json", "body"),
+    (b"", "body"),
+    (None, "InputParameters"),  # InputParameters an object
+    ("attributes-string", "InputParameters[0].value.Attributes"),
+    ("bad-guid", "PrimaryEntityId"),
+    ("no-target", "InputParameters"),
+    ("unknown-message", "MessageName"),
+]
+
+
+def _dataverse_bad(kind: Any) -> bytes:
+    if isinstance(kind, bytes):
+        return kind
+    changes = {
+        None: lambda d: d.update(InputParameters={"Target": {}}),
+        "attributes-string": lambda d: d["InputParameters"][0]["value"].update(Attributes="name=x"),
+        "bad-guid": lambda d: d.update(PrimaryEntityId="12345"),
+        "no-target": lambda d: d.update(InputParameters=[]),
+        "unknown-message": lambda d: d.update(MessageName="Merge"),
+    }
+    return edited("ref_1_7_1_update", changes[kind])
+
+
+@pytest.mark.parametrize(("kind", "field"), DATAVERSE_BAD)
+def test_dataverse_bad_input(stack: Stack, kind: Any, field: str) -> None:
+    body = problem_of(stack.post("dataverse/webhook", _dataverse_bad(kind)), 400)
+    assert body["field"] == field
+    stack.assert_empty()
+
+
+FNO_BAD = [
+    (b"[{]", "body"),
+    (b"", "body"),
+    (b"\"text\"", "$"),
+    ("attributes-string", "InputParameters[0].value.Attributes"),
+    ("no-target", "InputParameters"),
+    ("unknown-message", "MessageName"),
+    ("second-item-broken", "[1].MessageName"),
+]
+
+
+def _fno_bad(kind: Any) -> bytes:
+    if isinstance(kind, bytes):
+        return kind
+    if kind == "second-item-broken":  # a good first event must not be queued either
+        return json.dumps([json.loads(payload("fno_data_update")), {"PrimaryEntityName": "x"}]).encode()
+    changes = {
+        "attributes-string": lambda d: d["InputParameters"][0]["value"].update(Attributes="x"),
+        "no-target": lambda d: d.update(InputParameters=[]),
+        "unknown-message": lambda d: d.update(MessageName="Merge"),
+    }
+    return edited("fno_data_update", changes[kind])
+
+
+@pytest.mark.parametrize(("kind", "field"), FNO_BAD)
+def test_fno_bad_input(stack: Stack, kind: Any, field: str) -> None:
+    body = problem_of(stack.post("fno/events", _fno_bad(kind)), 400)
+    assert body["field"] == field
+    stack.assert_empty()
+
+
+@pytest.mark.parametrize("route", ["dataverse/webhook", "fno/events"])
+def test_oversized_body(stack: Stack, route: str) -> None:
+    body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    assert problem_of(stack.post(route, body), 413)["field"] == "body"
+    stack.assert_empty()
+
+
+@pytest.mark.parametrize("route", ["dataverse/webhook", "fno/events"])
+@pytest.mark.parametrize("key", ["wrong-key", None])
+def test_missing_or_wrong_key(stack: Stack, route: str, key: str | None) -> None:
+    good = payload("ref_1_7_1_update") if route.startswith("dataverse") else payload("fno_data_update")
+    assert stack.post(route, good, key=key).status_code == 401
+    assert stack.post(route, good, key=key, query_key=True).status_code == 401
+    stack.assert_empty()
+
+
+def test_unreachable_queue_answers_503(devhost: Any, azurite: str) -> None:
+    dead = f"Endpoint=sb://127.0.0.1:{free_port()};SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;"
+    host = devhost("function_app:app", SERVICEBUS_CONNECTION=dead, TABLE_STORAGE_CONNECTION=azurite,
+                   DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL, DEPLOY_ON_START="false")
+    response = httpx.post(f"{host.url}/api/dataverse/webhook", content=payload("ref_1_7_1_update"),
+                          headers={"x-functions-key": host.function_key}, timeout=120)
+    assert problem_of(response, 503)["title"] == "Queue unavailable"
