@@ -2,8 +2,9 @@
 
 Table `errors`: PartitionKey = encode_key((message id,)), RowKey = "entry". The target's error text is
 kept whole: it is cut into properties `Text000`, `Text001`, ... of at most 16,000 characters each (32,000
-UTF-16 units at worst, under the 64 KiB property limit); text beyond what one row holds goes to
-continuation rows `text-0001`, ... of the same partition, written before the entry row that counts them.
+bytes of UTF-16 at worst, under the 64 KiB property limit); text beyond what the entry row holds (with the
+change, cut the same way into `Change000`, ...) goes to continuation rows `text-0001`, ... of the same
+partition, written before the entry row that counts them; every row stays under the 1 MiB entity limit.
 `list` scans the table with a filter on Status/Map/Category and sorts by last failure: error logs are
 meant to stay small (resubmit or discard), so the scan reads the open errors, not the history of changes.
 """
@@ -27,7 +28,12 @@ STATUSES: tuple[str, ...] = ("open", "resubmitted", "discarded")
 
 _ENTRY_ROW = "entry"
 _CHUNK = 16_000  # characters per property
-_CHUNKS_PER_ROW = 40  # 40 x 32,000 bytes at worst: under the 1 MiB entity limit with room for the rest
+# An entity holds at most 1 MiB (UTF-16: 2 bytes per character at worst). The entry row carries the change
+# (a Service Bus message, so at most 256 KB: 512 KB as UTF-16) and 12 text chunks (384 KB); continuation
+# rows 28 text chunks (896 KB).
+_ENTRY_TEXT_CHUNKS = 12
+_MAX_CHANGE_CHARS = 256 * 1024
+_ROW_TEXT_CHUNKS = 28
 
 
 class ErrorNotFound(LookupError):
@@ -57,8 +63,34 @@ def _chunks(text: str) -> list[str]:
     return [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
 
 
-def _text_properties(chunks: list[str]) -> dict[str, str]:
-    return {f"Text{i:03d}": chunk for i, chunk in enumerate(chunks)}
+def _properties(name: str, chunks: list[str]) -> dict[str, str]:
+    return {f"{name}{i:03d}": chunk for i, chunk in enumerate(chunks)}
+
+
+def entry_rows(entry: ErrorEntry) -> list[dict[str, Any]]:
+    """The entry row, then the continuation rows of its text (Table Storage entities, each under 1 MiB)."""
+    if len(entry.change) > _MAX_CHANGE_CHARS:
+        raise ValueError(f"change: {len(entry.change)} characters, more than a Service Bus message can hold "
+                         f"({_MAX_CHANGE_CHARS}); it cannot be the change of a failed message")
+    partition = encode_key((entry.id,))
+    chunks = _chunks(entry.text)
+    first, rest = chunks[:_ENTRY_TEXT_CHUNKS], chunks[_ENTRY_TEXT_CHUNKS:]
+    continuation = [rest[i : i + _ROW_TEXT_CHUNKS] for i in range(0, len(rest), _ROW_TEXT_CHUNKS)]
+    main: dict[str, Any] = {
+        "PartitionKey": partition, "RowKey": _ENTRY_ROW, "Id": entry.id, "Map": entry.map, "Key": entry.key,
+        "Source": entry.source, "Operation": entry.operation, "Category": entry.category,
+        "Attempts": entry.attempts, "SessionId": entry.session_id, "Status": entry.status,
+        "FirstAt": entry.first_at.astimezone(UTC), "LastAt": entry.last_at.astimezone(UTC),
+        "TextRows": 1 + len(continuation), "TextLength": len(entry.text),
+        **_properties("Text", first), **_properties("Change", _chunks(entry.change)),
+    }
+    if entry.target_status is not None:
+        main["TargetStatus"] = entry.target_status
+    if entry.target_code is not None:
+        main["TargetCode"] = entry.target_code
+    rows = [{"PartitionKey": partition, "RowKey": f"text-{n:04d}", **_properties("Text", part)}
+            for n, part in enumerate(continuation, start=1)]
+    return [main, *rows]
 
 
 def _utc(value: Any) -> datetime:
@@ -80,25 +112,10 @@ class ErrorLog:
         if earlier is not None:
             entry.first_at = min(earlier.first_at, entry.first_at)
         table = await self.tables.table("errors")
-        partition = encode_key((entry.id,))
-        chunks = _chunks(entry.text)
-        rows = [chunks[i : i + _CHUNKS_PER_ROW] for i in range(0, len(chunks), _CHUNKS_PER_ROW)]
-        for number, row in enumerate(rows[1:], start=1):
-            await table.upsert_entity({"PartitionKey": partition, "RowKey": f"text-{number:04d}",
-                                       **_text_properties(row)}, mode=UpdateMode.REPLACE)
-        entity: dict[str, Any] = {
-            "PartitionKey": partition, "RowKey": _ENTRY_ROW, "Id": entry.id, "Map": entry.map, "Key": entry.key,
-            "Source": entry.source, "Operation": entry.operation, "Category": entry.category,
-            "Attempts": entry.attempts, "Change": entry.change, "SessionId": entry.session_id,
-            "Status": entry.status, "FirstAt": entry.first_at.astimezone(UTC),
-            "LastAt": entry.last_at.astimezone(UTC), "TextRows": len(rows), "TextLength": len(entry.text),
-            **_text_properties(rows[0]),
-        }
-        if entry.target_status is not None:
-            entity["TargetStatus"] = entry.target_status
-        if entry.target_code is not None:
-            entity["TargetCode"] = entry.target_code
-        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        main, *continuation = entry_rows(entry)
+        for row in continuation:  # before the entry row that counts them, so a reader never misses one
+            await table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        await table.upsert_entity(main, mode=UpdateMode.REPLACE)
         return entry
 
     async def get(self, id: str) -> ErrorEntry | None:
@@ -111,15 +128,15 @@ class ErrorLog:
         return await self._entry(entity, partition)
 
     async def _entry(self, entity: Any, partition: str) -> ErrorEntry:
-        texts = [_joined(entity)]
+        texts = [_joined(entity, "Text")]
         if entity.get("TextRows", 1) > 1:
             table = await self.tables.table("errors")
             for number in range(1, entity["TextRows"]):
-                texts.append(_joined(await table.get_entity(partition, f"text-{number:04d}")))
+                texts.append(_joined(await table.get_entity(partition, f"text-{number:04d}"), "Text"))
         return ErrorEntry(
             id=entity["Id"], map=entity["Map"], key=entity["Key"], source=entity["Source"],
             operation=entity["Operation"], category=entity["Category"], text="".join(texts),
-            attempts=int(entity["Attempts"]), change=entity["Change"], session_id=entity["SessionId"],
+            attempts=int(entity["Attempts"]), change=_joined(entity, "Change"), session_id=entity["SessionId"],
             status=entity["Status"], first_at=_utc(entity["FirstAt"]), last_at=_utc(entity["LastAt"]),
             target_status=entity.get("TargetStatus"), target_code=entity.get("TargetCode"),
         )
@@ -157,6 +174,6 @@ class ErrorLog:
             raise ErrorNotFound(f"no error with id {id!r}") from None
 
 
-def _joined(entity: Any) -> str:
-    parts = sorted((k, v) for k, v in entity.items() if k.startswith("Text") and k[4:].isdigit())
+def _joined(entity: Any, name: str) -> str:
+    parts = sorted((k, v) for k, v in entity.items() if k.startswith(name) and k[len(name):].isdigit())
     return "".join(v for _, v in parts)

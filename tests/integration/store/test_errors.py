@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.store.errors import ErrorEntry, ErrorLog, ErrorNotFound
+from core.store.errors import ErrorEntry, ErrorLog, ErrorNotFound, entry_rows
 from core.store.tables import Tables
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -67,3 +67,19 @@ async def test_list_filters_and_status(tables: Tables) -> None:
         await log.list(status="closed")
     with pytest.raises(ValueError, match="category"):
         await log.list(category="cosmic")
+
+
+def test_every_row_fits_table_storage() -> None:
+    # Azurite stores bigger entities than the service accepts, so the limits are checked on the rows.
+    big = failure("x", text="\u00e9" * 3_000_000)
+    big.change = "c" * 256 * 1024
+    rows = entry_rows(big)
+    assert len(rows) > 2
+    for row in rows:
+        utf16 = {k: len(str(v).encode("utf-16-le")) for k, v in row.items()}
+        assert max(utf16.values()) <= 64 * 1024
+        assert sum(utf16.values()) + 8 * len(row) < 1024 * 1024
+    too_big = failure("y")
+    too_big.change = "c" * (256 * 1024 + 1)
+    with pytest.raises(ValueError, match="change"):
+        entry_rows(too_big)
