@@ -22,6 +22,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
+from core.events.model import wire_value
 from core.maps.keys import decode_key, encode_key
 from core.store.tables import Tables
 
@@ -54,7 +55,11 @@ class Link:
 
 
 def _json_property(link: Link, name: str, value: Any) -> str:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        # Wire form (Decimal -> full-precision text, datetime -> ISO UTC); values already in it pass unchanged.
+        text = json.dumps(wire_value(value), separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"link {link.map}/{encode_key(link.key)}: {name}: {exc}") from None
     size = len(text.encode("utf-16-le"))
     if size > MAX_PROPERTY_BYTES:
         raise LinkTooLarge(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -111,3 +113,14 @@ async def test_oversized_values_refused_with_clear_error(tables: Tables) -> None
 async def test_find_refuses_fno_side(tables: Tables) -> None:
     with pytest.raises(ValueError, match="side"):
         await LinkStore(tables).find("customers", "fno", "x")
+
+
+async def test_typed_values_are_kept_in_wire_form(tables: Tables) -> None:
+    links = LinkStore(tables)
+    values = {"CreditLimit": Decimal("-98765.0123456789"), "When": datetime(2026, 11, 21, 9, 5, tzinfo=UTC)}
+    await links.save(Link(map="customers", key=KEY, values={"fno": values}))
+    got = await links.get("customers", KEY)
+    assert got is not None
+    assert got.values["fno"] == {"CreditLimit": "-98765.0123456789", "When": "2026-11-21T09:05:00Z"}
+    with pytest.raises(ValueError, match=r"values.*float"):
+        await links.save(Link(map="customers", key=("USMF", "F"), values={"fno": {"x": 1.5}}))
