@@ -13,6 +13,7 @@ The index row is written before the link, so a crash between the two leaves an i
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -164,4 +165,13 @@ class LinkStore:
             raise LinkConflict(f"link {link.map}/{row_key} changed since it was read") from None
         if link.dataverse_id:
             index = await self.tables.table("linkids")
-            await index.delete_entity(f"{link.map}|dataverse", link.dataverse_id.lower())
+            partition, row_id = f"{link.map}|dataverse", link.dataverse_id.lower()
+            try:
+                row = await index.get_entity(partition, row_id)
+            except ResourceNotFoundError:
+                return
+            # The id may since belong to another link (or be rewritten right now): leave that row alone.
+            if row["Key"] == row_key:
+                with contextlib.suppress(ResourceModifiedError):
+                    await index.delete_entity(partition, row_id, etag=row.metadata["etag"],
+                                              match_condition=MatchConditions.IfNotModified)
