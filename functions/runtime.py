@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from core.store.errors import ErrorLog
     from core.store.links import LinkStore
     from core.store.tables import Tables
+    from core.sync.worker import Worker
 
 
 class Runtime:
@@ -99,6 +100,17 @@ class Runtime:
         there endpoints and activations are a one-time setup, see core.ops.deploy)."""
         url = str(self.settings.fno_url).rstrip("/")
         return httpx.AsyncClient(base_url=url, auth=BearerAuth(self.tokens(url)), timeout=30)
+
+    @cached_property
+    def worker(self) -> Worker:
+        """The live-sync engine: the applier over both sides, with the logs it reports to."""
+        from core.sync.apply import Applier
+        from core.sync.sides import DataverseSide, FnoSide
+        from core.sync.worker import Worker
+
+        applier = Applier(self.maps, self.links, DataverseSide(self.dataverse, self.maps, self.links),
+                          FnoSide(self.fno, self.maps, self.links), engine_user=self.engine_user)
+        return Worker(applier, self.activity, self.errors, max_attempts=self.settings.apply_max_attempts)
 
     @property
     def engine_user(self) -> str:

@@ -1,0 +1,283 @@
+"""Apply one change event to the other side of its map: the heart of live sync.
+
+For the map the event feeds: get the whole source record (the event's values, or a read when
+they are partial, trimmed or an F&O event), apply the source filter, project, then compare
+with what the link row says the target already holds: equal means an echo of our own write or
+a change to unmapped columns, and nothing is written. Otherwise check staleness and the map's
+conflict policy, resolve lookups (a missing parent is `LookupPending`, retried later), write
+only the changed columns, and save the link (etag-guarded; a lost race re-runs the change).
+Deletes travel by integration key (from the link, else the pre image) and leave a tombstone
+link so their echo is recognised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from core.events.model import ChangeEvent
+from core.maps import MapSet, MapValueError, TableMap, encode_key, evaluate, project, record_key
+from core.maps.model import Side
+from core.store.links import Link, LinkConflict
+from core.sync.compare import canon_all, changed, side_values, values_hash
+from core.sync.errors import BadChange, ConflictSkipped, LinkContention
+from core.sync.sides import DataverseSide, FnoSide, filter_columns
+
+ResultOutcome = Literal["applied", "skipped"]
+
+
+class Links(Protocol):
+    async def get(self, map: str, key: tuple[str, ...]) -> Link | None: ...
+    async def find(self, map: str, side: str, record_id: str) -> Link | None: ...
+    async def save(self, link: Link) -> Link: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: ResultOutcome
+    reason: str
+    key: str
+    target_id: str | None = None
+
+
+def other(side: Side) -> Side:
+    return "dataverse" if side == "fno" else "fno"
+
+
+def record_label(event: ChangeEvent) -> str:
+    """A name for the record before its integration key is known (error log, activity)."""
+    if event.source == "fno" and event.keys:
+        return "|".join(str(v) for v in event.keys.values())
+    return f"dataverse:{event.record_id}"
+
+
+class Applier:
+    def __init__(self, maps: MapSet, links: Links, dataverse: DataverseSide, fno: FnoSide, *,
+                 engine_user: str = "") -> None:
+        self.maps = maps
+        self.links = links
+        self.dataverse = dataverse
+        self.fno = fno
+        self.engine_user = engine_user.lower()
+
+    async def apply(self, event: ChangeEvent) -> Result:
+        if event.map is None or event.map not in self.maps:
+            raise BadChange(f"the change names no known map ({event.map!r})")
+        table_map = self.maps[event.map]
+        for _ in range(4):
+            try:
+                if event.operation == "delete":
+                    return await self._delete(table_map, event)
+                return await self._upsert(table_map, event)
+            except LinkConflict:
+                continue  # the other side's change of this record won the link row: decide again
+        raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event)} kept changing")
+
+    # -- create / update / refetch ------------------------------------------------------------------
+    async def _upsert(self, table_map: TableMap, event: ChangeEvent) -> Result:
+        source: Side = event.source
+        target = other(source)
+        direction = "to_dataverse" if source == "fno" else "to_fno"
+        record, link = await self._source_record(table_map, event)
+        if record is None:
+            return Result("skipped", f"the record no longer exists in {_side_name(source)} (a delete follows)",
+                          record_label(event))
+        node = table_map.source_filter(source)
+        if node is not None and not evaluate(node, record):
+            return Result("skipped", f"filtered out by the {_side_name(source)} filter of the map",
+                          record_label(event))
+        key = record_key(table_map, source, record)
+        key_text = encode_key(key)
+        if link is None:
+            link = await self.links.get(table_map.name, key)
+        if source == "dataverse" and _stale(event, link):
+            return Result("skipped", f"stale: version {event.version} is older than the applied "
+                          f"{link.versions.get('dataverse') if link else ''}", key_text)
+        projected = project(table_map, direction, record, maps=self.maps)
+        source_values = side_values(table_map, source, record)
+        linked = link is not None and link.state == "linked"
+        known = link.values.get(target, {}) if linked and link is not None else {}
+        changes = changed(projected, known) if linked else dict(projected)
+        if linked and link is not None and not changes:
+            echo = source_values == link.values.get(source) or self._ours(event)
+            await self._remember(link, event, source_values)
+            reason = ("echo: no mapped column changed since the engine last synced this record" if echo
+                      else f"no-op: {_side_name(target)} already holds these values")
+            return Result("skipped", reason, key_text)
+        if linked and link is not None:
+            await self._check_conflict(table_map, event, link, changes)
+        side = self.dataverse if target == "dataverse" else self.fno
+        written = await side.write(table_map, link if linked else None, projected, changes)
+        link = link or Link(map=table_map.name, key=key)
+        link.state = "linked"
+        link.values[target] = {**known, **canon_all(projected)}
+        link.values[source] = source_values
+        link.hashes = {s: values_hash(v) for s, v in link.values.items()}
+        if source == "dataverse":
+            link.dataverse_id = (event.record_id or link.dataverse_id or "").lower() or None
+            link.fno_key = written.fno_key or link.fno_key
+        else:
+            link.fno_key = FnoSide.key(table_map, record)
+            link.dataverse_id = written.record_id or link.dataverse_id
+        self._note_version(link, event)
+        link.updated_at = datetime.now(UTC)
+        await self.links.save(link)
+        what = "created" if written.created else f"updated {', '.join(sorted(changes))}"
+        return Result("applied", what, key_text, written.record_id or _fno_id(written.fno_key))
+
+    async def _source_record(self, table_map: TableMap,
+                             event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
+        if event.source == "fno":
+            try:
+                key = FnoSide.key(table_map, {**(event.pre or {}), **event.keys})
+            except KeyError as missing:
+                raise BadChange(f"the F&O event lacks key field {missing}") from None
+            return await self.fno.read(table_map, key), None
+        if not event.record_id:
+            raise BadChange("the Dataverse event has no record id")
+        link = await self.links.find(table_map.name, "dataverse", event.record_id)
+        record = event.record()
+        needed = self._needed_dataverse_columns(table_map)
+        # Images registered by deployment carry every needed column; anything short of that is re-read.
+        if event.operation == "refetch" or (event.operation != "create" and not needed <= record.keys()):
+            return await self.dataverse.read(table_map, event.record_id), link
+        if event.operation == "create":
+            # A Create carries every column the caller set; the others are empty.
+            record = {**{name: None for name in needed - record.keys()}, **record}
+        return await self.dataverse.resolve(table_map, record), link
+
+    @staticmethod
+    def _needed_dataverse_columns(table_map: TableMap) -> set[str]:
+        names = {f.dataverse for f in table_map.fields_for("to_fno") if f.dataverse}
+        names |= {lk.dataverse for lk in table_map.lookups_for("to_fno")}
+        names |= {k for k in table_map.dataverse.key if "." not in k}
+        if table_map.company is not None:
+            names.add(table_map.company.dataverse)
+        return names | filter_columns(table_map, "dataverse")
+
+    def _ours(self, event: ChangeEvent) -> bool:
+        return bool(self.engine_user) and (event.initiated_by or "").strip("{}").lower() == self.engine_user
+
+    async def _check_conflict(self, table_map: TableMap, event: ChangeEvent, link: Link,
+                              changes: Mapping[str, Any]) -> None:
+        target = other(event.source)
+        if table_map.conflict == "latest_wins":
+            their_at = link.versions.get(f"{target}_at")
+            if their_at and datetime.fromisoformat(their_at) > event.occurred_at:
+                raise ConflictSkipped(f"map {table_map.name!r}: {_side_name(target)} changed this record at "
+                                      f"{their_at}, after this change ({event.occurred_at.isoformat()}); "
+                                      "latest wins")
+            return
+        if event.source == table_map.primary:
+            return
+        current = await self._read_target(table_map, link)
+        if current is None:
+            return
+        now = side_values(table_map, target, current)
+        known = link.values.get(target, {})
+        moved = sorted(name for name in changes if name in now and now.get(name) != known.get(name))
+        if moved:
+            raise ConflictSkipped(
+                f"map {table_map.name!r}: {_side_name(target)} (the primary side) changed {', '.join(moved)} "
+                f"since the last sync; primary wins, so this {_side_name(event.source)} change is not applied. "
+                "Resubmit it to apply it anyway once the primary's change has synced.")
+
+    async def _read_target(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
+        if table_map.primary == "dataverse":
+            if link.dataverse_id:
+                return await self.dataverse.read(table_map, link.dataverse_id)
+            return None
+        if link.fno_key:
+            return await self.fno.read(table_map, link.fno_key)
+        return None
+
+    async def _remember(self, link: Link, event: ChangeEvent, source_values: dict[str, Any]) -> None:
+        """Keep the link's view of the source current (no write happened)."""
+        before = (link.values.get(event.source), link.versions.get(event.source))
+        link.values[event.source] = source_values
+        self._note_version(link, event)
+        if (link.values.get(event.source), link.versions.get(event.source)) != before:
+            link.hashes = {s: values_hash(v) for s, v in link.values.items()}
+            link.updated_at = datetime.now(UTC)
+            await self.links.save(link)
+
+    @staticmethod
+    def _note_version(link: Link, event: ChangeEvent) -> None:
+        if event.version:
+            link.versions[event.source] = event.version
+        at = link.versions.get(f"{event.source}_at")
+        if at is None or datetime.fromisoformat(at) < event.occurred_at:
+            link.versions[f"{event.source}_at"] = event.occurred_at.isoformat()
+
+    # -- delete ---------------------------------------------------------------------------------
+    async def _delete(self, table_map: TableMap, event: ChangeEvent) -> Result:
+        if event.source == "dataverse":
+            link = await self.links.find(table_map.name, "dataverse", event.record_id) if event.record_id else None
+            if link is not None:
+                key = link.key
+            else:
+                pre = await self.dataverse.resolve(table_map, event.pre or {})
+                try:
+                    key = record_key(table_map, "dataverse", pre)
+                except MapValueError:
+                    return Result("skipped", "delete of a row never synced, and its pre image lacks the "
+                                  "integration key", record_label(event))
+                link = await self.links.get(table_map.name, key)
+        else:
+            record = {**(event.pre or {}), **event.keys}
+            try:
+                key = record_key(table_map, "fno", record)
+            except MapValueError as error:
+                raise BadChange(f"the F&O delete lacks its key: {error}") from None
+            link = await self.links.get(table_map.name, key)
+        key_text = encode_key(key)
+        if link is not None and link.state == "deleted":
+            return Result("skipped", "echo: the delete was already propagated", key_text)
+        if event.source == "dataverse":
+            fno_key = link.fno_key if link is not None and link.fno_key else FnoSide.key_from_parts(table_map, key)
+            gone = await self.fno.delete(table_map, fno_key)
+        else:
+            gone = await self.dataverse.delete(table_map, link, _dataverse_key_record(table_map, key))
+        link = link or Link(map=table_map.name, key=key)
+        link.state = "deleted"
+        link.values = {}
+        link.hashes = {}
+        link.dataverse_id = None
+        self._note_version(link, event)
+        link.updated_at = datetime.now(UTC)
+        await self.links.save(link)
+        if not gone:
+            return Result("skipped", f"already absent in {_side_name(other(event.source))}", key_text)
+        return Result("applied", "deleted", key_text)
+
+
+def _dataverse_key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:
+    """The Dataverse key columns of a canonical key (company code first, then F&O key order)."""
+    parts = list(key)
+    record: dict[str, Any] = {}
+    if table_map.company is not None:
+        dotted = next(k for k in table_map.dataverse.key if "." in k)
+        record[dotted] = parts.pop(0)
+    for (_, column), value in zip(table_map.key_pairs(), parts, strict=True):
+        record[column] = value
+    return record
+
+
+def _stale(event: ChangeEvent, link: Link | None) -> bool:
+    applied = link.versions.get("dataverse") if link is not None else None
+    if not event.version or not applied:
+        return False
+    try:
+        return int(event.version) < int(applied)
+    except ValueError:
+        return False
+
+
+def _side_name(side: Side) -> str:
+    return "F&O" if side == "fno" else "Dataverse"
+
+
+def _fno_id(key: Mapping[str, Any] | None) -> str | None:
+    return ",".join(f"{k}={v}" for k, v in key.items()) if key else None

@@ -1,0 +1,330 @@
+"""The two sides of a map, in map terms, over the connectors.
+
+Apply speaks of records (source field name -> canonical value, lookups as KeyRefs) and keys;
+these adapters turn that into Web API / OData calls and back: reading a row with the columns a
+map needs, turning Dataverse row ids into integration keys (and back, for `@odata.bind`),
+checking that a lookup's parent exists, and writing only what changed.
+
+Ids and keys of reference rows barely ever change, so they are cached per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.connectors.dataverse import DataverseClient
+from core.connectors.errors import NotFound
+from core.connectors.fno import FnoClient
+from core.connectors.http import odata_string
+from core.events.model import as_lookup_ref
+from core.maps import KeyRef, MapSet, TableMap, record_key
+from core.maps.filters import filter_fields
+from core.maps.keys import company_code, key_text
+from core.maps.model import Side
+from core.store.links import Link
+from core.sync.errors import LookupPending
+
+
+class LinkLookup(Protocol):
+    async def get(self, map_name: str, key: tuple[str, ...]) -> Link | None: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """Where a write landed: the Dataverse row id or the F&O key, and whether it created the row."""
+
+    record_id: str | None
+    fno_key: dict[str, Any] | None
+    created: bool
+
+
+def filter_columns(table_map: TableMap, side: Side) -> set[str]:
+    node = table_map.source_filter(side)
+    return filter_fields(node) if node is not None else set()
+
+
+class DataverseSide:
+    side: Side = "dataverse"
+
+    def __init__(self, client: DataverseClient, maps: MapSet, links: LinkLookup) -> None:
+        self.client = client
+        self.maps = maps
+        self.links = links
+        self._keys: dict[tuple[str, str], KeyRef | None] = {}  # (map, row id) -> key reference
+        self._ids: dict[tuple[str, tuple[Any, ...]], str] = {}  # (map, key values) -> row id
+        self._company_codes: dict[str, str] = {}
+        self._company_ids: dict[str, str] = {}
+
+    # -- reading --------------------------------------------------------------------------------
+    def columns(self, table_map: TableMap) -> list[str]:
+        dv = table_map.dataverse
+        names = {dv.primary_id, *(f.dataverse for f in table_map.fields if f.dataverse)}
+        names |= {k for k in dv.key if "." not in k}
+        names |= {f"_{lk.dataverse}_value" for lk in table_map.lookups}
+        if table_map.company is not None:
+            names.add(f"_{table_map.company.dataverse}_value")
+        names |= {n for n in filter_columns(table_map, "dataverse") if "." not in n}
+        return sorted(names)
+
+    async def read(self, table_map: TableMap, record_id: str) -> dict[str, Any] | None:
+        """The row as a record of canonical values (lookups as KeyRefs), or None if it is gone."""
+        row = await self.client.get(table_map.dataverse.entity_set, record_id, select=self.columns(table_map))
+        if row is None:
+            return None
+        record: dict[str, Any] = {}
+        for name, value in row.items():
+            if name.startswith("@") or "@" in name:
+                continue
+            if name.startswith("_") and name.endswith("_value"):
+                nav = name[1:-len("_value")]
+                record[nav] = {"@ref": {"table": "", "id": value}} if value else None
+            else:
+                record[name] = value
+        return await self.resolve(table_map, record)
+
+    async def resolve(self, table_map: TableMap, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Lookups given as row ids (webhook EntityReferences, `_x_value` columns) -> KeyRefs."""
+        out = dict(record)
+        company = table_map.company
+        if company is not None and company.dataverse in out:
+            ref = as_lookup_ref(out[company.dataverse])
+            if ref is not None:
+                code = await self.company_code(ref[1])
+                out[company.dataverse] = self._company_ref(table_map, code)
+        for lookup in table_map.lookups:
+            if lookup.dataverse not in out:
+                continue
+            ref = as_lookup_ref(out[lookup.dataverse])
+            if ref is not None:
+                out[lookup.dataverse] = await self.key_of(self.maps[lookup.map], ref[1])
+        return out
+
+    def _company_ref(self, table_map: TableMap, code: str) -> KeyRef:
+        assert table_map.company is not None
+        legal = self.maps[table_map.company.map]
+        return KeyRef(legal.name, "dataverse", ((legal.dataverse.key[0], code),))
+
+    async def company_code(self, row_id: str) -> str:
+        row_id = row_id.lower()
+        if row_id not in self._company_codes:
+            legal = self._legal_entities()
+            column = legal.dataverse.key[0]
+            row = await self.client.get(legal.dataverse.entity_set, row_id, select=[column])
+            if row is None or not row.get(column):
+                raise LookupPending(legal.name, column, f"{legal.dataverse.entity_set}({row_id})")
+            self._company_codes[row_id] = str(row[column]).upper()
+        return self._company_codes[row_id]
+
+    async def company_id(self, code: str) -> str:
+        code = code.upper()
+        if code not in self._company_ids:
+            legal = self._legal_entities()
+            column = legal.dataverse.key[0]
+            rows = await self.client.query(legal.dataverse.entity_set, filter=f"{column} eq {odata_string(code)}",
+                                           select=[legal.dataverse.primary_id], top=1)
+            if not rows:
+                raise LookupPending(legal.name, column, f"company {code}")
+            self._company_ids[code] = str(rows[0][legal.dataverse.primary_id]).lower()
+        return self._company_ids[code]
+
+    def _legal_entities(self) -> TableMap:
+        company_maps = {m.company.map for m in self.maps.values() if m.company is not None}
+        return self.maps[next(iter(sorted(company_maps)))]
+
+    async def key_of(self, target: TableMap, row_id: str) -> KeyRef | None:
+        """The integration key of a Dataverse row of `target` (None: the row does not exist)."""
+        cache_key = (target.name, row_id.lower())
+        if cache_key not in self._keys:
+            select = [k for k in target.dataverse.key if "." not in k]
+            if target.company is not None:
+                select.append(f"_{target.company.dataverse}_value")
+            row = await self.client.get(target.dataverse.entity_set, row_id, select=select)
+            if row is None:
+                return None
+            values: list[tuple[str, Any]] = []
+            for part in target.dataverse.key:
+                if "." in part:
+                    company_row = row.get(f"_{part.split('.')[0]}_value")
+                    values.append((part, await self.company_code(company_row) if company_row else None))
+                else:
+                    values.append((part, row.get(part)))
+            self._keys[cache_key] = KeyRef(target.name, "dataverse", tuple(values))
+            self._ids[(target.name, tuple(values))] = row_id.lower()
+        return self._keys[cache_key]
+
+    # -- writing --------------------------------------------------------------------------------
+    async def row_id(self, ref: KeyRef) -> str | None:
+        """The row id behind a key reference: from the link of that map, else by alternate key."""
+        cache_key = (ref.map, ref.values)
+        if cache_key in self._ids:
+            return self._ids[cache_key]
+        target = self.maps[ref.map]
+        if target.company is None and target.name == self._legal_entities().name:
+            try:
+                return await self.company_id(str(ref.values[0][1]))
+            except LookupPending:
+                return None
+        link = await self.links.get(target.name, record_key(target, "dataverse", dict(ref.values)))
+        if link is not None and link.dataverse_id and link.state == "linked":
+            self._ids[cache_key] = link.dataverse_id
+            return link.dataverse_id
+        clauses = []
+        for part, value in ref.values:
+            if "." in part:
+                clauses.append(f"_{part.split('.')[0]}_value eq {await self.company_id(str(value))}")
+            else:
+                clauses.append(f"{part} eq {_literal(value)}")
+        rows = await self.client.query(target.dataverse.entity_set, filter=" and ".join(clauses),
+                                       select=[target.dataverse.primary_id], top=1)
+        if not rows:
+            return None
+        self._ids[cache_key] = str(rows[0][target.dataverse.primary_id]).lower()
+        return self._ids[cache_key]
+
+    async def alternate_key(self, table_map: TableMap, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The alternate key of a projected record, as the Web API addresses it."""
+        key: dict[str, Any] = {}
+        for part in table_map.dataverse.key:
+            if "." in part:
+                code = company_code(table_map, "dataverse", record)
+                if code is None:
+                    raise LookupPending(table_map.name, part, "company (missing in the record)")
+                key[f"_{part.split('.')[0]}_value"] = await self.company_id(code)
+            else:
+                key[part] = record[part]
+        return key
+
+    async def body(self, table_map: TableMap, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Projected values -> a Web API body: KeyRefs become `@odata.bind`, None clears a lookup."""
+        navs = {lk.dataverse for lk in table_map.lookups}
+        if table_map.company is not None:
+            navs.add(table_map.company.dataverse)
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if isinstance(value, KeyRef):
+                row_id = await self.row_id(value)
+                if row_id is None:
+                    raise LookupPending(table_map.name, name, _describe(value))
+                out[f"{name}@odata.bind"] = self.client.bind(self.maps[value.map].dataverse.entity_set, row_id)
+            elif name in navs:
+                out[f"{name}@odata.bind"] = None
+            else:
+                out[name] = value
+        return out
+
+    async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> Written:
+        entity_set = table_map.dataverse.entity_set
+        if link is not None and link.dataverse_id and link.state == "linked":
+            body = await self.body(table_map, changes)
+            try:
+                await self.client.update(entity_set, link.dataverse_id, body)
+                return Written(link.dataverse_id, None, created=False)
+            except NotFound:
+                pass  # deleted behind our back: write it again by key below
+        body = await self.body(table_map, projected)
+        result = await self.client.upsert(entity_set, await self.alternate_key(table_map, projected), body,
+                                          select=[table_map.dataverse.primary_id])
+        return Written(result.id.lower(), None, created=result.created)
+
+    async def delete(self, table_map: TableMap, link: Link | None, key_record: Mapping[str, Any]) -> bool:
+        entity_set = table_map.dataverse.entity_set
+        if link is not None and link.dataverse_id:
+            return await self.client.delete(entity_set, link.dataverse_id)
+        return await self.client.delete(entity_set, key=await self.alternate_key(table_map, key_record))
+
+
+class FnoSide:
+    side: Side = "fno"
+
+    def __init__(self, client: FnoClient, maps: MapSet, links: LinkLookup) -> None:
+        self.client = client
+        self.maps = maps
+        self.links = links
+        self._parents: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+
+    def columns(self, table_map: TableMap) -> list[str]:
+        names = set(table_map.fno.key) | {f.fno for f in table_map.fields if f.fno}
+        for lookup in table_map.lookups:
+            names |= set(lookup.fno)
+        names |= filter_columns(table_map, "fno")
+        return sorted(names)
+
+    @staticmethod
+    def key(table_map: TableMap, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The entity's full key (dataAreaId in lower case) from a record or projected values."""
+        key: dict[str, Any] = {}
+        for name in table_map.fno.key:
+            value = record.get(name)
+            if value is None:
+                raise KeyError(name)
+            key[name] = value.lower() if table_map.company and name == table_map.company.fno else value
+        return key
+
+    @staticmethod
+    def key_from_parts(table_map: TableMap, parts: tuple[str, ...]) -> dict[str, Any]:
+        """The F&O key from a canonical record key (company code first, then F&O key order)."""
+        names = ([table_map.company.fno] if table_map.company else []) + [f for f, _ in table_map.key_pairs()]
+        key = dict(zip(names, parts, strict=True))
+        if table_map.company is not None:
+            key[table_map.company.fno] = key[table_map.company.fno].lower()
+        return key
+
+    async def read(self, table_map: TableMap, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        return await self.client.get(table_map.fno.entity_set, key, select=self.columns(table_map))
+
+    async def check_parents(self, table_map: TableMap, values: Mapping[str, Any]) -> None:
+        """Every lookup this write sets must point at an existing F&O row (else: retried later)."""
+        for lookup in table_map.lookups_for("to_fno"):
+            present = {ours: values[ours] for ours in lookup.fno if ours in values}
+            if not present or all(v in (None, "") for v in present.values()):
+                continue
+            target = self.maps[lookup.map]
+            parent = {theirs: values.get(ours) for ours, theirs in lookup.fno.items()}
+            if target.company is not None:
+                parent[target.company.fno] = str(values.get(table_map.company.fno if table_map.company else "", ""))
+            cache_key = (target.name, tuple(sorted(parent.items())))
+            if cache_key in self._parents:
+                continue
+            if await self.client.get(target.fno.entity_set, parent, select=list(parent)) is None:
+                raise LookupPending(table_map.name, lookup.dataverse,
+                                    f"{target.fno.entity_set}({', '.join(f'{k}={v}' for k, v in parent.items())})")
+            self._parents.add(cache_key)
+
+    @staticmethod
+    def _body(table_map: TableMap, values: Mapping[str, Any], key: Mapping[str, Any]) -> dict[str, Any]:
+        # F&O has no nulls: an emptied value is an empty string (enums and numbers keep None out).
+        return {name: ("" if value is None else value) for name, value in values.items() if name not in key}
+
+    async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> Written:
+        key = self.key(table_map, {**(link.fno_key if link and link.fno_key else {}), **projected})
+        entity_set = table_map.fno.entity_set
+        if link is not None and link.fno_key and link.state == "linked":
+            await self.check_parents(table_map, {**projected, **changes})
+            body = self._body(table_map, changes, key)
+            if not body:
+                return Written(None, key, created=False)
+            try:
+                await self.client.update(entity_set, key, body)
+                return Written(None, key, created=False)
+            except NotFound:
+                pass
+        await self.check_parents(table_map, projected)
+        created = await self.client.upsert(entity_set, key, self._body(table_map, projected, key))
+        return Written(None, key, created=created)
+
+    async def delete(self, table_map: TableMap, key: Mapping[str, Any]) -> bool:
+        return await self.client.delete(table_map.fno.entity_set, key)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return odata_string(value)
+    return key_text(value)
+
+
+def _describe(ref: KeyRef) -> str:
+    return f"{ref.map}({', '.join(f'{part}={value}' for part, value in ref.values)})"

@@ -1,0 +1,137 @@
+"""The whole loop, as a user runs it: Azurite, the emulator, both simulators (seeded) and the local
+Functions host serving function_app.py with the shipped maps, deployment on (webhook steps registered
+in Dataverse, data events activated in F&O, both pointing at the host). Tests talk HTTP only.
+
+One stack per package: the simulators are this package's own (the tests change data and register
+webhooks), Dataverse with service protection turned low so that throttling is part of every run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from devstack.processes import free_port
+from tests.fixtures.dataverse import DataverseSim, start_dataverse
+from tests.fixtures.devhost import FUNCTION_KEY, RunningHost
+from tests.fixtures.fno import FnoSimulator, start_fno
+
+T = TypeVar("T")
+# Low enough that a burst of changes meets 429s, high enough for the suite to move.
+DATAVERSE_LIMITS = ("--limit-requests", "60", "--limit-window", "2")
+
+
+@dataclass
+class Stack:
+    host: RunningHost
+    dataverse: DataverseSim
+    fno: FnoSimulator
+    dv: httpx.Client
+    fo: httpx.Client
+    admin: httpx.Client
+
+    def activity(self, **params: Any) -> list[dict[str, Any]]:
+        response = self.admin.get("/api/admin/activity", params={"limit": 1000, **params})
+        response.raise_for_status()
+        return response.json()["entries"]
+
+    def errors(self, **params: Any) -> list[dict[str, Any]]:
+        response = self.admin.get("/api/admin/errors", params={"limit": 1000, **params})
+        response.raise_for_status()
+        return response.json()["errors"]
+
+    def company_id(self, code: str) -> str:
+        rows = self.dv.get("cdm_companies", params={"$filter": f"cdm_companycode eq '{code}'"}).json()["value"]
+        return rows[0]["cdm_companyid"]
+
+    def account(self, number: str, company: str = "usmf") -> dict[str, Any] | None:
+        params = {"$filter": f"accountnumber eq '{number}' and _msdyn_company_value eq {self.company_id(company)}"}
+        rows = self.dv.get("accounts", params=params).json()["value"]
+        return rows[0] if rows else None
+
+    def customer(self, account: str, company: str = "usmf") -> dict[str, Any] | None:
+        response = self.fo.get(f"CustomersV3(dataAreaId='{company}',CustomerAccount='{account}')",
+                               params={"cross-company": "true"})
+        return response.json() if response.status_code == 200 else None
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 45.0, what: str = "the change") -> T:
+    """Poll until `probe` returns something truthy; fail naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s (last seen: {last!r})")
+
+
+def _deployed(dataverse: DataverseSim, fno: FnoSimulator) -> bool:
+    with dataverse.client() as client:
+        endpoints = client.get("serviceendpoints", params={"$filter": "name eq 'dw-oss ingest'"}).json()["value"]
+        steps = client.get("sdkmessageprocessingsteps", params={"$select": "name"}).json()["value"]
+    activations = httpx.get(f"{fno.admin_url}activations", timeout=10).json()
+    active = activations.get("value", activations) if isinstance(activations, dict) else activations
+    return bool(endpoints) and any(s["name"].startswith("dw-oss:") for s in steps) and bool(active)
+
+
+@pytest.fixture(scope="package")
+def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
+    dataverse = start_dataverse(*DATAVERSE_LIMITS)
+    fno = start_fno("fno-e2e")
+    port = free_port()
+    host = devhost(
+        "function_app:app", port=port,
+        APP_URL=f"http://127.0.0.1:{port}", INGEST_KEY=FUNCTION_KEY, DEPLOY_ON_START="true",
+        DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, AUTH_MODE="local",
+        SERVICEBUS_CONNECTION=servicebus_emulator.connection_string, TABLE_STORAGE_CONNECTION=azurite,
+        CHANGES_QUEUE=servicebus_emulator.take("changes"), FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"),
+        APPLY_MAX_ATTEMPTS="5",
+    )
+    try:
+        eventually(lambda: _deployed(dataverse, fno), timeout=90, what="deployment of webhooks and events")
+    except AssertionError:
+        raise AssertionError("deployment did not finish; host log:\n" + host.log()[-5000:]) from None
+    dv = dataverse.client()
+    fo = httpx.Client(base_url=fno.data_url.rstrip("/") + "/", headers=fno.headers(), timeout=30)
+    admin = httpx.Client(base_url=host.url, headers={"x-functions-key": host.master_key}, timeout=30)
+    try:
+        yield Stack(host, dataverse, fno, dv, fo, admin)
+    finally:
+        for client in (dv, fo, admin):
+            client.close()
+        host.process.stop()
+        dataverse.stop()
+        fno.process.stop()
+
+
+_running: list[Stack] = []
+
+
+@pytest.fixture(autouse=True)
+def _remember_stack(request: pytest.FixtureRequest) -> None:
+    if "stack" in request.fixturenames:
+        stack = request.getfixturevalue("stack")
+        if stack not in _running:
+            _running.append(stack)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and _running:
+        stack = _running[-1]
+        report.sections.append(("host log (tail)", stack.host.log()[-6000:]))
+        for name, read in (("activity (newest first)", stack.activity), ("error log", stack.errors)):
+            try:
+                rows = read()[:25]
+            except Exception as error:  # the report must not hide the failure it explains
+                rows = [{"could not read": repr(error)}]
+            report.sections.append((name, "\n".join(map(str, rows))))
