@@ -8,11 +8,14 @@ Function names do not start with "admin": the Functions host reserves that word 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from core.ops.activity import activity
 from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, from_dead_letter, list_errors, resubmit
@@ -23,6 +26,7 @@ from functions.http import json_response, problem
 from functions.runtime import Runtime, get_runtime
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
 
 _MAX_LIMIT = 1000
 _SUMMARY_CHARS = 500
@@ -38,11 +42,20 @@ def _bad(error: BadParameter) -> func.HttpResponse:
     return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.name, "reason": str(error)}])
 
 
-async def _runtime() -> Runtime | func.HttpResponse:
+async def _answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
+    """Run `work` with the runtime: bad settings are a 500 naming them, an unreachable or failing Table
+    Storage / Service Bus a 503 (worth retrying), never a crash."""
     try:
-        return await get_runtime()
+        rt = await get_runtime()
     except SettingsError as exc:
         return problem(500, "Invalid settings", str(exc), invalid_settings=sorted(exc.problems))
+    try:
+        return await work(rt)
+    except AzureError as exc:
+        log.warning("admin call failed on a dependency: %s", type(exc).__name__, exc_info=True)
+        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return problem(503, "Dependency unavailable", f"Table Storage or Service Bus failed: {type(exc).__name__}: "
+                       f"{first_line}", headers_retry=True)
 
 
 def _choice(req: func.HttpRequest, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
@@ -94,59 +107,63 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
         limit = _limit(req)
     except BadParameter as error:
         return _bad(error)
-    rt = await _runtime()
-    if isinstance(rt, func.HttpResponse):
-        return rt
-    entries = await list_errors(rt.errors, rt.dead_letters, map=req.params.get("map") or None,
-                                status=None if status == "all" else status, category=category, limit=limit)
-    return json_response({"errors": [_error_json(e, full=False) for e in entries]})
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        entries = await list_errors(rt.errors, rt.dead_letters, map=req.params.get("map") or None,
+                                    status=None if status == "all" else status, category=category, limit=limit)
+        return json_response({"errors": [_error_json(e, full=False) for e in entries]})
+
+    return await _answer(work)
 
 
 @bp.route(route="admin/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def error_get(req: func.HttpRequest) -> func.HttpResponse:
-    rt = await _runtime()
-    if isinstance(rt, func.HttpResponse):
-        return rt
     id = req.route_params["id"]
-    entry = await rt.errors.get(id)
-    if entry is None:
-        letter = await rt.dead_letters.find(id)
-        if letter is None:
-            return problem(404, "Not found", f"no error with id {id!r}")
-        entry = from_dead_letter(letter)
-    return json_response(_error_json(entry, full=True))
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        entry = await rt.errors.get(id)
+        if entry is None:
+            letter = await rt.dead_letters.find(id)
+            if letter is None:
+                return problem(404, "Not found", f"no error with id {id!r}")
+            entry = from_dead_letter(letter)
+        return json_response(_error_json(entry, full=True))
+
+    return await _answer(work)
 
 
 @bp.route(route="admin/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
-    rt = await _runtime()
-    if isinstance(rt, func.HttpResponse):
-        return rt
     id = req.route_params["id"]
-    try:
-        new_id = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue)
-    except ErrorNotFound as exc:
-        return problem(404, "Not found", str(exc))
-    except ErrorNotOpen as exc:
-        return problem(409, "Not open", str(exc), status_now=exc.status)
-    except ValueError as exc:
-        return problem(422, "Cannot resubmit", str(exc))
-    return json_response({"id": id, "status": "resubmitted", "message_id": new_id}, status=202)
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            new_id = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue)
+        except ErrorNotFound as exc:
+            return problem(404, "Not found", str(exc))
+        except ErrorNotOpen as exc:
+            return problem(409, "Not open", str(exc), status_now=exc.status)
+        except ValueError as exc:
+            return problem(422, "Cannot resubmit", str(exc))
+        return json_response({"id": id, "status": "resubmitted", "message_id": new_id}, status=202)
+
+    return await _answer(work)
 
 
 @bp.route(route="admin/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
-    rt = await _runtime()
-    if isinstance(rt, func.HttpResponse):
-        return rt
     id = req.route_params["id"]
-    try:
-        await discard(id, errors=rt.errors, dead=rt.dead_letters)
-    except ErrorNotFound as exc:
-        return problem(404, "Not found", str(exc))
-    except ErrorNotOpen as exc:
-        return problem(409, "Not open", str(exc), status_now=exc.status)
-    return json_response({"id": id, "status": "discarded"})
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            await discard(id, errors=rt.errors, dead=rt.dead_letters)
+        except ErrorNotFound as exc:
+            return problem(404, "Not found", str(exc))
+        except ErrorNotOpen as exc:
+            return problem(409, "Not open", str(exc), status_now=exc.status)
+        return json_response({"id": id, "status": "discarded"})
+
+    return await _answer(work)
 
 
 @bp.route(route="admin/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -157,14 +174,15 @@ async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
         limit = _limit(req)
     except BadParameter as error:
         return _bad(error)
-    rt = await _runtime()
-    if isinstance(rt, func.HttpResponse):
-        return rt
-    try:
-        entries = await activity(rt.activity, map=req.params.get("map") or None, key=req.params.get("key") or None,
-                                 since=since, until=until, outcome=outcome, limit=limit)
-    except ValueError as exc:  # the window (since/until) or the map name; the message names which
-        name = str(exc).split(" ", 1)[0].split(":", 1)[0]
-        return _bad(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
-    rows = [{**asdict(e), "at": e.at.isoformat()} for e in entries]
-    return json_response({"entries": rows})
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            entries = await activity(rt.activity, map=req.params.get("map") or None,
+                                     key=req.params.get("key") or None, since=since, until=until,
+                                     outcome=outcome, limit=limit)
+        except ValueError as exc:  # the window (since/until) or the map name; the message names which
+            name = str(exc).split(" ", 1)[0].split(":", 1)[0]
+            return _bad(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
+        return json_response({"entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries]})
+
+    return await _answer(work)

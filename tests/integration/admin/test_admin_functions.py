@@ -17,6 +17,8 @@ from core.events.model import ChangeEvent
 from core.store.activity import ActivityEntry, ActivityLog
 from core.store.errors import ErrorEntry, ErrorLog
 from core.store.tables import Tables
+from devstack.azurite import connection_string
+from devstack.processes import free_port
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
 
@@ -188,3 +190,20 @@ async def test_activity_query(http: httpx.AsyncClient, azurite: str) -> None:
             "until": base.strftime("%Y-%m-%dT%H:%M:%SZ")}
     all_maps = (await http.get("/activity", params=zulu)).json()["entries"]
     assert sum(r["map"] == MAP for r in all_maps) == 5
+
+
+async def test_unreachable_table_storage_is_503_not_a_crash(
+    devhost: Callable[..., RunningHost], servicebus_emulator: ServiceBusEmulator, queue: str
+) -> None:
+    dead_port = free_port()  # nothing listens there
+    host = devhost("tests.integration.admin.app:app", TABLE_STORAGE_CONNECTION=connection_string(dead_port),
+                   SERVICEBUS_CONNECTION=servicebus_emulator.connection_string, CHANGES_QUEUE=queue,
+                   DEPLOY_ON_START="false")
+    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=60,
+                                 headers={"x-functions-key": host.master_key}) as client:
+        for response in (await client.get("/errors"), await client.get("/activity"),
+                         await client.post("/errors/x/discard")):
+            assert response.status_code == 503
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert "Table Storage or Service Bus" in response.json()["detail"]
+        assert (await client.get("/errors", params={"limit": "0"})).status_code == 400  # checked before any call
