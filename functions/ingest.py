@@ -19,6 +19,7 @@ from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
 from core.maps import MapSet
 from core.settings import SettingsError
+from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
 from functions.http import json_response, problem
 from functions.runtime import Runtime, get_runtime
@@ -26,6 +27,7 @@ from functions.runtime import Runtime, get_runtime
 bp = func.Blueprint()
 log = logging.getLogger("functions.ingest")
 
+UNMAPPED = "unmapped"  # the activity log's map name for entities no map covers
 MAX_BODY = 1024 * 1024  # 1 MiB; Dataverse trims its bodies at 256 KB, F&O batches stay well below
 
 
@@ -93,19 +95,15 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
 
 
 async def _record_skipped(rt: Runtime, source: str, skipped: list[Skipped]) -> None:
-    """Skipped entities go to the activity log under map "unmapped" (logged when it cannot be written:
-    the changes are already queued, so the answer stays 202)."""
+    """Skipped entities go to the activity log under map "unmapped" (only logged when it cannot be
+    written: the changes are already queued, so the answer stays 202)."""
     if not skipped:
         return
-    for item in skipped:
-        log.info("%s event skipped: %s (%s)", source, item.entity, item.reason)
-    try:
-        from core.store.activity import ActivityEntry
-    except ImportError:  # the activity log store is not part of this build
-        return
-    entries = [ActivityEntry(map="unmapped", key=item.entity, source=source, operation="", outcome="skipped",
-                             reason=item.reason) for item in skipped]
+    entries = [ActivityEntry(map=UNMAPPED, key=item.entity, source=source, operation="", outcome="skipped",
+                             reason=item.reason, event_id=item.event_id) for item in skipped]
     try:
         await rt.activity.record(entries)
     except Exception as error:  # the answer must not depend on the activity log being up
+        for item in skipped:
+            log.warning("%s event %s skipped: %s (%s)", source, item.event_id, item.entity, item.reason)
         log.warning("could not record %d skipped entr(ies) in the activity log: %s", len(entries), error)

@@ -89,7 +89,8 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
         return None
     table_map = next((m for m in maps.values() if event_name in m.fno.business_events), None)
     if table_map is None:
-        return Skipped(entity=event_name, reason=f"no map lists business event {event_name}")
+        return Skipped(entity=event_name, reason=f"no map lists business event {event_name}",
+                       event_id=_source_id(item, "EventId"))
     change = item.get("ChangeType", "Update")
     if change not in CHANGE_TYPES:
         raise PayloadError("ChangeType", f"{change!r} is not one of Create, Update, Delete")
@@ -121,6 +122,11 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
     )
 
 
+def _source_id(item: Mapping[str, Any], name: str) -> str:
+    value = item.get(name)
+    return f"fno:{value}" if isinstance(value, str) and value else ""
+
+
 def _event_time(item: Mapping[str, Any]) -> datetime:
     value = item.get("EventTime")
     when = wcf_date(value) if isinstance(value, str) else None
@@ -150,7 +156,8 @@ def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
     entity_name = required_string(item, "PrimaryEntityName")
     table_map = next((m for m in maps.values() if m.fno.event_entity == entity_name), None)
     if table_map is None:
-        return Skipped(entity=entity_name, reason=f"no map has data event entity {entity_name}")
+        return Skipped(entity=entity_name, reason=f"no map has data event entity {entity_name}",
+                       event_id=_source_id(item, "OperationId"))
     names = _fno_names(table_map)
     target, target_path, pre_image = _inputs(item)
     found: dict[str, Any] = {}

@@ -103,3 +103,4 @@ class Skipped(BaseModel):
 
     entity: str = Field(description="The entity, table or business event the payload part was about")
     reason: str
+    event_id: str = Field("", description="The source event, when the payload part had an id")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from core.events.errors import PayloadError
 from core.events.model import ChangeEvent, Skipped
@@ -43,14 +43,15 @@ def route(event: ChangeEvent, maps: MapSet) -> Routing:
 
     Raises PayloadError when an F&O event lacks what its map's key needs.
     """
+    direction: Literal["to_fno", "to_dataverse"]
     if event.source == "dataverse":
         candidates, direction = maps.for_dataverse_table(event.entity), "to_fno"
     else:
         candidates, direction = maps.for_fno_entity(event.entity), "to_dataverse"
-    targets = [m for m in candidates
-               if m.enabled and (m.fields_for(direction) or m.lookups_for(direction))]  # type: ignore[arg-type]
+    targets = [m for m in candidates if m.enabled and (m.fields_for(direction) or m.lookups_for(direction))]
     if not targets:
-        return Routing(skipped=[Skipped(entity=event.entity, reason=f"no enabled map covers {event.entity}")])
+        return Routing(skipped=[Skipped(entity=event.entity, reason=f"no enabled map covers {event.entity}",
+                                        event_id=event.event_id)])
     changes = []
     for table_map in targets:
         copy = event.model_copy(update={"map": table_map.name})

@@ -1,8 +1,9 @@
 """The ingest functions through the local Functions host, with the changes queue on the project's
 Service Bus emulator, read back with the real SDK.
 
-One host for the module (its own `changes`-kind queue and `plain` fno-events queue). Every test leaves
-the changes queue empty, so "nothing enqueued" is checked by finding no session with messages.
+The host serves the ingest blueprint alone (`ingest_app.py`); one host for the module, with its own
+`changes`-kind queue and `plain` fno-events queue. Every test leaves the changes queue empty, so
+"nothing enqueued" is checked by finding no session with messages.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBu
 from azure.servicebus.exceptions import OperationTimeoutError
 
 from core.events.model import ChangeEvent
+from core.store.activity import ActivityLog
+from core.store.tables import Tables
 from devstack.processes import free_port
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
@@ -26,6 +29,8 @@ from tests.fixtures.servicebus import ServiceBusEmulator
 PAYLOADS = Path(__file__).parents[2] / "unit" / "events" / "payloads"
 ACCOUNT = "acf5b83d-06a1-4ef3-b78f-c2eca283e6ad"
 UNUSED_URL = "http://127.0.0.1:9"  # ingest never calls Dataverse or F&O
+# function_app.py minus apply (which would consume the changes queue these tests read back)
+INGEST_APP = "tests.integration.ingest.ingest_app:app"
 
 
 class Stack:
@@ -73,7 +78,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(devhost: Any, servicebus_emulator: ServiceBusEmulator, azurite: str) -> Iterator[Stack]:
     changes, fno_events = servicebus_emulator.take("changes"), servicebus_emulator.take("plain")
-    host = devhost("function_app:app", SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
+    host = devhost(INGEST_APP, SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
                    TABLE_STORAGE_CONNECTION=azurite, CHANGES_QUEUE=changes, FNO_EVENTS_QUEUE=fno_events,
                    DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL, DEPLOY_ON_START="false")
     built = Stack(host, servicebus_emulator, changes, fno_events)
@@ -125,12 +130,21 @@ def test_captured_money_with_ten_decimals_arrives_exact(stack: Stack) -> None:
     assert ChangeEvent.from_json(b"".join(message.body)).values["creditlimit"] == "99999.0000000001"
 
 
-def test_unmapped_table_is_accepted_and_reported_skipped(stack: Stack) -> None:
+async def test_unmapped_table_is_accepted_reported_and_logged(stack: Stack, azurite: str) -> None:
     body = edited("ref_1_7_1_update", lambda d: d.update(PrimaryEntityName="lead"))
     response = stack.post("dataverse/webhook", body)
     assert response.status_code == 202
-    assert response.json() == {"accepted": 0, "skipped": [{"entity": "lead", "reason": "no enabled map covers lead"}]}
+    event_id = "dv:4af10637-4ea2-e711-8122-000d3aa2331c"
+    assert response.json() == {"accepted": 0, "skipped": [
+        {"entity": "lead", "reason": "no enabled map covers lead", "event_id": event_id}]}
     stack.assert_empty()
+    tables = Tables(azurite)
+    try:
+        entries = await ActivityLog(tables).query(map="unmapped", key="lead")
+    finally:
+        await tables.close()
+    assert [(e.outcome, e.source, e.event_id, e.reason) for e in entries] == [
+        ("skipped", "dataverse", event_id, "no enabled map covers lead")]
 
 
 def test_fno_events_over_https(stack: Stack) -> None:
@@ -244,7 +258,7 @@ def test_missing_or_wrong_key(stack: Stack, route: str, key: str | None) -> None
 
 def test_unreachable_queue_answers_503(devhost: Any, azurite: str) -> None:
     dead = f"Endpoint=sb://127.0.0.1:{free_port()};SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;"
-    host = devhost("function_app:app", SERVICEBUS_CONNECTION=dead, TABLE_STORAGE_CONNECTION=azurite,
+    host = devhost(INGEST_APP, SERVICEBUS_CONNECTION=dead, TABLE_STORAGE_CONNECTION=azurite,
                    DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL, DEPLOY_ON_START="false")
     response = httpx.post(f"{host.url}/api/dataverse/webhook", content=payload("ref_1_7_1_update"),
                           headers={"x-functions-key": host.function_key}, timeout=120)
