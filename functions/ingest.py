@@ -17,7 +17,7 @@ from core.events.dataverse import parse_webhook
 from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
-from core.maps import MapSet
+from core.maps import MapDefinitionError, MapSet
 from core.settings import SettingsError
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
@@ -76,6 +76,9 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
         maps = rt.maps
     except SettingsError as error:
         return problem(500, "Invalid settings", str(error), invalid_settings=sorted(error.problems))
+    except MapDefinitionError as error:
+        log.error("maps cannot be loaded: %s", error)
+        return problem(500, "Invalid maps", str(error))
     try:
         events, skipped, test_message = parse(body, maps)
         result = await ingest(events, maps, rt.queue)

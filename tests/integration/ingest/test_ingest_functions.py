@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.exceptions import OperationTimeoutError
 
 from core.events.model import ChangeEvent
@@ -173,6 +173,20 @@ def test_fno_event_from_the_fno_events_queue_reaches_the_changes_queue(stack: St
     assert message.message_id == f"fno:{source['EventId']}|customers"
     event = ChangeEvent.from_json(b"".join(message.body))
     assert event.operation == "delete" and event.keys == {"CustomerAccount": "US-900", "dataAreaId": "usmf"}
+
+
+def test_unparseable_fno_events_message_is_dead_lettered_not_dropped(stack: Stack) -> None:
+    with stack.bus.get_queue_sender(stack.fno_events) as sender:
+        sender.send_messages(ServiceBusMessage(b'{"MessageName": "Merge"}', message_id="bad-1"))
+    dead: list[Any] = []
+    deadline = time.monotonic() + 60  # MaxDeliveryCount 3 with a 2 s lock on the test queue
+    with stack.bus.get_queue_receiver(stack.fno_events, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+        while not dead and time.monotonic() < deadline:
+            dead = receiver.receive_messages(max_message_count=1, max_wait_time=2)
+        for message in dead:
+            receiver.complete_message(message)
+    assert [m.message_id for m in dead] == ["bad-1"]
+    stack.assert_empty()
 
 
 # -- rejected payloads: the right 4xx, a problem naming the field, nothing queued ----------------------------
