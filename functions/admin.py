@@ -19,10 +19,9 @@ from azure.core.exceptions import AzureError
 
 from core.ops.activity import activity
 from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, from_dead_letter, list_errors, resubmit
-from core.settings import SettingsError
 from core.store.activity import OUTCOMES
 from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
-from functions.http import json_response, problem
+from functions.http import json_response, problem, settings_or_problem
 from functions.runtime import Runtime, get_runtime
 
 bp = func.Blueprint()
@@ -45,17 +44,17 @@ def _bad(error: BadParameter) -> func.HttpResponse:
 async def _answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
     """Run `work` with the runtime: bad settings are a 500 naming them, an unreachable or failing Table
     Storage / Service Bus a 503 (worth retrying), never a crash."""
-    try:
-        rt = await get_runtime()
-    except SettingsError as exc:
-        return problem(500, "Invalid settings", str(exc), invalid_settings=sorted(exc.problems))
+    settings = settings_or_problem()
+    if isinstance(settings, func.HttpResponse):
+        return settings
+    rt = await get_runtime()
     try:
         return await work(rt)
     except AzureError as exc:
         log.warning("admin call failed on a dependency: %s", type(exc).__name__, exc_info=True)
         first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
         return problem(503, "Dependency unavailable", f"Table Storage or Service Bus failed: {type(exc).__name__}: "
-                       f"{first_line}", headers_retry=True)
+                       f"{first_line}")
 
 
 def _choice(req: func.HttpRequest, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:

@@ -207,3 +207,14 @@ async def test_unreachable_table_storage_is_503_not_a_crash(
             assert response.headers["content-type"].startswith("application/problem+json")
             assert "Table Storage or Service Bus" in response.json()["detail"]
         assert (await client.get("/errors", params={"limit": "0"})).status_code == 400  # checked before any call
+
+
+async def test_bad_settings_are_500_naming_the_setting(devhost: Callable[..., RunningHost], azurite: str) -> None:
+    host = devhost("tests.integration.admin.app:app", TABLE_STORAGE_CONNECTION=azurite,
+                   SERVICEBUS_CONNECTION="not a connection string", DEPLOY_ON_START="false")
+    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=60,
+                                 headers={"x-functions-key": host.master_key}) as client:
+        response = await client.get("/errors")
+    assert response.status_code == 500
+    assert response.json()["invalid_settings"] == ["SERVICEBUS_CONNECTION"]
+    assert "not a connection string" not in response.text
