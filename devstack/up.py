@@ -74,20 +74,21 @@ FNO_ENDPOINT_NAME = "dw-oss-ingest"
 LOCAL_TOKEN = make_token("6c0c4d4e-2f4a-4c39-9b3a-5d1f0a7e9c11", name="make run")
 
 
-def deployment_state() -> tuple[bool, int]:
+def deployment_state(dataverse: str = DATAVERSE, fno: str = FNO) -> tuple[bool, int]:
     """(Dataverse webhook endpoint registered, number of F&O data-event activations on ours)."""
     headers = {"Authorization": f"Bearer {LOCAL_TOKEN}", "Accept": "application/json"}
     try:
-        endpoints = httpx.get(f"{DATAVERSE}/api/data/v9.2/serviceendpoints", headers=headers, timeout=5,
+        endpoints = httpx.get(f"{dataverse}/api/data/v9.2/serviceendpoints", headers=headers, timeout=5,
                               params={"$filter": f"name eq '{ENDPOINT_NAME}'", "$select": "name"}).json()
-        activations = httpx.get(f"{FNO}/admin/activations", timeout=5).json()
+        activations = httpx.get(f"{fno}/admin/activations", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return False, 0
     ours = [a for a in activations if a.get("endpoint") == FNO_ENDPOINT_NAME and a.get("active")]
     return bool(endpoints.get("value")), len(ours)
 
 
-def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout: float = 120.0) -> bool:
+def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout: float = 120.0,
+                        dataverse: str = DATAVERSE, fno: str = FNO) -> bool:
     if settings.get("DEPLOY_ON_START", "true").lower() == "false":
         log.info("DEPLOY_ON_START is false: nothing registered; POST %s/api/admin/deploy deploys on request", HOST)
         return False
@@ -98,7 +99,7 @@ def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout
     deadline = time.monotonic() + timeout
     last = (False, 0)
     while time.monotonic() < deadline and not stop.is_set():
-        state = deployment_state()
+        state = deployment_state(dataverse, fno)
         # Done when both sides show ours and F&O's count has stopped growing (activations go one by one).
         if state[0] and state[1] and state == last:
             log.info("deployed: Dataverse webhook endpoint %r, %d F&O data events activated", ENDPOINT_NAME, state[1])
