@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)
     _storage = field_validator("table_storage_connection")(_check_storage)
 
+    @field_validator("app_url", "ingest_key", "engine_user_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("dataverse_url", "fno_url")
     @classmethod
     def _no_path(cls, value: AnyHttpUrl) -> AnyHttpUrl:

@@ -295,8 +295,20 @@ class FnoSide:
 
     @staticmethod
     def _body(table_map: TableMap, values: Mapping[str, Any], key: Mapping[str, Any]) -> dict[str, Any]:
-        # F&O has no nulls: an emptied value is an empty string (enums and numbers keep None out).
-        return {name: ("" if value is None else value) for name, value in values.items() if name not in key}
+        # F&O has no nulls: an emptied text is an empty string; an emptied enum, number or date is left
+        # out (F&O keeps or defaults it) rather than sent as a value the entity would refuse.
+        texts = {f.fno for f in table_map.fields if f.fno and f.type == "string"}
+        texts |= {name for lookup in table_map.lookups for name in lookup.fno}
+        body: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in key:
+                continue
+            if value is None:
+                if name in texts:
+                    body[name] = ""
+                continue
+            body[name] = value
+        return body
 
     async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
                     changes: Mapping[str, Any]) -> Written:

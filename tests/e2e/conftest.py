@@ -135,3 +135,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             except Exception as error:  # the report must not hide the failure it explains
                 rows = [{"could not read": repr(error)}]
             report.sections.append((name, "\n".join(map(str, rows))))
+
+
+def settle(stack: Stack, *, map: str, key: str, quiet: float = 1.5, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Wait until both simulators have delivered their events and the engine has stopped recording
+    activity for the record (echoes included); return that activity, newest first."""
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        stack.dataverse.drain()
+        httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
+        time.sleep(quiet)
+        entries = stack.activity(map=map, key=key)
+        if len(entries) == seen and not any(e["outcome"] == "retrying" for e in entries[:1]):
+            return entries
+        seen = len(entries)
+    raise AssertionError(f"activity of {map} {key} kept changing for {timeout:.0f} s")
