@@ -241,12 +241,13 @@ class _DataverseDeployment:
 
     async def _step(self, endpoint_id: str, plan: TableSteps, message: str, name: str) -> None:
         filtering = ",".join(plan.attributes) if message == "Update" else None
-        wanted: dict[str, Any] = {"stage": POST_OPERATION, "mode": ASYNCHRONOUS}
+        # asyncautodelete: successful System Jobs are deleted (thousands a day otherwise); failed ones stay.
+        wanted: dict[str, Any] = {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "asyncautodelete": True}
         found = await self.client.query(
             "sdkmessageprocessingsteps", filter=f"name eq {_quote(name)} and _eventhandler_value eq {endpoint_id}")
         if not found:
             body = {
-                "name": name, **wanted, "rank": 1, "supporteddeployment": 0, "asyncautodelete": False,
+                "name": name, **wanted, "rank": 1, "supporteddeployment": 0,
                 "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
                 "sdkmessageid@odata.bind": f"/sdkmessages({await self.message_id(message)})",
                 "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({await self.filter_id(message, plan.table)})",

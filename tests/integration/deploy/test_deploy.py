@@ -88,6 +88,7 @@ def test_first_deploy_registers_the_endpoint_steps_and_images(first: DeployRepor
     for message in ("Create", "Update", "Delete"):
         step = steps[f"dw-oss: {message} of account"]
         assert (step["stage"], step["mode"], step["_eventhandler_value"]) == (40, 1, endpoint["serviceendpointid"])
+        assert step["asyncautodelete"] is True
     update = steps["dw-oss: Update of account"]
     assert update["filteringattributes"] == ACCOUNT_ATTRIBUTES
     assert steps["dw-oss: Create of account"]["filteringattributes"] in (None, "")
