@@ -190,8 +190,10 @@ def main(argv: list[str] | None = None) -> None:
                         missed_by_side[side] += lost[side]
                 elapsed = time.perf_counter() - started
                 if any(missed_by_side.values()):  # say why on stderr; stdout stays one JSON object
-                    print(f"changes not seen in time; the host log ends with:\n{stack.processes[-1].log_tail(40)}",
-                          file=sys.stderr)
+                    log = stack.processes[-1].log_path.read_text(errors="replace").splitlines()
+                    problems = [line for line in log if " WARNING " in line or " ERROR " in line]
+                    print("changes not seen in time; the host's warnings and errors:", *problems[-30:],
+                          sep="\n", file=sys.stderr)
         finally:
             stack.stop()
     latencies = by_side["dataverse"] + by_side["fno"]
