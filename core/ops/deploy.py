@@ -78,11 +78,16 @@ class DeployReport:
 
 
 class DeployError(RuntimeError):
-    """A registration call was refused for good (wrong request, unknown event): not worth a retry."""
+    """A registration did not happen; the subclass says whether trying again can help."""
+
+
+class RegistrationRefused(DeployError):
+    """Refused for good (wrong request, unknown event or table): terminal until the maps or setup change."""
 
 
 class EndpointNotAnswering(DeployError):
-    """F&O's activation test message did not reach the ingest endpoint (the host may still be starting)."""
+    """Transient: F&O's activation test message did not reach the ingest endpoint (the host may still be
+    starting), or F&O's admin API did not answer."""
 
 
 class DataverseApi(Protocol):
@@ -218,7 +223,7 @@ class _DataverseDeployment:
         if message not in self._message_ids:
             rows = await self.client.query("sdkmessages", filter=f"name eq {_quote(message)}")
             if not rows:
-                raise DeployError(f"no sdkmessage named {message}")
+                raise RegistrationRefused(f"no sdkmessage named {message}")
             self._message_ids[message] = str(rows[0]["sdkmessageid"])
         return self._message_ids[message]
 
@@ -228,7 +233,7 @@ class _DataverseDeployment:
             "sdkmessagefilters",
             filter=f"primaryobjecttypecode eq {_quote(table)} and _sdkmessageid_value eq {message_id}")
         if not rows:
-            raise DeployError(f"{message} of {table} cannot have steps (no sdkmessagefilter)")
+            raise RegistrationRefused(f"{message} of {table} cannot have steps (no sdkmessagefilter)")
         return str(rows[0]["sdkmessagefilterid"])
 
     async def steps(self, endpoint_id: str, plan: TableSteps) -> None:
@@ -336,7 +341,8 @@ class FnoEvents:
             with contextlib.suppress(ValueError):
                 detail = str(response.json().get("detail") or response.json().get("title") or detail)
             # The activation's test message failing is the ingest endpoint not answering (yet).
-            kind = EndpointNotAnswering if "test message" in detail else DeployError
+            transient = "test message" in detail or response.status_code >= 500
+            kind = EndpointNotAnswering if transient else RegistrationRefused
             raise kind(f"{method} /admin/{path}: HTTP {response.status_code}: {detail}")
         return response.json() if response.content else None
 
