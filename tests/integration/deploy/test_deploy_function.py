@@ -77,3 +77,15 @@ def test_admin_deploy_answers_the_report(host: RunningHost, sims: tuple[Datavers
     assert report["counts"] == {"unchanged": len(report["items"])}
     assert {"dataverse_endpoint", "dataverse_step", "dataverse_image", "fno_endpoint", "fno_activation"} == {
         item["kind"] for item in report["items"]}
+
+
+def test_switched_off_or_unconfigured_deployment_says_why(
+        devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator], app_stand_in: AppStandIn) -> None:
+    dataverse, fno = sims
+    host = devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url, INGEST_KEY="",
+                   DEPLOY_ON_START="false")
+    assert wait_until(lambda: "deploy: not run, DEPLOY_ON_START is false" in host.log()), host.log()[-3000:]
+    answer = httpx.post(f"{host.url}/api/admin/deploy", headers={"x-functions-key": host.master_key})
+    assert answer.status_code == 409, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["missing_settings"] == ["INGEST_KEY"]
