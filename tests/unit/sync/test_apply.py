@@ -1,0 +1,350 @@
+"""The apply engine (core.sync.apply.Applier) over the real sides and in-memory connectors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from core.events.model import lookup_ref
+from core.sync.errors import ConflictSkipped, LinkContention, LookupPending, category_of, is_transient
+from tests.unit.sync.world import ENGINE_USER, T0, World, customer, earlier, vendor
+
+USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
+
+
+# -- F&O -> Dataverse --------------------------------------------------------------------------------
+async def test_first_fno_change_upserts_the_whole_account_by_alternate_key(world: World) -> None:
+    world.fo.add("CustomersV3", customer())
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert (result.outcome, result.reason, result.key) == ("applied", "created", "USMF|US-001")
+    [write] = world.dv.writes()
+    assert write.method == "upsert"
+    assert write.target == {"_msdyn_company_value": world.company_id, "accountnumber": "US-001"}
+    assert write.body["name"] == "Contoso Retail"
+    assert write.body["customertypecode"] == 3
+    assert write.body["msdyn_customergroupid@odata.bind"] == f"/msdyn_customergroups({world.group_id})"
+    link = await world.links.get("customers", ("USMF", "US-001"))
+    assert link is not None and link.state == "linked" and link.dataverse_id == result.target_id
+    assert link.fno_key == USMF_001
+
+
+async def test_fno_update_writes_only_the_changed_columns(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"  # type: ignore[index]
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert (result.outcome, result.reason) == ("applied", "updated name")
+    [write] = world.dv.writes()
+    assert (write.method, write.target, write.body) == ("update", row_id, {"name": "Contoso Wholesale"})
+    assert world.account()["name"] == "Contoso Wholesale"  # type: ignore[index]
+
+
+async def test_dataverse_echo_of_our_write_is_skipped_and_writes_nothing(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"  # type: ignore[index]
+    await world.applier.apply(world.fno_event("customers", USMF_001))
+    # The webhook of that PATCH: a partial Target with the column written, by the engine's user.
+    echo = world.dv_event("customers", row_id, values={"name": "Contoso Wholesale"}, version="101",
+                          initiated_by=ENGINE_USER)
+    result = await world.applier.apply(echo)
+    assert result.outcome == "skipped" and result.reason.startswith("echo"), result
+    assert world.fo.writes() == []
+
+
+async def test_dataverse_save_that_changes_no_mapped_value_writes_nothing(world: World) -> None:
+    row_id = await world.linked_customer()
+    # Another user saved the account with the values it already had (no engine user to recognise).
+    result = await world.applier.apply(world.dv_event("customers", row_id, values={"name": "Contoso Retail"}))
+    assert result.outcome == "skipped" and result.reason.startswith(("echo", "no-op")), result
+    assert world.fo.writes() == []
+
+
+async def test_change_to_an_unmapped_fno_column_is_skipped(world: World) -> None:
+    await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["InvoiceAccount"] = "US-999"  # type: ignore[index]
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert result.outcome == "skipped", result
+    assert world.dv.writes() == []
+
+
+async def test_change_to_an_unmapped_dataverse_column_is_skipped(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["revenue"] = Decimal("5000000")
+    result = await world.applier.apply(world.dv_event("customers", row_id, values={"revenue": "5000000"}))
+    assert result.outcome == "skipped", result
+    assert world.fo.writes() == []
+
+
+async def test_filtered_out_fno_record_is_skipped(world: World) -> None:
+    world.fo.add("CustomersV3", customer(PartyType="Person"))
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert result.outcome == "skipped" and "filtered out" in result.reason
+    assert world.dv.writes() == []
+    assert await world.links.get("customers", ("USMF", "US-001")) is None
+
+
+async def test_filtered_out_dataverse_row_is_skipped(world: World) -> None:
+    row_id = world.add_account(customertypecode=1)  # a competitor, not a customer
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert result.outcome == "skipped" and "filtered out" in result.reason
+    assert world.fo.writes() == []
+
+
+async def test_fno_record_gone_before_the_read_is_skipped(world: World) -> None:
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert result.outcome == "skipped" and "no longer exists" in result.reason
+    assert world.dv.writes() == []
+
+
+async def test_company_code_case_does_not_matter(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["AddressCity"] = "Tacoma"  # type: ignore[index]
+    result = await world.applier.apply(world.fno_event("customers", {"dataAreaId": "USMF",
+                                                                     "CustomerAccount": "US-001"}))
+    assert (result.outcome, result.key, result.target_id) == ("applied", "USMF|US-001", row_id)
+    [write] = world.dv.writes()
+    assert (write.method, write.body) == ("update", {"address1_city": "Tacoma"})
+    assert len(world.links.rows) == 1
+    assert len(world.dv.tables["accounts"]) == 1
+
+
+# -- Dataverse -> F&O --------------------------------------------------------------------------------
+async def test_partial_dataverse_target_is_completed_by_a_read(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id].update(name="Contoso Outlet", telephone1="+1 555 0199")
+    # The Target carries only `name`; the telephone changed in the same save is only in the row.
+    result = await world.applier.apply(world.dv_event("customers", row_id, values={"name": "Contoso Outlet"},
+                                                      version="200"))
+    assert result.outcome == "applied", result
+    assert any(c.method == "get" and c.entity_set == "accounts" for c in world.dv.calls)
+    [write] = world.fo.writes()
+    assert (write.method, write.target) == ("update", USMF_001)
+    assert write.body == {"OrganizationName": "Contoso Outlet", "PrimaryContactPhone": "+1 555 0199"}
+
+
+async def test_refetch_rereads_the_row(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["address1_city"] = "Bellevue"
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert result.outcome == "applied", result
+    assert world.fo.row("CustomersV3", **USMF_001)["AddressCity"] == "Bellevue"  # type: ignore[index]
+    [write] = world.fo.writes()
+    assert write.body == {"AddressCity": "Bellevue"}
+
+
+async def test_new_dataverse_account_creates_the_fno_customer(world: World) -> None:
+    row_id = world.add_account("US-050", name="Northwind")
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert (result.outcome, result.key) == ("applied", "USMF|US-050"), result
+    created = world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-050")
+    assert created is not None and created["OrganizationName"] == "Northwind"
+    assert created["PartyType"] == "Organization" and created["CustomerGroupId"] == "10"
+    link = await world.links.find("customers", "dataverse", row_id)
+    assert link is not None and link.fno_key == {"dataAreaId": "usmf", "CustomerAccount": "US-050"}
+
+
+async def test_stale_dataverse_rowversion_is_skipped(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Newest"
+    assert (await world.applier.apply(world.dv_event("customers", row_id, "refetch", version="300"))).outcome \
+        == "applied"
+    world.fo.calls.clear()
+    world.dv.tables["accounts"][row_id]["name"] = "Older"  # what an out-of-order delivery would read
+    result = await world.applier.apply(world.dv_event("customers", row_id, values={"name": "Older"},
+                                                      version="250"))
+    assert result.outcome == "skipped" and result.reason.startswith("stale"), result
+    assert world.fo.writes() == []
+    assert world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] == "Newest"  # type: ignore[index]
+
+
+async def test_ten_decimal_money_is_exact_both_ways(world: World) -> None:
+    amount = Decimal("123456.1234567891")
+    row_id = await world.linked_customer(CreditLimit=amount)
+    stored = world.account()["creditlimit"]  # type: ignore[index]
+    assert isinstance(stored, Decimal) and stored == amount
+    back = Decimal("98765432.0000000001")
+    world.dv.tables["accounts"][row_id]["creditlimit"] = back
+    result = await world.applier.apply(world.dv_event("customers", row_id, values={"creditlimit": str(back)}))
+    assert result.outcome == "applied", result
+    [write] = world.fo.writes()
+    assert write.body == {"CreditLimit": back}
+    kept = world.fo.row("CustomersV3", **USMF_001)["CreditLimit"]  # type: ignore[index]
+    assert isinstance(kept, Decimal) and str(kept) == "98765432.0000000001"
+
+
+# -- conflicts ---------------------------------------------------------------------------------------
+async def _linked_vendor(world: World) -> str:
+    world.fo.add("VendorsV2", vendor())
+    result = await world.applier.apply(world.fno_event("vendors", {"dataAreaId": "usmf",
+                                                                   "VendorAccountNumber": "V-001"}, at=T0))
+    assert result.outcome == "applied", result
+    world.fo.calls.clear()
+    world.dv.calls.clear()
+    return result.target_id or ""
+
+
+async def test_primary_wins_refuses_a_dataverse_change_of_a_column_fno_changed(world: World) -> None:
+    row_id = await _linked_vendor(world)
+    world.fo.row("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"  # type: ignore[index]
+    world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Dataverse name"
+    with pytest.raises(ConflictSkipped) as caught:
+        await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
+    assert "VendorOrganizationName" in str(caught.value) and "primary wins" in str(caught.value)
+    assert category_of(caught.value) == "conflict" and not is_transient(caught.value)
+    assert world.fo.writes() == []
+
+
+async def test_primary_wins_applies_a_dataverse_change_of_a_column_fno_left_alone(world: World) -> None:
+    row_id = await _linked_vendor(world)
+    world.fo.row("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"  # type: ignore[index]
+    world.dv.tables["msdyn_vendors"][row_id]["msdyn_addresscity"] = "Kirkland"
+    result = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
+    assert result.outcome == "applied", result
+    [write] = world.fo.writes()
+    assert write.body == {"AddressCity": "Kirkland"}
+
+
+async def test_latest_wins_refuses_an_older_dataverse_change(world: World) -> None:
+    row_id = await world.linked_customer()  # the F&O change was at T0
+    world.dv.tables["accounts"][row_id]["name"] = "Made before T0"
+    with pytest.raises(ConflictSkipped) as caught:
+        await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
+    assert "latest wins" in str(caught.value)
+    assert world.fo.writes() == []
+
+
+async def test_latest_wins_applies_a_later_dataverse_change(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Made after T0"
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(minutes=5)))
+    assert result.outcome == "applied", result
+
+
+# -- deletes -----------------------------------------------------------------------------------------
+async def test_fno_delete_by_link_and_its_echo_is_skipped(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.fo.tables["CustomersV3"].clear()
+    result = await world.applier.apply(world.fno_event("customers", USMF_001, "delete"))
+    assert (result.outcome, result.reason) == ("applied", "deleted")
+    [write] = world.dv.writes()
+    assert (write.method, write.target) == ("delete", row_id)
+    assert world.account() is None
+    link = await world.links.get("customers", ("USMF", "US-001"))
+    assert link is not None and link.state == "deleted"
+    # Dataverse's webhook of that delete: found by its pre image's key, the tombstone makes it an echo.
+    echo = world.dv_event("customers", row_id, "delete",
+                          pre={"accountnumber": "US-001", "msdyn_company": world.company_ref()})
+    result = await world.applier.apply(echo)
+    assert result.outcome == "skipped" and result.reason.startswith("echo"), result
+    assert world.fo.writes() == []
+
+
+async def test_dataverse_delete_by_link_and_its_echo_is_skipped(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"].pop(row_id)
+    result = await world.applier.apply(world.dv_event("customers", row_id, "delete"))
+    assert (result.outcome, result.reason) == ("applied", "deleted")
+    [write] = world.fo.writes()
+    assert (write.method, write.target) == ("delete", USMF_001)
+    assert world.fo.row("CustomersV3", **USMF_001) is None
+    echo = await world.applier.apply(world.fno_event("customers", {"dataAreaId": "USMF",
+                                                                   "CustomerAccount": "US-001"}, "delete"))
+    assert echo.outcome == "skipped" and echo.reason.startswith("echo"), echo
+    assert [c for c in world.dv.writes() if c.method == "delete"] == []
+
+
+async def test_dataverse_delete_without_link_goes_by_pre_image(world: World) -> None:
+    world.fo.add("CustomersV3", customer("US-077"))  # the same customer on both sides, never synced
+    row_id = world.add_account("US-077")
+    world.dv.tables["accounts"].pop(row_id)
+    event = world.dv_event("customers", row_id, "delete",
+                           pre={"accountnumber": "US-077", "msdyn_company": world.company_ref()})
+    result = await world.applier.apply(event)
+    assert (result.outcome, result.key) == ("applied", "USMF|US-077"), result
+    assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-077") is None
+    link = await world.links.get("customers", ("USMF", "US-077"))
+    assert link is not None and link.state == "deleted"
+
+
+async def test_fno_delete_without_link_goes_by_alternate_key(world: World) -> None:
+    world.add_account("US-078")
+    result = await world.applier.apply(world.fno_event("customers", {"dataAreaId": "usmf",
+                                                                     "CustomerAccount": "US-078"}, "delete"))
+    assert result.outcome == "applied", result
+    [write] = world.dv.writes()
+    assert write.target == {"_msdyn_company_value": world.company_id, "accountnumber": "US-078"}
+    assert world.account("US-078") is None
+
+
+async def test_dataverse_delete_of_a_row_never_synced_without_key_is_skipped(world: World) -> None:
+    result = await world.applier.apply(world.dv_event("customers", "4f1d3c6e-0000-0000-0000-000000000001",
+                                                      "delete"))
+    assert result.outcome == "skipped" and "never synced" in result.reason
+    assert world.fo.writes() == []
+
+
+# -- lookups and link races ----------------------------------------------------------------------------
+async def test_missing_lookup_parent_in_dataverse_is_lookup_pending(world: World) -> None:
+    world.fo.add("CustomersV3", customer(CustomerGroupId="99"))
+    with pytest.raises(LookupPending) as caught:
+        await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert is_transient(caught.value) and category_of(caught.value) == "lookup_pending"
+    assert "msdyn_customergroupid" in str(caught.value)
+    assert world.dv.writes() == []
+    assert world.links.rows == {}
+
+
+async def test_missing_lookup_parent_in_fno_is_lookup_pending(world: World) -> None:
+    group = world.dv.add("msdyn_customergroups", {"msdyn_groupid": "20", "_msdyn_company_value": world.company_id})
+    row_id = world.add_account("US-051", _msdyn_customergroupid_value=group)  # group 20 not yet in F&O
+    with pytest.raises(LookupPending) as caught:
+        await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert category_of(caught.value) == "lookup_pending" and "CustomerGroups" in str(caught.value)
+    assert world.fo.writes() == []
+    world.fo.add("CustomerGroups", {"dataAreaId": "usmf", "CustomerGroupId": "20"})  # the parent arrives
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert result.outcome == "applied", result
+    assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-051")["CustomerGroupId"] == "20"  # type: ignore[index]
+
+
+async def test_link_conflict_on_save_is_decided_again_and_then_succeeds(world: World) -> None:
+    await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"  # type: ignore[index]
+    world.links.before_save.append(lambda link: world.links.bump(link.map, link.key))
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert result.outcome == "applied", result
+    assert world.links.conflicts == 1
+    link = await world.links.get("customers", ("USMF", "US-001"))
+    assert link is not None and link.values["fno"]["AddressZipCode"] == "98101"
+    assert world.account()["address1_postalcode"] == "98101"  # type: ignore[index]
+
+
+async def test_link_that_keeps_changing_is_transient_contention(world: World) -> None:
+    await world.linked_customer()
+    world.fo.row("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"  # type: ignore[index]
+
+    def interfere(link: object) -> None:
+        world.links.bump("customers", ("USMF", "US-001"))
+        world.links.before_save.append(interfere)
+
+    world.links.before_save.append(interfere)
+    with pytest.raises(LinkContention) as caught:
+        await world.applier.apply(world.fno_event("customers", USMF_001))
+    world.links.before_save.clear()
+    assert is_transient(caught.value)
+    assert world.links.conflicts == 4
+
+
+async def test_lookup_given_as_row_id_in_a_full_create_image(world: World) -> None:
+    row_id = world.add_account("US-052", name="Tailspin")
+    row = world.dv.tables["accounts"][row_id]
+    values = {k: v for k, v in row.items() if not k.startswith("_")}
+    values |= {"msdyn_company": world.company_ref(),
+               "msdyn_customergroupid": lookup_ref("msdyn_customergroup", world.group_id),
+               "transactioncurrencyid": lookup_ref("transactioncurrency", world.currency_id)}
+    result = await world.applier.apply(world.dv_event("customers", row_id, "create", values=values))
+    assert result.outcome == "applied", result
+    assert not any(c.method == "get" and c.entity_set == "accounts" for c in world.dv.calls)
+    created = world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-052")
+    assert created is not None and created["SalesCurrencyCode"] == "USD" and created["PaymentTerms"] == ""
