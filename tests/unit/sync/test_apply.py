@@ -348,3 +348,16 @@ async def test_lookup_given_as_row_id_in_a_full_create_image(world: World) -> No
     assert not any(c.method == "get" and c.entity_set == "accounts" for c in world.dv.calls)
     created = world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-052")
     assert created is not None and created["SalesCurrencyCode"] == "USD" and created["PaymentTerms"] == ""
+
+
+async def test_fno_echo_of_a_dataverse_create_is_skipped(world: World) -> None:
+    row_id = world.add_account("US-053", name="Litware", description="Prefers email")
+    assert (await world.applier.apply(world.dv_event("customers", row_id, "refetch", version="10"))).outcome \
+        == "applied"
+    world.dv.calls.clear()
+    # F&O's data event of the customer the engine just created.
+    result = await world.applier.apply(world.fno_event("customers", {"dataAreaId": "usmf",
+                                                                     "CustomerAccount": "US-053"}, "create"))
+    assert result.outcome == "skipped" and result.reason.startswith("echo"), result
+    assert world.dv.writes() == []
+    assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-053")["SalesMemo"] == "Prefers email"  # type: ignore[index]
