@@ -8,10 +8,12 @@ so the apply function sees one record's changes in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+from azure.servicebus.exceptions import ServiceBusError
 
 from core.events.model import ChangeEvent
 
@@ -38,22 +40,48 @@ class ChangeQueue:
 
     def __init__(self, connection_string: str, queue_name: str) -> None:
         self.queue_name = queue_name
+        self._connection_string = connection_string
         self._client = ServiceBusClient.from_connection_string(connection_string)
         self._sender: ServiceBusSender | None = None
         self._lock = asyncio.Lock()
 
     async def _open(self) -> ServiceBusSender:
-        async with self._lock:
-            if self._sender is None:
-                self._sender = self._client.get_queue_sender(self.queue_name)
-                await self._sender.__aenter__()
-            return self._sender
+        if self._sender is None:
+            sender = self._client.get_queue_sender(self.queue_name)
+            await sender.__aenter__()
+            self._sender = sender
+        return self._sender
+
+    async def _reset(self, *, client: bool = False) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                await sender.close()
+        if client:  # a dropped connection can leave the client unable to reconnect: start afresh
+            old, self._client = self._client, ServiceBusClient.from_connection_string(self._connection_string)
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def send(self, changes: list[QueuedChange]) -> None:
-        """Send all of `changes`, in as few batches as fit; raises if any could not be sent."""
+        """Send all of `changes`, in as few batches as fit; raises if any could not be sent.
+
+        One send at a time: the SDK's sender is not safe for concurrent sends (transfers leave out
+        of order and the broker drops the link). A failed link is dropped and reopened once, so one
+        broken connection does not poison every later request."""
         if not changes:
             return
-        sender = await self._open()
+        async with self._lock:
+            for attempt in (1, 2):
+                try:
+                    await self._send(await self._open(), changes)
+                    return
+                except (ServiceBusError, AttributeError, OSError):
+                    await self._reset(client=True)
+                    if attempt == 2:
+                        raise
+
+    @staticmethod
+    async def _send(sender: ServiceBusSender, changes: list[QueuedChange]) -> None:
         batch = await sender.create_message_batch()
         for change in changes:
             message = change.message()
@@ -66,7 +94,6 @@ class ChangeQueue:
         await sender.send_messages(batch)
 
     async def close(self) -> None:
-        if self._sender is not None:
-            await self._sender.close()
-            self._sender = None
+        async with self._lock:
+            await self._reset()
         await self._client.close()

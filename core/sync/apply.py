@@ -106,6 +106,11 @@ class Applier:
             reason = ("echo: no mapped column changed since the engine last synced this record" if echo
                       else f"no-op: {_side_name(target)} already holds these values")
             return Result("skipped", reason, key_text)
+        if linked and link is not None and self._ours(event) and _agrees(source_values, link.values.get(source, {})):
+            # Written by the engine and holding what it wrote: an echo, even where the other side differs
+            # in columns this side does not send (one-way mappings); those are only remembered.
+            await self._remember(link, event, source_values)
+            return Result("skipped", "echo: the engine's own write came back", key_text)
         if linked and link is not None:
             await self._check_conflict(table_map, event, link, changes)
         side = self.dataverse if target == "dataverse" else self.fno
@@ -263,6 +268,11 @@ def _dataverse_key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str
     for (_, column), value in zip(table_map.key_pairs(), parts, strict=True):
         record[column] = value
     return record
+
+
+def _agrees(seen: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether every value known for the side is what the event shows (columns in both only)."""
+    return all(seen[name] == value for name, value in known.items() if name in seen)
 
 
 def _stale(event: ChangeEvent, link: Link | None) -> bool:
