@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from core.events.model import lookup_ref
+from core.store.links import Link
 from core.sync.errors import ConflictSkipped, LinkContention, LookupPending, category_of, is_transient
 from tests.unit.sync.world import ENGINE_USER, T0, World, customer, earlier, vendor
 
@@ -361,3 +364,50 @@ async def test_fno_echo_of_a_dataverse_create_is_skipped(world: World) -> None:
     assert result.outcome == "skipped" and result.reason.startswith("echo"), result
     assert world.dv.writes() == []
     assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-053")["SalesMemo"] == "Prefers email"  # type: ignore[index]
+
+
+async def test_cleared_lookup_travels_as_empty_text_to_fno_and_back_as_a_bind(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["_msdyn_paymentterm_value"] = None
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
+    assert result.outcome == "applied", result
+    [write] = world.fo.writes()
+    assert write.body == {"PaymentTerms": ""}  # F&O has no nulls
+    world.fo.row("CustomersV3", **USMF_001)["PaymentTerms"] = "Net30"  # type: ignore[index]
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert result.outcome == "applied", result
+    [write] = world.dv.writes()
+    assert write.body == {"msdyn_paymentterm@odata.bind": f"/msdyn_paymentterms({world.terms_id})"}
+
+
+async def test_full_dataverse_image_from_the_queue_keeps_ten_decimals(world: World) -> None:
+    row_id = world.add_account("US-054", creditlimit=Decimal("5.0000000001"), description="")
+    row = world.dv.tables["accounts"][row_id]
+    values = {k: v for k, v in row.items() if not k.startswith("_")}
+    values |= {"msdyn_company": world.company_ref(),
+               "msdyn_customergroupid": lookup_ref("msdyn_customergroup", world.group_id),
+               "transactioncurrencyid": lookup_ref("transactioncurrency", world.currency_id),
+               "msdyn_paymentterm": lookup_ref("msdyn_paymentterm", world.terms_id), "primarycontactid": None}
+    event = world.dv_event("customers", row_id, "update", values=values)
+    # Through the queue: JSON, Decimal as text.
+    result = await world.applier.apply(type(event).from_json(event.to_json()))
+    assert result.outcome == "applied", result
+    assert not any(c.method == "get" and c.entity_set == "accounts" for c in world.dv.calls)  # image was enough
+    created = world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-054")
+    assert created is not None and created["CreditLimit"] == Decimal("5.0000000001")
+    assert isinstance(created["CreditLimit"], Decimal)
+
+
+async def test_first_sync_racing_another_writer_of_the_link_decides_again(world: World) -> None:
+    world.fo.add("CustomersV3", customer())
+
+    def other_writer_saves_first(link: Link) -> None:
+        # Another delivery of this record wrote the same account and inserted the link just before us.
+        world.links.rows[("customers", "USMF|US-001")] = replace(copy.deepcopy(link), etag="W/other")
+
+    world.links.before_save.append(other_writer_saves_first)
+    result = await world.applier.apply(world.fno_event("customers", USMF_001))
+    assert world.links.conflicts == 1  # our insert did not overwrite the other writer's link
+    assert result.outcome == "skipped" and result.reason.startswith("echo"), result
+    assert world.links.rows[("customers", "USMF|US-001")].etag == "W/other"
+    assert len(world.dv.tables["accounts"]) == 1
