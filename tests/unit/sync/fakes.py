@@ -208,6 +208,12 @@ class FakeFno:
     def row(self, entity_set: str, **key: Any) -> dict[str, Any] | None:
         return self.tables[entity_set].get(_fno_key(key))
 
+    def record(self, entity_set: str, **key: Any) -> dict[str, Any]:
+        """The stored record itself (edit it to change F&O behind the engine's back)."""
+        found = self.row(entity_set, **key)
+        assert found is not None, f"no {entity_set} record {key}"
+        return found
+
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.method in ("update", "create", "delete")]
 

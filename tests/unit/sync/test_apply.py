@@ -35,17 +35,17 @@ async def test_first_fno_change_upserts_the_whole_account_by_alternate_key(world
 
 async def test_fno_update_writes_only_the_changed_columns(world: World) -> None:
     row_id = await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"
     result = await world.applier.apply(world.fno_event("customers", USMF_001))
     assert (result.outcome, result.reason) == ("applied", "updated name")
     [write] = world.dv.writes()
     assert (write.method, write.target, write.body) == ("update", row_id, {"name": "Contoso Wholesale"})
-    assert world.account()["name"] == "Contoso Wholesale"  # type: ignore[index]
+    assert world.account_row()["name"] == "Contoso Wholesale"
 
 
 async def test_dataverse_echo_of_our_write_is_skipped_and_writes_nothing(world: World) -> None:
     row_id = await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Wholesale"
     await world.applier.apply(world.fno_event("customers", USMF_001))
     # The webhook of that PATCH: a partial Target with the column written, by the engine's user.
     echo = world.dv_event("customers", row_id, values={"name": "Contoso Wholesale"}, version="101",
@@ -65,7 +65,7 @@ async def test_dataverse_save_that_changes_no_mapped_value_writes_nothing(world:
 
 async def test_change_to_an_unmapped_fno_column_is_skipped(world: World) -> None:
     await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["InvoiceAccount"] = "US-999"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["InvoiceAccount"] = "US-999"
     result = await world.applier.apply(world.fno_event("customers", USMF_001))
     assert result.outcome == "skipped", result
     assert world.dv.writes() == []
@@ -102,7 +102,7 @@ async def test_fno_record_gone_before_the_read_is_skipped(world: World) -> None:
 
 async def test_company_code_case_does_not_matter(world: World) -> None:
     row_id = await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["AddressCity"] = "Tacoma"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["AddressCity"] = "Tacoma"
     result = await world.applier.apply(world.fno_event("customers", {"dataAreaId": "USMF",
                                                                      "CustomerAccount": "US-001"}))
     assert (result.outcome, result.key, result.target_id) == ("applied", "USMF|US-001", row_id)
@@ -131,7 +131,7 @@ async def test_refetch_rereads_the_row(world: World) -> None:
     world.dv.tables["accounts"][row_id]["address1_city"] = "Bellevue"
     result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
     assert result.outcome == "applied", result
-    assert world.fo.row("CustomersV3", **USMF_001)["AddressCity"] == "Bellevue"  # type: ignore[index]
+    assert world.fo.record("CustomersV3", **USMF_001)["AddressCity"] == "Bellevue"
     [write] = world.fo.writes()
     assert write.body == {"AddressCity": "Bellevue"}
 
@@ -158,13 +158,13 @@ async def test_stale_dataverse_rowversion_is_skipped(world: World) -> None:
                                                       version="250"))
     assert result.outcome == "skipped" and result.reason.startswith("stale"), result
     assert world.fo.writes() == []
-    assert world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] == "Newest"  # type: ignore[index]
+    assert world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] == "Newest"
 
 
 async def test_ten_decimal_money_is_exact_both_ways(world: World) -> None:
     amount = Decimal("123456.1234567891")
     row_id = await world.linked_customer(CreditLimit=amount)
-    stored = world.account()["creditlimit"]  # type: ignore[index]
+    stored = world.account_row()["creditlimit"]
     assert isinstance(stored, Decimal) and stored == amount
     back = Decimal("98765432.0000000001")
     world.dv.tables["accounts"][row_id]["creditlimit"] = back
@@ -172,7 +172,7 @@ async def test_ten_decimal_money_is_exact_both_ways(world: World) -> None:
     assert result.outcome == "applied", result
     [write] = world.fo.writes()
     assert write.body == {"CreditLimit": back}
-    kept = world.fo.row("CustomersV3", **USMF_001)["CreditLimit"]  # type: ignore[index]
+    kept = world.fo.record("CustomersV3", **USMF_001)["CreditLimit"]
     assert isinstance(kept, Decimal) and str(kept) == "98765432.0000000001"
 
 
@@ -189,7 +189,7 @@ async def _linked_vendor(world: World) -> str:
 
 async def test_primary_wins_refuses_a_dataverse_change_of_a_column_fno_changed(world: World) -> None:
     row_id = await _linked_vendor(world)
-    world.fo.row("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"  # type: ignore[index]
+    world.fo.record("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"
     world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Dataverse name"
     with pytest.raises(ConflictSkipped) as caught:
         await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
@@ -200,7 +200,7 @@ async def test_primary_wins_refuses_a_dataverse_change_of_a_column_fno_changed(w
 
 async def test_primary_wins_applies_a_dataverse_change_of_a_column_fno_left_alone(world: World) -> None:
     row_id = await _linked_vendor(world)
-    world.fo.row("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"  # type: ignore[index]
+    world.fo.record("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "F&O name"
     world.dv.tables["msdyn_vendors"][row_id]["msdyn_addresscity"] = "Kirkland"
     result = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
     assert result.outcome == "applied", result
@@ -308,24 +308,24 @@ async def test_missing_lookup_parent_in_fno_is_lookup_pending(world: World) -> N
     world.fo.add("CustomerGroups", {"dataAreaId": "usmf", "CustomerGroupId": "20"})  # the parent arrives
     result = await world.applier.apply(world.dv_event("customers", row_id, "refetch"))
     assert result.outcome == "applied", result
-    assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-051")["CustomerGroupId"] == "20"  # type: ignore[index]
+    assert world.fo.record("CustomersV3", dataAreaId="usmf", CustomerAccount="US-051")["CustomerGroupId"] == "20"
 
 
 async def test_link_conflict_on_save_is_decided_again_and_then_succeeds(world: World) -> None:
     await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"
     world.links.before_save.append(lambda link: world.links.bump(link.map, link.key))
     result = await world.applier.apply(world.fno_event("customers", USMF_001))
     assert result.outcome == "applied", result
     assert world.links.conflicts == 1
     link = await world.links.get("customers", ("USMF", "US-001"))
     assert link is not None and link.values["fno"]["AddressZipCode"] == "98101"
-    assert world.account()["address1_postalcode"] == "98101"  # type: ignore[index]
+    assert world.account_row()["address1_postalcode"] == "98101"
 
 
 async def test_link_that_keeps_changing_is_transient_contention(world: World) -> None:
     await world.linked_customer()
-    world.fo.row("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["AddressZipCode"] = "98101"
 
     def interfere(link: object) -> None:
         world.links.bump("customers", ("USMF", "US-001"))
@@ -363,7 +363,7 @@ async def test_fno_echo_of_a_dataverse_create_is_skipped(world: World) -> None:
                                                                      "CustomerAccount": "US-053"}, "create"))
     assert result.outcome == "skipped" and result.reason.startswith("echo"), result
     assert world.dv.writes() == []
-    assert world.fo.row("CustomersV3", dataAreaId="usmf", CustomerAccount="US-053")["SalesMemo"] == "Prefers email"  # type: ignore[index]
+    assert world.fo.record("CustomersV3", dataAreaId="usmf", CustomerAccount="US-053")["SalesMemo"] == "Prefers email"
 
 
 async def test_cleared_lookup_travels_as_empty_text_to_fno_and_back_as_a_bind(world: World) -> None:
@@ -373,7 +373,7 @@ async def test_cleared_lookup_travels_as_empty_text_to_fno_and_back_as_a_bind(wo
     assert result.outcome == "applied", result
     [write] = world.fo.writes()
     assert write.body == {"PaymentTerms": ""}  # F&O has no nulls
-    world.fo.row("CustomersV3", **USMF_001)["PaymentTerms"] = "Net30"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["PaymentTerms"] = "Net30"
     result = await world.applier.apply(world.fno_event("customers", USMF_001))
     assert result.outcome == "applied", result
     [write] = world.dv.writes()
@@ -419,7 +419,7 @@ async def test_first_sync_racing_another_writer_of_the_link_decides_again(world:
     "landed but delivered after its echo is refused by latest_wins as if Dataverse had changed later"))
 async def test_echo_of_our_write_does_not_count_as_a_later_change_for_latest_wins(world: World) -> None:
     row_id = await world.linked_customer()  # F&O change at T0
-    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "First edit"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "First edit"
     first = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=1)))
     assert first.outcome == "applied", first
     # Our PATCH landed at +3 min; its webhook is recognised as our echo.
@@ -427,16 +427,16 @@ async def test_echo_of_our_write_does_not_count_as_a_later_change_for_latest_win
                           at=T0 + timedelta(minutes=3), initiated_by=ENGINE_USER)
     assert (await world.applier.apply(echo)).reason.startswith("echo")
     # A second F&O edit made at +2 min, delivered after the echo: nobody else changed the account.
-    world.fo.row("CustomersV3", **USMF_001)["AddressCity"] = "Spokane"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["AddressCity"] = "Spokane"
     second = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=2)))
     assert second.outcome == "applied", second
-    assert world.account()["address1_city"] == "Spokane"  # type: ignore[index]
+    assert world.account_row()["address1_city"] == "Spokane"
 
 
 async def test_account_deleted_behind_the_link_is_written_again_by_key(world: World) -> None:
     old_id = await world.linked_customer()
     world.dv.tables["accounts"].pop(old_id)  # deleted in Dataverse; its delete event has not come yet
-    world.fo.row("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"  # type: ignore[index]
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"
     result = await world.applier.apply(world.fno_event("customers", USMF_001))
     assert result.outcome == "applied", result
     assert [c.method for c in world.dv.writes()] == ["update", "upsert"]
@@ -463,7 +463,7 @@ async def test_customer_deleted_behind_the_link_is_created_again_in_fno(world: W
     "conflict; skip names whose current primary value already equals canon(changes[name])"))
 async def test_primary_wins_is_no_conflict_when_both_sides_made_the_same_change(world: World) -> None:
     row_id = await _linked_vendor(world)
-    world.fo.row("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "Same"  # type: ignore[index]
+    world.fo.record("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "Same"
     world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Same"
     result = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
     assert result.outcome in ("skipped", "applied"), result

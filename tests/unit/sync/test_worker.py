@@ -48,7 +48,7 @@ async def test_applied_change_is_recorded_with_its_latency(world: World, harness
     [entry] = harness.activity.entries
     assert (entry.outcome, entry.map, entry.key, entry.source) == ("applied", "customers", "USMF|US-001", "fno")
     assert entry.event_id == event.event_id and entry.message_id == "msg-1"
-    assert entry.target_id == world.account()["accountid"]  # type: ignore[index]
+    assert entry.target_id == world.account_row()["accountid"]
     assert entry.latency_ms is not None and entry.latency_ms >= 120_000  # the change is two minutes old
     assert harness.errors.entries == []
     assert harness.waits == []  # a first delivery does not wait

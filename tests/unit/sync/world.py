@@ -78,6 +78,11 @@ class World:
         rows = [r for r in self.dv.tables["accounts"].values() if r.get("accountnumber") == number]
         return rows[0] if rows else None
 
+    def account_row(self, number: str = "US-001") -> dict[str, Any]:
+        found = self.account(number)
+        assert found is not None, f"no account {number}"
+        return found
+
     def add_account(self, number: str = "US-001", **values: Any) -> str:
         """An account as a Dataverse user would have made it (customer type 3, USMF, group 10)."""
         return self.dv.add("accounts", {
