@@ -11,7 +11,7 @@ import pytest
 
 from core.events.model import lookup_ref
 from core.store.links import Link
-from core.sync.errors import ConflictSkipped, LinkContention, LookupPending, category_of, is_transient
+from core.sync.errors import BadChange, ConflictSkipped, LinkContention, LookupPending, category_of, is_transient
 from tests.unit.sync.world import ENGINE_USER, T0, World, customer, earlier, vendor
 
 USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
@@ -467,3 +467,14 @@ async def test_primary_wins_is_no_conflict_when_both_sides_made_the_same_change(
     world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Same"
     result = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
     assert result.outcome in ("skipped", "applied"), result
+
+
+async def test_changes_that_cannot_be_read_are_bad_changes_naming_what_is_missing(world: World) -> None:
+    with pytest.raises(BadChange, match="CustomerAccount") as caught:
+        await world.applier.apply(world.fno_event("customers", {"dataAreaId": "usmf"}))
+    assert not is_transient(caught.value) and category_of(caught.value) == "application"
+    with pytest.raises(BadChange, match="record id"):
+        await world.applier.apply(world.dv_event("customers", None))
+    with pytest.raises(BadChange, match="CustomerAccount"):
+        await world.applier.apply(world.fno_event("customers", {"dataAreaId": "usmf"}, "delete"))
+    assert world.dv.writes() == [] and world.fo.writes() == []
