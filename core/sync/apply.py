@@ -21,7 +21,7 @@ from core.events.model import ChangeEvent
 from core.maps import MapSet, MapValueError, TableMap, encode_key, evaluate, project, record_key
 from core.maps.model import Side
 from core.store.links import Link, LinkConflict
-from core.sync.compare import canon_all, changed, side_values, values_hash
+from core.sync.compare import canon, canon_all, changed, side_values, values_hash
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
 from core.sync.sides import DataverseSide, FnoSide, filter_columns
 
@@ -46,9 +46,15 @@ def other(side: Side) -> Side:
     return "dataverse" if side == "fno" else "fno"
 
 
-def record_label(event: ChangeEvent) -> str:
-    """A name for the record before its integration key is known (error log, activity)."""
+def record_label(event: ChangeEvent, maps: Mapping[str, TableMap] | None = None) -> str:
+    """The record's name in the activity and error logs: its canonical integration key when the event
+    carries it (F&O events), so failures list under the same key as successes; else the row id."""
     if event.source == "fno" and event.keys:
+        if maps is not None and event.map in maps:
+            try:
+                return encode_key(record_key(maps[event.map], "fno", {**(event.pre or {}), **event.keys}))
+            except MapValueError:
+                pass
         return "|".join(str(v) for v in event.keys.values())
     return f"dataverse:{event.record_id}"
 
@@ -73,7 +79,7 @@ class Applier:
                 return await self._upsert(table_map, event)
             except LinkConflict:
                 continue  # the other side's change of this record won the link row: decide again
-        raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event)} kept changing")
+        raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event, self.maps)} kept changing")
 
     # -- create / update / refetch ------------------------------------------------------------------
     async def _upsert(self, table_map: TableMap, event: ChangeEvent) -> Result:
@@ -83,11 +89,11 @@ class Applier:
         record, link = await self._source_record(table_map, event)
         if record is None:
             return Result("skipped", f"the record no longer exists in {_side_name(source)} (a delete follows)",
-                          record_label(event))
+                          record_label(event, self.maps))
         node = table_map.source_filter(source)
         if node is not None and not evaluate(node, record):
             return Result("skipped", f"filtered out by the {_side_name(source)} filter of the map",
-                          record_label(event))
+                          record_label(event, self.maps))
         key = record_key(table_map, source, record)
         key_text = encode_key(key)
         if link is None:
@@ -102,14 +108,14 @@ class Applier:
         changes = changed(projected, known) if linked else dict(projected)
         if linked and link is not None and not changes:
             echo = source_values == link.values.get(source) or self._ours(event)
-            await self._remember(link, event, source_values)
+            await self._remember(link, event, source_values, echo=echo)
             reason = ("echo: no mapped column changed since the engine last synced this record" if echo
                       else f"no-op: {_side_name(target)} already holds these values")
             return Result("skipped", reason, key_text)
         if linked and link is not None and self._ours(event) and _agrees(source_values, link.values.get(source, {})):
             # Written by the engine and holding what it wrote: an echo, even where the other side differs
             # in columns this side does not send (one-way mappings); those are only remembered.
-            await self._remember(link, event, source_values)
+            await self._remember(link, event, source_values, echo=True)
             return Result("skipped", "echo: the engine's own write came back", key_text)
         if linked and link is not None:
             await self._check_conflict(table_map, event, link, changes)
@@ -182,7 +188,8 @@ class Applier:
             return
         now = side_values(table_map, target, current)
         known = link.values.get(target, {})
-        moved = sorted(name for name in changes if name in now and now.get(name) != known.get(name))
+        moved = sorted(name for name in changes if name in now and now.get(name) != known.get(name)
+                       and now.get(name) != canon(changes[name]))
         if moved:
             raise ConflictSkipped(
                 f"map {table_map.name!r}: {_side_name(target)} (the primary side) changed {', '.join(moved)} "
@@ -198,20 +205,24 @@ class Applier:
             return await self.fno.read(table_map, link.fno_key)
         return None
 
-    async def _remember(self, link: Link, event: ChangeEvent, source_values: dict[str, Any]) -> None:
-        """Keep the link's view of the source current (no write happened)."""
+    async def _remember(self, link: Link, event: ChangeEvent, source_values: dict[str, Any], *,
+                        echo: bool = False) -> None:
+        """Keep the link's view of the source current (no write happened). An echo is not a change
+        made on that side, so it does not move that side's change time (latest wins compares those)."""
         before = (link.values.get(event.source), link.versions.get(event.source))
         link.values[event.source] = source_values
-        self._note_version(link, event)
+        self._note_version(link, event, changed=not echo)
         if (link.values.get(event.source), link.versions.get(event.source)) != before:
             link.hashes = {s: values_hash(v) for s, v in link.values.items()}
             link.updated_at = datetime.now(UTC)
             await self.links.save(link)
 
     @staticmethod
-    def _note_version(link: Link, event: ChangeEvent) -> None:
+    def _note_version(link: Link, event: ChangeEvent, *, changed: bool = True) -> None:
         if event.version:
             link.versions[event.source] = event.version
+        if not changed:
+            return
         at = link.versions.get(f"{event.source}_at")
         if at is None or datetime.fromisoformat(at) < event.occurred_at:
             link.versions[f"{event.source}_at"] = event.occurred_at.isoformat()
@@ -228,7 +239,7 @@ class Applier:
                     key = record_key(table_map, "dataverse", pre)
                 except MapValueError:
                     return Result("skipped", "delete of a row never synced, and its pre image lacks the "
-                                  "integration key", record_label(event))
+                                  "integration key", record_label(event, self.maps))
                 link = await self.links.get(table_map.name, key)
         else:
             record = {**(event.pre or {}), **event.keys}

@@ -17,6 +17,7 @@ from core.connectors.errors import (
 from core.maps import MapValueError
 from core.maps.filters import FilterError
 from core.store.errors import Category
+from core.store.links import LinkTooLarge
 
 
 class SyncError(Exception):
@@ -66,7 +67,7 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, TransientError)
     # Anything unexpected (a bug, a dropped connection outside the connectors) is retried: the
     # change is kept, and after the last attempt it lands in the error log with its text.
-    return not isinstance(error, MapValueError | FilterError)
+    return not isinstance(error, MapValueError | FilterError | LinkTooLarge)
 
 
 def category_of(error: BaseException) -> Category:
@@ -78,7 +79,7 @@ def category_of(error: BaseException) -> Category:
         return "conflict"
     if isinstance(error, TransientError | AuthFailed):
         return "system"
-    if isinstance(error, ConnectorError | MapValueError | FilterError):
+    if isinstance(error, ConnectorError | MapValueError | FilterError | LinkTooLarge):
         return "application"
     return "system"
 

@@ -88,7 +88,7 @@ class Worker:
                 log.info("change %s: attempt %d failed (%s), retrying", delivery.message_id,
                          delivery.delivery_count, type(error).__name__)
                 await self._activity(event, delivery, "retrying", f"{category_of(error)}: {_short(error)}",
-                                     record_label(event))
+                                     record_label(event, self.applier.maps))
                 raise RetryLater(str(error)) from error
             await self._fail(delivery, event, error)
             return "failed"
@@ -110,7 +110,7 @@ class Worker:
         now = datetime.now(UTC)
         category = category_of(error)
         text = error_text(error)
-        key = record_label(event) if event is not None else ""
+        key = record_label(event, self.applier.maps) if event is not None else ""
         status = error.status if isinstance(error, ConnectorError) else None
         code = error.code if isinstance(error, ConnectorError) else None
         await self.errors.record(ErrorEntry(

@@ -77,8 +77,8 @@ def test_customer_created_and_deleted_in_fno_follows_in_dataverse(stack: Stack) 
 
 def test_account_created_and_deleted_in_dataverse_follows_in_fno(stack: Stack) -> None:
     number = f"US-D{_tag()}"
-    group = stack.dv.get("msdyn_customergroups", params={
-        "$filter": f"msdyn_groupid eq '20' and _msdyn_company_value eq {stack.company_id('usmf')}"}).json()["value"][0]
+    group = stack.rows("msdyn_customergroups", **{
+        "$filter": f"msdyn_groupid eq '20' and _msdyn_company_value eq {stack.company_id('usmf')}"})[0]
     response = stack.dv.post("accounts", json={
         "name": "Adatum New", "accountnumber": number, "customertypecode": 3, "creditlimit": 77.0000000007,
         "msdyn_company@odata.bind": f"/cdm_companies({stack.company_id('usmf')})",
@@ -98,9 +98,9 @@ def test_account_created_and_deleted_in_dataverse_follows_in_fno(stack: Stack) -
 
 def test_vendors_sync_both_ways(stack: Stack) -> None:
     def vendor_row() -> dict | None:
-        rows = stack.dv.get("msdyn_vendors", params={"$filter": "msdyn_vendoraccountnumber eq 'V-US-002' and "
-                                                     f"_msdyn_company_value eq {stack.company_id('usmf')}"}).json()
-        return rows["value"][0] if rows["value"] else None
+        rows = stack.rows("msdyn_vendors", **{"$filter": "msdyn_vendoraccountnumber eq 'V-US-002' and "
+                                              f"_msdyn_company_value eq {stack.company_id('usmf')}"})
+        return rows[0] if rows else None
 
     name = f"Litware {_tag()}"
     response = stack.fo.patch("VendorsV2(dataAreaId='usmf',VendorAccountNumber='V-US-002')",
@@ -219,8 +219,7 @@ def test_validation_error_lands_in_the_error_log_and_resubmits_after_a_fix(stack
                               params={"cross-company": "true"},
                               json={"CreditLimit": "500000000000000.5"}, headers=IEEE754)
     assert response.status_code == 204, response.text
-    error = eventually(lambda: next((e for e in stack.errors(map="customers") if e["key"] == "usmf|US-008"
-                                     or e["key"].endswith("US-008")), None),
+    error = eventually(lambda: next((e for e in stack.errors(map="customers") if e["key"] == "USMF|US-008"), None),
                        what="the refused change in the error log")
     assert error["category"] == "application"
     full = stack.admin.get(f"/api/admin/errors/{quote(error['id'], safe='')}").json()
@@ -240,18 +239,23 @@ def test_validation_error_lands_in_the_error_log_and_resubmits_after_a_fix(stack
 
 
 def test_throttling_slows_the_engine_but_loses_nothing(stack: Stack) -> None:
-    names = {}
-    for number in range(11, 41):
-        account = f"US-0{number}"
-        names[account] = f"Burst {_tag()}"
-    # F&O has US-001..US-010 only: create the burst's customers quietly first is not possible, so
-    # the burst goes the other way, Dataverse -> F&O is not throttled; use F&O updates on its ten.
-    names = {f"US-0{n:02d}"[-6:]: f"Burst {_tag()}" for n in range(1, 11)}
-    for account, name in names.items():
-        response = stack.fo.patch(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{account}')",
-                                  params={"cross-company": "true"}, json={"OrganizationName": name})
-        assert response.status_code == 204
-    for account, name in names.items():
-        eventually(lambda a=account, n=name: (row := stack.account(a)) and row["name"] == n, timeout=90,
-                   what=f"the burst change of {account}")
-    assert "429" in stack.host.log() or "throttled" in stack.host.log().lower()
+    # The stack's Dataverse allows the engine 20 requests per 2 s (deployment alone meets 429s), and a
+    # burst of F&O changes meets more; every change still arrives and none is left throttled.
+    names = {f"US-{n:03d}": f"Burst {_tag()}" for n in range(1, 11)}
+    for round_ in range(3):
+        for account, name in names.items():
+            response = stack.fo.patch(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{account}')",
+                                      params={"cross-company": "true"},
+                                      json={"OrganizationName": f"{name} {round_}"})
+            assert response.status_code == 204
+    company = stack.company_id("usmf")
+
+    def arrived() -> bool:
+        rows = stack.rows("accounts", **{"$select": "accountnumber,name", "$filter": (
+            f"_msdyn_company_value eq {company} and startswith(accountnumber,'US-0')")})
+        current = {row["accountnumber"]: row["name"] for row in rows}
+        return all(current.get(account) == f"{name} 2" for account, name in names.items())
+
+    eventually(arrived, timeout=120, what="the last change of each burst record")
+    assert stack.host.log().count(" 429 ") > 0, "the engine never met service protection"
+    assert not [e for e in stack.errors(map="customers", status="all") if e["category"] == "throttled"]

@@ -413,10 +413,6 @@ async def test_first_sync_racing_another_writer_of_the_link_decides_again(world:
     assert len(world.dv.tables["accounts"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/sync/apply.py Applier._remember -> _note_version: the echo of the engine's own Dataverse write "
-    "advances versions['dataverse_at'] to the write time, so a genuine F&O change made before that write "
-    "landed but delivered after its echo is refused by latest_wins as if Dataverse had changed later"))
 async def test_echo_of_our_write_does_not_count_as_a_later_change_for_latest_wins(world: World) -> None:
     row_id = await world.linked_customer()  # F&O change at T0
     world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "First edit"
@@ -457,10 +453,6 @@ async def test_customer_deleted_behind_the_link_is_created_again_in_fno(world: W
     assert revived["CustomerGroupId"] == "10" and revived["PartyType"] == "Organization"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/sync/apply.py Applier._check_conflict (primary_wins): `moved` counts a column the primary changed "
-    "even when it changed to the very value this change carries, so two sides agreeing is logged as a "
-    "conflict; skip names whose current primary value already equals canon(changes[name])"))
 async def test_primary_wins_is_no_conflict_when_both_sides_made_the_same_change(world: World) -> None:
     row_id = await _linked_vendor(world)
     world.fo.record("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "Same"

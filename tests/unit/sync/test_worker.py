@@ -84,7 +84,7 @@ async def test_lookup_pending_is_retried_then_logged_on_the_last_attempt(world: 
     assert await harness.worker.handle(delivery(body, attempt=3)) == "failed"
     assert [e.outcome for e in harness.activity.entries] == ["retrying", "retrying", "failed"]
     [error] = harness.errors.entries
-    assert (error.id, error.map, error.key, error.category) == ("msg-1", "customers", "usmf|US-001", "lookup_pending")
+    assert (error.id, error.map, error.key, error.category) == ("msg-1", "customers", "USMF|US-001", "lookup_pending")
     assert error.attempts == 3 and error.session_id == "customers|USMF|US-001"
     assert error.change == body and json.loads(error.change)["keys"] == USMF_001
     assert error.text.startswith("LookupPending:") and "msdyn_customergroupid" in error.text
@@ -138,11 +138,6 @@ def test_backoff_doubles_from_the_second_delivery_up_to_the_cap() -> None:
     assert [backoff_seconds(n, base=2, cap=10) for n in (0, 1, 2, 3, 4, 5)] == [0.0, 0.0, 2, 4, 8, 10]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/sync/apply.py record_label: an F&O change's activity/error-log key is its event keys joined as sent "
-    "(dataAreaId lower case from ingest: 'usmf|US-001'), while applied/skipped entries use the canonical "
-    "encode_key ('USMF|US-001'); the admin activity query matches Key exactly, so a record's retrying and "
-    "failed entries are not found under its key"))
 async def test_retrying_and_applied_entries_of_one_fno_record_share_its_key(world: World,
                                                                            harness: Harness) -> None:
     world.fo.add("CustomersV3", customer(CustomerGroupId="20"))  # group 20 is not in Dataverse yet
@@ -181,10 +176,6 @@ def test_error_families() -> None:
     assert is_transient(LookupPending("customers", "msdyn_customergroupid", "group 20"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/sync/errors.py is_transient: core.store.links.LinkTooLarge (a ValueError: the record's values do "
-    "not fit a Table Storage property) falls through to 'unexpected, retry', so it burns every attempt "
-    "and lands as category 'system'; it is permanent and a map problem ('application')"))
 def test_a_link_too_large_is_permanent() -> None:
     error = LinkTooLarge("link customers/USMF|US-001: values takes 70000 bytes")
     assert not is_transient(error) and category_of(error) == "application"
