@@ -34,6 +34,7 @@ from devstack.host.outputs import connection_string
 log = logging.getLogger("devstack.host")
 _RECONNECT_DELAY_S = 2.0
 _RECEIVE_WAIT_S = 1.0
+_SESSION_ACCEPT_WAIT_S = 10.0
 
 
 def _text(value: Any) -> Any:
@@ -188,7 +189,9 @@ class QueuePump:
             receiver = self._client.get_queue_receiver(
                 self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION,
                 receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                max_wait_time=self.options.session_idle_timeout.total_seconds(),
+                # How long to wait for a session to be granted: long, so idle workers do not churn
+                # connections (the session idle timeout governs only how long a granted one is held).
+                max_wait_time=max(self.options.session_idle_timeout.total_seconds(), _SESSION_ACCEPT_WAIT_S),
                 prefetch_count=self.options.prefetch_count,
             )
             try:
@@ -220,14 +223,16 @@ class QueuePump:
     async def _drain_session(self, receiver: ServiceBusReceiver) -> None:
         """Messages of one session, in order, until the session stays idle or the host stops."""
         idle = self.options.session_idle_timeout.total_seconds()
+        wait = min(_RECEIVE_WAIT_S, idle)
         batch = self.options.max_message_batch_size if self.trigger.many else 1
         waited = 0.0
         while not self._stopping.is_set() and waited < idle:
-            got = await self._receive_batch(receiver, batch, session=True)
-            waited = 0.0 if got else waited + _RECEIVE_WAIT_S
+            got = await self._receive_batch(receiver, batch, session=True, wait=wait)
+            waited = 0.0 if got else waited + wait
 
-    async def _receive_batch(self, receiver: ServiceBusReceiver, count: int, session: bool = False) -> int:
-        messages = await receiver.receive_messages(max_message_count=count, max_wait_time=_RECEIVE_WAIT_S)
+    async def _receive_batch(self, receiver: ServiceBusReceiver, count: int, session: bool = False,
+                             wait: float = _RECEIVE_WAIT_S) -> int:
+        messages = await receiver.receive_messages(max_message_count=count, max_wait_time=wait)
         if not messages:
             return 0
         if self.trigger.many:
