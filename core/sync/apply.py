@@ -87,6 +87,12 @@ class Applier:
         target = other(source)
         direction = "to_dataverse" if source == "fno" else "to_fno"
         record, link = await self._source_record(table_map, event)
+        if (source == "dataverse" and link is not None and link.state == "deleted"
+                and (link.dataverse_id or "") == (event.record_id or "").lower()):
+            # Async webhooks arrive late: a change of a row whose delete was already synced must not
+            # bring the record back on the other side.
+            return Result("skipped", "stale: this Dataverse row was deleted after the change",
+                          encode_key(link.key))
         if record is None:
             return Result("skipped", f"the record no longer exists in {_side_name(source)} (a delete follows)",
                           record_label(event, self.maps))
@@ -260,7 +266,8 @@ class Applier:
         link.state = "deleted"
         link.values = {}
         link.hashes = {}
-        link.dataverse_id = None
+        if event.source == "dataverse" and event.record_id:
+            link.dataverse_id = event.record_id.lower()  # the tombstone keeps the deleted row's id
         self._note_version(link, event)
         link.updated_at = datetime.now(UTC)
         await self.links.save(link)

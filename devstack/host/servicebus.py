@@ -118,6 +118,7 @@ class QueuePump:
         self._client: ServiceBusClient | None = None
         self._renewer: AutoLockRenewer | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._client = ServiceBusClient.from_connection_string(connection_string(self.trigger.connection))
@@ -136,6 +137,8 @@ class QueuePump:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
         if self._renewer is not None:
             await self._renewer.close()
         if self._client is not None:
@@ -203,7 +206,12 @@ class QueuePump:
             except OperationTimeoutError:
                 continue  # no session free right now: ask again
             finally:
-                await receiver.close()
+                # Closing a session receiver takes the SDK about half a second (a connection per receiver,
+                # frames polled every 50 ms): release it in the background so the worker takes the next
+                # session at once. Its messages are all settled by now.
+                closing = asyncio.create_task(receiver.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
 
     async def _open_unless_stopping(self, receiver: ServiceBusReceiver) -> bool:
         """Wait for a session to be granted, or give up at once when the host stops: a worker waiting

@@ -470,3 +470,15 @@ async def test_changes_that_cannot_be_read_are_bad_changes_naming_what_is_missin
     with pytest.raises(BadChange, match="CustomerAccount"):
         await world.applier.apply(world.fno_event("customers", {"dataAreaId": "usmf"}, "delete"))
     assert world.dv.writes() == [] and world.fo.writes() == []
+
+
+async def test_a_late_dataverse_change_of_a_deleted_row_does_not_bring_the_record_back(world: World) -> None:
+    # F&O deletes the customer; the webhook of an earlier Dataverse write to that account arrives after.
+    row_id = await world.linked_customer()
+    world.fo.tables["CustomersV3"].clear()
+    await world.applier.apply(world.fno_event("customers", USMF_001, "delete"))
+    late = world.dv_event("customers", row_id, "create", values={
+        "accountid": row_id, "accountnumber": "US-001", "name": "late", "msdyn_company": world.company_ref()})
+    result = await world.applier.apply(late)
+    assert result.outcome == "skipped" and result.reason.startswith("stale"), result
+    assert world.fo.row("CustomersV3", **USMF_001) is None
