@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from core.maps import MapSet, TableMap
+from core.maps import MapSet, TableMap, filter_fields
 
 log = logging.getLogger("core.ops.deploy")
 
@@ -144,6 +144,11 @@ def dataverse_plan(maps: MapSet, navigation: dict[str, dict[str, str]] | None = 
         wanted = attributes.setdefault(table, set())
         wanted |= {f.dataverse for f in table_map.fields_for("to_fno") if f.dataverse}
         wanted |= {lookup_column(lk.dataverse, nav) for lk in table_map.lookups_for("to_fno")}
+        # The source filter's columns too: a row entering the filter is a change to sync, and the image
+        # then holds all apply needs (no re-read).
+        source_filter = table_map.source_filter("dataverse")
+        if source_filter is not None:
+            wanted |= {name for name in filter_fields(source_filter) if "." not in name}
         table_keys = key_columns(table_map, nav)
         if table_map.company is not None:
             table_keys.add(lookup_column(table_map.company.dataverse, nav))

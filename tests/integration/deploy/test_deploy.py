@@ -30,12 +30,13 @@ from .conftest import AppStandIn
 KEY = "first-ingest-key"
 MAPS = MapSet.load(["maps"])
 
-# The customers map's Dataverse columns that flow to F&O, its lookups' columns, its key and company.
+# The customers map's Dataverse columns that flow to F&O, its lookups' columns, its key and company, and
+# its Dataverse filter's column (customertypecode).
 ACCOUNT_ATTRIBUTES = ",".join(sorted([
     "accountnumber", "name", "creditlimit", "msdyn_creditlimitismandatory", "msdyn_onholdstatus",
     "address1_line1", "address1_city", "address1_postalcode", "address1_country", "emailaddress1",
     "telephone1", "description", "msdyn_customergroupid", "transactioncurrencyid", "msdyn_paymentterm",
-    "primarycontactid", "msdyn_company"]))
+    "primarycontactid", "msdyn_company", "customertypecode"]))
 
 
 def run_deploy(dataverse: DataverseSim, fno: FnoSimulator, app_url: str, key: str, maps: MapSet = MAPS,

@@ -43,10 +43,11 @@ def test_only_enabled_maps_that_send_to_fno_get_steps() -> None:
     assert fno_plan(MapSet([disabled])) == []
 
 
-def test_columns_of_dataverse_only_constants_are_not_watched() -> None:
-    # customertypecode is written to Dataverse as a constant: a change of it must not fire a step.
+def test_filter_columns_are_watched_even_when_written_as_constants() -> None:
+    # customertypecode is only ever written to Dataverse (a constant), but it is the column of the map's
+    # Dataverse filter: a row entering the filter is a change to sync, and the image must carry it.
     attributes = plan_of(SHIPPED["customers"])["account"][0]
-    assert "customertypecode" not in attributes
+    assert "customertypecode" in attributes
     assert "description" in attributes  # to_fno only, still watched
 
 
