@@ -1,15 +1,14 @@
 """Live sync end to end: changes written through each simulator's own API, until visible on the other side.
 
-    .venv/bin/python -m bench.live_sync [--rounds 5] [--raw-writes 100] [--timeout 60]
+    .venv/bin/python -m bench.live_sync [--changes 200] [--workers 8] [--timeout 120] [--host-log PATH]
 
 Starts the whole stack on free ports (Azurite, the Service Bus emulator, both simulators seeded, the
 Functions host serving function_app.py), first measures the raw single-write rate of each simulator
 (sequential PATCHes, before the host exists, so no event fires), then starts the host, waits for it
-to deploy the maps, and runs rounds: each round renames a set of customers in F&O (OrganizationName)
-and a disjoint set of accounts in Dataverse (name), then polls both sides in bulk every
-`--poll` seconds until each new name shows up on the other side. Latency is source write answered ->
-first poll that sees the value (resolution: the poll interval; Dataverse modifiedon has whole
-seconds only, so it would be coarser). Prints one JSON object.
+to deploy the maps, and runs three phases of N records written from several threads: customers
+created in F&O, renamed in F&O, then their accounts renamed in Dataverse. Each phase polls the other
+side in bulk until every value shows up. Latency is source write answered -> first poll that sees
+the value (resolution: the poll interval). Prints one JSON object; bench/README.md explains it.
 """
 
 from __future__ import annotations
