@@ -34,7 +34,6 @@ from devstack.host.outputs import connection_string
 log = logging.getLogger("devstack.host")
 _RECONNECT_DELAY_S = 2.0
 _RECEIVE_WAIT_S = 1.0
-_SESSION_ACCEPT_WAIT_S = 10.0
 
 
 def _text(value: Any) -> Any:
@@ -192,9 +191,7 @@ class QueuePump:
             receiver = self._client.get_queue_receiver(
                 self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION,
                 receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                # How long to wait for a session to be granted: long, so idle workers do not churn
-                # connections (the session idle timeout governs only how long a granted one is held).
-                max_wait_time=max(self.options.session_idle_timeout.total_seconds(), _SESSION_ACCEPT_WAIT_S),
+                max_wait_time=self.options.session_idle_timeout.total_seconds(),
                 prefetch_count=self.options.prefetch_count,
             )
             try:
