@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._tokens: dict[str, TokenSource] = {}
 
     @cached_property
     def maps(self) -> MapSet:
@@ -72,12 +73,17 @@ class Runtime:
         return DeadLetters(self.settings.servicebus_connection.get_secret_value(), self.settings.changes_queue)
 
     def tokens(self, environment_url: str) -> TokenSource:
-        settings = self.settings
-        if settings.auth_mode == "local":
-            return LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
-        assert settings.tenant_id and settings.client_id and settings.client_secret  # checked by Settings
-        return MsalTokens(settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value(),
-                          environment_url.rstrip("/") + "/.default")
+        """One token source per environment, shared by every client of it (one msal cache, one token)."""
+        url = environment_url.rstrip("/")
+        if url not in self._tokens:
+            settings = self.settings
+            if settings.auth_mode == "local":
+                self._tokens[url] = LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
+            else:
+                assert settings.tenant_id and settings.client_id and settings.client_secret  # checked by Settings
+                self._tokens[url] = MsalTokens(settings.tenant_id, settings.client_id,
+                                               settings.client_secret.get_secret_value(), url + "/.default")
+        return self._tokens[url]
 
     @cached_property
     def dataverse(self) -> DataverseClient:

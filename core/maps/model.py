@@ -7,6 +7,7 @@ in the JSON Schema generated from these classes); cross-field and cross-map rule
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,12 @@ Side = Literal["fno", "dataverse"]
 ConflictPolicy = Literal["primary_wins", "latest_wins"]
 
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> Node:
+    # Apply evaluates a map's filter on every change: parse each text once (the AST is immutable).
+    return parse_filter(text)
 
 
 class _Strict(BaseModel):
@@ -112,7 +119,7 @@ class TableMap(_Strict):
     def source_filter(self, side: Side) -> Node | None:
         """The parsed source filter of `side` (evaluate it on records read there), or None."""
         text = self.fno.filter if side == "fno" else self.dataverse.filter
-        return parse_filter(text) if text else None
+        return _parsed(text) if text else None
 
     def fields_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[FieldMapping]:
         return [f for f in self.fields if f.direction in ("both", direction)]

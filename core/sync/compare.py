@@ -7,13 +7,14 @@ written before. Link rows store these forms; hashes are taken over them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from core.maps import KeyRef, TableMap, stable_hash
+from core.maps import KeyRef, TableMap
 from core.maps.convert import field_types
 from core.maps.keys import decimal_text
 from core.maps.model import Side
@@ -48,12 +49,9 @@ def canon_all(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def values_hash(values: Mapping[str, Any]) -> str:
-    """Hash of already-canonical values (stable_hash over their JSON text)."""
-    return stable_hash({name: _as_text(value) for name, value in values.items()})
-
-
-def _as_text(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Hash of already-canonical values (they are JSON as they stand)."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def changed(target_values: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:

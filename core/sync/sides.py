@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.connectors.dataverse import DataverseClient
+from core.connectors.dataverse import DataverseClient, key_filter
 from core.connectors.errors import NotFound
 from core.connectors.fno import FnoClient
 from core.connectors.http import odata_string
-from core.events.model import as_lookup_ref
+from core.events.model import as_lookup_ref, lookup_ref
 from core.maps import KeyRef, MapSet, TableMap, record_key
 from core.maps.filters import filter_fields
-from core.maps.keys import company_code, key_text
+from core.maps.keys import company_code
 from core.maps.model import Side
 from core.store.links import Link
 from core.sync.errors import LookupPending
@@ -56,6 +56,8 @@ class DataverseSide:
         self._ids: dict[tuple[str, tuple[Any, ...]], str] = {}  # (map, key values) -> row id
         self._company_codes: dict[str, str] = {}
         self._company_ids: dict[str, str] = {}
+        company_maps = sorted({m.company.map for m in maps.values() if m.company is not None})
+        self._legal = maps[company_maps[0]] if company_maps else None
 
     # -- reading --------------------------------------------------------------------------------
     def columns(self, table_map: TableMap) -> list[str]:
@@ -79,7 +81,7 @@ class DataverseSide:
                 continue
             if name.startswith("_") and name.endswith("_value"):
                 nav = name[1:-len("_value")]
-                record[nav] = {"@ref": {"table": "", "id": value}} if value else None
+                record[nav] = lookup_ref("", value) if value else None
             else:
                 record[name] = value
         return await self.resolve(table_map, record)
@@ -130,8 +132,9 @@ class DataverseSide:
         return self._company_ids[code]
 
     def _legal_entities(self) -> TableMap:
-        company_maps = {m.company.map for m in self.maps.values() if m.company is not None}
-        return self.maps[next(iter(sorted(company_maps)))]
+        if self._legal is None:
+            raise LookupPending("(none)", "company", "a map of legal entities (no map is company-specific)")
+        return self._legal
 
     async def key_of(self, target: TableMap, row_id: str) -> KeyRef | None:
         """The integration key of a Dataverse row of `target` (None: the row does not exist)."""
@@ -161,7 +164,7 @@ class DataverseSide:
         if cache_key in self._ids:
             return self._ids[cache_key]
         target = self.maps[ref.map]
-        if target.company is None and target.name == self._legal_entities().name:
+        if self._legal is not None and target.name == self._legal.name:
             try:
                 return await self.company_id(str(ref.values[0][1]))
             except LookupPending:
@@ -170,13 +173,8 @@ class DataverseSide:
         if link is not None and link.dataverse_id and link.state == "linked":
             self._ids[cache_key] = link.dataverse_id
             return link.dataverse_id
-        clauses = []
-        for part, value in ref.values:
-            if "." in part:
-                clauses.append(f"_{part.split('.')[0]}_value eq {await self.company_id(str(value))}")
-            else:
-                clauses.append(f"{part} eq {_literal(value)}")
-        rows = await self.client.query(target.dataverse.entity_set, filter=" and ".join(clauses),
+        key = await self.alternate_key(target, dict(ref.values))
+        rows = await self.client.query(target.dataverse.entity_set, filter=key_filter(key),
                                        select=[target.dataverse.primary_id], top=1)
         if not rows:
             return None
@@ -244,6 +242,7 @@ class FnoSide:
         self.maps = maps
         self.links = links
         self._parents: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+        self._texts: dict[str, frozenset[str]] = {}
 
     def columns(self, table_map: TableMap) -> list[str]:
         names = set(table_map.fno.key) | {f.fno for f in table_map.fields if f.fno}
@@ -293,12 +292,17 @@ class FnoSide:
                                     f"{target.fno.entity_set}({', '.join(f'{k}={v}' for k, v in parent.items())})")
             self._parents.add(cache_key)
 
-    @staticmethod
-    def _body(table_map: TableMap, values: Mapping[str, Any], key: Mapping[str, Any]) -> dict[str, Any]:
+    def _text_fields(self, table_map: TableMap) -> frozenset[str]:
+        """The map's F&O fields that hold text (an emptied one is written as ""), derived once per map."""
+        if table_map.name not in self._texts:
+            texts = {f.fno for f in table_map.fields if f.fno and f.type == "string"}
+            self._texts[table_map.name] = frozenset(texts | {n for lookup in table_map.lookups for n in lookup.fno})
+        return self._texts[table_map.name]
+
+    def _body(self, table_map: TableMap, values: Mapping[str, Any], key: Mapping[str, Any]) -> dict[str, Any]:
         # F&O has no nulls: an emptied text is an empty string; an emptied enum, number or date is left
         # out (F&O keeps or defaults it) rather than sent as a value the entity would refuse.
-        texts = {f.fno for f in table_map.fields if f.fno and f.type == "string"}
-        texts |= {name for lookup in table_map.lookups for name in lookup.fno}
+        texts = self._text_fields(table_map)
         body: dict[str, Any] = {}
         for name, value in values.items():
             if name in key:
@@ -330,12 +334,6 @@ class FnoSide:
 
     async def delete(self, table_map: TableMap, key: Mapping[str, Any]) -> bool:
         return await self.client.delete(table_map.fno.entity_set, key)
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, str):
-        return odata_string(value)
-    return key_text(value)
 
 
 def _describe(ref: KeyRef) -> str:

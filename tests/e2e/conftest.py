@@ -129,23 +129,12 @@ def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., Running
         fno.process.stop()
 
 
-_running: list[Stack] = []
-
-
-@pytest.fixture(autouse=True)
-def _remember_stack(request: pytest.FixtureRequest) -> None:
-    if "stack" in request.fixturenames:
-        stack = request.getfixturevalue("stack")
-        if stack not in _running:
-            _running.append(stack)
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call" and report.failed and _running:
-        stack = _running[-1]
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, Stack):
         report.sections.append(("host log (tail)", stack.host.log()[-6000:]))
         for name, read in (("activity (newest first)", stack.activity), ("error log", stack.errors)):
             try:

@@ -11,8 +11,7 @@ import pytest
 
 from devstack.dataverse.registration import register_webhook
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
-
-from .conftest import Receiver
+from tests.fixtures.http_receiver import HttpReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +63,7 @@ def test_a_batch_counts_as_one_request(five_requests):
         assert client.get("WhoAmI").status_code == 429
 
 
-def test_concurrency_then_execution_time_limits(one_at_a_time, receiver: Receiver):
+def test_concurrency_then_execution_time_limits(one_at_a_time, receiver: HttpReceiver):
     receiver.answer("/slow", (200, 1.2))
     with one_at_a_time.client(oid=str(uuid.uuid4())) as admin:
         reg = register_webhook(admin, receiver.url("/slow"), entity="account", message="Create", mode=0, stage=20)

@@ -15,8 +15,7 @@ import pytest
 from devstack.dataverse.registration import RegistrationError, main, register_webhook
 from devstack.dataverse.seed import seed_id
 from tests.fixtures.dataverse import start_dataverse
-
-from .conftest import Receiver
+from tests.fixtures.http_receiver import HttpReceiver
 
 pytestmark = pytest.mark.integration
 OID = "d2069f4e-58c0-4db3-9a3c-ddada13285f2"
@@ -54,7 +53,7 @@ def new_account(api: httpx.Client, **values) -> dict:
     return r.json()
 
 
-def test_async_update_body_matches_the_reference_example(api, dataverse, receiver: Receiver):
+def test_async_update_body_matches_the_reference_example(api, dataverse, receiver: HttpReceiver):
     account = new_account(api)
     reg = register_webhook(api, receiver.url("/update"), entity="account", message="Update",
                            filtering="name,creditlimit", images=[
@@ -130,7 +129,7 @@ def test_async_update_body_matches_the_reference_example(api, dataverse, receive
     assert kv(parent["InputParameters"])["SuppressDuplicateDetection"] is False
 
 
-def test_async_delete_carries_an_entity_reference_target_and_the_pre_image(api, dataverse, receiver: Receiver):
+def test_async_delete_carries_an_entity_reference_target_and_the_pre_image(api, dataverse, receiver: HttpReceiver):
     account = new_account(api)
     reg = register_webhook(api, receiver.url("/delete"), entity="account", message="Delete", images=[
         {"entityalias": "PreImage", "imagetype": 0, "attributes": "accountnumber,msdyn_company"}])
@@ -151,7 +150,7 @@ def test_async_delete_carries_an_entity_reference_target_and_the_pre_image(api, 
     assert pre["msdyn_company"]["Id"] == seed_id("cdm_company", "usmf")
 
 
-def test_async_create_carries_the_new_id_and_the_primary_name_image(api, dataverse, receiver: Receiver):
+def test_async_create_carries_the_new_id_and_the_primary_name_image(api, dataverse, receiver: HttpReceiver):
     reg = register_webhook(api, receiver.url("/create"), entity="account", message="Create")
     try:
         account = new_account(api, customertypecode=3)
@@ -169,7 +168,7 @@ def test_async_create_carries_the_new_id_and_the_primary_name_image(api, dataver
     assert kv(image["Attributes"]) == {"name": "Webhook test", "accountid": account["accountid"]}
 
 
-def test_async_retry_only_once_and_only_on_502_503_504(api, dataverse, receiver: Receiver):
+def test_async_retry_only_once_and_only_on_502_503_504(api, dataverse, receiver: HttpReceiver):
     receiver.answer("/retry-503", (503, 0), (200, 0))
     receiver.answer("/no-retry-500", (500, 0))
     receiver.answer("/retry-502", (502, 0))
@@ -202,7 +201,7 @@ def test_async_retry_only_once_and_only_on_502_503_504(api, dataverse, receiver:
     assert len(documented.json()["value"]) == 1
 
 
-def test_sync_failure_fails_the_request_and_rolls_back(api, receiver: Receiver):
+def test_sync_failure_fails_the_request_and_rolls_back(api, receiver: HttpReceiver):
     receiver.answer("/sync-fail", (500, 0))
     group = seed_id("msdyn_customergroup", "usmf", "90")
     before = api.get(f"msdyn_customergroups({group})").json()
@@ -223,7 +222,7 @@ def test_sync_failure_fails_the_request_and_rolls_back(api, receiver: Receiver):
     assert len(sent) == 1 and sent[0].body["Mode"] == 0 and sent[0].body["IsInTransaction"] is True
 
 
-def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(receiver: Receiver):
+def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(receiver: HttpReceiver):
     receiver.answer("/sync-slow", (200, 3.0))
     sim = start_dataverse("--webhook-timeout", "1", seed=False)  # the real 60 s would make a slow test
     try:
@@ -239,7 +238,7 @@ def test_sync_timeout_fails_the_request_and_a_created_row_is_not_kept(receiver: 
     assert kept == []
 
 
-def test_sync_success_commits(api, receiver: Receiver):
+def test_sync_success_commits(api, receiver: HttpReceiver):
     post = register_webhook(api, receiver.url("/sync-ok"), entity="msdyn_vendorgroup", message="Create",
                             mode=0, stage=40)
     pre = register_webhook(api, receiver.url("/sync-pre"), entity="msdyn_vendorgroup", message="Create",
@@ -260,7 +259,7 @@ def test_sync_success_commits(api, receiver: Receiver):
     assert validation["ParentContext"] is None and validation["OutputParameters"] == []
 
 
-def test_payload_over_256_kb_is_trimmed_with_the_size_header(api, dataverse, receiver: Receiver):
+def test_payload_over_256_kb_is_trimmed_with_the_size_header(api, dataverse, receiver: HttpReceiver):
     reg = register_webhook(api, receiver.url("/trim"), entity="annotation", message="Create")
     try:
         small = api.post("annotations", json={"subject": "small", "notetext": "tiny"})
@@ -286,7 +285,7 @@ def test_payload_over_256_kb_is_trimmed_with_the_size_header(api, dataverse, rec
     assert body["PrimaryEntityId"] == big.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
 
 
-def test_http_header_and_query_string_auth(api, dataverse, receiver: Receiver):
+def test_http_header_and_query_string_auth(api, dataverse, receiver: HttpReceiver):
     settings = '<settings><setting name="x-dv-webhook-secret" value="s3cret"/></settings>'
     header = register_webhook(api, receiver.url("/auth-header"), entity="product", message="Update",
                               authtype=5, authvalue=settings)
@@ -308,7 +307,7 @@ def test_http_header_and_query_string_auth(api, dataverse, receiver: Receiver):
     assert Decimal(str(value)) == Decimal("12.5")
 
 
-def test_bypass_step_ids_skip_the_listed_step(api, dataverse, receiver: Receiver):
+def test_bypass_step_ids_skip_the_listed_step(api, dataverse, receiver: HttpReceiver):
     reg = register_webhook(api, receiver.url("/bypass"), entity="msdyn_vendor", message="Update")
     try:
         vendor = seed_id("msdyn_vendor", "usmf", "V-US-001")
@@ -329,7 +328,7 @@ def test_bypass_step_ids_skip_the_listed_step(api, dataverse, receiver: Receiver
     assert kv(kv(got[0].body["InputParameters"])["Target"]["Attributes"])["msdyn_telephone"] == "2"
 
 
-def test_registration_rules(api, receiver: Receiver):
+def test_registration_rules(api, receiver: HttpReceiver):
     with pytest.raises(RegistrationError):
         register_webhook(api, receiver.url("/never"), entity="account", message="Update", mode=1, stage=20)
     with pytest.raises(RegistrationError):
@@ -345,7 +344,7 @@ def test_registration_rules(api, receiver: Receiver):
             api.delete(f"serviceendpoints({endpoint['serviceendpointid']})")
 
 
-def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, dataverse, receiver: Receiver):
+def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, dataverse, receiver: HttpReceiver):
     reg = register_webhook(api, receiver.url("/disabled"), entity="msdyn_paymentterm", message="Update")
     auto = register_webhook(api, receiver.url("/autodelete"), entity="msdyn_paymentterm", message="Update")
     try:
@@ -365,7 +364,7 @@ def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, d
     assert jobs.json()["value"] == []
 
 
-def test_registration_command_registers_steps_with_default_images(api, dataverse, receiver: Receiver):
+def test_registration_command_registers_steps_with_default_images(api, dataverse, receiver: HttpReceiver):
     url = receiver.url("/cli")
     main(["--dataverse", dataverse.url, "--url", url, "--key", "k1", "--tables", "msdyn_customergroup",
           "--messages", "Update,Delete"])

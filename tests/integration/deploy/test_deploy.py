@@ -24,8 +24,7 @@ from core.ops.deploy import (
 from devstack.processes import free_port
 from tests.fixtures.dataverse import DataverseSim
 from tests.fixtures.fno import FnoSimulator, start_fno
-
-from .conftest import AppStandIn
+from tests.fixtures.http_receiver import HttpReceiver
 
 KEY = "first-ingest-key"
 MAPS = MapSet.load(["maps"])
@@ -72,8 +71,8 @@ def images_of(dataverse: DataverseSim, step_id: str) -> dict[str, dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def first(dataverse: DataverseSim, fno: FnoSimulator, app_stand_in: AppStandIn) -> DeployReport:
-    return run_deploy(dataverse, fno, app_stand_in.url, KEY)
+def first(dataverse: DataverseSim, fno: FnoSimulator, app_stand_in: HttpReceiver) -> DeployReport:
+    return run_deploy(dataverse, fno, app_stand_in.url(), KEY)
 
 
 def test_first_deploy_registers_the_endpoint_steps_and_images(first: DeployReport, dataverse: DataverseSim) -> None:
@@ -116,7 +115,7 @@ def test_first_deploy_registers_the_endpoint_steps_and_images(first: DeployRepor
 
 
 def test_first_deploy_activates_data_events_once(first: DeployReport, fno: FnoSimulator,
-                                                 app_stand_in: AppStandIn) -> None:
+                                                 app_stand_in: HttpReceiver) -> None:
     wanted = fno_plan(MAPS)
     assert "CustomersV3.Update" in wanted
     assert statuses(first, "fno_activation") == dict.fromkeys(wanted, "created")
@@ -124,7 +123,7 @@ def test_first_deploy_activates_data_events_once(first: DeployReport, fno: FnoSi
     ours = [(a["eventId"], a["legalEntity"], a["active"]) for a in activations if a["endpoint"] == FNO_ENDPOINT_NAME]
     assert sorted(ours) == sorted((event, "", True) for event in wanted)
     endpoint = next(e for e in httpx.get(f"{fno.admin_url}endpoints").json() if e["name"] == FNO_ENDPOINT_NAME)
-    assert endpoint["url"] == app_stand_in.url + "/api/fno/events"
+    assert endpoint["url"] == app_stand_in.url() + "/api/fno/events"
     # Each activation's test message reached the ingest route with the key header.
     tests = app_stand_in.at("/api/fno/events")
     assert len(tests) >= len(wanted)
@@ -132,10 +131,10 @@ def test_first_deploy_activates_data_events_once(first: DeployReport, fno: FnoSi
 
 
 def test_second_deploy_changes_nothing(first: DeployReport, dataverse: DataverseSim, fno: FnoSimulator,
-                                       app_stand_in: AppStandIn) -> None:
+                                       app_stand_in: HttpReceiver) -> None:
     steps_before = our_steps(dataverse)
     activations_before = httpx.get(f"{fno.admin_url}activations").json()
-    again = run_deploy(dataverse, fno, app_stand_in.url, KEY)
+    again = run_deploy(dataverse, fno, app_stand_in.url(), KEY)
     assert again.ok, again.to_json()
     assert {item.status for item in again.items} == {"unchanged"}, again.to_json()
     assert len(again.items) == len(first.items)
@@ -145,7 +144,7 @@ def test_second_deploy_changes_nothing(first: DeployReport, dataverse: Dataverse
 
 
 def test_a_tampered_step_is_repaired(first: DeployReport, dataverse: DataverseSim, fno: FnoSimulator,
-                                     app_stand_in: AppStandIn) -> None:
+                                     app_stand_in: HttpReceiver) -> None:
     step = our_steps(dataverse)["dw-oss: Update of account"]
     image = images_of(dataverse, step["sdkmessageprocessingstepid"])["PostImage"]
     with dataverse.client() as client:
@@ -153,7 +152,7 @@ def test_a_tampered_step_is_repaired(first: DeployReport, dataverse: DataverseSi
                      json={"filteringattributes": "name"}).raise_for_status()
         client.patch(f"sdkmessageprocessingstepimages({image['sdkmessageprocessingstepimageid']})",
                      json={"attributes": "name"}).raise_for_status()
-    report = run_deploy(dataverse, fno, app_stand_in.url, KEY)
+    report = run_deploy(dataverse, fno, app_stand_in.url(), KEY)
     assert statuses(report, "dataverse_step")["dw-oss: Update of account"] == "updated"
     assert statuses(report, "dataverse_image")["dw-oss: Update of account / PostImage"] == "updated"
     assert our_steps(dataverse)["dw-oss: Update of account"]["filteringattributes"] == ACCOUNT_ATTRIBUTES
@@ -161,8 +160,8 @@ def test_a_tampered_step_is_repaired(first: DeployReport, dataverse: DataverseSi
 
 
 def test_a_changed_key_updates_the_endpoints_and_changes_fire_with_it(
-        first: DeployReport, dataverse: DataverseSim, fno: FnoSimulator, app_stand_in: AppStandIn) -> None:
-    report = run_deploy(dataverse, fno, app_stand_in.url, "second-ingest-key")
+        first: DeployReport, dataverse: DataverseSim, fno: FnoSimulator, app_stand_in: HttpReceiver) -> None:
+    report = run_deploy(dataverse, fno, app_stand_in.url(), "second-ingest-key")
     assert statuses(report, "dataverse_endpoint") == {ENDPOINT_NAME: "updated"}
     assert "ingest key" in next(i.detail for i in report.items if i.kind == "dataverse_endpoint")
     assert statuses(report, "dataverse_step")["dw-oss: Update of account"] == "unchanged"
@@ -180,7 +179,7 @@ def test_a_changed_key_updates_the_endpoints_and_changes_fire_with_it(
     assert hooks[-1].query["code"] == ["second-ingest-key"]
     assert hooks[-1].headers["x-ms-dynamics-entity-name"] == "account"
     assert hooks[-1].headers["x-ms-dynamics-request-name"] == "Update"
-    body = json.loads(hooks[-1].body)
+    body = hooks[-1].body
     post_image = next(i["value"] for i in body["PostEntityImages"] if i["key"] == "PostImage")
     assert {a["key"] for a in post_image["Attributes"]} >= {"accountnumber", "name", "msdyn_company"}
 

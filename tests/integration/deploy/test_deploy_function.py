@@ -14,8 +14,7 @@ from core.ops.deploy import ENDPOINT_NAME, FNO_ENDPOINT_NAME, fno_plan
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.fno import FnoSimulator, start_fno
-
-from .conftest import AppStandIn
+from tests.fixtures.http_receiver import HttpReceiver
 
 KEY = "host-ingest-key"
 
@@ -32,9 +31,9 @@ def sims() -> Iterator[tuple[DataverseSim, FnoSimulator]]:
 
 @pytest.fixture(scope="module")
 def host(devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator],
-         app_stand_in: AppStandIn) -> RunningHost:
+         app_stand_in: HttpReceiver) -> RunningHost:
     dataverse, fno = sims
-    return devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url, INGEST_KEY=KEY,
+    return devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url(), INGEST_KEY=KEY,
                    DEPLOY_ON_START="true")
 
 
@@ -80,9 +79,10 @@ def test_admin_deploy_answers_the_report(host: RunningHost, sims: tuple[Datavers
 
 
 def test_switched_off_or_unconfigured_deployment_says_why(
-        devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator], app_stand_in: AppStandIn) -> None:
+        devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator],
+        app_stand_in: HttpReceiver) -> None:
     dataverse, fno = sims
-    host = devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url, INGEST_KEY="",
+    host = devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url(), INGEST_KEY="",
                    DEPLOY_ON_START="false")
     assert wait_until(lambda: "deploy: not run, DEPLOY_ON_START is false" in host.log()), host.log()[-3000:]
     answer = httpx.post(f"{host.url}/api/admin/deploy", headers={"x-functions-key": host.master_key})
