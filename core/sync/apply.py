@@ -68,7 +68,9 @@ class Applier:
         self.fno = fno
         self.engine_user = engine_user.lower()
 
-    async def apply(self, event: ChangeEvent) -> Result:
+    async def apply(self, event: ChangeEvent, *, last_attempt: bool = False) -> Result:
+        """Apply one change. `last_attempt` (the worker's final delivery) lets a write bring back a
+        linked target row that was deleted and whose delete never arrived (TargetGone before that)."""
         if event.map is None or event.map not in self.maps:
             raise BadChange(f"the change names no known map ({event.map!r})")
         table_map = self.maps[event.map]
@@ -76,13 +78,13 @@ class Applier:
             try:
                 if event.operation == "delete":
                     return await self._delete(table_map, event)
-                return await self._upsert(table_map, event)
+                return await self._upsert(table_map, event, recreate=last_attempt)
             except LinkConflict:
                 continue  # the other side's change of this record won the link row: decide again
         raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event, self.maps)} kept changing")
 
     # -- create / update / refetch ------------------------------------------------------------------
-    async def _upsert(self, table_map: TableMap, event: ChangeEvent) -> Result:
+    async def _upsert(self, table_map: TableMap, event: ChangeEvent, *, recreate: bool) -> Result:
         source: Side = event.source
         target = other(source)
         direction = "to_dataverse" if source == "fno" else "to_fno"
@@ -126,7 +128,7 @@ class Applier:
         if linked and link is not None:
             await self._check_conflict(table_map, event, link, changes)
         side = self.dataverse if target == "dataverse" else self.fno
-        written = await side.write(table_map, link if linked else None, projected, changes)
+        written = await side.write(table_map, link if linked else None, projected, changes, recreate=recreate)
         link = link or Link(map=table_map.name, key=key)
         link.state = "linked"
         link.values[target] = {**known, **canon_all(projected)}
@@ -141,7 +143,10 @@ class Applier:
         self._note_version(link, event)
         link.updated_at = datetime.now(UTC)
         await self.links.save(link)
-        what = "created" if written.created else f"updated {', '.join(sorted(changes))}"
+        if written.created and linked:
+            what = f"created again: the linked {_side_name(target)} record had been deleted and no delete arrived"
+        else:
+            what = "created" if written.created else f"updated {', '.join(sorted(changes))}"
         return Result("applied", what, key_text, written.record_id or _fno_id(written.fno_key))
 
     async def _source_record(self, table_map: TableMap,

@@ -47,6 +47,19 @@ class ConflictSkipped(SyncError):
     category = "conflict"
 
 
+class TargetGone(SyncError):
+    """The linked row was deleted on the target while this change was on its way. Its delete event
+    is usually right behind and takes the record away on this side too, so the change waits for it
+    (retried) instead of bringing the row back; only the last attempt writes it again."""
+
+    category = "conflict"
+    transient = True
+
+    def __init__(self, map_name: str, side_name: str, record: str) -> None:
+        super().__init__(f"map {map_name!r}: the linked {side_name} record {record} no longer exists (deleted "
+                         "there); waiting for its delete to sync before writing the record again")
+
+
 class LinkContention(SyncError):
     """The link row kept changing under us (both sides' changes of one record at once)."""
 

@@ -24,7 +24,7 @@ from core.maps.filters import filter_fields
 from core.maps.keys import company_code
 from core.maps.model import Side
 from core.store.links import Link
-from core.sync.errors import LookupPending
+from core.sync.errors import LookupPending, TargetGone
 
 
 class LinkLookup(Protocol):
@@ -213,7 +213,10 @@ class DataverseSide:
         return out
 
     async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
-                    changes: Mapping[str, Any]) -> Written:
+                    changes: Mapping[str, Any], *, recreate: bool = False) -> Written:
+        """Update the linked row (never creating it), else upsert by alternate key. A linked row that
+        is gone raises TargetGone unless `recreate`: its delete may be in flight, and an upsert would
+        bring back a row a user just deleted."""
         entity_set = table_map.dataverse.entity_set
         if link is not None and link.dataverse_id and link.state == "linked":
             body = await self.body(table_map, changes)
@@ -221,7 +224,8 @@ class DataverseSide:
                 await self.client.update(entity_set, link.dataverse_id, body)
                 return Written(link.dataverse_id, None, created=False)
             except NotFound:
-                pass  # deleted behind our back: write it again by key below
+                if not recreate:
+                    raise TargetGone(table_map.name, "Dataverse", link.dataverse_id) from None
         body = await self.body(table_map, projected)
         result = await self.client.upsert(entity_set, await self.alternate_key(table_map, projected), body,
                                           select=[table_map.dataverse.primary_id])
@@ -315,7 +319,9 @@ class FnoSide:
         return body
 
     async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
-                    changes: Mapping[str, Any]) -> Written:
+                    changes: Mapping[str, Any], *, recreate: bool = False) -> Written:
+        """Update the linked record, else upsert by its full key; a linked record that is gone raises
+        TargetGone unless `recreate` (as on the Dataverse side)."""
         key = self.key(table_map, {**(link.fno_key if link and link.fno_key else {}), **projected})
         entity_set = table_map.fno.entity_set
         if link is not None and link.fno_key and link.state == "linked":
@@ -327,7 +333,8 @@ class FnoSide:
                 await self.client.update(entity_set, key, body)
                 return Written(None, key, created=False)
             except NotFound:
-                pass
+                if not recreate:
+                    raise TargetGone(table_map.name, "F&O", ",".join(f"{k}={v}" for k, v in key.items())) from None
         await self.check_parents(table_map, projected)
         created = await self.client.upsert(entity_set, key, self._body(table_map, projected, key))
         return Written(None, key, created=created)

@@ -82,7 +82,7 @@ class Worker:
         if wait:
             await self.sleep(wait)
         try:
-            result = await self.applier.apply(event)
+            result = await self.applier.apply(event, last_attempt=delivery.delivery_count >= self.max_attempts)
         except Exception as error:
             if is_transient(error) and delivery.delivery_count < self.max_attempts:
                 log.info("change %s: attempt %d failed (%s), retrying", delivery.message_id,

@@ -9,9 +9,11 @@ webhooks), Dataverse with service protection turned low so that throttling is pa
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -135,7 +137,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     stack = getattr(item, "funcargs", {}).get("stack")
     if report.when == "call" and report.failed and isinstance(stack, Stack):
-        report.sections.append(("host log (tail)", stack.host.log()[-6000:]))
+        log_text = stack.host.log()
+        report.sections.append(("host log (tail)", log_text[-6000:]))
+        keep = os.environ.get("E2E_LOG_DIR")
+        if keep:  # the whole host log, for a failure that the tail does not explain
+            folder = Path(keep) / f"{item.name}-{int(time.time())}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "host.log").write_text(log_text)
+            for name, process in (("dataverse", stack.dataverse.process), ("fno", stack.fno.process)):
+                (folder / f"{name}.log").write_text(process.log_path.read_text(errors="replace"))
+            report.sections.append(("logs (whole)", str(folder)))
         for name, read in (("activity (newest first)", stack.activity), ("error log", stack.errors)):
             try:
                 rows = read()[:25]

@@ -11,7 +11,15 @@ import pytest
 
 from core.events.model import lookup_ref
 from core.store.links import Link
-from core.sync.errors import BadChange, ConflictSkipped, LinkContention, LookupPending, category_of, is_transient
+from core.sync.errors import (
+    BadChange,
+    ConflictSkipped,
+    LinkContention,
+    LookupPending,
+    TargetGone,
+    category_of,
+    is_transient,
+)
 from tests.unit.sync.world import ENGINE_USER, T0, World, customer, earlier, vendor
 
 USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
@@ -429,12 +437,29 @@ async def test_echo_of_our_write_does_not_count_as_a_later_change_for_latest_win
     assert world.account_row()["address1_city"] == "Spokane"
 
 
-async def test_account_deleted_behind_the_link_is_written_again_by_key(world: World) -> None:
+async def test_account_deleted_behind_the_link_waits_for_its_delete_instead_of_coming_back(world: World) -> None:
     old_id = await world.linked_customer()
     world.dv.tables["accounts"].pop(old_id)  # deleted in Dataverse; its delete event has not come yet
     world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"
-    result = await world.applier.apply(world.fno_event("customers", USMF_001))
-    assert result.outcome == "applied", result
+    change = world.fno_event("customers", USMF_001)
+    with pytest.raises(TargetGone, match="no longer exists") as caught:
+        await world.applier.apply(change)
+    assert is_transient(caught.value) and category_of(caught.value) == "conflict"
+    assert [c.method for c in world.dv.writes()] == ["update"] and world.account() is None  # nothing revived
+    # The delete arrives and takes the customer away in F&O; the retried change then finds nothing to do.
+    deleted = await world.applier.apply(world.dv_event("customers", old_id, "delete"))
+    assert deleted.outcome == "applied", deleted
+    retried = await world.applier.apply(change)
+    assert retried.outcome == "skipped" and "no longer exists" in retried.reason, retried
+    assert world.account() is None
+
+
+async def test_account_deleted_behind_the_link_is_written_again_on_the_last_attempt(world: World) -> None:
+    old_id = await world.linked_customer()
+    world.dv.tables["accounts"].pop(old_id)  # its delete never arrives (the step was off, say)
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"
+    result = await world.applier.apply(world.fno_event("customers", USMF_001), last_attempt=True)
+    assert result.outcome == "applied" and result.reason.startswith("created again"), result
     assert [c.method for c in world.dv.writes()] == ["update", "upsert"]
     account = world.account()
     assert account is not None and account["name"] == "Contoso Again" and account["accountid"] != old_id
@@ -442,11 +467,15 @@ async def test_account_deleted_behind_the_link_is_written_again_by_key(world: Wo
     assert link is not None and link.dataverse_id == account["accountid"]
 
 
-async def test_customer_deleted_behind_the_link_is_created_again_in_fno(world: World) -> None:
+async def test_customer_deleted_behind_the_link_waits_then_is_created_again_in_fno(world: World) -> None:
     row_id = await world.linked_customer()
     world.fo.tables["CustomersV3"].clear()
     world.dv.tables["accounts"][row_id]["name"] = "Contoso Revived"
-    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(hours=1)))
+    change = world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(hours=1))
+    with pytest.raises(TargetGone, match="F&O"):
+        await world.applier.apply(change)
+    assert world.fo.row("CustomersV3", **USMF_001) is None
+    result = await world.applier.apply(change, last_attempt=True)
     assert result.outcome == "applied", result
     revived = world.fo.row("CustomersV3", **USMF_001)
     assert revived is not None and revived["OrganizationName"] == "Contoso Revived"

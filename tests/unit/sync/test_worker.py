@@ -92,6 +92,22 @@ async def test_lookup_pending_is_retried_then_logged_on_the_last_attempt(world: 
     assert harness.waits == [0.5, 1.0]
 
 
+async def test_a_deleted_target_waits_for_its_delete_and_is_written_again_on_the_last_attempt(
+        world: World, harness: Harness) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"].pop(row_id)  # deleted in Dataverse, and that delete never syncs
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"
+    body = world.fno_event("customers", USMF_001).to_json()
+    for attempt in (1, 2):
+        with pytest.raises(RetryLater):
+            await harness.worker.handle(delivery(body, attempt))
+        assert world.account() is None
+    assert await harness.worker.handle(delivery(body, attempt=3)) == "applied"
+    assert [(e.outcome, e.reason.split(":")[0]) for e in harness.activity.entries] == [
+        ("retrying", "conflict"), ("retrying", "conflict"), ("applied", "created again")]
+    assert world.account_row()["name"] == "Contoso Again" and harness.errors.entries == []
+
+
 async def test_permanent_error_goes_to_the_error_log_at_once(world: World, harness: Harness) -> None:
     world.fo.add("CustomersV3", customer())
     answer = '{"error":{"code":"0x80044331","message":"A validation error occurred: name is too long"}}'
