@@ -17,8 +17,9 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
+from core.events.errors import PayloadError
 from core.ops.activity import activity
-from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, from_dead_letter, list_errors, resubmit
+from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, get_error, list_errors, resubmit
 from core.store.activity import OUTCOMES
 from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
 from functions.http import json_response, problem, settings_or_problem
@@ -120,12 +121,10 @@ async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        entry = await rt.errors.get(id)
-        if entry is None:
-            letter = await rt.dead_letters.find(id)
-            if letter is None:
-                return problem(404, "Not found", f"no error with id {id!r}")
-            entry = from_dead_letter(letter)
+        try:
+            entry = await get_error(id, rt.errors, rt.dead_letters)
+        except ErrorNotFound as exc:
+            return problem(404, "Not found", str(exc))
         return json_response(_error_json(entry, full=True))
 
     return await _answer(work)
@@ -137,14 +136,18 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
 
     async def work(rt: Runtime) -> func.HttpResponse:
         try:
-            new_id = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue)
+            sent = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps)
         except ErrorNotFound as exc:
             return problem(404, "Not found", str(exc))
         except ErrorNotOpen as exc:
             return problem(409, "Not open", str(exc), status_now=exc.status)
+        except PayloadError as exc:  # a refused F&O event still refused: fix the map or the payload first
+            return problem(400, "Invalid payload", f"error {id!r} still cannot be ingested: {exc}",
+                           field=exc.field)
         except ValueError as exc:
             return problem(422, "Cannot resubmit", str(exc))
-        return json_response({"id": id, "status": "resubmitted", "message_id": new_id}, status=202)
+        return json_response({"id": id, "status": "resubmitted", "message_id": sent.message_id,
+                              "accepted": sent.accepted}, status=202)
 
     return await _answer(work)
 

@@ -18,6 +18,7 @@ from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
 from core.maps import MapDefinitionError, MapSet
+from core.ops.errors import record_refused_fno_event
 from core.settings import SettingsError
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
@@ -48,16 +49,20 @@ async def fno_events(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name="%FNO_EVENTS_QUEUE%", connection="SERVICEBUS_CONNECTION")
 async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
-    """F&O events delivered straight to Service Bus. A payload that cannot be parsed raises, so the
-    broker redelivers it and then dead-letters it: never dropped in silence."""
+    """F&O events delivered straight to Service Bus. A payload that cannot be parsed goes to the error log
+    at once (redelivering bad data cannot help) and the message completes; anything else raises, so the
+    broker redelivers it and then dead-letters it, where the error log shows it too."""
     rt = await get_runtime()
+    body = msg.get_body()
     try:
-        parsed = parse_fno(msg.get_body(), rt.maps)
+        parsed = parse_fno(body, rt.maps)
+        result = await ingest(parsed.events, rt.maps, rt.queue)
     except PayloadError as error:
-        log.error("fno-events message %s is not a valid F&O event (%s); it will be dead-lettered after its "
-                  "last delivery", msg.message_id, error)
-        raise
-    result = await ingest(parsed.events, rt.maps, rt.queue)
+        entry = await record_refused_fno_event(rt.errors, message_id=str(msg.message_id), body=body, error=error,
+                                               attempts=msg.delivery_count or 1)
+        log.warning("fno-events message %s is not a valid F&O event (%s); recorded in the error log as %s",
+                    msg.message_id, error, entry.id)
+        return
     await _record_skipped(rt, "fno", result.skipped)
     log.info("fno-events message %s: %d change(s) queued, %d skipped%s", msg.message_id, result.accepted,
              len(result.skipped), " (activation test message)" if parsed.test_message else "")

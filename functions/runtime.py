@@ -21,8 +21,8 @@ from core.store.queues import ChangeQueue
 if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
     from core.connectors.fno import FnoClient
+    from core.ops.errors import DeadLetterSource
     from core.store.activity import ActivityLog
-    from core.store.deadletters import DeadLetters
     from core.store.errors import ErrorLog
     from core.store.links import LinkStore
     from core.store.tables import Tables
@@ -67,10 +67,14 @@ class Runtime:
         return ErrorLog(self.tables)
 
     @cached_property
-    def dead_letters(self) -> DeadLetters:
+    def dead_letters(self) -> tuple[DeadLetterSource, ...]:
+        """The dead-letters the error log shows: the changes queue's and the fno-events queue's."""
+        from core.ops.errors import DeadLetterSource
         from core.store.deadletters import DeadLetters
 
-        return DeadLetters(self.settings.servicebus_connection.get_secret_value(), self.settings.changes_queue)
+        connection = self.settings.servicebus_connection.get_secret_value()
+        return (DeadLetterSource(DeadLetters(connection, self.settings.changes_queue), carries="changes"),
+                DeadLetterSource(DeadLetters(connection, self.settings.fno_events_queue), carries="fno_events"))
 
     def tokens(self, environment_url: str) -> TokenSource:
         """One token source per environment, shared by every client of it (one msal cache, one token)."""

@@ -8,8 +8,10 @@ The host serves the ingest blueprint alone (`ingest_app.py`); one host for the m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from azure.servicebus.exceptions import OperationTimeoutError
 
 from core.events.model import ChangeEvent
 from core.store.activity import ActivityLog
+from core.store.errors import ErrorLog
 from core.store.tables import Tables
 from devstack.processes import free_port
 from tests.fixtures.devhost import RunningHost
@@ -175,17 +178,30 @@ def test_fno_event_from_the_fno_events_queue_reaches_the_changes_queue(stack: St
     assert event.operation == "delete" and event.keys == {"CustomerAccount": "US-900", "dataAreaId": "usmf"}
 
 
-def test_unparseable_fno_events_message_is_dead_lettered_not_dropped(stack: Stack) -> None:
+async def test_unparseable_fno_events_message_is_recorded_in_the_error_log_not_retried(
+    stack: Stack, azurite: str
+) -> None:
+    message_id = f"bad-{uuid.uuid4().hex}"
     with stack.bus.get_queue_sender(stack.fno_events) as sender:
-        sender.send_messages(ServiceBusMessage(b'{"MessageName": "Merge"}', message_id="bad-1"))
-    dead: list[Any] = []
-    deadline = time.monotonic() + 60  # MaxDeliveryCount 3 with a 2 s lock on the test queue
+        sender.send_messages(ServiceBusMessage(b'{"MessageName": "Merge"}', message_id=message_id))
+    tables = Tables(azurite)
+    try:
+        errors, entry = ErrorLog(tables), None
+        deadline = time.monotonic() + 60
+        while entry is None and time.monotonic() < deadline:
+            entry = await errors.get(f"fno-events:{message_id}")
+            await asyncio.sleep(0.2)
+    finally:
+        await tables.close()
+    assert entry is not None, "the refused event was not recorded"
+    assert (entry.category, entry.source, entry.operation, entry.map, entry.attempts) == (
+        "application", "fno", "ingest", "unknown", 1)
+    assert entry.text.startswith("MessageName:") and entry.change == '{"MessageName": "Merge"}'
+    # Completed on its first delivery: nothing left to retry, nothing dead-lettered.
+    with stack.bus.get_queue_receiver(stack.fno_events) as receiver:
+        assert receiver.peek_messages(max_message_count=5) == []
     with stack.bus.get_queue_receiver(stack.fno_events, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
-        while not dead and time.monotonic() < deadline:
-            dead = receiver.receive_messages(max_message_count=1, max_wait_time=2)
-        for message in dead:
-            receiver.complete_message(message)
-    assert [m.message_id for m in dead] == ["bad-1"]
+        assert receiver.peek_messages(max_message_count=5) == []
     stack.assert_empty()
 
 
