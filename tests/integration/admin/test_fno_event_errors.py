@@ -174,9 +174,8 @@ async def test_refused_fno_event_that_parses_now_resubmits_into_the_changes_queu
     assert (await ingest_admin.post(path(id, "resubmit"))).status_code == 409
 
 
-async def test_fno_events_dead_letter_is_listed_and_can_be_discarded(admin: httpx.AsyncClient, queues: Queues) -> None:
-    message_id = f"dl-{uuid.uuid4().hex}"
-    body = business_event(str(uuid.uuid4()))
+async def dead_letter(queues: Queues, body: bytes, message_id: str) -> None:
+    """An fno-events message the broker gave up on (as after every delivery failed to reach the changes queue)."""
     async with ServiceBusClient.from_connection_string(queues.connection) as client:
         async with client.get_queue_sender(queues.idle_fno_events) as sender:
             await sender.send_messages(ServiceBusMessage(body, message_id=message_id))
@@ -184,9 +183,20 @@ async def test_fno_events_dead_letter_is_listed_and_can_be_discarded(admin: http
             (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
             await receiver.dead_letter_message(message, reason="MaxDeliveryCountExceeded",
                                                error_description="the changes queue was unreachable")
-    id = f"fno-events:{message_id}"
 
-    row = (await listed(admin, map="unknown", category="system"))[id]
+
+async def test_fno_events_dead_letters_are_listed_and_can_be_discarded_or_resubmitted(
+    admin: httpx.AsyncClient, queues: Queues
+) -> None:
+    discard_id, resubmit_event = f"dl-{uuid.uuid4().hex}", str(uuid.uuid4()).upper()
+    body = business_event(str(uuid.uuid4()))
+    await dead_letter(queues, body, discard_id)
+    await dead_letter(queues, business_event(resubmit_event), resubmit_event)
+    id, other = f"fno-events:{discard_id}", f"fno-events:{resubmit_event}"
+
+    rows = await listed(admin, map="unknown", category="system")
+    assert {id, other} <= set(rows)
+    row = rows[id]
     assert (row["category"], row["source"], row["operation"], row["map"]) == ("system", "fno", "ingest", "unknown")
     assert row["text"] == "MaxDeliveryCountExceeded: the changes queue was unreachable"
     assert (await admin.get(path(id))).json()["change"] == body.decode()
@@ -196,5 +206,17 @@ async def test_fno_events_dead_letter_is_listed_and_can_be_discarded(admin: http
     assert discarded.status_code == 200, discarded.text
     assert (await admin.get(path(id))).json()["status"] == "discarded"
     assert id not in await listed(admin, map="unknown")
-    assert await peek(queues.connection, queues.idle_fno_events, ServiceBusSubQueue.DEAD_LETTER) == []
     assert (await admin.post(path(id, "discard"))).status_code == 409
+
+    resubmitted = await admin.post(path(other, "resubmit"))
+    assert resubmitted.status_code == 202, resubmitted.text
+    assert resubmitted.json()["accepted"] == 1
+    async with ServiceBusClient.from_connection_string(queues.connection) as client, \
+            client.get_queue_receiver(queues.changes, session_id="customers|fno|USMF|US-900",
+                                      max_wait_time=10) as receiver:
+        (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
+        await receiver.complete_message(message)
+    assert message.message_id == f"fno:{resubmit_event}|customers"
+    assert (await admin.get(path(other))).json()["status"] == "resubmitted"
+    # Both dead-letters left the broker.
+    assert await peek(queues.connection, queues.idle_fno_events, ServiceBusSubQueue.DEAD_LETTER) == []
