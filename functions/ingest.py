@@ -58,7 +58,9 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
         parsed = parse_fno(body, rt.maps)
         result = await ingest(parsed.events, rt.maps, rt.queue)
     except PayloadError as error:
-        entry = await record_refused_fno_event(rt.errors, message_id=str(msg.message_id), body=body, error=error,
+        # A sender may leave the message id out; the sequence number is as stable across redeliveries.
+        message_id = msg.message_id or f"seq-{msg.sequence_number}"
+        entry = await record_refused_fno_event(rt.errors, message_id=message_id, body=body, error=error,
                                                attempts=msg.delivery_count or 1)
         log.warning("fno-events message %s is not a valid F&O event (%s); recorded in the error log as %s",
                     msg.message_id, error, entry.id)
