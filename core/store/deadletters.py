@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusSubQueue
-from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.aio import ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusError
+
+from core.store.bus import service_bus_client
 
 _PAGE = 100
 _WAIT_S = 1.0
@@ -65,7 +67,7 @@ class DeadLetters:
 
     def __init__(self, connection_string: str, queue: str) -> None:
         self.queue = queue
-        self._client = ServiceBusClient.from_connection_string(connection_string)
+        self._client = service_bus_client(connection_string)
         self._receiver: ServiceBusReceiver | None = None
         self._lock = asyncio.Lock()
 

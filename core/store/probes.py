@@ -7,7 +7,8 @@ and a cached client could hide a dead endpoint behind an old connection.
 from __future__ import annotations
 
 from azure.data.tables.aio import TableServiceClient
-from azure.servicebus.aio import ServiceBusClient
+
+from core.store.bus import service_bus_client
 
 
 async def probe_table_storage(connection_string: str) -> None:
@@ -19,6 +20,6 @@ async def probe_table_storage(connection_string: str) -> None:
 
 async def probe_servicebus(connection_string: str, queue_name: str) -> None:
     """Raise unless a sender link to `queue_name` opens (connection, CBS token and entity all work)."""
-    client = ServiceBusClient.from_connection_string(connection_string, retry_total=0)
+    client = service_bus_client(connection_string, retry_total=0)
     async with client, client.get_queue_sender(queue_name):
         pass

@@ -12,10 +12,11 @@ import contextlib
 from dataclasses import dataclass, field
 
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+from azure.servicebus.aio import ServiceBusSender
 from azure.servicebus.exceptions import ServiceBusError
 
 from core.events.model import ChangeEvent
+from core.store.bus import service_bus_client
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class ChangeQueue:
     def __init__(self, connection_string: str, queue_name: str) -> None:
         self.queue_name = queue_name
         self._connection_string = connection_string
-        self._client = ServiceBusClient.from_connection_string(connection_string)
+        self._client = service_bus_client(connection_string)
         self._sender: ServiceBusSender | None = None
         self._lock = asyncio.Lock()
 
@@ -58,7 +59,7 @@ class ChangeQueue:
             with contextlib.suppress(Exception):
                 await sender.close()
         if client:  # a dropped connection can leave the client unable to reconnect: start afresh
-            old, self._client = self._client, ServiceBusClient.from_connection_string(self._connection_string)
+            old, self._client = self._client, service_bus_client(self._connection_string)
             with contextlib.suppress(Exception):
                 await old.close()
 
