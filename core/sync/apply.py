@@ -23,7 +23,7 @@ from core.maps.model import Side
 from core.store.links import Link, LinkConflict
 from core.sync.compare import canon, canon_all, changed, side_values, values_hash
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
-from core.sync.sides import DataverseSide, FnoSide, filter_columns
+from core.sync.sides import DataverseSide, FnoSide, filter_columns, fno_id
 
 ResultOutcome = Literal["applied", "skipped"]
 
@@ -147,7 +147,8 @@ class Applier:
             what = f"created again: the linked {_side_name(target)} record had been deleted and no delete arrived"
         else:
             what = "created" if written.created else f"updated {', '.join(sorted(changes))}"
-        return Result("applied", what, key_text, written.record_id or _fno_id(written.fno_key))
+        target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
+        return Result("applied", what, key_text, target_id)
 
     async def _source_record(self, table_map: TableMap,
                              event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
@@ -310,7 +311,3 @@ def _stale(event: ChangeEvent, link: Link | None) -> bool:
 
 def _side_name(side: Side) -> str:
     return "F&O" if side == "fno" else "Dataverse"
-
-
-def _fno_id(key: Mapping[str, Any] | None) -> str | None:
-    return ",".join(f"{k}={v}" for k, v in key.items()) if key else None

@@ -334,13 +334,18 @@ class FnoSide:
                 return Written(None, key, created=False)
             except NotFound:
                 if not recreate:
-                    raise TargetGone(table_map.name, "F&O", ",".join(f"{k}={v}" for k, v in key.items())) from None
+                    raise TargetGone(table_map.name, "F&O", fno_id(key)) from None
         await self.check_parents(table_map, projected)
         created = await self.client.upsert(entity_set, key, self._body(table_map, projected, key))
         return Written(None, key, created=created)
 
     async def delete(self, table_map: TableMap, key: Mapping[str, Any]) -> bool:
         return await self.client.delete(table_map.fno.entity_set, key)
+
+
+def fno_id(key: Mapping[str, Any]) -> str:
+    """An F&O record's key as the activity and error logs show it: `dataAreaId=usmf,CustomerAccount=US-001`."""
+    return ",".join(f"{name}={value}" for name, value in key.items())
 
 
 def _describe(ref: KeyRef) -> str:
