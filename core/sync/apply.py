@@ -125,6 +125,10 @@ class Applier:
             # in columns this side does not send (one-way mappings); those are only remembered.
             await self._remember(link, event, source_values, echo=True)
             return Result("skipped", "echo: the engine's own write came back", key_text)
+        if linked and link is not None and self._ours(event):
+            # The engine's own write, but not its latest: a webhook overtaken by later writes of this
+            # record. Sending it back would undo them on the other side.
+            return Result("skipped", "stale: an earlier write of the engine's own, since overtaken", key_text)
         if linked and link is not None:
             await self._check_conflict(table_map, event, link, changes)
         side = self.dataverse if target == "dataverse" else self.fno

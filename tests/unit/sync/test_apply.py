@@ -63,6 +63,29 @@ async def test_dataverse_echo_of_our_write_is_skipped_and_writes_nothing(world: 
     assert world.fo.writes() == []
 
 
+async def test_late_echo_of_an_earlier_engine_write_is_not_sent_back(world: World) -> None:
+    row_id = await world.linked_customer()
+    record = world.fo.record("CustomersV3", **USMF_001)
+    images = []
+    for name in ("Contoso One", "Contoso Two"):  # two F&O renames, each written to Dataverse
+        record["OrganizationName"] = name
+        assert (await world.applier.apply(world.fno_event("customers", USMF_001))).outcome == "applied"
+        row = world.dv.tables["accounts"][row_id]  # what the webhook of that write carries (a full image)
+        images.append({k: v for k, v in row.items() if not k.startswith("_")} | {
+            "msdyn_company": world.company_ref(),
+            "msdyn_customergroupid": lookup_ref("msdyn_customergroup", world.group_id),
+            "transactioncurrencyid": lookup_ref("transactioncurrency", world.currency_id),
+            "msdyn_paymentterm": lookup_ref("msdyn_paymentterm", world.terms_id), "primarycontactid": None,
+            "description": row.get("description")})
+    # The webhook of the first write arrives after the second write (async webhooks are not ordered).
+    late = world.dv_event("customers", row_id, values=images[0], initiated_by=ENGINE_USER)
+    result = await world.applier.apply(late)
+    assert result.outcome == "skipped" and result.reason.startswith("stale"), result
+    assert world.fo.writes() == [] and record["OrganizationName"] == "Contoso Two"
+    current = world.dv_event("customers", row_id, values=images[1], initiated_by=ENGINE_USER)
+    assert (await world.applier.apply(current)).reason.startswith("echo")
+
+
 async def test_dataverse_save_that_changes_no_mapped_value_writes_nothing(world: World) -> None:
     row_id = await world.linked_customer()
     # Another user saved the account with the values it already had (no engine user to recognise).
