@@ -120,15 +120,15 @@ class Applier:
             reason = ("echo: no mapped column changed since the engine last synced this record" if echo
                       else f"no-op: {_side_name(target)} already holds these values")
             return Result("skipped", reason, key_text)
-        if linked and link is not None and self._ours(event) and _agrees(source_values, link.values.get(source, {})):
+        if linked and link is not None and self._ours(event):
+            if not _agrees(source_values, link.values.get(source, {})):
+                # The engine's own write, but not its latest: a webhook overtaken by later writes of this
+                # record. Sending it back would undo them on the other side.
+                return Result("skipped", "stale: an earlier write of the engine's own, since overtaken", key_text)
             # Written by the engine and holding what it wrote: an echo, even where the other side differs
             # in columns this side does not send (one-way mappings); those are only remembered.
             await self._remember(link, event, source_values, echo=True)
             return Result("skipped", "echo: the engine's own write came back", key_text)
-        if linked and link is not None and self._ours(event):
-            # The engine's own write, but not its latest: a webhook overtaken by later writes of this
-            # record. Sending it back would undo them on the other side.
-            return Result("skipped", "stale: an earlier write of the engine's own, since overtaken", key_text)
         if linked and link is not None:
             await self._check_conflict(table_map, event, link, changes)
         side = self.dataverse if target == "dataverse" else self.fno
