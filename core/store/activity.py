@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from azure.data.tables import UpdateMode
 
 from core.store.tables import Tables
-
-Outcome = Literal["applied", "skipped", "parked", "failed", "retrying"]
-OUTCOMES: tuple[str, ...] = ("applied", "skipped", "parked", "failed", "retrying")
+from core.sync.domain import OUTCOMES, ActivityEntry
+from core.sync.domain import Outcome as Outcome  # re-exported: the old import path
 
 MAX_WINDOW = timedelta(days=31)
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -29,22 +27,6 @@ _BATCH_BYTES = 3 * 1024 * 1024
 _MAX_DETAIL = 30_000  # characters: keeps one entry well under the 64 KiB property limit
 _EPOCH_TICKS = 621_355_968_000_000_000
 _MAX_TICKS = 10**19 - 1
-
-
-@dataclass
-class ActivityEntry:
-    map: str
-    key: str
-    source: str
-    operation: str
-    outcome: Outcome
-    reason: str
-    event_id: str = ""
-    message_id: str = ""
-    target_id: str | None = None
-    detail: str | None = None
-    latency_ms: float | None = None  # source change time -> target write time
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _hour(at: datetime) -> str:

@@ -11,20 +11,16 @@ meant to stay small (resubmit or discard), so the scan reads the open errors, no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from core.maps.keys import encode_key
 from core.store.tables import Tables
-
-Category = Literal["application", "system", "conflict", "lookup_pending", "throttled"]
-ErrorStatus = Literal["open", "resubmitted", "discarded"]
-CATEGORIES: tuple[str, ...] = ("application", "system", "conflict", "lookup_pending", "throttled")
-STATUSES: tuple[str, ...] = ("open", "resubmitted", "discarded")
+from core.sync.domain import CATEGORIES, STATUSES, ErrorEntry, ErrorStatus
+from core.sync.domain import Category as Category  # re-exported: the old import path
 
 _ENTRY_ROW = "entry"
 _CHUNK = 16_000  # characters per property
@@ -38,25 +34,6 @@ _ROW_TEXT_CHUNKS = 28
 
 class ErrorNotFound(LookupError):
     """No error-log row (and no dead-letter) has this message id."""
-
-
-@dataclass
-class ErrorEntry:
-    id: str
-    map: str
-    key: str
-    source: str
-    operation: str
-    category: Category
-    text: str
-    attempts: int
-    change: str
-    session_id: str
-    first_at: datetime
-    last_at: datetime
-    status: ErrorStatus = "open"
-    target_status: int | None = None
-    target_code: str | None = None
 
 
 def _chunks(text: str) -> list[str]:

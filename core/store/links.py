@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -26,33 +26,11 @@ from azure.data.tables import UpdateMode
 from core.events.model import wire_value
 from core.maps.keys import decode_key, encode_key
 from core.store.tables import Tables
-
-LinkState = Literal["linked", "deleted"]
+from core.sync.domain import Link, LinkConflict, LinkTooLarge
+from core.sync.domain import LinkState as LinkState  # re-exported: the old import path
 
 # Table Storage: a string property holds at most 64 KiB of UTF-16.
 MAX_PROPERTY_BYTES = 64 * 1024
-
-
-class LinkConflict(Exception):
-    """The link changed (or appeared, or vanished) since it was read: re-read and decide again."""
-
-
-class LinkTooLarge(ValueError):
-    """A link's values do not fit a Table Storage property."""
-
-
-@dataclass
-class Link:
-    map: str
-    key: tuple[str, ...]
-    dataverse_id: str | None = None
-    fno_key: dict[str, Any] | None = None
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    hashes: dict[str, str] = field(default_factory=dict)
-    state: LinkState = "linked"
-    updated_at: datetime | None = None
-    etag: str | None = None
 
 
 def _json_property(link: Link, name: str, value: Any) -> str:

@@ -1,0 +1,147 @@
+"""The engine's domain types, free of Azure: a record's link, and what the activity and error logs hold.
+
+The stores in core/store persist these (and re-export them under their old names); the sync rule in
+core/sync/decide reads them; only the applier changes a link, through its transition methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from core.events.model import ChangeEvent
+from core.maps.model import Side
+from core.sync.compare import values_hash
+
+LinkState = Literal["linked", "deleted"]
+
+
+class LinkConflict(Exception):
+    """The link changed (or appeared, or vanished) since it was read: re-read and decide again."""
+
+
+class LinkTooLarge(ValueError):
+    """A link's values do not fit a Table Storage property."""
+
+
+@dataclass
+class Link:
+    """One synced record of one map: both sides' identities, per side the last values known (canonical
+    form, see core.sync.compare) with their hashes, and the last applied source versions and change times."""
+
+    map: str
+    key: tuple[str, ...]
+    dataverse_id: str | None = None
+    fno_key: dict[str, Any] | None = None
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+    state: LinkState = "linked"
+    updated_at: datetime | None = None
+    etag: str | None = None
+
+    @property
+    def linked(self) -> bool:
+        return self.state == "linked"
+
+    def known(self, side: Side) -> dict[str, Any]:
+        """What the side holds as far as the engine knows (nothing once the record was deleted)."""
+        return self.values.get(side, {}) if self.linked else {}
+
+    # -- transitions (the applier saves the link after each) ----------------------------------------
+    def wrote(self, event: ChangeEvent, *, target_values: dict[str, Any], source_values: dict[str, Any],
+              dataverse_id: str | None, fno_key: dict[str, Any] | None) -> None:
+        """The event's values were written to the other side: both sides now hold them. An id or key
+        not given (the write did not report one) is kept."""
+        target: Side = "dataverse" if event.source == "fno" else "fno"
+        self.values[target] = {**self.known(target), **target_values}
+        self.state = "linked"
+        self.values[event.source] = source_values
+        self._rehash()
+        self.dataverse_id = dataverse_id or self.dataverse_id
+        self.fno_key = fno_key or self.fno_key
+        self._note(event)
+        self.updated_at = datetime.now(UTC)
+
+    def remembered(self, event: ChangeEvent, source_values: dict[str, Any], *, echo: bool) -> bool:
+        """Nothing was written, but the link learns the source's values; whether it changed (needs a save).
+        An echo is not a change made on that side, so it does not move that side's change time (latest
+        wins compares those)."""
+        before = (self.values.get(event.source), self.versions.get(event.source))
+        self.values[event.source] = source_values
+        self._note(event, changed=not echo)
+        if (self.values.get(event.source), self.versions.get(event.source)) == before:
+            return False
+        self._rehash()
+        self.updated_at = datetime.now(UTC)
+        return True
+
+    def tombstoned(self, event: ChangeEvent) -> None:
+        """The record was deleted on both sides; the tombstone stays so the delete's echo is recognised."""
+        self.state = "deleted"
+        self.values = {}
+        self.hashes = {}
+        if event.source == "dataverse" and event.record_id:
+            self.dataverse_id = event.record_id.lower()  # the tombstone keeps the deleted row's id
+        self._note(event)
+        self.updated_at = datetime.now(UTC)
+
+    def _rehash(self) -> None:
+        self.hashes = {s: values_hash(v) for s, v in self.values.items()}
+
+    def _note(self, event: ChangeEvent, *, changed: bool = True) -> None:
+        if event.version:
+            self.versions[event.source] = event.version
+        if not changed:
+            return
+        at = self.versions.get(f"{event.source}_at")
+        if at is None or datetime.fromisoformat(at) < event.occurred_at:
+            self.versions[f"{event.source}_at"] = event.occurred_at.isoformat()
+
+
+# -- the activity log ---------------------------------------------------------------------------------
+Outcome = Literal["applied", "skipped", "parked", "failed", "retrying"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+
+@dataclass
+class ActivityEntry:
+    map: str
+    key: str
+    source: str
+    operation: str
+    outcome: Outcome
+    reason: str
+    event_id: str = ""
+    message_id: str = ""
+    target_id: str | None = None
+    detail: str | None = None
+    latency_ms: float | None = None  # source change time -> target write time
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+# -- the error log ------------------------------------------------------------------------------------
+Category = Literal["application", "system", "conflict", "lookup_pending", "throttled"]
+ErrorStatus = Literal["open", "resubmitted", "discarded"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+STATUSES: tuple[str, ...] = get_args(ErrorStatus)
+
+
+@dataclass
+class ErrorEntry:
+    id: str
+    map: str
+    key: str
+    source: str
+    operation: str
+    category: Category
+    text: str
+    attempts: int
+    change: str
+    session_id: str
+    first_at: datetime
+    last_at: datetime
+    status: ErrorStatus = "open"
+    target_status: int | None = None
+    target_code: str | None = None
