@@ -1,27 +1,33 @@
 """Apply one change event to the other side of its map: the heart of live sync.
 
 For the map the event feeds: get the whole source record (the event's values, or a read when
-they are partial, trimmed or an F&O event), apply the source filter, project, then compare
-with what the link row says the target already holds: equal means an echo of our own write or
-a change to unmapped columns, and nothing is written. Otherwise check staleness and the map's
-conflict policy, resolve lookups (a missing parent is `LookupPending`, retried later), write
-only the changed columns, and save the link (etag-guarded; a lost race re-runs the change).
-Deletes travel by integration key (from the link, else the pre image) and leave a tombstone
-link so their echo is recognised.
+they are partial, trimmed or an F&O event) and the record's link, then let the pure sync rule
+(core.sync.decide) say what to do: skip (echo, no-op, filtered, stale), remember the source's
+values, refuse (conflict policy), write or delete. A write resolves lookups (a missing parent is
+`LookupPending`, retried later) and sends only the changed columns; the link then moves on
+through its transitions and is saved etag-guarded (a lost race decides again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from core.events.model import ChangeEvent
-from core.maps import MapSet, MapValueError, TableMap, encode_key, evaluate, project, record_key
-from core.maps.model import Side
-from core.store.links import Link, LinkConflict
-from core.sync.compare import canon, canon_all, changed, side_values, values_hash
+from core.maps import MapSet, TableMap
+from core.sync.compare import canon_all
+from core.sync.decide import (
+    Delete,
+    Refuse,
+    Remember,
+    Skip,
+    Write,
+    check_primary,
+    decide,
+    record_label,
+    screen,
+)
+from core.sync.domain import Link, LinkConflict
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
 from core.sync.sides import DataverseSide, FnoSide, filter_columns, fno_id
 
@@ -42,23 +48,6 @@ class Result:
     target_id: str | None = None
 
 
-def other(side: Side) -> Side:
-    return "dataverse" if side == "fno" else "fno"
-
-
-def record_label(event: ChangeEvent, maps: Mapping[str, TableMap] | None = None) -> str:
-    """The record's name in the activity and error logs: its canonical integration key when the event
-    carries it (F&O events), so failures list under the same key as successes; else the row id."""
-    if event.source == "fno" and event.keys:
-        if maps is not None and event.map in maps:
-            try:
-                return encode_key(record_key(maps[event.map], "fno", {**(event.pre or {}), **event.keys}))
-            except MapValueError:
-                pass
-        return "|".join(str(v) for v in event.keys.values())
-    return f"dataverse:{event.record_id}"
-
-
 class Applier:
     def __init__(self, maps: MapSet, links: Links, dataverse: DataverseSide, fno: FnoSide, *,
                  engine_user: str = "") -> None:
@@ -76,84 +65,69 @@ class Applier:
         table_map = self.maps[event.map]
         for _ in range(4):
             try:
-                if event.operation == "delete":
-                    return await self._delete(table_map, event)
-                return await self._upsert(table_map, event, recreate=last_attempt)
+                return await self._apply(table_map, event, recreate=last_attempt)
             except LinkConflict:
                 continue  # the other side's change of this record won the link row: decide again
         raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event, self.maps)} kept changing")
 
-    # -- create / update / refetch ------------------------------------------------------------------
-    async def _upsert(self, table_map: TableMap, event: ChangeEvent, *, recreate: bool) -> Result:
-        source: Side = event.source
-        target = other(source)
-        direction = "to_dataverse" if source == "fno" else "to_fno"
-        record, link = await self._source_record(table_map, event)
-        if (source == "dataverse" and link is not None and link.state == "deleted"
-                and (link.dataverse_id or "") == (event.record_id or "").lower()):
-            # Async webhooks arrive late: a change of a row whose delete was already synced must not
-            # bring the record back on the other side.
-            return Result("skipped", "stale: this Dataverse row was deleted after the change",
-                          encode_key(link.key))
-        if record is None:
-            return Result("skipped", f"the record no longer exists in {_side_name(source)} (a delete follows)",
-                          record_label(event, self.maps))
-        node = table_map.source_filter(source)
-        if node is not None and not evaluate(node, record):
-            return Result("skipped", f"filtered out by the {_side_name(source)} filter of the map",
-                          record_label(event, self.maps))
-        key = record_key(table_map, source, record)
-        key_text = encode_key(key)
+    async def _apply(self, table_map: TableMap, event: ChangeEvent, *, recreate: bool) -> Result:
+        if event.operation == "delete":
+            record, link = await self._deleted_key(table_map, event)
+        else:
+            record, link = await self._source_record(table_map, event)
+        screened = screen(table_map, event, record, link, maps=self.maps)
+        if isinstance(screened, Skip):
+            return Result("skipped", screened.reason, screened.key)
         if link is None:
-            link = await self.links.get(table_map.name, key)
-        if source == "dataverse" and _stale(event, link):
-            return Result("skipped", f"stale: version {event.version} is older than the applied "
-                          f"{link.versions.get('dataverse') if link else ''}", key_text)
-        projected = project(table_map, direction, record, maps=self.maps)
-        source_values = side_values(table_map, source, record)
-        linked = link is not None and link.state == "linked"
-        known = link.values.get(target, {}) if linked and link is not None else {}
-        changes = changed(projected, known) if linked else dict(projected)
-        if linked and link is not None and not changes:
-            echo = source_values == link.values.get(source) or self._ours(event)
-            await self._remember(link, event, source_values, echo=echo)
-            reason = ("echo: no mapped column changed since the engine last synced this record" if echo
-                      else f"no-op: {_side_name(target)} already holds these values")
-            return Result("skipped", reason, key_text)
-        if linked and link is not None and self._ours(event):
-            if not _agrees(source_values, link.values.get(source, {})):
-                # The engine's own write, but not its latest: a webhook overtaken by later writes of this
-                # record. Sending it back would undo them on the other side.
-                return Result("skipped", "stale: an earlier write of the engine's own, since overtaken", key_text)
-            # Written by the engine and holding what it wrote: an echo, even where the other side differs
-            # in columns this side does not send (one-way mappings); those are only remembered.
-            await self._remember(link, event, source_values, echo=True)
-            return Result("skipped", "echo: the engine's own write came back", key_text)
-        if linked and link is not None:
-            await self._check_conflict(table_map, event, link, changes)
-        side = self.dataverse if target == "dataverse" else self.fno
-        written = await side.write(table_map, link if linked else None, projected, changes, recreate=recreate)
-        link = link or Link(map=table_map.name, key=key)
-        link.state = "linked"
-        link.values[target] = {**known, **canon_all(projected)}
-        link.values[source] = source_values
-        link.hashes = {s: values_hash(v) for s, v in link.values.items()}
-        if source == "dataverse":
-            link.dataverse_id = (event.record_id or link.dataverse_id or "").lower() or None
-            link.fno_key = written.fno_key or link.fno_key
-        else:
-            link.fno_key = FnoSide.key(table_map, record)
-            link.dataverse_id = written.record_id or link.dataverse_id
-        self._note_version(link, event)
-        link.updated_at = datetime.now(UTC)
-        await self.links.save(link)
-        if written.created and linked:
-            what = f"created again: the linked {_side_name(target)} record had been deleted and no delete arrived"
-        else:
-            what = "created" if written.created else f"updated {', '.join(sorted(changes))}"
-        target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
-        return Result("applied", what, key_text, target_id)
+            link = await self.links.get(table_map.name, screened)
+        decision = decide(table_map, event, record, link, ours=self._ours(event), maps=self.maps)
+        if isinstance(decision, Skip):
+            return Result("skipped", decision.reason, decision.key)
+        if isinstance(decision, Refuse):
+            raise ConflictSkipped(decision.reason)
+        if isinstance(decision, Remember):
+            assert link is not None  # only a linked record is remembered
+            if link.remembered(event, decision.source_values, echo=decision.echo):
+                await self.links.save(link)
+            return Result("skipped", decision.reason, decision.key)
+        if isinstance(decision, Delete):
+            return await self._delete(table_map, event, link, decision)
+        assert record is not None  # a write has a source record
+        return await self._write(table_map, event, record, link, decision, recreate=recreate)
 
+    async def _write(self, table_map: TableMap, event: ChangeEvent, record: dict[str, Any], link: Link | None,
+                     decision: Write, *, recreate: bool) -> Result:
+        if decision.check_primary:
+            assert link is not None  # only an update checks the primary side
+            refusal = check_primary(table_map, event, link, decision, await self._read_target(table_map, link))
+            if refusal is not None:
+                raise ConflictSkipped(refusal.reason)
+        side = self.dataverse if decision.target == "dataverse" else self.fno
+        written = await side.write(table_map, link if decision.update else None, decision.projected,
+                                   decision.changes, recreate=recreate)
+        link = link or Link(map=table_map.name, key=decision.key)
+        if event.source == "dataverse":
+            dataverse_id, fno_key = (event.record_id or "").lower() or None, written.fno_key
+        else:
+            dataverse_id, fno_key = written.record_id, FnoSide.key(table_map, record)
+        link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
+                   dataverse_id=dataverse_id, fno_key=fno_key)
+        await self.links.save(link)
+        target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
+        return Result("applied", decision.reason(created=written.created), decision.key_text, target_id)
+
+    async def _delete(self, table_map: TableMap, event: ChangeEvent, link: Link | None, decision: Delete) -> Result:
+        if decision.target == "fno":
+            linked_key = link.fno_key if link is not None else None
+            gone = await self.fno.delete(table_map, linked_key or FnoSide.key_from_parts(table_map, decision.key))
+        else:
+            gone = await self.dataverse.delete(table_map, link, _dataverse_key_record(table_map, decision.key))
+        link = link or Link(map=table_map.name, key=decision.key)
+        link.tombstoned(event)
+        await self.links.save(link)
+        return Result("applied" if gone else "skipped", decision.reason(gone=gone), decision.key_text)
+
+    # -- reads ----------------------------------------------------------------------------------
     async def _source_record(self, table_map: TableMap,
                              event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
         if event.source == "fno":
@@ -187,31 +161,6 @@ class Applier:
     def _ours(self, event: ChangeEvent) -> bool:
         return bool(self.engine_user) and (event.initiated_by or "").strip("{}").lower() == self.engine_user
 
-    async def _check_conflict(self, table_map: TableMap, event: ChangeEvent, link: Link,
-                              changes: Mapping[str, Any]) -> None:
-        target = other(event.source)
-        if table_map.conflict == "latest_wins":
-            their_at = link.versions.get(f"{target}_at")
-            if their_at and datetime.fromisoformat(their_at) > event.occurred_at:
-                raise ConflictSkipped(f"map {table_map.name!r}: {_side_name(target)} changed this record at "
-                                      f"{their_at}, after this change ({event.occurred_at.isoformat()}); "
-                                      "latest wins")
-            return
-        if event.source == table_map.primary:
-            return
-        current = await self._read_target(table_map, link)
-        if current is None:
-            return
-        now = side_values(table_map, target, current)
-        known = link.values.get(target, {})
-        moved = sorted(name for name in changes if name in now and now.get(name) != known.get(name)
-                       and now.get(name) != canon(changes[name]))
-        if moved:
-            raise ConflictSkipped(
-                f"map {table_map.name!r}: {_side_name(target)} (the primary side) changed {', '.join(moved)} "
-                f"since the last sync; primary wins, so this {_side_name(event.source)} change is not applied. "
-                "Resubmit it to apply it anyway once the primary's change has synced.")
-
     async def _read_target(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
         if table_map.primary == "dataverse":
             if link.dataverse_id:
@@ -221,69 +170,15 @@ class Applier:
             return await self.fno.read(table_map, link.fno_key)
         return None
 
-    async def _remember(self, link: Link, event: ChangeEvent, source_values: dict[str, Any], *,
-                        echo: bool = False) -> None:
-        """Keep the link's view of the source current (no write happened). An echo is not a change
-        made on that side, so it does not move that side's change time (latest wins compares those)."""
-        before = (link.values.get(event.source), link.versions.get(event.source))
-        link.values[event.source] = source_values
-        self._note_version(link, event, changed=not echo)
-        if (link.values.get(event.source), link.versions.get(event.source)) != before:
-            link.hashes = {s: values_hash(v) for s, v in link.values.items()}
-            link.updated_at = datetime.now(UTC)
-            await self.links.save(link)
-
-    @staticmethod
-    def _note_version(link: Link, event: ChangeEvent, *, changed: bool = True) -> None:
-        if event.version:
-            link.versions[event.source] = event.version
-        if not changed:
-            return
-        at = link.versions.get(f"{event.source}_at")
-        if at is None or datetime.fromisoformat(at) < event.occurred_at:
-            link.versions[f"{event.source}_at"] = event.occurred_at.isoformat()
-
-    # -- delete ---------------------------------------------------------------------------------
-    async def _delete(self, table_map: TableMap, event: ChangeEvent) -> Result:
-        if event.source == "dataverse":
-            link = await self.links.find(table_map.name, "dataverse", event.record_id) if event.record_id else None
-            if link is not None:
-                key = link.key
-            else:
-                pre = await self.dataverse.resolve(table_map, event.pre or {})
-                try:
-                    key = record_key(table_map, "dataverse", pre)
-                except MapValueError:
-                    return Result("skipped", "delete of a row never synced, and its pre image lacks the "
-                                  "integration key", record_label(event, self.maps))
-                link = await self.links.get(table_map.name, key)
-        else:
-            record = {**(event.pre or {}), **event.keys}
-            try:
-                key = record_key(table_map, "fno", record)
-            except MapValueError as error:
-                raise BadChange(f"the F&O delete lacks its key: {error}") from None
-            link = await self.links.get(table_map.name, key)
-        key_text = encode_key(key)
-        if link is not None and link.state == "deleted":
-            return Result("skipped", "echo: the delete was already propagated", key_text)
-        if event.source == "dataverse":
-            fno_key = link.fno_key if link is not None and link.fno_key else FnoSide.key_from_parts(table_map, key)
-            gone = await self.fno.delete(table_map, fno_key)
-        else:
-            gone = await self.dataverse.delete(table_map, link, _dataverse_key_record(table_map, key))
-        link = link or Link(map=table_map.name, key=key)
-        link.state = "deleted"
-        link.values = {}
-        link.hashes = {}
-        if event.source == "dataverse" and event.record_id:
-            link.dataverse_id = event.record_id.lower()  # the tombstone keeps the deleted row's id
-        self._note_version(link, event)
-        link.updated_at = datetime.now(UTC)
-        await self.links.save(link)
-        if not gone:
-            return Result("skipped", f"already absent in {_side_name(other(event.source))}", key_text)
-        return Result("applied", "deleted", key_text)
+    async def _deleted_key(self, table_map: TableMap,
+                           event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
+        """What names a deleted record: its link by Dataverse row id, else the key-bearing pre image."""
+        if event.source == "fno":
+            return {**(event.pre or {}), **event.keys}, None
+        link = await self.links.find(table_map.name, "dataverse", event.record_id) if event.record_id else None
+        if link is not None:
+            return None, link
+        return await self.dataverse.resolve(table_map, event.pre or {}), None
 
 
 def _dataverse_key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:
@@ -296,22 +191,3 @@ def _dataverse_key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str
     for (_, column), value in zip(table_map.key_pairs(), parts, strict=True):
         record[column] = value
     return record
-
-
-def _agrees(seen: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
-    """Whether every value known for the side is what the event shows (columns in both only)."""
-    return all(seen[name] == value for name, value in known.items() if name in seen)
-
-
-def _stale(event: ChangeEvent, link: Link | None) -> bool:
-    applied = link.versions.get("dataverse") if link is not None else None
-    if not event.version or not applied:
-        return False
-    try:
-        return int(event.version) < int(applied)
-    except ValueError:
-        return False
-
-
-def _side_name(side: Side) -> str:
-    return "F&O" if side == "fno" else "Dataverse"

@@ -23,7 +23,7 @@ from core.maps import KeyRef, MapSet, TableMap, record_key
 from core.maps.filters import filter_fields
 from core.maps.keys import company_code
 from core.maps.model import Side
-from core.store.links import Link
+from core.sync.domain import Link
 from core.sync.errors import LookupPending, TargetGone
 
 
