@@ -4,6 +4,7 @@ dispatcher (api.py)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from devstack.dataverse.errors import DataverseError, bad_request, does_not_exis
 from devstack.dataverse.limits import Limits, ServiceProtection
 from devstack.dataverse.records import API_PREFIX, OperationContext, Records
 from devstack.dataverse.schema import Schema, load_schema
+from devstack.dataverse.stats import CountingPipeline, Outage, Stats, outage_request
 from devstack.dataverse.store import Database
 from devstack.dataverse.webhooks import WebhookPipeline, WebhookSettings
 from devstack.dataverse.wire import dumps
@@ -54,13 +56,33 @@ class Simulator:
         self.schema = schema or load_schema()
         self.db = Database(settings.db_path)
         self.webhooks = WebhookPipeline(self.db, self.schema, settings.webhooks)
-        self.records = Records(self.db, self.schema, self.webhooks)
+        self.stats = Stats()
+        self.outage = Outage()
+        self.records = Records(self.db, self.schema, CountingPipeline(self.webhooks, self.stats))
         self.protection = ServiceProtection(settings.limits)
         self.api = WebApi(self.db, self.schema, self.records)
 
     # -- the door -------------------------------------------------------------------------------------------
 
     async def endpoint(self, request: Request) -> Response:
+        """The Web API door with the simulator's tap: an outage answers 503 first; every request is counted."""
+        path = request.scope["path"].split(API_PREFIX.rstrip("/"), 1)[-1].lstrip("/")
+        if self.outage.active():
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            response = self._error_response(self.outage.error(), "odata.include-annotations" in
+                                            headers.get("prefer", ""))
+            try:
+                caller = caller_from_authorization(headers.get("authorization"), str(request.base_url).rstrip("/"))
+                request.state.stats_caller = caller.aad_object_id or caller.systemuserid
+            except DataverseError:
+                pass
+        else:
+            response = await self._serve(request)
+        self.stats.request(request.method, path, response.status_code,
+                           getattr(request.state, "stats_caller", "anonymous"))
+        return response
+
+    async def _serve(self, request: Request) -> Response:
         base = str(request.base_url).rstrip("/") + API_PREFIX
         headers = {k.lower(): v for k, v in request.headers.items()}
         annotations = "odata.include-annotations" in headers.get("prefer", "")
@@ -68,6 +90,7 @@ class Simulator:
             caller = caller_from_authorization(headers.get("authorization"), str(request.base_url).rstrip("/"))
         except DataverseError as exc:
             return Response(status_code=401, headers=exc.headers)
+        request.state.stats_caller = caller.aad_object_id or caller.systemuserid
         try:
             started = self.protection.enter(caller.systemuserid)
         except DataverseError as exc:
@@ -92,7 +115,7 @@ class Simulator:
             query = request.url.query
             body = await request.body()
             if path == "$batch" and request.method == "POST":
-                return await self._batch(body, headers, ctx, base)
+                return await self._batch(body, headers, ctx, base, request.state.stats_caller)
             inner = InnerRequest(request.method, path + ("?" + query if query else ""), headers, body)
             result = await self.api.handle(inner, ctx, base)
             extra = {"REQ_ID": str(uuid.uuid4()), **self.protection.remaining(caller.systemuserid)}
@@ -124,7 +147,8 @@ class Simulator:
             return Caller(user_id, found[1].get("azureactivedirectoryobjectid"), found[1].get("fullname") or user_id)
         return caller
 
-    async def _batch(self, body: bytes, headers: dict[str, str], ctx: OperationContext, base: str) -> Response:
+    async def _batch(self, body: bytes, headers: dict[str, str], ctx: OperationContext, base: str,
+                     stats_caller: str) -> Response:
         annotations = "odata.include-annotations" in headers.get("prefer", "")
         try:
             items = parse_batch(body, headers.get("content-type", ""))
@@ -142,7 +166,9 @@ class Simulator:
                 bypass_sync=ctx.bypass_sync or part["bypass_sync"],
                 bypass_async=ctx.bypass_async or part["bypass_async"],
             )
-            return await self.api.handle(inner, part_ctx, base)
+            response = await self.api.handle(inner, part_ctx, base)
+            self.stats.operation(inner.method, inner.url.split(API_PREFIX, 1)[-1], response.status, stats_caller)
+            return response
 
         status, content_type, text = await execute_batch(
             items, run, self.db, continue_on_error="odata.continue-on-error" in prefer_items(headers)
@@ -174,6 +200,29 @@ def create_app(settings: Settings) -> Starlette:
         await sim.webhooks.drain()
         return Response(status_code=204)
 
+    async def stats(request: Request) -> Response:
+        # Test hook: what the simulator served since the last reset (README "Stats and outage").
+        records = request.query_params.get("records", "true").lower() not in ("false", "0", "no", "off")
+        return Response(dumps(sim.stats.snapshot(records=records)).encode(), media_type="application/json")
+
+    async def stats_reset(_: Request) -> Response:
+        sim.stats.reset()
+        return Response(status_code=204)
+
+    async def outage(request: Request) -> Response:
+        # Test hook: 503 + Retry-After to every Web API request, for `seconds` or until DELETE.
+        if request.method == "POST":
+            try:
+                raw = await request.body()
+                seconds, retry_after = outage_request(json.loads(raw) if raw.strip() else None)
+            except ValueError as exc:
+                problem = {"title": "Bad request", "status": 400, "detail": str(exc)}
+                return Response(dumps(problem).encode(), status_code=400, media_type="application/problem+json")
+            sim.outage.start(seconds, retry_after)
+        elif request.method == "DELETE":
+            sim.outage.stop()
+        return Response(dumps(sim.outage.state()).encode(), media_type="application/json")
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -182,6 +231,9 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(routes=[
         Route("/_sim/health", health),
         Route("/_sim/drain", drain, methods=["POST"]),
+        Route("/_sim/stats", stats, methods=["GET"]),
+        Route("/_sim/stats/reset", stats_reset, methods=["POST"]),
+        Route("/_sim/outage", outage, methods=["GET", "POST", "DELETE"]),
         Route("/api/data/v9.2", sim.endpoint, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
         Route("/api/data/v9.2/{rest:path}", sim.endpoint, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
     ], lifespan=lifespan)

@@ -20,7 +20,8 @@ from devstack.fno.errors import ODataError
 from devstack.fno.odata import Call, ODataHandler, Reply, error_reply
 from devstack.fno.schema import load_schema
 from devstack.fno.seed import SEED_CALLER, seed
-from devstack.fno.service import MAX_PAGE, Service
+from devstack.fno.service import MAX_PAGE, Change, Service
+from devstack.fno.stats import BatchCountingHandler, Outage, Stats, outage_request
 from devstack.fno.storage import Storage
 from devstack.fno.throttle import Throttle
 
@@ -48,19 +49,43 @@ class Simulator:
         self.storage = Storage(settings.db)
         self.dispatcher = Dispatcher(self.schema, self.storage, retries=settings.event_retries,
                                      retry_delay=settings.event_retry_delay, ca_file=settings.ca_file)
+        self.stats = Stats()
+        self.outage = Outage()
         self.service = Service(self.schema, self.storage, settings.default_company,
-                               on_commit=self.dispatcher.publish, max_page=min(settings.page_size, MAX_PAGE))
+                               on_commit=self._committed, max_page=min(settings.page_size, MAX_PAGE))
         self.odata = ODataHandler(self.service)
+        self.batch_odata = BatchCountingHandler(self.service, self.stats)
         self.throttle = Throttle(settings.max_concurrent, settings.rate_limit, settings.rate_window)
         if settings.seed:
             seed(self.service)
 
+    def _committed(self, changes: list[Change]) -> None:
+        self.stats.committed(changes)
+        self.dispatcher.publish(changes)
+
     # ---- /data --------------------------------------------------------------------------------------
     async def data(self, request: Request) -> Response:
-        try:
-            caller = caller_from_header(request.headers.get("authorization"))
-        except ODataError as err:
-            return _response(error_reply(err))
+        """The OData door with the simulator's tap: an outage answers 503 first; every request is counted."""
+        path = request.url.path
+        target = path.split("/data", 1)[1].lstrip("/") if "/data" in path else ""
+        caller: Caller | None = None
+        if self.outage.active():
+            response = _response(error_reply(self.outage.error()))
+        else:
+            try:
+                caller = caller_from_header(request.headers.get("authorization"))
+            except ODataError as err:
+                response = _response(error_reply(err))
+            else:
+                response = await self._data(request, caller)
+        if caller is None:
+            with contextlib.suppress(ODataError):
+                caller = caller_from_header(request.headers.get("authorization"))
+        self.stats.request(request.method, target, response.status_code,
+                           str(caller.object_id) if caller else "anonymous")
+        return response
+
+    async def _data(self, request: Request, caller: Caller) -> Response:
         try:
             self.throttle.enter(caller.id)
         except ODataError as err:
@@ -76,7 +101,7 @@ class Simulator:
             if target == "$batch":
                 if request.method != "POST":
                     return _response(error_reply(ODataError(405, "$batch accepts POST only.")))
-                reply = batch.execute(self.odata, body, headers.get("content-type", ""), caller, base_url)
+                reply = batch.execute(self.batch_odata, body, headers.get("content-type", ""), caller, base_url)
             else:
                 reply = self.odata.handle(Call(request.method, target, query, headers, body, base_url), caller)
             return _response(reply)
@@ -165,6 +190,26 @@ class Simulator:
             return Response(wire.dumps(err.body()), status_code=err.status, media_type="application/json")
         return JSONResponse({"updated": count})
 
+    async def admin_stats(self, request: Request) -> Response:
+        records = request.query_params.get("records", "true").lower() not in ("false", "0", "no", "off")
+        return Response(wire.dumps(self.stats.snapshot(records=records)), media_type="application/json")
+
+    async def admin_stats_reset(self, request: Request) -> Response:
+        self.stats.reset()
+        return Response(status_code=204)
+
+    async def admin_outage(self, request: Request) -> Response:
+        if request.method == "POST":
+            raw = await request.body()
+            try:
+                seconds, retry_after = outage_request(await _json(request) if raw.strip() else {})
+            except ValueError as exc:
+                return _problem(400, str(exc))
+            self.outage.start(seconds, retry_after)
+        elif request.method == "DELETE":
+            self.outage.stop()
+        return JSONResponse(self.outage.state())
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "service": "fno-simulator", "data": "/data/"})
 
@@ -238,6 +283,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/errors/{id:int}/resend", sim.admin_resend, methods=["POST"]),
             Route("/admin/drain", sim.admin_drain, methods=["POST"]),
             Route("/admin/bulk-update", sim.admin_bulk_update, methods=["POST"]),
+            Route("/admin/stats", sim.admin_stats, methods=["GET"]),
+            Route("/admin/stats/reset", sim.admin_stats_reset, methods=["POST"]),
+            Route("/admin/outage", sim.admin_outage, methods=["GET", "POST", "DELETE"]),
         ],
         lifespan=lifespan,
         exception_handlers={_BadAdminBody: bad_body},
