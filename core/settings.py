@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     apply_max_attempts: int = Field(
         5, ge=1, le=9, description="Deliveries of a change before a transient failure goes to the error log "
         "(below the queue's MaxDeliveryCount)")
+    apply_session_buckets: int = Field(
+        16, ge=1, le=4096, description="Sessions per map on the changes queue: a record's changes share the "
+        "session of its key's bucket. More buckets spread a burst over more instances in Azure; fewer make "
+        "bigger batches")
+    apply_retry_horizon_seconds: int = Field(
+        86400, ge=60, description="How long a change whose target is down or throttling keeps being retried "
+        "(capped exponential backoff) before it goes to the error log")
+    apply_backoff_cap_seconds: int = Field(
+        300, ge=1, le=3600, description="Longest wait between two attempts of a change")
     engine_user_id: str | None = Field(
         None, description="Entra object id the engine writes as: events it initiated are flagged as echoes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -136,7 +136,8 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
 
     async def work(rt: Runtime) -> func.HttpResponse:
         try:
-            sent = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps)
+            sent = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps,
+                                  buckets=rt.settings.apply_session_buckets)
         except ErrorNotFound as exc:
             return problem(404, "Not found", str(exc))
         except ErrorNotOpen as exc:

@@ -1,7 +1,9 @@
-"""The apply function: one queued change at a time per record (session = map + record).
+"""The apply function: batches of queued changes, all of one session (a bucket of records).
 
-Thin: hand the delivery to the engine's worker. `RetryLater` (a transient failure before the last
-attempt) propagates, so the host abandons the message and the broker redelivers it.
+Thin: hand the batch to the engine's worker, which applies each record's changes in order and
+turns every failure into a scheduled retry or an error-log entry, so the batch always completes.
+Only when the worker cannot record or re-send at all does it raise: the host abandons the batch
+and the broker delivers it again.
 """
 
 import azure.functions as func
@@ -12,10 +14,15 @@ from functions.runtime import get_runtime
 bp = func.Blueprint()
 
 
-@bp.service_bus_queue_trigger(arg_name="message", queue_name="%CHANGES_QUEUE%", connection="SERVICEBUS_CONNECTION",
-                              is_sessions_enabled=True)
-async def apply_change(message: func.ServiceBusMessage) -> None:
+def delivery(message: func.ServiceBusMessage) -> Delivery:
+    properties = {str(k): str(v) for k, v in (message.application_properties or {}).items()}
+    return Delivery(body=message.get_body(), message_id=message.message_id or "",
+                    session_id=message.session_id or "", delivery_count=message.delivery_count or 1,
+                    properties=properties)
+
+
+@bp.service_bus_queue_trigger(arg_name="messages", queue_name="%CHANGES_QUEUE%", connection="SERVICEBUS_CONNECTION",
+                              is_sessions_enabled=True, cardinality=func.Cardinality.MANY)
+async def apply_changes(messages: list[func.ServiceBusMessage]) -> None:
     runtime = await get_runtime()
-    await runtime.worker.handle(Delivery(
-        body=message.get_body(), message_id=message.message_id or "", session_id=message.session_id or "",
-        delivery_count=message.delivery_count or 1))
+    await runtime.worker.handle_batch([delivery(m) for m in messages])

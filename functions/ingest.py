@@ -56,7 +56,8 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
     body = msg.get_body()
     try:
         parsed = parse_fno(body, rt.maps)
-        result = await ingest(parsed.events, rt.maps, rt.queue)
+        result = await ingest(parsed.events, rt.maps, rt.queue, buckets=rt.settings.apply_session_buckets,
+                              links=rt.links)
     except PayloadError as error:
         # A sender may leave the message id out; the sequence number is as stable across redeliveries.
         message_id = msg.message_id or f"seq-{msg.sequence_number}"
@@ -88,7 +89,7 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
         return problem(500, "Invalid maps", str(error))
     try:
         events, skipped, test_message = parse(body, maps)
-        result = await ingest(events, maps, rt.queue)
+        result = await ingest(events, maps, rt.queue, buckets=rt.settings.apply_session_buckets, links=rt.links)
     except PayloadError as error:
         log.warning("%s payload rejected: %s", source, error)
         return problem(400, "Invalid payload", error.message, field=error.field)

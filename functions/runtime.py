@@ -8,6 +8,7 @@ what keeps the per-change cost low. Entry points: `rt = await get_runtime()`, th
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from core.ops.errors import DeadLetterSource
     from core.store.activity import ActivityLog
     from core.store.errors import ErrorLog
+    from core.store.holds import HoldStore
     from core.store.links import LinkStore
     from core.store.tables import Tables
     from core.sync.worker import Worker
@@ -120,7 +122,17 @@ class Runtime:
 
         applier = Applier(self.maps, self.links, DataverseSide(self.dataverse, self.maps, self.links),
                           FnoSide(self.fno, self.maps, self.links), engine_user=self.engine_user)
-        return Worker(applier, self.activity, self.errors, max_attempts=self.settings.apply_max_attempts)
+        settings = self.settings
+        return Worker(applier, self.activity, self.errors, requeue=self.queue, holds=self.holds, links=self.links,
+                      max_attempts=settings.apply_max_attempts,
+                      retry_horizon=timedelta(seconds=settings.apply_retry_horizon_seconds),
+                      backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user)
+
+    @cached_property
+    def holds(self) -> HoldStore:
+        from core.store.holds import HoldStore
+
+        return HoldStore(self.tables)
 
     @property
     def engine_user(self) -> str:

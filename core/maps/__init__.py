@@ -8,7 +8,7 @@ from core.maps.catalog import Column, EntitySchema
 from core.maps.filters import FilterError, evaluate, filter_fields, parse_filter, render
 from core.maps.graph import SyncPlan, plan_sync
 from core.maps.hashing import stable_hash
-from core.maps.keys import KeyRef, decode_key, encode_key, record_key
+from core.maps.keys import KeyRef, decode_key, encode_key, order_key, record_key
 from core.maps.loader import LoadedMap, LoadResult, load_maps
 from core.maps.mapset import MapSet
 from core.maps.model import Direction, FieldMapping, Lookup, Side, TableMap
@@ -41,6 +41,7 @@ __all__ = [
     "evaluate",
     "filter_fields",
     "load_maps",
+    "order_key",
     "parse_filter",
     "plan_sync",
     "project",

@@ -100,6 +100,15 @@ def record_key(table_map: TableMap, side: Side, record: Mapping[str, Any]) -> tu
             name = table_map.company.fno if side == "fno" else table_map.company.dataverse
             raise MapValueError(f"map {table_map.name!r}: the record has no company ({name})")
         parts.append(code)
+    return (*parts, *order_key(table_map, side, record))
+
+
+def order_key(table_map: TableMap, side: Side, record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The integration key without its company part: what both sides' events of one record show
+    without a read (a Dataverse event names its company by row id, not by code). One record's
+    changes from either side are serialised on it (session bucket, apply lane); two companies'
+    records with the same number merely share a lane."""
+    parts: list[str] = []
     for fno_key, dv_key in table_map.key_pairs():
         name = fno_key if side == "fno" else dv_key
         if record.get(name) is None:

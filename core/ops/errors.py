@@ -28,7 +28,7 @@ from core.maps import MapSet
 from core.store.deadletters import DeadLetter, DeadLetters
 from core.store.errors import ErrorEntry, ErrorLog, ErrorNotFound
 from core.store.queues import ChangeQueue, QueuedChange
-from core.sync.ingest import ingest
+from core.sync.ingest import DEFAULT_BUCKETS, ingest
 
 __all__ = [
     "DeadLetterSource", "ErrorNotFound", "ErrorNotOpen", "Resubmitted", "discard", "get_error", "list_errors",
@@ -206,7 +206,7 @@ class Resubmitted:
 
 
 async def resubmit(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource], queue: ChangeQueue,
-                   maps: MapSet) -> Resubmitted:
+                   maps: MapSet, buckets: int = DEFAULT_BUCKETS) -> Resubmitted:
     """Send the failed change again (new message id, same session), or run the ingest of a refused F&O
     event again. Raises PayloadError when the F&O body still cannot be parsed (the entry stays open),
     ValueError when a change entry holds no change event."""
@@ -214,7 +214,7 @@ async def resubmit(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource
     if entry.operation == INGEST:
         # Parsed and routed before anything is sent: a body that still fails leaves the entry as it is.
         parsed = parse_fno(entry.change.encode("utf-8"), maps)
-        result = await ingest(parsed.events, maps, queue)
+        result = await ingest(parsed.events, maps, queue, buckets=buckets)
         sent = Resubmitted(message_id=None, accepted=result.accepted)
     else:
         try:

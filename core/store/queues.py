@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusSender
@@ -27,13 +28,15 @@ class QueuedChange:
     session_id: str
     message_id: str
     properties: dict[str, str] = field(default_factory=dict)
+    scheduled_at: datetime | None = None  # a retry: the broker holds it back until then
 
     def message(self) -> ServiceBusMessage:
         event = self.event
         properties = {"map": event.map or "", "source": event.source, "entity": event.entity,
                       "operation": event.operation, **self.properties}
         return ServiceBusMessage(event.to_json(), message_id=self.message_id, session_id=self.session_id,
-                                 content_type="application/json", application_properties=properties)
+                                 content_type="application/json", application_properties=properties,
+                                 scheduled_enqueue_time_utc=self.scheduled_at)
 
 
 class ChangeQueue:

@@ -1,43 +1,58 @@
-"""One delivery of a queued change: apply it, and decide what a failure becomes.
+"""A batch of queued changes of one session: apply them, and decide what each failure becomes.
 
-Python functions cannot settle Service Bus messages themselves (the SDK-type binding gives a
-ServiceBusReceivedMessage without settlement actions), so the engine owns its retry policy:
-- applied or skipped: recorded in the activity log, the message completes;
-- a transient failure (throttling, 5xx, timeouts, a lookup whose parent is not there yet)
-  before the last attempt: raises `RetryLater`, the host abandons the message and the broker
-  redelivers it; the next delivery first waits an exponential backoff (in order: the session
-  keeps the record's later changes behind it);
-- a permanent failure (the target refused the data, a conflict the policy settled, a change that
-  cannot be read), or a transient one on its last attempt: recorded in the error log with its
-  category, full text, attempts and the change itself, then the message completes. The error log
-  is where such changes are resubmitted or discarded; the broker's dead-letter queue only holds
-  what the engine never saw (expiry, crashes) and the error log shows those too.
+The apply function gets up to maxMessageBatchSize messages of one session (a bucket of records,
+core.sync.ingest). The worker cuts them into lanes, one per record, coalesces each lane
+(core.sync.batch) and runs the lanes side by side, a lane's changes in order. Every change ends
+in one of these, per record, so one record never fails or delays the rest of its batch:
+- applied or skipped (with the reason; coalesced changes are skipped naming the change that
+  carried them): recorded in the activity log;
+- a transient failure: the change is sent again as a scheduled message of the same session after
+  a capped exponential backoff, its record is held so its later changes queue behind it (order
+  holds), and the activity log says `retrying`. A target that is down or throttling is retried for
+  `retry_horizon` (a day by default); other transient causes (a parent not there yet, a target row
+  deleted behind the link) for `max_attempts` attempts;
+- a permanent failure, or a transient one past its limit: recorded in the error log with its
+  category, full text, attempts and the change itself.
+Python functions cannot settle messages, so the whole batch completes when this returns; if the
+worker itself cannot record or re-send (Table Storage or Service Bus down), it raises and the host
+abandons the batch: the broker redelivers it, and applying a change twice is harmless (echo and
+no-op detection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
-from core.connectors.errors import ConnectorError
+from core.connectors.errors import ConnectorError, TransientError
 from core.events.model import ChangeEvent
+from core.maps import MapSet, encode_key
 from core.store.activity import ActivityEntry
 from core.store.errors import ErrorEntry
-from core.sync.apply import Applier, record_label
+from core.store.holds import Hold
+from core.store.queues import QueuedChange
+from core.sync.apply import Applier, Result, record_label
+from core.sync.batch import Step, coalesce
 from core.sync.errors import BadChange, category_of, error_text, is_transient
+from core.sync.ingest import LinkFinder, capped, event_order_key
 
 log = logging.getLogger(__name__)
-Handled = Literal["applied", "skipped", "failed"]
+Handled = Literal["applied", "skipped", "failed", "retrying"]
 
-
-class RetryLater(Exception):
-    """Raised to have the message redelivered (the function fails, the host abandons it)."""
+# Application properties of a change sent again (the message id changes each time: duplicate detection).
+ORIGIN = "origin_id"  # the message id the change first had: its name in the activity and error logs
+ATTEMPTS = "attempts"  # failed attempts before this message
+FAULTS = "faults"  # of those, failures counted against max_attempts (not outages)
+FIRST_FAILED = "first_failed_at"
+WAITS = "waits"  # times the change was sent on behind a held record
+LANES = 32  # records of a batch applied at once
 
 
 class ActivityRecorder(Protocol):
@@ -48,81 +63,269 @@ class ErrorRecorder(Protocol):
     async def record(self, entry: ErrorEntry) -> ErrorEntry: ...
 
 
+class Requeue(Protocol):
+    async def send(self, changes: list[QueuedChange]) -> None: ...
+
+
+class Holds(Protocol):
+    async def holds(self, session_id: str) -> dict[str, Hold]: ...
+    async def hold(self, session_id: str, hold: Hold) -> None: ...
+    async def release(self, session_id: str, lane: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Delivery:
     body: bytes
     message_id: str
     session_id: str
     delivery_count: int
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return self.properties.get(ORIGIN) or self.message_id
+
+    def _count(self, name: str) -> int:
+        try:
+            return int(self.properties.get(name) or 0)
+        except ValueError:
+            return 0
+
+    @property
+    def attempt(self) -> int:
+        """This delivery's attempt: earlier messages' failures plus the broker's own redeliveries."""
+        return self._count(ATTEMPTS) + max(1, self.delivery_count)
+
+    @property
+    def fault_attempt(self) -> int:
+        return self._count(FAULTS) + max(1, self.delivery_count)
+
+    @property
+    def first_failed_at(self) -> datetime | None:
+        text = self.properties.get(FIRST_FAILED)
+        try:
+            return datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
 
 
-def backoff_seconds(delivery_count: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Wait before delivery n (n >= 2): base, 2*base, 4*base, ... capped."""
-    return 0.0 if delivery_count <= 1 else min(cap, base * 2 ** (delivery_count - 2))
+def backoff_seconds(attempt: int, base: float = 0.5, cap: float = 300.0) -> float:
+    """Wait after failed attempt n (n >= 1): base, 2*base, 4*base, ... capped."""
+    return min(cap, base * 2 ** max(0, attempt - 1))
+
+
+@dataclass
+class _Item:
+    delivery: Delivery
+    event: ChangeEvent
+
+
+@dataclass
+class _Outcome:
+    """What a batch produced, written out once at its end."""
+
+    activity: list[ActivityEntry] = field(default_factory=list)
+    requeue: list[QueuedChange] = field(default_factory=list)
+    handled: dict[str, Handled] = field(default_factory=dict)  # by message id
 
 
 class Worker:
     def __init__(self, applier: Applier, activity: ActivityRecorder, errors: ErrorRecorder, *,
-                 max_attempts: int = 5, backoff_base: float = 0.5,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 requeue: Requeue, holds: Holds, links: LinkFinder | None = None, max_attempts: int = 5,
+                 retry_horizon: timedelta = timedelta(days=1), backoff_base: float = 0.5,
+                 backoff_cap: float = 300.0, engine_user: str = "") -> None:
         self.applier = applier
         self.activity = activity
         self.errors = errors
+        self.requeue = requeue
+        self.holds = holds
+        self.links = links
         self.max_attempts = max_attempts
+        self.retry_horizon = retry_horizon
         self.backoff_base = backoff_base
-        self.sleep = sleep
+        self.backoff_cap = backoff_cap
+        self.engine_user = engine_user
+
+    @property
+    def maps(self) -> MapSet:
+        return self.applier.maps
 
     async def handle(self, delivery: Delivery) -> Handled:
+        """One change (a batch of one)."""
+        return (await self.handle_batch([delivery]))[delivery.message_id]
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> dict[str, Handled]:
+        """Apply a batch of one session's changes; what became of each, by message id."""
+        out = _Outcome()
+        items: list[_Item] = []
+        for delivery in deliveries:
+            try:
+                items.append(_Item(delivery, ChangeEvent.from_json(delivery.body)))
+            except ValidationError as error:
+                await self._fail(out, delivery, None, BadChange(f"not a change event: {error}"))
+        by_session: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_session[item.delivery.session_id].append(item)
+        for session_id, session_items in by_session.items():
+            await self._session(out, session_id, session_items)
+        await self.requeue.send(out.requeue)
+        await self.activity.record(out.activity)
+        return out.handled
+
+    async def _session(self, out: _Outcome, session_id: str, items: list[_Item]) -> None:
+        lanes: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            lanes[await self._lane(item.event)].append(item)
+        holds = await self.holds.holds(session_id)
+        gate = asyncio.Semaphore(LANES)
+
+        async def run(lane: str, lane_items: list[_Item]) -> None:
+            async with gate:
+                await self._lane_run(out, session_id, lane, lane_items, holds.get(lane))
+
+        await asyncio.gather(*(run(lane, lane_items) for lane, lane_items in lanes.items()))
+
+    async def _lane(self, event: ChangeEvent) -> str:
+        """The record's lane: `<map>|<order key>`, found through the link index when the event lacks it."""
+        table_map = self.maps.get(event.map or "") if event.map else None
+        if table_map is None:
+            return f"{event.map}|@unknown"
+        order = event_order_key(event, table_map)
+        if order is None and event.source == "dataverse" and event.record_id and self.links is not None:
+            link = await self.links.find(table_map.name, "dataverse", event.record_id)
+            if link is not None:
+                order = tuple(link.key[1:] if table_map.company is not None else link.key)
+        if order is None:
+            order = ("@id", (event.record_id or event.event_id).lower())
+        return f"{table_map.name}|{encode_key(order).upper()}"
+
+    async def _lane_run(self, out: _Outcome, session_id: str, lane: str, items: list[_Item],
+                        hold: Hold | None) -> None:
+        now = datetime.now(UTC)
+        if hold is not None:
+            heads = [i for i in items if i.delivery.message_id == hold.head]
+            if heads:
+                items = heads + [i for i in items if i.delivery.message_id != hold.head]
+            elif now < hold.until + timedelta(seconds=self.backoff_cap + 60):
+                # The retry this record waits for is not due yet: queue these changes behind it.
+                due = max(hold.until, now)
+                for n, item in enumerate(items, start=1):
+                    self._send_on(out, item, item.event, due + timedelta(milliseconds=n), waiting=True)
+                    self._record(out, item, "retrying", f"waiting behind an earlier change of this record, "
+                                 f"due {hold.until.isoformat()}", record_label(item.event, self.maps))
+                return
+            # else: the retry never came (lost, or expired): release the record rather than hold it forever
+        steps = coalesce(items, [i.event for i in items], engine_user=self.engine_user)
+        for index, step in enumerate(steps):
+            held = await self._step(out, step, later=steps[index + 1:])
+            if held is not None:
+                await self.holds.hold(session_id, Hold(lane, held.head, held.until))
+                return
+        if hold is not None:
+            await self.holds.release(session_id, lane)
+
+    async def _step(self, out: _Outcome, step: Step[_Item], later: list[Step[_Item]]) -> Hold | None:
+        """Apply one step; on a transient failure, send it and the lane's later changes on, and hold."""
+        item, event = step.item, step.event
+        for absorbed in step.absorbed:
+            self._record(out, absorbed, "skipped", f"coalesced: a later change of this record in the same batch "
+                         f"({item.delivery.origin}) carries it", record_label(absorbed.event, self.maps))
         try:
-            event = ChangeEvent.from_json(delivery.body)
-        except ValidationError as error:
-            await self._fail(delivery, None, BadChange(f"not a change event: {error}"))
-            return "failed"
-        wait = backoff_seconds(delivery.delivery_count, self.backoff_base)
-        if wait:
-            await self.sleep(wait)
-        try:
-            result = await self.applier.apply(event, last_attempt=delivery.delivery_count >= self.max_attempts)
+            result = await self.applier.apply(event, last_attempt=item.delivery.fault_attempt >= self.max_attempts)
         except Exception as error:
-            if is_transient(error) and delivery.delivery_count < self.max_attempts:
-                log.info("change %s: attempt %d failed (%s), retrying", delivery.message_id,
-                         delivery.delivery_count, type(error).__name__)
-                await self._activity(event, delivery, "retrying", f"{category_of(error)}: {_short(error)}",
-                                     record_label(event, self.applier.maps))
-                raise RetryLater(str(error)) from error
-            await self._fail(delivery, event, error)
-            return "failed"
+            retry = self._retry_at(item.delivery, error)
+            if retry is None:
+                await self._fail(out, item.delivery, event, error)
+                return None
+            label = record_label(event, self.maps)
+            log.info("change %s: attempt %d failed (%s), retrying at %s", item.delivery.origin,
+                     item.delivery.attempt, type(error).__name__, retry.isoformat())
+            self._record(out, item, "retrying", f"{category_of(error)}: {_short(error)}", label)
+            head = self._send_on(out, item, event, retry, error=error)
+            for n, step_after in enumerate(later, start=1):
+                for each in [*step_after.absorbed, step_after.item]:
+                    self._send_on(out, each, each.event, retry + timedelta(milliseconds=n), waiting=True)
+                    self._record(out, each, "retrying", "waiting behind an earlier change of this record",
+                                 record_label(each.event, self.maps))
+            return Hold("", head, retry)
+        self._applied(out, item, event, result)
+        return None
+
+    def _retry_at(self, delivery: Delivery, error: BaseException) -> datetime | None:
+        """When to try again, or None: the error log takes it now."""
+        if not is_transient(error):
+            return None
+        now = datetime.now(UTC)
+        if _outage(error):
+            started = delivery.first_failed_at or now
+            if now - started >= self.retry_horizon:
+                return None
+        elif delivery.fault_attempt >= self.max_attempts:
+            return None
+        return now + timedelta(seconds=backoff_seconds(delivery.attempt, self.backoff_base, self.backoff_cap))
+
+    def _send_on(self, out: _Outcome, item: _Item, event: ChangeEvent, at: datetime, *,
+                 error: BaseException | None = None, waiting: bool = False) -> str:
+        """Queue the change again in its session, due at `at`; its new message id."""
+        delivery = item.delivery
+        props = {k: v for k, v in delivery.properties.items()
+                 if k not in {"map", "source", "entity", "operation"}}
+        props[ORIGIN] = delivery.origin
+        if waiting:
+            waits = delivery._count(WAITS) + 1
+            props[WAITS] = str(waits)
+            message_id = capped(f"{delivery.origin}|wait-{delivery.attempt}-{waits}")
+        else:
+            props[ATTEMPTS] = str(delivery.attempt)
+            props[FAULTS] = str(delivery.fault_attempt - (1 if error is not None and _outage(error) else 0))
+            props[FIRST_FAILED] = (delivery.first_failed_at or datetime.now(UTC)).isoformat()
+            props.pop(WAITS, None)
+            message_id = capped(f"{delivery.origin}|retry-{delivery.attempt}")
+        out.requeue.append(QueuedChange(event=event, session_id=delivery.session_id, message_id=message_id,
+                                        properties=props, scheduled_at=at))
+        out.handled[delivery.message_id] = "retrying"
+        return message_id
+
+    def _applied(self, out: _Outcome, item: _Item, event: ChangeEvent, result: Result) -> None:
         latency = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
-        await self._activity(event, delivery, result.outcome, result.reason, result.key,
-                             target_id=result.target_id, latency_ms=latency if result.outcome == "applied" else None)
-        return result.outcome
+        self._record(out, item, result.outcome, result.reason, result.key, target_id=result.target_id,
+                     latency_ms=latency if result.outcome == "applied" else None)
 
-    async def _activity(self, event: ChangeEvent, delivery: Delivery, outcome: str, reason: str, key: str, *,
-                        target_id: str | None = None, latency_ms: float | None = None,
-                        detail: str | None = None) -> None:
-        await self.activity.record([ActivityEntry(
+    def _record(self, out: _Outcome, item: _Item, outcome: Handled, reason: str, key: str, *,
+                target_id: str | None = None, latency_ms: float | None = None, detail: str | None = None) -> None:
+        event = item.event
+        out.activity.append(ActivityEntry(
             map=event.map or "unmapped", key=key, source=event.source, operation=event.operation,
-            outcome=outcome,  # type: ignore[arg-type]
-            reason=reason, event_id=event.event_id, message_id=delivery.message_id, target_id=target_id,
-            detail=detail, latency_ms=latency_ms)])
+            outcome=outcome, reason=reason, event_id=event.event_id, message_id=item.delivery.origin,
+            target_id=target_id, detail=detail, latency_ms=latency_ms))
+        out.handled[item.delivery.message_id] = outcome
 
-    async def _fail(self, delivery: Delivery, event: ChangeEvent | None, error: BaseException) -> None:
+    async def _fail(self, out: _Outcome, delivery: Delivery, event: ChangeEvent | None,
+                    error: BaseException) -> None:
         now = datetime.now(UTC)
         category = category_of(error)
         text = error_text(error)
-        key = record_label(event, self.applier.maps) if event is not None else ""
+        key = record_label(event, self.maps) if event is not None else ""
         status = error.status if isinstance(error, ConnectorError) else None
         code = error.code if isinstance(error, ConnectorError) else None
         await self.errors.record(ErrorEntry(
-            id=delivery.message_id, map=(event.map if event else None) or "unknown", key=key,
+            id=delivery.origin, map=(event.map if event else None) or "unknown", key=key,
             source=event.source if event else "", operation=event.operation if event else "",
-            category=category, text=text, attempts=delivery.delivery_count,
-            change=delivery.body.decode("utf-8", errors="replace"), session_id=delivery.session_id,
-            first_at=now, last_at=now, target_status=status, target_code=code or None))
+            category=category, text=text, attempts=delivery.attempt,
+            change=delivery.body.decode("utf-8", errors="replace"),
+            session_id=delivery.session_id, first_at=delivery.first_failed_at or now, last_at=now,
+            target_status=status, target_code=code or None))
         if event is not None:
-            await self._activity(event, delivery, "failed", f"{category}: {_short(error)}", key, detail=text[:2000])
-        log.warning("change %s failed (%s) after %d attempt(s); in the error log", delivery.message_id, category,
-                    delivery.delivery_count)
+            self._record(out, _Item(delivery, event), "failed", f"{category}: {_short(error)}", key,
+                         detail=text[:2000])
+        out.handled[delivery.message_id] = "failed"
+        log.warning("change %s failed (%s) after %d attempt(s); in the error log", delivery.origin, category,
+                    delivery.attempt)
+
+
+def _outage(error: BaseException) -> bool:
+    """The target is down, slow or throttling (not the change's fault): retried for the whole horizon."""
+    return isinstance(error, TransientError)
 
 
 def _short(error: BaseException) -> str:

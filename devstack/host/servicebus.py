@@ -3,8 +3,9 @@
 Peek-lock; complete on success and abandon on exception when host.json autoCompleteMessages is
 true (with it false the host settles nothing, as in Azure); cardinality one (up to
 maxConcurrentCalls invocations at once) or many (batches of up to maxMessageBatchSize);
-session-enabled queues (up to maxConcurrentSessions sessions at once, messages of one session in
-order, a session given up after sessionIdleTimeout without messages); locks renewed for up to
+session-enabled queues (up to maxConcurrentSessions sessions at once, or one at a time for a batched
+trigger as in Azure; messages of one session in order, a session given up after sessionIdleTimeout
+without messages); locks renewed for up to
 maxAutoLockRenewalDuration. On stop, nothing new is received, invocations in flight finish and
 are settled, and closing the receivers releases anything unprocessed.
 
@@ -128,6 +129,12 @@ class QueuePump:
         renewal = self.options.max_auto_lock_renewal_duration.total_seconds()
         self._renewer = AutoLockRenewer(max_lock_renewal_duration=renewal) if renewal > 0 else None
         workers = self.options.max_concurrent_sessions if self.trigger.sessions else 1
+        if self.trigger.sessions and self.trigger.many:
+            # Azure's batched session trigger takes one session at a time per instance, whatever
+            # maxConcurrentSessions says, and waits sessionIdleTimeout before the next one
+            # (azure-functions-dotnet-worker#3087, azure-sdk-for-net#47981): so does this host, so that
+            # local figures never promise what Azure will not do.
+            workers = 1
         loop = self._session_loop if self.trigger.sessions else self._queue_loop
         self._tasks = [
             asyncio.create_task(self._guarded(loop), name=f"pump:{self.spec.name}:{i}") for i in range(workers)

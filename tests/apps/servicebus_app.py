@@ -2,6 +2,7 @@
 the queue in app setting REPORT_QUEUE, through a Service Bus output binding, so the tests observe
 the host only through the broker."""
 
+import asyncio
 import json
 import logging
 import time
@@ -53,3 +54,16 @@ async def many(batch: list[func.ServiceBusMessage], report: func.Out[str]) -> No
 @app.service_bus_queue_output(arg_name="report", queue_name="%REPORT_QUEUE%", connection="SERVICEBUS_CONNECTION")
 async def per_record(msg: func.ServiceBusMessage, report: func.Out[str]) -> None:
     report.set(json.dumps(_describe("per_record", msg)))
+
+
+@app.service_bus_queue_trigger(
+    arg_name="batch", queue_name="%BUCKET_QUEUE%", connection="SERVICEBUS_CONNECTION", is_sessions_enabled=True,
+    cardinality="many",
+)
+@app.service_bus_queue_output(arg_name="report", queue_name="%REPORT_QUEUE%", connection="SERVICEBUS_CONNECTION")
+async def per_bucket(batch: list[func.ServiceBusMessage], report: func.Out[str]) -> None:
+    started = time.time()
+    await asyncio.sleep(0.3)  # long enough for a second session's invocation to overlap, were there one
+    report.set(json.dumps({"function": "per_bucket", "sessions": sorted({m.session_id for m in batch}),
+                           "bodies": [m.get_body().decode() for m in batch], "started": started,
+                           "ended": time.time()}))

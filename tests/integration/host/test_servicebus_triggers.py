@@ -33,7 +33,8 @@ HOST_JSON = {
 
 
 TOPOLOGY = Path(__file__).with_name("servicebus-topology.json")
-QUEUES = {"SINGLE_QUEUE": "single", "BATCH_QUEUE": "batch", "SESSION_QUEUE": "sessions", "REPORT_QUEUE": "report"}
+QUEUES = {"SINGLE_QUEUE": "single", "BATCH_QUEUE": "batch", "SESSION_QUEUE": "sessions", "BUCKET_QUEUE": "buckets",
+          "REPORT_QUEUE": "report"}
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,26 @@ def test_session_messages_arrive_in_order_per_session(host, bus) -> None:
         ]
         # Within a session, invocations happen one at a time in order: the report order is the same.
         assert [r["body"] for r in mine] == [f"{session}#{n}" for n in range(5)]
+
+
+def test_batched_session_trigger_takes_one_session_at_a_time_in_order(host, bus) -> None:
+    sessions = [f"customers|b{i}" for i in range(3)]
+    with bus.get_queue_sender("buckets") as sender:
+        for n in range(10):
+            sender.send_messages([ServiceBusMessage(f"{s}#{n}", session_id=s) for s in sessions])
+    reports: list[dict] = []
+    deadline = time.monotonic() + 60
+    while sum(len(r["bodies"]) for r in reports) < 30 and time.monotonic() < deadline:
+        reports += _reports(bus, "report", 1, limit_s=60)
+    by_session: dict[str, list[str]] = {}
+    for report in reports:
+        [session] = report["sessions"]  # every batch holds messages of one session only
+        by_session.setdefault(session, []).extend(report["bodies"])
+    assert by_session == {s: [f"{s}#{n}" for n in range(10)] for s in sessions}  # in order, all of them
+    assert any(len(r["bodies"]) > 1 for r in reports)  # batches, not one message each
+    spans = sorted((r["started"], r["ended"]) for r in reports)
+    # as in Azure, one session at a time (maxConcurrentSessions is 2 here): invocations never overlap
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
 
 
 def test_sigterm_lets_the_invocation_in_flight_finish_and_settle(devhost, emulator, bus, host_json) -> None:

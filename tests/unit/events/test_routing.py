@@ -12,7 +12,7 @@ from core.events.fno import parse_fno
 from core.events.model import ChangeEvent
 from core.maps import LoadedMap, MapSet, load_maps
 from core.store.queues import QueuedChange
-from core.sync.ingest import MAX_ID, ingest, message_id, route
+from core.sync.ingest import DEFAULT_BUCKETS, MAX_ID, bucket_of, ingest, message_id, route
 
 PAYLOADS = Path(__file__).parent / "payloads"
 ROOT = Path(__file__).parents[3]
@@ -43,7 +43,7 @@ def test_dataverse_event_routes_to_its_map() -> None:
     [change] = routing.changes
     assert change.event.map == "customers"
     assert change.message_id == "dv:4af10637-4ea2-e711-8122-000d3aa2331c|customers"
-    assert change.session_id == f"customers|dv|{ACCOUNT}"
+    assert change.session_id == f"customers|b{bucket_of('customers', ('US-001',), DEFAULT_BUCKETS)}"
     assert routing.skipped == []
 
 
@@ -53,15 +53,45 @@ def test_message_ids_are_stable_across_deliveries() -> None:
     assert (first.message_id, first.session_id) == (second.message_id, second.session_id)
 
 
-def test_fno_event_session_is_the_canonical_record_key() -> None:
+def test_fno_event_session_is_the_bucket_of_its_key() -> None:
     maps = mapset()
     [event] = parse_fno((PAYLOADS / "fno_data_update.json").read_bytes(), maps).events
     [change] = route(event, maps).changes
-    assert change.session_id == "customers|fno|USMF|US-900"
+    assert change.session_id == f"customers|b{bucket_of('customers', ('US-900',), DEFAULT_BUCKETS)}"
     assert change.message_id == f"{event.event_id}|customers"
     # a business event about the same record lands in the same session
     [business] = parse_fno((PAYLOADS / "fno_business_create.json").read_bytes(), maps).events
     assert route(business, maps).changes[0].session_id == change.session_id
+
+
+def test_both_sides_changes_of_one_record_share_a_session() -> None:
+    maps = mapset()
+    [fno_event] = parse_fno((PAYLOADS / "fno_data_update.json").read_bytes(), maps).events
+    dv_event = dv_update().model_copy(update={"values": {**dv_update().values, "accountnumber": "us-900"}})
+    [fno_change] = route(fno_event, maps).changes
+    [dv_change] = route(dv_event, maps).changes
+    assert fno_change.session_id == dv_change.session_id
+    # the bucket count spreads records over that many sessions
+    sessions = {route(dv_update().model_copy(update={"values": {"accountnumber": f"C-{n}"}}), maps,
+                      buckets=4).changes[0].session_id for n in range(200)}
+    assert sessions == {f"customers|b{n}" for n in range(4)}
+
+
+async def test_dataverse_event_without_its_key_is_placed_through_the_link_index() -> None:
+    maps = mapset()
+    delete = dv_update().model_copy(update={"operation": "delete", "values": {}, "pre": None})
+
+    class Links:
+        async def find(self, map: str, side: str, record_id: str) -> object:
+            assert (map, side, record_id) == ("customers", "dataverse", ACCOUNT)
+            return type("L", (), {"key": ("USMF", "US-001")})()
+
+    queue = MemoryQueue()
+    await ingest([delete], maps, queue, links=Links())
+    assert queue.sent[0][0].session_id == route(dv_update(), maps).changes[0].session_id
+    # never synced and keyless: still placed, by its row id
+    orphan = await ingest([delete], maps, MemoryQueue())
+    assert orphan.accepted == 1
 
 
 def test_disabled_map_is_skipped() -> None:

@@ -3,31 +3,66 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.connectors.errors import AuthFailed, ConflictError, ThrottledError, TransientError, ValidationFailed
 from core.maps import MapValueError
+from core.store.holds import Hold
 from core.store.links import LinkTooLarge
+from core.store.queues import QueuedChange
 from core.sync.errors import LookupPending, category_of, is_transient
-from core.sync.worker import Delivery, RetryLater, Worker, backoff_seconds
+from core.sync.worker import ATTEMPTS, FIRST_FAILED, ORIGIN, Delivery, Handled, Worker, backoff_seconds
 from tests.unit.sync.fakes import MemoryActivity, MemoryErrors
-from tests.unit.sync.world import World, customer
+from tests.unit.sync.world import ENGINE_USER, World, customer
 
 USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
+
+
+class MemoryQueue:
+    """Where the worker sends changes on (retries and changes waiting behind them)."""
+
+    def __init__(self) -> None:
+        self.sent: list[QueuedChange] = []
+
+    async def send(self, changes: list[QueuedChange]) -> None:
+        self.sent.extend(changes)
+
+
+class MemoryHolds:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Hold] = {}
+
+    async def holds(self, session_id: str) -> dict[str, Hold]:
+        return {lane: hold for (session, lane), hold in self.rows.items() if session == session_id}
+
+    async def hold(self, session_id: str, hold: Hold) -> None:
+        self.rows[(session_id, hold.lane)] = hold
+
+    async def release(self, session_id: str, lane: str) -> None:
+        self.rows.pop((session_id, lane), None)
 
 
 class Harness:
     def __init__(self, world: World, max_attempts: int = 3) -> None:
         self.activity = MemoryActivity()
         self.errors = MemoryErrors()
-        self.waits: list[float] = []
-        self.worker = Worker(world.applier, self.activity, self.errors, max_attempts=max_attempts,
-                             backoff_base=0.5, sleep=self._sleep)
+        self.queue = MemoryQueue()
+        self.holds = MemoryHolds()
+        self.worker = Worker(world.applier, self.activity, self.errors, requeue=self.queue, holds=self.holds,
+                             links=world.links, max_attempts=max_attempts, backoff_base=0.5, backoff_cap=300,
+                             engine_user=ENGINE_USER)
 
-    async def _sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
+    def due(self) -> list[Delivery]:
+        """What the broker delivers next: the changes sent on, in the order sent (scheduled times ignored)."""
+        sent, self.queue.sent = self.queue.sent, []
+        return [Delivery(body=c.event.to_json().encode(), message_id=c.message_id, session_id=c.session_id,
+                         delivery_count=1, properties=c.properties) for c in sent]
+
+    async def redeliver(self) -> Handled:
+        [again] = self.due()
+        return await self.worker.handle(again)
 
 
 @pytest.fixture
@@ -35,9 +70,9 @@ def harness(world: World) -> Harness:
     return Harness(world)
 
 
-def delivery(body: str | bytes, attempt: int = 1) -> Delivery:
+def delivery(body: str | bytes, attempt: int = 1, message_id: str = "msg-1") -> Delivery:
     data = body.encode() if isinstance(body, str) else body
-    return Delivery(body=data, message_id="msg-1", session_id="customers|USMF|US-001", delivery_count=attempt)
+    return Delivery(body=data, message_id=message_id, session_id="customers|b1", delivery_count=attempt)
 
 
 async def test_applied_change_is_recorded_with_its_latency(world: World, harness: Harness) -> None:
@@ -50,8 +85,7 @@ async def test_applied_change_is_recorded_with_its_latency(world: World, harness
     assert entry.event_id == event.event_id and entry.message_id == "msg-1"
     assert entry.target_id == world.account_row()["accountid"]
     assert entry.latency_ms is not None and entry.latency_ms >= 120_000  # the change is two minutes old
-    assert harness.errors.entries == []
-    assert harness.waits == []  # a first delivery does not wait
+    assert harness.errors.entries == [] and harness.queue.sent == []
 
 
 async def test_skipped_change_is_recorded_without_latency(world: World, harness: Harness) -> None:
@@ -62,34 +96,44 @@ async def test_skipped_change_is_recorded_without_latency(world: World, harness:
     assert harness.errors.entries == []
 
 
-async def test_transient_error_before_the_last_attempt_is_retried(world: World, harness: Harness) -> None:
+async def test_transient_error_is_sent_again_in_its_session_after_a_backoff(world: World,
+                                                                            harness: Harness) -> None:
     world.fo.add("CustomersV3", customer())
     world.dv.failures.append(ThrottledError("Number of requests exceeded the limit", retry_after=5, status=429,
                                             method="PATCH", url="accounts"))
     event = world.fno_event("customers", USMF_001)
-    with pytest.raises(RetryLater):
-        await harness.worker.handle(delivery(event.to_json(), attempt=2))
+    before = datetime.now(UTC)
+    assert await harness.worker.handle(delivery(event.to_json(), attempt=1)) == "retrying"
     [entry] = harness.activity.entries
     assert entry.outcome == "retrying" and entry.reason.startswith("throttled:")
     assert harness.errors.entries == []
-    assert harness.waits == [0.5]  # delivery 2 waits the base backoff first
+    [again] = harness.queue.sent
+    assert (again.session_id, again.message_id, again.event) == ("customers|b1", "msg-1|retry-1", event)
+    assert again.properties[ORIGIN] == "msg-1" and again.properties[ATTEMPTS] == "1"
+    assert again.scheduled_at is not None and again.scheduled_at >= before + timedelta(seconds=0.5)
+    assert datetime.fromisoformat(again.properties[FIRST_FAILED]) >= before
+    [(session, _)] = harness.holds.rows  # the record is held until the retry is applied
+    assert session == "customers|b1"
+    assert await harness.redeliver() == "applied"
+    assert harness.holds.rows == {} and harness.activity.entries[-1].message_id == "msg-1"
 
 
 async def test_lookup_pending_is_retried_then_logged_on_the_last_attempt(world: World, harness: Harness) -> None:
     world.fo.add("CustomersV3", customer(CustomerGroupId="99"))  # group 99 never reaches Dataverse
     body = world.fno_event("customers", USMF_001).to_json()
-    for attempt in (1, 2):
-        with pytest.raises(RetryLater):
-            await harness.worker.handle(delivery(body, attempt))
-    assert await harness.worker.handle(delivery(body, attempt=3)) == "failed"
+    assert await harness.worker.handle(delivery(body)) == "retrying"
+    assert await harness.redeliver() == "retrying"
+    waits = [c.scheduled_at for c in harness.queue.sent]
+    assert await harness.redeliver() == "failed"
     assert [e.outcome for e in harness.activity.entries] == ["retrying", "retrying", "failed"]
     [error] = harness.errors.entries
     assert (error.id, error.map, error.key, error.category) == ("msg-1", "customers", "USMF|US-001", "lookup_pending")
-    assert error.attempts == 3 and error.session_id == "customers|USMF|US-001"
-    assert error.change == body and json.loads(error.change)["keys"] == USMF_001
+    assert error.attempts == 3 and error.session_id == "customers|b1"
+    assert json.loads(error.change)["keys"] == USMF_001
     assert error.text.startswith("LookupPending:") and "msdyn_customergroupid" in error.text
     assert error.status == "open" and error.first_at.tzinfo is not None
-    assert harness.waits == [0.5, 1.0]
+    assert waits[0] is not None and waits[0] > datetime.now(UTC)  # the second retry waits longer (1 s)
+    assert harness.holds.rows == {}  # given up: the record is no longer held
 
 
 async def test_a_deleted_target_waits_for_its_delete_and_is_written_again_on_the_last_attempt(
@@ -98,14 +142,39 @@ async def test_a_deleted_target_waits_for_its_delete_and_is_written_again_on_the
     world.dv.tables["accounts"].pop(row_id)  # deleted in Dataverse, and that delete never syncs
     world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Again"
     body = world.fno_event("customers", USMF_001).to_json()
-    for attempt in (1, 2):
-        with pytest.raises(RetryLater):
-            await harness.worker.handle(delivery(body, attempt))
-        assert world.account() is None
-    assert await harness.worker.handle(delivery(body, attempt=3)) == "applied"
+    assert await harness.worker.handle(delivery(body)) == "retrying"
+    assert world.account() is None
+    assert await harness.redeliver() == "retrying"
+    assert world.account() is None
+    assert await harness.redeliver() == "applied"
     assert [(e.outcome, e.reason.split(":")[0]) for e in harness.activity.entries] == [
         ("retrying", "conflict"), ("retrying", "conflict"), ("applied", "created again")]
     assert world.account_row()["name"] == "Contoso Again" and harness.errors.entries == []
+
+
+async def test_an_outage_is_retried_past_max_attempts_until_the_horizon(world: World, harness: Harness) -> None:
+    world.fo.add("CustomersV3", customer())
+    body = world.fno_event("customers", USMF_001).to_json()
+    for _ in range(6):  # twice max_attempts: a target that is down is not the change's fault
+        world.dv.failures.append(TransientError("Service Unavailable", status=503, method="PATCH", url="accounts"))
+    assert await harness.worker.handle(delivery(body)) == "retrying"
+    for _ in range(5):
+        assert await harness.redeliver() == "retrying"
+    caps = [backoff_seconds(n, 0.5, 300) for n in range(1, 12)]
+    assert caps[-1] == 300 and caps[:3] == [0.5, 1.0, 2.0]
+    assert await harness.redeliver() == "applied"
+    assert harness.errors.entries == []
+    # past the horizon it goes to the error log, with the whole retrying time behind it
+    world.dv.failures.append(TransientError("Service Unavailable", status=503, method="PATCH", url="accounts"))
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Renamed"
+    old = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    late = Delivery(body=world.fno_event("customers", USMF_001).to_json().encode(), message_id="m-2|retry-40",
+                    session_id="customers|b1", delivery_count=1,
+                    properties={ORIGIN: "m-2", ATTEMPTS: "40", FIRST_FAILED: old})
+    assert await harness.worker.handle(late) == "failed"
+    [error] = harness.errors.entries
+    assert (error.id, error.category, error.attempts) == ("m-2", "system", 41)
+    assert error.first_at == datetime.fromisoformat(old)
 
 
 async def test_permanent_error_goes_to_the_error_log_at_once(world: World, harness: Harness) -> None:
@@ -149,19 +218,19 @@ async def test_a_change_naming_an_unknown_map_is_logged_as_application(world: Wo
     assert error.category == "application" and "invoices" in error.text
 
 
-def test_backoff_doubles_from_the_second_delivery_up_to_the_cap() -> None:
-    assert [backoff_seconds(n) for n in range(1, 10)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
-    assert [backoff_seconds(n, base=2, cap=10) for n in (0, 1, 2, 3, 4, 5)] == [0.0, 0.0, 2, 4, 8, 10]
+def test_backoff_doubles_after_each_failed_attempt_up_to_the_cap() -> None:
+    assert [backoff_seconds(n) for n in range(1, 12)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0,
+                                                          300.0]
+    assert [backoff_seconds(n, base=2, cap=10) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
 
 
 async def test_retrying_and_applied_entries_of_one_fno_record_share_its_key(world: World,
                                                                            harness: Harness) -> None:
     world.fo.add("CustomersV3", customer(CustomerGroupId="20"))  # group 20 is not in Dataverse yet
     body = world.fno_event("customers", USMF_001).to_json()
-    with pytest.raises(RetryLater):
-        await harness.worker.handle(delivery(body, attempt=1))
+    assert await harness.worker.handle(delivery(body, attempt=1)) == "retrying"
     world.dv.add("msdyn_customergroups", {"msdyn_groupid": "20", "_msdyn_company_value": world.company_id})
-    assert await harness.worker.handle(delivery(body, attempt=2)) == "applied"
+    assert await harness.redeliver() == "applied"
     retrying, applied = harness.activity.entries
     assert (retrying.outcome, applied.outcome) == ("retrying", "applied")
     assert retrying.key == applied.key == "USMF|US-001"
@@ -170,11 +239,11 @@ async def test_retrying_and_applied_entries_of_one_fno_record_share_its_key(worl
 async def test_unexpected_error_is_retried_then_logged_as_system(world: World, harness: Harness) -> None:
     world.fo.add("CustomersV3", customer())
     body = world.fno_event("customers", USMF_001).to_json()
-    world.dv.failures.append(RuntimeError("connection reset outside the connector"))
-    with pytest.raises(RetryLater):
-        await harness.worker.handle(delivery(body, attempt=1))
-    world.dv.failures.append(RuntimeError("connection reset outside the connector"))
-    assert await harness.worker.handle(delivery(body, attempt=3)) == "failed"
+    for _ in range(3):
+        world.dv.failures.append(RuntimeError("connection reset outside the connector"))
+    assert await harness.worker.handle(delivery(body, attempt=1)) == "retrying"
+    assert await harness.redeliver() == "retrying"
+    assert await harness.redeliver() == "failed"
     [error] = harness.errors.entries
     assert error.category == "system" and error.text == "RuntimeError: connection reset outside the connector"
 
