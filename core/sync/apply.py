@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from core.events.model import ChangeEvent
 from core.maps import MapSet, TableMap
+from core.maps.model import Side
 from core.sync.compare import canon_all
 from core.sync.decide import (
     Delete,
@@ -29,7 +30,7 @@ from core.sync.decide import (
 )
 from core.sync.domain import Link, LinkConflict
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
-from core.sync.sides import DataverseSide, FnoSide, filter_columns, fno_id
+from core.sync.sides import DataverseSide, FnoSide, SidePort, filter_columns, fno_id
 
 ResultOutcome = Literal["applied", "skipped"]
 
@@ -55,6 +56,7 @@ class Applier:
         self.links = links
         self.dataverse = dataverse
         self.fno = fno
+        self.sides: dict[Side, SidePort] = {"dataverse": dataverse, "fno": fno}
         self.engine_user = engine_user.lower()
 
     async def apply(self, event: ChangeEvent, *, last_attempt: bool = False) -> Result:
@@ -97,12 +99,12 @@ class Applier:
 
     async def _write(self, table_map: TableMap, event: ChangeEvent, record: dict[str, Any], link: Link | None,
                      decision: Write, *, recreate: bool) -> Result:
+        side = self.sides[decision.target]
         if decision.check_primary:
             assert link is not None  # only an update checks the primary side
-            refusal = check_primary(table_map, event, link, decision, await self._read_target(table_map, link))
+            refusal = check_primary(table_map, event, link, decision, await side.read_linked(table_map, link))
             if refusal is not None:
                 raise ConflictSkipped(refusal.reason)
-        side = self.dataverse if decision.target == "dataverse" else self.fno
         written = await side.write(table_map, link if decision.update else None, decision.projected,
                                    decision.changes, recreate=recreate)
         link = link or Link(map=table_map.name, key=decision.key)
@@ -117,11 +119,7 @@ class Applier:
         return Result("applied", decision.reason(created=written.created), decision.key_text, target_id)
 
     async def _delete(self, table_map: TableMap, event: ChangeEvent, link: Link | None, decision: Delete) -> Result:
-        if decision.target == "fno":
-            linked_key = link.fno_key if link is not None else None
-            gone = await self.fno.delete(table_map, linked_key or FnoSide.key_from_parts(table_map, decision.key))
-        else:
-            gone = await self.dataverse.delete(table_map, link, _dataverse_key_record(table_map, decision.key))
+        gone = await self.sides[decision.target].delete(table_map, link, decision.key)
         link = link or Link(map=table_map.name, key=decision.key)
         link.tombstoned(event)
         await self.links.save(link)
@@ -161,15 +159,6 @@ class Applier:
     def _ours(self, event: ChangeEvent) -> bool:
         return bool(self.engine_user) and (event.initiated_by or "").strip("{}").lower() == self.engine_user
 
-    async def _read_target(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
-        if table_map.primary == "dataverse":
-            if link.dataverse_id:
-                return await self.dataverse.read(table_map, link.dataverse_id)
-            return None
-        if link.fno_key:
-            return await self.fno.read(table_map, link.fno_key)
-        return None
-
     async def _deleted_key(self, table_map: TableMap,
                            event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
         """What names a deleted record: its link by Dataverse row id, else the key-bearing pre image."""
@@ -179,15 +168,3 @@ class Applier:
         if link is not None:
             return None, link
         return await self.dataverse.resolve(table_map, event.pre or {}), None
-
-
-def _dataverse_key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:
-    """The Dataverse key columns of a canonical key (company code first, then F&O key order)."""
-    parts = list(key)
-    record: dict[str, Any] = {}
-    if table_map.company is not None:
-        dotted = next(k for k in table_map.dataverse.key if "." in k)
-        record[dotted] = parts.pop(0)
-    for (_, column), value in zip(table_map.key_pairs(), parts, strict=True):
-        record[column] = value
-    return record

@@ -40,6 +40,23 @@ class Written:
     created: bool
 
 
+class SidePort(Protocol):
+    """What apply asks of either side, in map terms: the same calls whichever way a change travels."""
+
+    side: Side
+
+    async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
+        """The linked record as this side holds it now (None: gone, or not linked on this side)."""
+        ...
+
+    async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
+                    changes: Mapping[str, Any], *, recreate: bool = False) -> Written: ...
+
+    async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
+        """Delete the record (by the link's id or key here, else by its canonical key); whether it was there."""
+        ...
+
+
 def filter_columns(table_map: TableMap, side: Side) -> set[str]:
     node = table_map.source_filter(side)
     return filter_fields(node) if node is not None else set()
@@ -85,6 +102,9 @@ class DataverseSide:
             else:
                 record[name] = value
         return await self.resolve(table_map, record)
+
+    async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
+        return await self.read(table_map, link.dataverse_id) if link.dataverse_id else None
 
     async def resolve(self, table_map: TableMap, record: Mapping[str, Any]) -> dict[str, Any]:
         """Lookups given as row ids (webhook EntityReferences, `_x_value` columns) -> KeyRefs."""
@@ -231,11 +251,12 @@ class DataverseSide:
                                           select=[table_map.dataverse.primary_id])
         return Written(result.id.lower(), None, created=result.created)
 
-    async def delete(self, table_map: TableMap, link: Link | None, key_record: Mapping[str, Any]) -> bool:
+    async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
         entity_set = table_map.dataverse.entity_set
         if link is not None and link.dataverse_id:
             return await self.client.delete(entity_set, link.dataverse_id)
-        return await self.client.delete(entity_set, key=await self.alternate_key(table_map, key_record))
+        alternate = await self.alternate_key(table_map, _key_record(table_map, key))
+        return await self.client.delete(entity_set, key=alternate)
 
 
 class FnoSide:
@@ -277,6 +298,9 @@ class FnoSide:
 
     async def read(self, table_map: TableMap, key: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self.client.get(table_map.fno.entity_set, key, select=self.columns(table_map))
+
+    async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
+        return await self.read(table_map, link.fno_key) if link.fno_key else None
 
     async def check_parents(self, table_map: TableMap, values: Mapping[str, Any]) -> None:
         """Every lookup this write sets must point at an existing F&O row (else: retried later)."""
@@ -339,13 +363,26 @@ class FnoSide:
         created = await self.client.upsert(entity_set, key, self._body(table_map, projected, key))
         return Written(None, key, created=created)
 
-    async def delete(self, table_map: TableMap, key: Mapping[str, Any]) -> bool:
-        return await self.client.delete(table_map.fno.entity_set, key)
+    async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
+        linked = link.fno_key if link is not None else None
+        return await self.client.delete(table_map.fno.entity_set, linked or self.key_from_parts(table_map, key))
 
 
 def fno_id(key: Mapping[str, Any]) -> str:
     """An F&O record's key as the activity and error logs show it: `dataAreaId=usmf,CustomerAccount=US-001`."""
     return ",".join(f"{name}={value}" for name, value in key.items())
+
+
+def _key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:
+    """The Dataverse key columns of a canonical key (company code first, then F&O key order)."""
+    parts = list(key)
+    record: dict[str, Any] = {}
+    if table_map.company is not None:
+        dotted = next(k for k in table_map.dataverse.key if "." in k)
+        record[dotted] = parts.pop(0)
+    for (_, column), value in zip(table_map.key_pairs(), parts, strict=True):
+        record[column] = value
+    return record
 
 
 def _describe(ref: KeyRef) -> str:
