@@ -77,6 +77,7 @@ class Applier:
             record, link = await self._deleted_key(table_map, event)
         else:
             record, link = await self._source_record(table_map, event)
+        # The rule's first part says which link to read (none for a record gone or filtered out).
         screened = screen(table_map, event, record, link, maps=self.maps)
         if isinstance(screened, Skip):
             return Result("skipped", screened.reason, screened.key)
