@@ -1,21 +1,30 @@
 """Live sync end to end: changes written through each simulator's own API, until visible on the other side.
 
-    .venv/bin/python -m bench.live_sync [--changes 200] [--workers 8] [--timeout 120] [--host-log PATH]
+    .venv/bin/python -m bench.live_sync [--changes 200] [--bursts 1000,10000] [--workers 8] [--timeout 120]
+                                        [--burst-timeout 900] [--host-log PATH]
 
 Starts the whole stack on free ports (Azurite, the Service Bus emulator, both simulators seeded, the
 Functions host serving function_app.py), first measures the raw single-write rate of each simulator
 (sequential PATCHes, before the host exists, so no event fires), then starts the host, waits for it
 to deploy the maps, and runs three phases of N records written from several threads: customers
 created in F&O, renamed in F&O, then their accounts renamed in Dataverse. Each phase polls the other
-side in bulk until every value shows up. Latency is source write answered -> first poll that sees
-the value (resolution: the poll interval). Prints one JSON object; bench/README.md explains it.
+side in bulk until every value shows up. Then, per `--bursts` size N, two burst phases: N customers
+created in F&O (to Dataverse), then the same N accounts renamed in Dataverse (to F&O). Latency is source
+write answered -> first poll that sees the value (resolution: the poll interval). Every phase also
+reports what the engine spent on it: CPU seconds of the Functions host (its process tree, /proc), HTTP
+requests on each simulator (their /_sim/stats and /admin/stats, the bench's own callers left out) and
+Table Storage requests (Azurite's access log). Raw rates (single writes and `$batch` changesets of
+100) are measured first, before the host exists, so no event fires. Prints one JSON object;
+bench/README.md explains it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import sys
 import tempfile
 import threading
@@ -29,11 +38,18 @@ from typing import Any
 import httpx
 
 from devstack.azurite import azurite_table, connection_string
+from devstack.dataverse.auth import make_token
 from devstack.processes import ROOT, ManagedProcess, free_port, python_module
 from devstack.servicebus.launch import emulator_process
 from devstack.up import LOCAL_TOKEN, wait_for_deployment
 
 HEADERS = {"Authorization": f"Bearer {LOCAL_TOKEN}", "Accept": "application/json", "OData-Version": "4.0"}
+# The bench's own callers: LOCAL_TOKEN (polls, raw rates, deployment checks) and one per writer thread (users;
+# Dataverse's service protection counts per caller). Their requests are left out of the engine's figures.
+BENCH_OID = "6c0c4d4e-2f4a-4c39-9b3a-5d1f0a7e9c11"  # LOCAL_TOKEN's
+WRITER_OIDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench.live_sync/writer/{i}")) for i in range(64)]
+BENCH_CALLERS = {BENCH_OID, *WRITER_OIDS}
+BATCH_ROWS = 100
 # Records present on both sides in the seeds; F&O-sourced and Dataverse-sourced changes use disjoint ones.
 # Dataverse-sourced ones must have a primary contact that F&O knows (its seed has USC0010..USC0040, the
 # primary contacts of US-001..US-004), or their apply waits for the lookup and ends in the error log.
@@ -48,6 +64,7 @@ class Stack:
     table_port: int
     bus_port: int
     processes: list[ManagedProcess]
+    azurite_log: Path
     host: str = ""
 
     def stop(self) -> None:
@@ -58,13 +75,16 @@ class Stack:
 def start_simulators(folder: Path) -> Stack:
     processes: list[ManagedProcess] = []
     table_port, bus_port, dv_port, fno_port = (free_port() for _ in range(4))
-    processes.append(azurite_table(table_port, location=folder / "azurite").start(ready_timeout=60))
+    azurite = azurite_table(table_port, location=folder / "azurite")
+    azurite.log_path = folder / "azurite-access.log"  # its console access log: one line per request served
+    processes.append(azurite.start(ready_timeout=60))
     processes.append(emulator_process(port=bus_port, log_level="WARNING").start(ready_timeout=60))
     processes.append(ManagedProcess("bench-dataverse", python_module(
         "devstack.dataverse", "--port", str(dv_port), "--seed", "on"), port=dv_port, log_dir=folder).start(60))
     processes.append(ManagedProcess("bench-fno", python_module(
         "devstack.fno", "--port", str(fno_port), "--seed", "on"), port=fno_port, log_dir=folder).start(60))
-    return Stack(f"http://127.0.0.1:{dv_port}", f"http://127.0.0.1:{fno_port}", table_port, bus_port, processes)
+    return Stack(f"http://127.0.0.1:{dv_port}", f"http://127.0.0.1:{fno_port}", table_port, bus_port, processes,
+                 azurite.log_path)
 
 
 def start_host(stack: Stack, folder: Path) -> dict[str, str]:
@@ -92,9 +112,52 @@ def fno_key(company: str, account: str) -> str:
     return f"CustomersV3(dataAreaId='{company}',CustomerAccount='{account}')?cross-company=true"
 
 
-def account_ids(client: httpx.Client, dataverse: str) -> dict[str, str]:
-    rows = client.get(f"{dataverse}/api/data/v9.2/accounts", params={"$select": "accountid,accountnumber"}).json()
-    return {r["accountnumber"]: r["accountid"] for r in rows["value"]}
+def get_all(client: httpx.Client, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
+    """Every row of a query, following @odata.nextLink (Dataverse pages at 5,000 rows)."""
+    rows: list[dict[str, Any]] = []
+    page = client.get(url, params=params)
+    while True:
+        page.raise_for_status()
+        body = page.json()
+        rows += body["value"]
+        if not body.get("@odata.nextLink"):
+            return rows
+        page = client.get(body["@odata.nextLink"])
+
+
+def account_ids(client: httpx.Client, dataverse: str, prefix: str = "") -> dict[str, str]:
+    params = {"$select": "accountid,accountnumber"}
+    if prefix:
+        params["$filter"] = f"startswith(accountnumber,'{prefix}')"
+    rows = get_all(client, f"{dataverse}/api/data/v9.2/accounts", params)
+    return {r["accountnumber"]: r["accountid"] for r in rows}
+
+
+def batch_body(boundary: str, requests: list[tuple[str, str, dict[str, Any]]]) -> bytes:
+    """One changeset of (method, url, json body) requests."""
+    changeset = f"cs_{boundary}"
+    parts = "".join(
+        f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+        f"Content-ID: {i}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+        f"{json.dumps(body)}\r\n"
+        for i, (method, url, body) in enumerate(requests, 1)
+    )
+    return (f"--{boundary}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n{parts}"
+            f"--{changeset}--\r\n--{boundary}--\r\n").encode()
+
+
+def batched_rate(client: httpx.Client, url: str, batches: int,
+                 build: Any) -> float:
+    """Rows/s through `$batch` changesets of BATCH_ROWS writes, sequential (what one client gets)."""
+    started = time.perf_counter()
+    for b in range(batches):
+        boundary = f"batch_{b}"
+        response = client.post(url, content=batch_body(boundary, build(b)),
+                               headers={"Content-Type": f"multipart/mixed; boundary={boundary}"})
+        response.raise_for_status()
+        if response.text.count("HTTP/1.1 204") != BATCH_ROWS:
+            raise RuntimeError(f"a raw $batch did not write {BATCH_ROWS} rows: {response.text[:400]}")
+    return batches * BATCH_ROWS / (time.perf_counter() - started)
 
 
 def raw_rates(client: httpx.Client, stack: Stack, writes: int) -> dict[str, float]:
@@ -111,7 +174,16 @@ def raw_rates(client: httpx.Client, stack: Stack, writes: int) -> dict[str, floa
         client.patch(f"{stack.fno}/data/{fno_key(company, account)}",
                      json={"OrganizationName": f"raw {i}"}).raise_for_status()
     fno_rate = writes / (time.perf_counter() - started)
-    return {"dataverse_single_writes_per_s": round(dataverse_rate, 1), "fno_single_writes_per_s": round(fno_rate, 1)}
+    batches = max(1, writes // 20)
+    dataverse_batched = batched_rate(client, f"{stack.dataverse}/api/data/v9.2/$batch", batches, lambda b: [
+        ("PATCH", f"/api/data/v9.2/accounts({accounts[i % len(accounts)]})", {"name": f"raw batch {b}-{i}"})
+        for i in range(BATCH_ROWS)])
+    fno_batched = batched_rate(client, f"{stack.fno}/data/$batch", batches, lambda b: [
+        ("PATCH", fno_key(*FROM_FNO[i % len(FROM_FNO)]), {"OrganizationName": f"raw batch {b}-{i}"})
+        for i in range(BATCH_ROWS)])
+    return {"dataverse_single_writes_per_s": round(dataverse_rate, 1), "fno_single_writes_per_s": round(fno_rate, 1),
+            "dataverse_batched_rows_per_s": round(dataverse_batched, 1),
+            "fno_batched_rows_per_s": round(fno_batched, 1), "batch_rows": BATCH_ROWS}
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -121,30 +193,171 @@ def percentile(values: list[float], share: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 1)
 
 
+# ---- what the engine spends ---------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ACCESS_LINE = re.compile(rb'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of a process and its live descendants (worker processes), plus what their
+    finished children used (cutime/cstime), from /proc/<pid>/stat."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone in between
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+class TableCounter:
+    """Requests Azurite served, from its access log (one line per HTTP request; a batch transaction is one)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = 0
+        self.requests = 0
+        self.batches = 0
+        self.methods: dict[str, int] = {}
+
+    def read(self) -> TableCounter:
+        with self.log.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for method, path, _ in ACCESS_LINE.findall(complete):
+            self.requests += 1
+            self.methods[method.decode()] = self.methods.get(method.decode(), 0) + 1
+            if path.endswith(b"$batch"):
+                self.batches += 1
+        return self
+
+    def totals(self) -> tuple[int, int, dict[str, int]]:
+        self.read()
+        return self.requests, self.batches, dict(self.methods)
+
+
+def sim_stats(client: httpx.Client, stack: Stack) -> dict[str, dict[str, Any]]:
+    return {
+        "dataverse": client.get(f"{stack.dataverse}/_sim/stats", params={"records": "false"}).json(),
+        "fno": client.get(f"{stack.fno}/admin/stats", params={"records": "false"}).json(),
+    }
+
+
+def engine_traffic(stats: dict[str, Any]) -> dict[str, int]:
+    """The requests of every caller that is not the bench (the engine's service principal)."""
+    callers = {c: n for c, n in stats["callers"].items() if c not in BENCH_CALLERS}
+    return {
+        "requests": sum(n.get("requests", 0) for n in callers.values()),
+        "batch_operations": sum(n.get("batch_operations", 0) for n in callers.values()),
+    }
+
+
+class Meter:
+    """Engine cost of one phase: reset the simulators' stats and take CPU and Azurite counts at the start;
+    at the end wait until the engine is quiet (its echoes included), then read the differences."""
+
+    def __init__(self, client: httpx.Client, stack: Stack, host_pid: int, tables: TableCounter) -> None:
+        self.client, self.stack, self.host_pid, self.tables = client, stack, host_pid, tables
+
+    def start(self) -> None:
+        for url in (f"{self.stack.dataverse}/_sim/stats/reset", f"{self.stack.fno}/admin/stats/reset"):
+            self.client.post(url).raise_for_status()
+        self.cpu = tree_cpu_seconds(self.host_pid)
+        self.table = self.tables.totals()
+
+    def settle(self, quiet: float = 1.0, limit: float = 60.0) -> float:
+        """Seconds until neither simulator nor Azurite saw an engine request for `quiet` seconds."""
+        started = time.perf_counter()
+        last: Any = None
+        while time.perf_counter() - started < limit:
+            stats = sim_stats(self.client, self.stack)
+            now = ({side: engine_traffic(s) for side, s in stats.items()}, self.tables.totals()[0])
+            if now == last:
+                break
+            last = now
+            time.sleep(quiet)
+        return round(time.perf_counter() - started, 1)
+
+    def finish(self, applied: int, target: str) -> dict[str, Any]:
+        settle = self.settle()
+        cpu = tree_cpu_seconds(self.host_pid) - self.cpu
+        stats = sim_stats(self.client, self.stack)
+        requests, batches, methods = self.tables.totals()
+        table_requests = requests - self.table[0]
+        table_methods = {m: n - self.table[2].get(m, 0) for m, n in methods.items() if n - self.table[2].get(m, 0)}
+        per = (lambda n: round(n / applied, 3)) if applied else (lambda n: None)
+        http = {side: engine_traffic(s) for side, s in stats.items()}
+        return {
+            "settle_s": settle,
+            "cpu_s": round(cpu, 2),
+            "cpu_s_per_1000_changes": round(cpu / applied * 1000, 2) if applied else None,
+            "http_requests_per_change": {side: per(h["requests"]) for side, h in http.items()},
+            "batch_operations_per_change": {side: per(h["batch_operations"]) for side, h in http.items()},
+            "http": {side: {**http[side], "throttled_429": stats[side]["requests"]["throttled_429"],
+                            "unavailable_503": stats[side]["requests"]["unavailable_503"]} for side in http},
+            "target_rows_written": stats[target]["writes"]["total"],
+            "target_max_writes_per_record": stats[target]["writes"]["max_per_record"],
+            "table_requests": table_requests,
+            "table_batch_requests": batches - self.table[1],
+            "table_requests_by_method": table_methods,
+            "table_requests_per_change": per(table_requests),
+        }
+
+
+# ---- phases -------------------------------------------------------------------------------------------------
+
 @dataclass
 class Phase:
     """N writes on one side, each expected to show up with a value on the other side."""
 
     name: str
     target: str  # the side polled
-    writes: list[tuple[str, str, Any]]  # (record, value expected on the target, the write itself)
+    prefix: str  # every record of the phase starts with it
+    writes: list[tuple[str, str, Any]]  # (record, value expected on the target, the write itself(headers))
+    poll: float
 
 
 def poll_dataverse(client: httpx.Client, stack: Stack, prefix: str) -> dict[str, str]:
-    rows = client.get(f"{stack.dataverse}/api/data/v9.2/accounts", params={
-        "$select": "name,accountnumber", "$filter": f"startswith(accountnumber,'{prefix}')"}).json()
-    return {r["accountnumber"]: r.get("name") or "" for r in rows["value"]}
+    rows = get_all(client, f"{stack.dataverse}/api/data/v9.2/accounts", {
+        "$select": "name,accountnumber", "$filter": f"startswith(accountnumber,'{prefix}')"})
+    return {r["accountnumber"]: r.get("name") or "" for r in rows}
 
 
 def poll_fno(client: httpx.Client, stack: Stack, prefix: str) -> dict[str, str]:
-    rows = client.get(f"{stack.fno}/data/CustomersV3", params={
+    rows = get_all(client, f"{stack.fno}/data/CustomersV3", {
         "cross-company": "true", "$select": "CustomerAccount,OrganizationName",
-        "$filter": f"CustomerAccount eq '{prefix}*'"}).json()
-    return {r["CustomerAccount"]: r.get("OrganizationName") or "" for r in rows["value"]}
+        "$filter": f"CustomerAccount eq '{prefix}*'"})
+    return {r["CustomerAccount"]: r.get("OrganizationName") or "" for r in rows}
 
 
-def run_phase(client: httpx.Client, stack: Stack, phase: Phase, prefix: str, *, workers: int, timeout: float,
-              poll: float) -> dict[str, Any]:
+_writer = threading.local()
+_writer_count = iter(range(1_000_000))
+
+
+def writer_headers() -> dict[str, str]:
+    """This thread's own caller (one user per writer thread)."""
+    if not hasattr(_writer, "headers"):
+        oid = WRITER_OIDS[next(_writer_count) % len(WRITER_OIDS)]
+        _writer.headers = {"Authorization": f"Bearer {make_token(oid, name='bench writer')}"}
+    return _writer.headers
+
+
+def run_phase(client: httpx.Client, stack: Stack, phase: Phase, meter: Meter, *, workers: int,
+              timeout: float) -> dict[str, Any]:
     """Fire the phase's writes from `workers` threads (as many users would), then poll the other side
     until every expected value is there; per record: source write answered -> first poll seeing it."""
     written: dict[str, float] = {}
@@ -153,10 +366,11 @@ def run_phase(client: httpx.Client, stack: Stack, phase: Phase, prefix: str, *, 
 
     def write(item: tuple[str, str, Any]) -> None:
         record, _, action = item
-        action()
+        action(writer_headers())
         with lock:
             written[record] = time.perf_counter()
 
+    meter.start()
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(write, phase.writes))
@@ -166,58 +380,85 @@ def run_phase(client: httpx.Client, stack: Stack, phase: Phase, prefix: str, *, 
     read = poll_dataverse if phase.target == "dataverse" else poll_fno
     while len(seen) < len(expected) and time.perf_counter() < deadline:
         now = time.perf_counter()
-        for record, value in read(client, stack, prefix).items():
+        for record, value in read(client, stack, phase.prefix).items():
             if record not in seen and expected.get(record) == value:
                 seen[record] = now
         if len(seen) < len(expected):
-            time.sleep(poll)
+            time.sleep(phase.poll)
     latencies = [seen[r] - written[r] for r in seen]
     last = max(seen.values(), default=writes_done)
+    applied_per_s = round(len(seen) / (last - started), 1) if seen else 0.0
     return {
         "changes": len(expected), "applied": len(seen), "not_seen_in_time": len(expected) - len(seen),
         "source_writes_per_s": round(len(expected) / (writes_done - started), 1),
-        "applied_per_s": round(len(seen) / (last - started), 1) if seen else 0.0,
+        "applied_per_s": applied_per_s,
         "latency_ms": {"p50": percentile(latencies, 0.50), "p95": percentile(latencies, 0.95),
                        "p99": percentile(latencies, 0.99)},
+        "latency_resolution_ms": round(phase.poll * 1000),
+        "engine": meter.finish(len(seen), phase.target),
     }
 
 
-def phases(client: httpx.Client, stack: Stack, prefix: str, count: int) -> list[Any]:
-    """Creates in F&O, then updates in F&O, then updates in Dataverse of the same records (built lazily:
-    the Dataverse ids exist only after the creates have synced)."""
-    records = [f"{prefix}{i:04d}" for i in range(count)]
+def phases(client: httpx.Client, stack: Stack, prefix: str, count: int, *, names: tuple[str, ...],
+           poll: float) -> Any:
+    """Creates in F&O, then (if named) updates in F&O, then updates in Dataverse of the same records (built
+    lazily: the Dataverse ids exist only after the creates have synced)."""
+    width = max(4, len(str(count - 1)))
+    records = [f"{prefix}{i:0{width}d}" for i in range(count)]
 
     def fno_create(record: str) -> Any:
-        return lambda: client.post(f"{stack.fno}/data/CustomersV3", json={
+        return lambda headers: client.post(f"{stack.fno}/data/CustomersV3", headers=headers, json={
             "dataAreaId": "usmf", "CustomerAccount": record, "OrganizationName": f"new {record}",
             "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD"}).raise_for_status()
 
     def fno_rename(record: str) -> Any:
-        return lambda: client.patch(f"{stack.fno}/data/{fno_key('usmf', record)}",
-                                    json={"OrganizationName": f"F&O {record}"}).raise_for_status()
+        return lambda headers: client.patch(f"{stack.fno}/data/{fno_key('usmf', record)}", headers=headers,
+                                            json={"OrganizationName": f"F&O {record}"}).raise_for_status()
 
     def dataverse_rename(row_id: str, record: str) -> Any:
-        return lambda: client.patch(f"{stack.dataverse}/api/data/v9.2/accounts({row_id})",
-                                    json={"name": f"DV {record}"}).raise_for_status()
+        return lambda headers: client.patch(f"{stack.dataverse}/api/data/v9.2/accounts({row_id})", headers=headers,
+                                            json={"name": f"DV {record}"}).raise_for_status()
 
-    yield Phase("fno_creates_to_dataverse", "dataverse", [(r, f"new {r}", fno_create(r)) for r in records])
-    yield Phase("fno_updates_to_dataverse", "dataverse", [(r, f"F&O {r}", fno_rename(r)) for r in records])
-    ids = {number: row_id for number, row_id in account_ids(client, stack.dataverse).items() if number in records}
-    yield Phase("dataverse_updates_to_fno", "fno",
-                [(r, f"DV {r}", dataverse_rename(ids[r], r)) for r in records if r in ids])
+    yield Phase(names[0], "dataverse", prefix, [(r, f"new {r}", fno_create(r)) for r in records], poll)
+    if len(names) == 3:
+        yield Phase(names[1], "dataverse", prefix, [(r, f"F&O {r}", fno_rename(r)) for r in records], poll)
+    ids = account_ids(client, stack.dataverse, prefix)
+    yield Phase(names[-1], "fno", prefix, [(r, f"DV {r}", dataverse_rename(ids[r], r)) for r in records if r in ids],
+                poll)
+
+
+def sizes(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none", "0"):
+        return []
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1000,10000, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("burst sizes must be positive")
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.live_sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changes", type=int, default=200, help="records per phase")
+    parser.add_argument("--changes", type=int, default=200, help="records per phase of the three base phases")
+    parser.add_argument("--bursts", type=sizes, default=[1000, 10000],
+                        help="burst sizes (changes per direction), comma separated; 'none' for no bursts")
     parser.add_argument("--workers", type=int, default=8, help="threads writing to the source (users)")
-    parser.add_argument("--raw-writes", type=int, default=200)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a phase waits for its changes")
-    parser.add_argument("--poll", type=float, default=0.1)
+    parser.add_argument("--raw-writes", type=int, default=200,
+                        help="single writes per simulator for the raw rates (and a twentieth of it in $batch of 100)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a base phase waits for its changes")
+    parser.add_argument("--burst-timeout", type=float, default=900.0,
+                        help="seconds a burst phase waits for its changes after the last source write")
+    parser.add_argument("--poll", type=float, default=0.1, help="poll interval of the base phases (s)")
+    parser.add_argument("--burst-poll", type=float, default=0.5,
+                        help="poll interval of the burst phases (s; each poll reads every record of the burst)")
     parser.add_argument("--host-log", type=Path, help="copy the Functions host's log here (where the time goes)")
     args = parser.parse_args(argv)
-    prefix = f"B{uuid.uuid4().hex[:5].upper()}"
+    if args.workers > len(WRITER_OIDS):
+        parser.error(f"--workers at most {len(WRITER_OIDS)}")
+    tag = uuid.uuid4().hex[:5].upper()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-live-sync-") as tmp:
         folder = Path(tmp)
@@ -229,9 +470,22 @@ def main(argv: list[str] | None = None) -> None:
                 settings = start_host(stack, folder)
                 deployed = wait_for_deployment(settings, threading.Event(), dataverse=stack.dataverse,
                                                fno=stack.fno)
-                for phase in phases(client, stack, prefix, args.changes):
-                    results[phase.name] = run_phase(client, stack, phase, prefix, workers=args.workers,
-                                                    timeout=args.timeout, poll=args.poll)
+                host = stack.processes[-1].proc
+                assert host is not None
+                meter = Meter(client, stack, host.pid, TableCounter(stack.azurite_log))
+                plan = [(phases(client, stack, f"B{tag}", args.changes, poll=args.poll, names=(
+                    "fno_creates_to_dataverse", "fno_updates_to_dataverse", "dataverse_updates_to_fno")),
+                    args.timeout)]
+                for n, size in enumerate(args.bursts):
+                    plan.append((phases(client, stack, f"X{tag}{n}", size, poll=args.burst_poll, names=(
+                        f"burst_{size}_fno_creates_to_dataverse", f"burst_{size}_dataverse_updates_to_fno")),
+                        args.burst_timeout))
+                for built, timeout in plan:
+                    for phase in built:
+                        results[phase.name] = run_phase(client, stack, phase, meter, workers=args.workers,
+                                                        timeout=timeout)
+                        print(f"{phase.name}: {results[phase.name]['applied']} of {results[phase.name]['changes']}"
+                              f" applied, {results[phase.name]['applied_per_s']}/s", file=sys.stderr)
             if any(r["not_seen_in_time"] for r in results.values()):  # say why on stderr; stdout stays JSON
                 log = stack.processes[-1].log_path.read_text(errors="replace").splitlines()
                 problems = [line for line in log if " WARNING " in line or " ERROR " in line]
@@ -241,19 +495,26 @@ def main(argv: list[str] | None = None) -> None:
             stack.stop()
             if args.host_log:
                 args.host_log.write_text(stack.processes[-1].log_path.read_text(errors="replace"))
+    raw_for = {"dataverse": raw["dataverse_batched_rows_per_s"], "fno": raw["fno_batched_rows_per_s"]}
+    for name, result in results.items():
+        target = "dataverse" if name.endswith("to_dataverse") else "fno"
+        result["applied_vs_target_batched_writes"] = round(result["applied_per_s"] / raw_for[target], 4)
     best = max((r["applied_per_s"] for r in results.values()), default=0.0)
     print(json.dumps({
         "benchmark": "live_sync",
         "python": platform.python_version(),
+        "cpus": os.cpu_count(),
         "deployed": deployed,
         "changes_per_phase": args.changes,
+        "bursts": args.bursts,
         "source_writers": args.workers,
-        "latency_resolution_ms": round(args.poll * 1000),
         "phases": results,
         "raw": raw,
         "ratios": {
             "best_applied_vs_dataverse_single_writes": round(best / raw["dataverse_single_writes_per_s"], 4),
             "best_applied_vs_fno_single_writes": round(best / raw["fno_single_writes_per_s"], 4),
+            "best_applied_vs_dataverse_batched_writes": round(best / raw["dataverse_batched_rows_per_s"], 4),
+            "best_applied_vs_fno_batched_writes": round(best / raw["fno_batched_rows_per_s"], 4),
         },
     }, indent=2))
 
