@@ -27,12 +27,14 @@ from azure.servicebus.aio import ServiceBusClient
 from core.events.model import ChangeEvent
 from core.store.errors import ErrorEntry, ErrorLog
 from core.store.tables import Tables
+from core.sync.ingest import DEFAULT_BUCKETS, bucket_of
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
 
 PAYLOADS = Path(__file__).parents[2] / "unit" / "events" / "payloads"
 UNUSED_URL = "http://127.0.0.1:9"  # neither ingest nor the admin error routes call Dataverse or F&O
 MALFORMED = b'{"MessageName": "Merge", "note": "from a misconfigured F&O endpoint"}'
+US_900_SESSION = f"customers|b{bucket_of('customers', ('US-900',), DEFAULT_BUCKETS)}"
 
 
 class Queues:
@@ -161,7 +163,7 @@ async def test_refused_fno_event_that_parses_now_resubmits_into_the_changes_queu
     resubmitted = await ingest_admin.post(path(id, "resubmit"))
     assert resubmitted.status_code == 202, resubmitted.text
     assert resubmitted.json() == {"id": id, "status": "resubmitted", "message_id": None, "accepted": 1}
-    session = "customers|fno|USMF|US-900"
+    session = US_900_SESSION
     async with ServiceBusClient.from_connection_string(queues.connection) as client, \
             client.get_queue_receiver(queues.changes, session_id=session, max_wait_time=10) as receiver:
         (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
@@ -212,7 +214,7 @@ async def test_fno_events_dead_letters_are_listed_and_can_be_discarded_or_resubm
     assert resubmitted.status_code == 202, resubmitted.text
     assert resubmitted.json()["accepted"] == 1
     async with ServiceBusClient.from_connection_string(queues.connection) as client, \
-            client.get_queue_receiver(queues.changes, session_id="customers|fno|USMF|US-900",
+            client.get_queue_receiver(queues.changes, session_id=US_900_SESSION,
                                       max_wait_time=10) as receiver:
         (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
         await receiver.complete_message(message)

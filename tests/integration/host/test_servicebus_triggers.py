@@ -6,6 +6,7 @@ SDK's lock renewer cannot keep a shorter lock alive (it checks once a second).""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -153,7 +154,7 @@ def test_batched_session_trigger_takes_one_session_at_a_time_in_order(host, bus)
     assert any(len(r["bodies"]) > 1 for r in reports)  # batches, not one message each
     spans = sorted((r["started"], r["ended"]) for r in reports)
     # as in Azure, one session at a time (maxConcurrentSessions is 2 here): invocations never overlap
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
 def test_sigterm_lets_the_invocation_in_flight_finish_and_settle(devhost, emulator, bus, host_json) -> None:

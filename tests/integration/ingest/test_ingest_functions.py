@@ -25,6 +25,7 @@ from core.events.model import ChangeEvent
 from core.store.activity import ActivityLog
 from core.store.errors import ErrorLog
 from core.store.tables import Tables
+from core.sync.ingest import DEFAULT_BUCKETS, bucket_of
 from devstack.processes import free_port
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
@@ -118,7 +119,7 @@ def test_webhook_body_becomes_one_message_per_map(stack: Stack) -> None:
     assert response.json() == {"accepted": 1, "skipped": []}
     [message] = stack.drain(1)
     assert message.message_id == "dv:4af10637-4ea2-e711-8122-000d3aa2331c|customers"
-    assert message.session_id == f"customers|dv|{ACCOUNT}"
+    assert message.session_id == f"customers|b{bucket_of('customers', ('US-001',), DEFAULT_BUCKETS)}"
     event = ChangeEvent.from_json(b"".join(message.body))
     assert event.map == "customers" and event.operation == "update" and event.record_id == ACCOUNT
     assert event.values["creditlimit"] == "25000.0" and event.pre is not None
@@ -156,7 +157,7 @@ def test_fno_events_over_https(stack: Stack) -> None:
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == 2
     messages = stack.drain(2)
-    assert {m.session_id for m in messages} == {"customers|fno|USMF|US-900"}
+    assert {m.session_id for m in messages} == {f"customers|b{bucket_of('customers', ('US-900',), DEFAULT_BUCKETS)}"}
     assert {ChangeEvent.from_json(b"".join(m.body)).source for m in messages} == {"fno"}
 
 
