@@ -94,9 +94,15 @@ class Runtime:
     @cached_property
     def dataverse(self) -> DataverseClient:
         from core.connectors.dataverse import DataverseClient
+        from core.ops.steps import OwnSteps
 
         url = str(self.settings.dataverse_url).rstrip("/")
-        return DataverseClient(url, self.tokens(url))
+        client = DataverseClient(url, self.tokens(url))
+        # The engine's writes skip our own webhook steps (MSCRM.BypassBusinessLogicExecutionStepIds), so they
+        # do not come back as echo webhooks; deployment refreshes the step ids (core.ops.steps).
+        client.write_headers = OwnSteps(client, entity_sets={
+            m.dataverse.entity_set: m.dataverse.table for m in self.maps.values()})
+        return client
 
     @cached_property
     def fno(self) -> FnoClient:

@@ -2,25 +2,32 @@
 
 Every method takes `headers=` so callers can add e.g. `MSCRM.BypassBusinessLogicExecutionStepIds`
 or `CallerObjectId`; writes take `tag=` (the `?tag=` shared variable plug-ins see).
+
+`write_headers` (optional) is consulted on every write (create, update, upsert, delete and each
+write part of a `$batch`) for headers to add, e.g. core.ops.steps.OwnSteps: the bypass of our own
+webhook steps, so the engine's writes do not come back as webhooks. A caller's own header of the
+same name wins; a failing `write_headers` never fails the write.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from core.connectors import jsonwire
 from core.connectors.auth import TokenSource
 from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
-from core.connectors.errors import NotFound, ValidationFailed
+from core.connectors.errors import AuthFailed, ConnectorError, NotFound, ValidationFailed
 from core.connectors.http import ODataHttp, Stats, odata_string
 
+log = logging.getLogger("core.connectors.dataverse")
 # Characters Dataverse refuses in alternate-key values inside a URL (reference §2.4).
 _URL_UNSAFE = re.compile(r"[/<>*%&:\\?+]")
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
@@ -34,6 +41,19 @@ BASE_HEADERS = {
 # Error bodies with the CDS error annotations (trace text, help link) say more; only those are asked
 # for, so rows do not fill up with formatted values nobody reads.
 ANNOTATIONS = 'odata.include-annotations="Microsoft.PowerApps.CDS.*"'
+_MULTIPLE = {"CreateMultiple": "create", "UpdateMultiple": "update", "UpsertMultiple": "upsert"}
+
+WriteOperation = Literal["create", "update", "upsert", "delete"]
+
+
+class WriteHeaders(Protocol):
+    """Headers a DataverseClient adds to its writes (see the module docstring)."""
+
+    async def for_write(self, entity_set: str, operation: WriteOperation) -> Mapping[str, str]: ...
+
+    def refused(self, error: ConnectorError) -> bool:
+        """True when `error` is Dataverse refusing the added headers: the write is sent again without."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -102,10 +122,12 @@ def bind(entity_set: str, row_id: str | uuid.UUID | None = None, key: Mapping[st
 
 class DataverseClient:
     def __init__(self, url: str, tokens: TokenSource, *, transport: httpx.AsyncBaseTransport | None = None,
-                 max_retries: int = 4, api: str = "v9.2", max_total_wait: float = 60.0) -> None:
+                 max_retries: int = 4, api: str = "v9.2", max_total_wait: float = 60.0,
+                 write_headers: WriteHeaders | None = None) -> None:
         self.url = url.rstrip("/")
         self.http = ODataHttp(f"{self.url}/api/data/{api}/", tokens, headers=BASE_HEADERS, transport=transport,
                               max_retries=max_retries, max_total_wait=max_total_wait)
+        self.write_headers = write_headers
 
     key_segment = staticmethod(key_segment)
     key_filter = staticmethod(key_filter)
@@ -162,8 +184,8 @@ class DataverseClient:
     async def create(self, entity_set: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
                      tag: str | None = None) -> str:
         """The new row's id (from `OData-EntityId`)."""
-        response = await self.http.request("POST", entity_set, body=dict(body), params=_tag(tag),
-                                           headers=_with_annotations(headers))
+        response = await self._write(entity_set, "create", "POST", entity_set, body=dict(body), params=_tag(tag),
+                                     headers=_with_annotations(headers))
         return _entity_id(response)
 
     async def update(self, entity_set: str, row_id: str | uuid.UUID, body: Mapping[str, Any], *,
@@ -173,8 +195,9 @@ class DataverseClient:
         send = _with_annotations(headers)
         if if_match:
             send["If-Match"] = if_match
-        await self.http.request("PATCH", _address(entity_set, row_id, None), body=dict(body), params=_tag(tag),
-                                headers=send)
+        # Without If-Match a PATCH creates a missing row: its Create steps may fire too.
+        await self._write(entity_set, "update" if if_match else "upsert", "PATCH", _address(entity_set, row_id, None),
+                          body=dict(body), params=_tag(tag), headers=send)
 
     async def upsert(self, entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any], *,
                      select: Sequence[str] | None = None, headers: Mapping[str, str] | None = None,
@@ -184,8 +207,8 @@ class DataverseClient:
         params = {**(_select(select) or {}), **(_tag(tag) or {})}
         send = _with_annotations(headers)
         send["Prefer"] = f"return=representation,{ANNOTATIONS}"
-        response = await self.http.request("PATCH", _address(entity_set, None, key), body=clean,
-                                           params=params or None, headers=send)
+        response = await self._write(entity_set, "upsert", "PATCH", _address(entity_set, None, key), body=clean,
+                                     params=params or None, headers=send)
         row = jsonwire.loads(response.content) if response.content else {}
         row_id = _entity_id(response) if "OData-EntityId" in response.headers else _id_from_row(entity_set, row)
         return UpsertResult(id=row_id, created=response.status_code == 201, row=row)
@@ -195,7 +218,8 @@ class DataverseClient:
                      tag: str | None = None) -> bool:
         """True when a row was deleted, False when it was already gone."""
         try:
-            await self.http.request("DELETE", _address(entity_set, row_id, key), params=_tag(tag), headers=headers)
+            await self._write(entity_set, "delete", "DELETE", _address(entity_set, row_id, key), params=_tag(tag),
+                              headers=headers or {})
         except NotFound:
             return False
         return True
@@ -206,7 +230,8 @@ class DataverseClient:
 
         Without `continue_on_error` Dataverse stops at the first failing part: the results end with it.
         """
-        absolute = [BatchOp(op.method, self.http.url(op.url), op.body, op.headers, op.content_id) for op in ops]
+        absolute = [BatchOp(op.method, self.http.url(op.url), op.body,
+                            await self._part_headers(op.method, op.url, op.headers), op.content_id) for op in ops]
         content_type, content = build_batch(absolute, atomic=atomic)
         send = {**(headers or {}), "Content-Type": content_type}
         if continue_on_error:
@@ -214,6 +239,71 @@ class DataverseClient:
         response = await self.http.request("POST", "$batch", content=content, headers=send,
                                            multipart_ok=True)
         return parse_batch(response.headers.get("Content-Type", ""), response.content)
+
+    # ---- the write headers ------------------------------------------------------------------------------
+
+    async def _added(self, entity_set: str, operation: WriteOperation,
+                     headers: Mapping[str, str] | None) -> dict[str, str]:
+        """What `write_headers` adds to a write; never what the caller set itself, never an exception."""
+        if self.write_headers is None:
+            return {}
+        try:
+            extra = dict(await self.write_headers.for_write(entity_set, operation))
+        except Exception:  # a write must not fail for want of an optional header
+            log.warning("write headers for %s of %s failed; writing without them", operation, entity_set,
+                        exc_info=True)
+            return {}
+        own = {name.lower() for name in headers or {}}
+        return {name: value for name, value in extra.items() if name.lower() not in own}
+
+    async def _write(self, entity_set: str, operation: WriteOperation, method: str, url: str, *,
+                     headers: Mapping[str, str], **kwargs: Any) -> httpx.Response:
+        extra = await self._added(entity_set, operation, headers)
+        try:
+            return await self.http.request(method, url, headers={**headers, **extra}, **kwargs)
+        except AuthFailed as error:
+            if not extra or self.write_headers is None or not self.write_headers.refused(error):
+                raise
+        return await self.http.request(method, url, headers=headers, **kwargs)
+
+    async def _part_headers(self, method: str, url: str, headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        """A `$batch` part's headers with the write headers added (per part: reference §2.5 leaves open
+        whether the batch's own headers reach its parts)."""
+        target = write_target(method, url, self.http.base_url)
+        if target is None:
+            return headers
+        entity_set, operation = target
+        if operation == "upsert" and any(name.lower() == "if-match" for name in headers or {}):
+            operation = "update"
+        extra = await self._added(entity_set, operation, headers)
+        return {**(headers or {}), **extra} if extra else headers
+
+
+def write_target(method: str, url: str, base_url: str = "") -> tuple[str, WriteOperation] | None:
+    """(entity set, operation) of a write request by its method and URL; None for a read."""
+    method = method.upper()
+    if method not in ("POST", "PATCH", "PUT", "DELETE"):
+        return None
+    path = url[len(base_url):] if base_url and url.startswith(base_url) else url
+    if path.startswith(("http://", "https://")):
+        path = path.split("/api/data/", 1)[-1].split("/", 1)[-1]
+    path = path.lstrip("/").split("?", 1)[0]
+    match = re.match(r"([A-Za-z_][\w]*)(\([^)]*\))?(?:/(?:Microsoft\.Dynamics\.CRM\.)?(\w+))?", path)
+    if match is None or match.group(1) == "$batch":
+        return None
+    entity_set, keyed, action = match.group(1), match.group(2), match.group(3)
+    if keyed is None:
+        if action is not None:  # CreateMultiple, UpdateMultiple, UpsertMultiple (other actions: not ours)
+            operation = _MULTIPLE.get(action)
+            return (entity_set, operation) if operation and method == "POST" else None
+        return (entity_set, "create") if method == "POST" else None
+    if method == "POST":  # an association or a bound action: no Create/Update/Delete of the row
+        return None
+    if action is not None:  # one column or a lookup's $ref: an Update of the row
+        return entity_set, "update"
+    if method == "DELETE":
+        return entity_set, "delete"
+    return entity_set, ("update" if method == "PUT" else "upsert")
 
 
 def _select(select: Sequence[str] | None) -> dict[str, str] | None:

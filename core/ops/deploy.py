@@ -7,7 +7,9 @@ item (the report carries it), so a host can run it at every start.
 Dataverse (reference §1.1-1.3): one webhook `serviceendpoint` (contract 8, WebhookKey) and, per table
 that a map sends to F&O, async PostOperation steps for Create, Update and Delete with images.
 `authvalue` cannot be read back, so the endpoint's description carries a fingerprint of the key
-(a truncated SHA-256, not the key) to notice a changed key.
+(a truncated SHA-256, not the key) to notice a changed key. The steps are named
+`dw-oss: <message> of <table>`; the engine's own writes skip them by that name (core.ops.steps),
+and a client with OwnSteps as its write headers has them looked up again after each run.
 
 F&O: real F&O has no public API for business-event endpoints and activations; there it is a one-time
 setup in System administration > Business events (or a DMF import of the catalog configuration).
@@ -28,6 +30,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from core.maps import MapSet, TableMap, filter_fields
+from core.ops.steps import OwnSteps
 
 log = logging.getLogger("core.ops.deploy")
 
@@ -438,6 +441,11 @@ async def deploy(maps: MapSet, *, dataverse: DataverseApi, fno_admin: httpx.Asyn
         await deploy_dataverse(maps, dataverse, app_url=app_url, ingest_key=ingest_key, report=report)
     except Exception as error:  # a host keeps running whatever Dataverse answers
         report.add("dataverse_endpoint", ENDPOINT_NAME, "failed", f"{type(error).__name__}: {error}")
+    # The client's writes skip our own webhook steps (core.ops.steps): they may have just been created
+    # or re-created, so look their ids up again now rather than when the cache gets old.
+    own_steps = getattr(dataverse, "write_headers", None)
+    if isinstance(own_steps, OwnSteps):
+        await own_steps.refresh()
     try:
         await deploy_fno(maps, events, app_url=app_url, ingest_key=ingest_key, report=report,
                          activation_timeout=activation_timeout)
