@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         "(capped exponential backoff) before it goes to the error log")
     apply_backoff_cap_seconds: int = Field(
         300, ge=1, le=3600, description="Longest wait between two attempts of a change")
+    odata_batch_parts: int = Field(
+        100, ge=0, le=1000, description="Requests to Dataverse or F&O made at about the same time (records "
+        "applied side by side) go out as one $batch of at most this many parts; 0 or 1: one request each")
     engine_user_id: str | None = Field(
         None, description="Entra object id the engine writes as: events it initiated are flagged as echoes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -54,7 +54,8 @@ class Runtime:
     def links(self) -> LinkStore:
         from core.store.links import LinkStore
 
-        return LinkStore(self.tables)
+        # Gathered: records applied side by side share queries and transactions (core.store.gather).
+        return LinkStore(self.tables, gather=True)
 
     @cached_property
     def activity(self) -> ActivityLog:
@@ -102,6 +103,8 @@ class Runtime:
         # do not come back as echo webhooks; deployment refreshes the step ids (core.ops.steps).
         client.write_headers = OwnSteps(client, entity_sets={
             m.dataverse.entity_set: m.dataverse.table for m in self.maps.values()})
+        if self.settings.odata_batch_parts > 1:
+            client.http.batch_concurrent(max_parts=self.settings.odata_batch_parts)
         return client
 
     @cached_property
@@ -109,7 +112,12 @@ class Runtime:
         from core.connectors.fno import FnoClient
 
         url = str(self.settings.fno_url).rstrip("/")
-        return FnoClient(url, self.tokens(url))
+        client = FnoClient(url, self.tokens(url))
+        if self.settings.odata_batch_parts > 1:
+            # Each write in a changeset of its own: F&O takes writes in changesets, and one refused row
+            # then fails alone instead of rolling back its neighbours.
+            client.http.batch_concurrent(max_parts=self.settings.odata_batch_parts, each_write_atomic=True)
+        return client
 
     # ---- deployment (functions/deploy.py) ----------------------------------------------------------
     @cached_property

@@ -44,14 +44,25 @@ class BatchResult:
         return jsonwire.loads(self.body_text) if self.body_text.strip() else None
 
 
-def build_batch(ops: Sequence[BatchOp], *, atomic: bool = False,
+def build_batch(ops: Sequence[BatchOp], *, atomic: bool = False, each_write_atomic: bool = False,
                 boundary: str | None = None) -> tuple[str, bytes]:
-    """(Content-Type header, body) of a `$batch` request."""
+    """(Content-Type header, body) of a `$batch` request. `each_write_atomic`: every write in a changeset
+    of its own (for a target that takes writes only inside changesets), reads outside."""
     if not ops:
         raise ValueError("ops: a $batch needs at least one operation")
     boundary = boundary or f"batch_{uuid.uuid4()}"
     lines: list[str] = []
-    if atomic:
+    if each_write_atomic and not atomic:
+        for index, op in enumerate(ops, start=1):
+            lines.append(f"--{boundary}")
+            if op.method.upper() == "GET":
+                lines += _part(op, op.content_id)
+                continue
+            changeset = f"changeset_{uuid.uuid4()}"
+            lines += [f'Content-Type: multipart/mixed; boundary="{changeset}"', "", f"--{changeset}"]
+            lines += _part(op, op.content_id or str(index))
+            lines.append(f"--{changeset}--")
+    elif atomic:
         changeset = f"changeset_{uuid.uuid4()}"
         lines += [f"--{boundary}", f'Content-Type: multipart/mixed; boundary="{changeset}"', ""]
         for index, op in enumerate(ops, start=1):
@@ -77,8 +88,10 @@ def _part(op: BatchOp, content_id: str | None) -> list[str]:
     headers = dict(op.headers or {})
     body = b""
     if op.body is not None:
-        body = jsonwire.dumps(op.body)
-        headers.setdefault("Content-Type", "application/json; type=entry")
+        # Bytes are a body already written (jsonwire's exact decimals); anything else is JSON to write.
+        body = op.body if isinstance(op.body, bytes) else jsonwire.dumps(op.body)
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json; type=entry"
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines += ["", body.decode()]
     return lines

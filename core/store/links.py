@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import OrderedDict, defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from core.events.model import wire_value
 from core.maps.keys import decode_key, encode_key
+from core.store.gather import Gather
 from core.store.tables import Tables
 from core.sync.domain import Link, LinkConflict, LinkTooLarge
 from core.sync.domain import LinkState as LinkState  # re-exported: the old import path
@@ -78,40 +80,114 @@ def _from_entity(entity: Any) -> Link:
     )
 
 
+# Table Storage allows at most 15 comparisons in one filter, and 100 operations in one transaction.
+_KEYS_PER_QUERY = 14
+_TRANSACTION = 100
+_INDEXED_CACHE = 100_000
+
+
+def _rows_filter(partition: str, row_keys: list[str]) -> str:
+    rows = " or ".join(f"RowKey eq {_quoted(key)}" for key in row_keys)
+    return f"PartitionKey eq {_quoted(partition)} and ({rows})"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class LinkStore:
-    def __init__(self, tables: Tables) -> None:
+    """Links in Table Storage. With `gather=True` (the apply engine), reads and saves made at about the
+    same time by records applied side by side are gathered (core.store.gather): one query per partition
+    for up to 14 links, one transaction per partition for up to 100 saves."""
+
+    def __init__(self, tables: Tables, *, gather: bool = False, window: float = 0.003) -> None:
         self.tables = tables
+        self._gets: Gather[tuple[str, str], Any] | None = None
+        self._ids: Gather[tuple[str, str], Any] | None = None
+        self._saves: Gather[Link, Link] | None = None
+        if gather:
+            self._gets = Gather(self._read_many("links"), window=window)
+            self._ids = Gather(self._read_many("linkids"), window=window)
+            self._saves = Gather(self._save_many, window=window)
+        # Index rows known to be in place ((map, row id) -> key): a save of an unchanged id writes none.
+        self._indexed: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def get(self, map: str, key: tuple[str, ...]) -> Link | None:
-        table = await self.tables.table("links")
-        try:
-            return _from_entity(await table.get_entity(map, encode_key(key)))
-        except ResourceNotFoundError:
-            return None
+        entity = await self._entity("links", map, encode_key(key))
+        return _from_entity(entity) if entity is not None else None
 
     async def find(self, map: str, side: str, record_id: str) -> Link | None:
         """The link of a Dataverse row id (F&O records are found by key: `get`)."""
         if side != "dataverse":
             raise ValueError(f"side {side!r}: only Dataverse row ids are indexed; find F&O records by key")
-        index = await self.tables.table("linkids")
         row_id = record_id.lower()
-        try:
-            row = await index.get_entity(f"{map}|dataverse", row_id)
-        except ResourceNotFoundError:
+        row = await self._entity("linkids", f"{map}|dataverse", row_id)
+        if row is None:
             return None
+        self._remember_index(map, row_id, row["Key"])
         link = await self.get(map, decode_key(row["Key"]))
         # A stale index row (the link moved to another id, or its save never happened) finds nothing.
         return link if link is not None and (link.dataverse_id or "").lower() == row_id else None
 
+    async def _entity(self, table_name: str, partition: str, row_key: str) -> Any:
+        gather = self._gets if table_name == "links" else self._ids
+        if gather is not None:
+            return await gather.submit((partition, row_key))
+        table = await self.tables.table(table_name)
+        try:
+            return await table.get_entity(partition, row_key)
+        except ResourceNotFoundError:
+            return None
+
+    def _read_many(self, table_name: str) -> Any:
+        async def read_many(items: list[tuple[str, str]]) -> list[Any]:
+            table = await self.tables.table(table_name)
+            found: dict[tuple[str, str], Any] = {}
+            by_partition: dict[str, list[str]] = defaultdict(list)
+            for partition, row_key in dict.fromkeys(items):
+                by_partition[partition].append(row_key)
+            for partition, row_keys in by_partition.items():
+                for start in range(0, len(row_keys), _KEYS_PER_QUERY):
+                    chunk = row_keys[start:start + _KEYS_PER_QUERY]
+                    if len(chunk) == 1:
+                        with contextlib.suppress(ResourceNotFoundError):
+                            found[(partition, chunk[0])] = await table.get_entity(partition, chunk[0])
+                        continue
+                    async for entity in table.query_entities(_rows_filter(partition, chunk)):
+                        found[(partition, entity["RowKey"])] = entity
+            return [found.get(item) for item in items]
+
+        return read_many
+
+    def _remember_index(self, map: str, row_id: str, key_text: str) -> None:
+        self._indexed[(map, row_id)] = key_text
+        self._indexed.move_to_end((map, row_id))
+        while len(self._indexed) > _INDEXED_CACHE:
+            self._indexed.popitem(last=False)
+
+    def _index_row(self, link: Link) -> dict[str, Any] | None:
+        """The index row the link needs written, or None when it is in place already."""
+        if not link.dataverse_id:
+            return None
+        row_id, key_text = link.dataverse_id.lower(), encode_key(link.key)
+        if self._indexed.get((link.map, row_id)) == key_text:
+            return None
+        return {"PartitionKey": f"{link.map}|dataverse", "RowKey": row_id, "Key": key_text}
+
     async def save(self, link: Link) -> Link:
         """Insert (etag None) or etag-guarded update; the saved link with its new etag."""
+        if self._saves is not None:
+            return await self._saves.submit(link)
+        return await self._save_one(link)
+
+    async def _save_one(self, link: Link) -> Link:
         saved = replace(link, updated_at=datetime.now(UTC))
         entity = _to_entity(saved)
-        if saved.dataverse_id:
+        index_row = self._index_row(saved)
+        if index_row is not None:
             index = await self.tables.table("linkids")
-            await index.upsert_entity(
-                {"PartitionKey": f"{saved.map}|dataverse", "RowKey": saved.dataverse_id.lower(),
-                 "Key": encode_key(saved.key)}, mode=UpdateMode.REPLACE)
+            await index.upsert_entity(index_row, mode=UpdateMode.REPLACE)
+            self._remember_index(saved.map, index_row["RowKey"], index_row["Key"])
         table = await self.tables.table("links")
         try:
             if saved.etag is None:
@@ -125,6 +201,70 @@ class LinkStore:
             raise LinkConflict(f"link {saved.map}/{entity['RowKey']} changed or vanished since it was read") from None
         saved.etag = meta["etag"]
         return saved
+
+    async def _save_many(self, links: list[Link]) -> list[Link | BaseException]:
+        """Index rows first (one transaction per partition), then the links (one per partition); a
+        transaction refused as a whole (a conflict in it) is done link by link, so each gets its answer."""
+        results: list[Link | BaseException | None] = [None] * len(links)
+        saved: list[Link | None] = []
+        for position, link in enumerate(links):
+            try:
+                saved.append(replace(link, updated_at=datetime.now(UTC)))
+                _to_entity(saved[-1])  # a too-large link fails alone, before anything is written
+            except Exception as error:
+                results[position] = error
+                saved[-1] = None
+        index_rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for link in saved:
+            row = self._index_row(link) if link is not None else None
+            if row is not None:
+                index_rows[row["PartitionKey"]][row["RowKey"]] = row
+        if index_rows:
+            index = await self.tables.table("linkids")
+            for partition_rows in index_rows.values():
+                rows = list(partition_rows.values())
+                for start in range(0, len(rows), _TRANSACTION):
+                    chunk = rows[start:start + _TRANSACTION]
+                    await index.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in chunk])
+                    for row in chunk:
+                        self._remember_index(row["PartitionKey"].rsplit("|", 1)[0], row["RowKey"], row["Key"])
+        by_partition: dict[str, list[int]] = defaultdict(list)
+        for position, link in enumerate(saved):
+            if link is not None:
+                by_partition[link.map].append(position)
+        table = await self.tables.table("links")
+        for positions in by_partition.values():
+            for start in range(0, len(positions), _TRANSACTION):
+                chunk = positions[start:start + _TRANSACTION]
+                row_keys = [encode_key(links[p].key) for p in chunk]
+                if len(chunk) > 1 and len(set(row_keys)) == len(row_keys):
+                    operations: list[Any] = []
+                    for p in chunk:
+                        link = saved[p]
+                        assert link is not None
+                        entity = _to_entity(link)
+                        if link.etag is None:
+                            operations.append(("create", entity))
+                        else:
+                            operations.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": link.etag,
+                                                                  "match_condition": MatchConditions.IfNotModified}))
+                    try:
+                        metas = await table.submit_transaction(operations)
+                    except TableTransactionError:
+                        pass  # some link changed since it was read: find which, one by one
+                    else:
+                        for p, meta in zip(chunk, metas, strict=True):
+                            link = saved[p]
+                            assert link is not None
+                            link.etag = meta["etag"]
+                            results[p] = link
+                        continue
+                for p in chunk:
+                    try:
+                        results[p] = await self._save_one(links[p])
+                    except Exception as error:
+                        results[p] = error
+        return [r if r is not None else RuntimeError("link not saved") for r in results]
 
     async def delete(self, link: Link) -> None:
         """Remove the link (etag-guarded when it has one) and its index row."""
@@ -142,6 +282,7 @@ class LinkStore:
         except ResourceModifiedError:
             raise LinkConflict(f"link {link.map}/{row_key} changed since it was read") from None
         if link.dataverse_id:
+            self._indexed.pop((link.map, link.dataverse_id.lower()), None)
             index = await self.tables.table("linkids")
             partition, row_id = f"{link.map}|dataverse", link.dataverse_id.lower()
             try:

@@ -136,6 +136,8 @@ class QueuePump:
             # local figures never promise what Azure will not do.
             workers = 1
         loop = self._session_loop if self.trigger.sessions else self._queue_loop
+        if self.trigger.sessions and self.trigger.many:
+            loop = self._batched_session_loop
         self._tasks = [
             asyncio.create_task(self._guarded(loop), name=f"pump:{self.spec.name}:{i}") for i in range(workers)
         ]
@@ -220,6 +222,59 @@ class QueuePump:
                 closing = asyncio.create_task(receiver.close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
+
+    async def _batched_session_loop(self) -> None:
+        """One session at a time, as Azure's batched session trigger, with the next session accepted while
+        the current one is worked: the SDK opens a connection per session receiver (most of a second of
+        this host's time), where Azure's host attaches a link on a connection it already has. Invocations
+        still never overlap, and each session is let go after sessionIdleTimeout as before."""
+        upcoming: asyncio.Task[ServiceBusReceiver | None] | None = None
+        try:
+            while not self._stopping.is_set():
+                receiver = await (upcoming if upcoming is not None else self._accept())
+                upcoming = None
+                if receiver is None:
+                    continue
+                upcoming = asyncio.create_task(self._accept())
+                try:
+                    await self._drain_session(receiver)
+                finally:
+                    self._close_later(receiver)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(BaseException):
+                    left = await upcoming
+                    if left is not None:
+                        self._close_later(left)
+
+    async def _accept(self) -> ServiceBusReceiver | None:
+        """A receiver holding the next free session, or None (none free in time, or the host stops)."""
+        assert self._client is not None
+        receiver = self._client.get_queue_receiver(
+            self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            max_wait_time=max(self.options.session_idle_timeout.total_seconds(), _SESSION_ACCEPT_WAIT_S),
+            prefetch_count=self.options.prefetch_count,
+        )
+        try:
+            if not await self._open_unless_stopping(receiver):
+                self._close_later(receiver)
+                return None
+        except OperationTimeoutError:
+            self._close_later(receiver)
+            return None
+        except BaseException:
+            self._close_later(receiver)
+            raise
+        if self._renewer is not None and receiver.session is not None:
+            self._renewer.register(receiver, receiver.session)
+        return receiver
+
+    def _close_later(self, receiver: ServiceBusReceiver) -> None:
+        # Closing takes the SDK about half a second: done in the background (its messages are settled).
+        closing = asyncio.create_task(receiver.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _open_unless_stopping(self, receiver: ServiceBusReceiver) -> bool:
         """Wait for a session to be granted, or give up at once when the host stops: a worker waiting

@@ -124,3 +124,36 @@ async def test_typed_values_are_kept_in_wire_form(tables: Tables) -> None:
     assert got.values["fno"] == {"CreditLimit": "-98765.0123456789", "When": "2026-11-21T09:05:00Z"}
     with pytest.raises(ValueError, match=r"values.*float"):
         await links.save(Link(map="customers", key=("USMF", "F"), values={"fno": {"x": 1.5}}))
+
+
+async def test_gathered_reads_and_saves_of_many_records_at_once(tables: Tables) -> None:
+    """Records applied side by side: their reads share queries, their saves share transactions, and each
+    still gets its own answer (a link changed behind one does not fail the others)."""
+    links = LinkStore(tables, gather=True)
+    plain = LinkStore(tables)
+    keys = [("USMF", f"G-{n:03d}") for n in range(40)] + [("USMF", "it's/#?")]
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(len(keys))]
+    made = await asyncio.gather(*(links.save(Link(map="customers", key=k, dataverse_id=i, values={"fno": {"n": n}}))
+                                  for n, (k, i) in enumerate(zip(keys, ids, strict=True))))
+    assert all(link.etag for link in made)
+    got = await asyncio.gather(*(links.get("customers", k) for k in keys), links.get("customers", ("USMF", "none")))
+    assert [g.values["fno"]["n"] for g in got[:-1] if g is not None] == list(range(len(keys)))
+    assert got[-1] is None
+    found = await asyncio.gather(*(links.find("customers", "dataverse", i) for i in ids))
+    assert [f.key if f else None for f in found] == keys
+    # someone else moves one link on; the gathered update of all of them refuses only that one
+    behind = await plain.get("customers", keys[7])
+    assert behind is not None
+    await plain.save(behind)
+    for link in made:
+        link.values = {"fno": {"n": -1}}
+    results = await asyncio.gather(*(links.save(link) for link in made), return_exceptions=True)
+    assert isinstance(results[7], LinkConflict)
+    assert all(isinstance(r, Link) for n, r in enumerate(results) if n != 7)
+    again = await plain.get("customers", keys[8])
+    assert again is not None and again.values == {"fno": {"n": -1}}
+    # a too-large link fails alone too
+    huge = Link(map="customers", key=("USMF", "HUGE"), values={"fno": {"memo": "x" * 40_000}})
+    small = Link(map="customers", key=("USMF", "SMALL"))
+    outcome = await asyncio.gather(links.save(huge), links.save(small), return_exceptions=True)
+    assert isinstance(outcome[0], LinkTooLarge) and isinstance(outcome[1], Link)
