@@ -14,19 +14,21 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from core.events.model import ChangeEvent
-from core.maps import MapSet, TableMap
+from core.maps import MapSet, TableMap, project
 from core.maps.model import Side
-from core.sync.compare import canon_all
+from core.sync.compare import canon_all, changed, side_values
 from core.sync.decide import (
     Delete,
     Refuse,
     Remember,
     Skip,
     Write,
+    WriteBack,
     check_primary,
     decide,
     record_label,
     screen,
+    side_name,
 )
 from core.sync.domain import Link, LinkConflict
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
@@ -95,6 +97,9 @@ class Applier:
             return Result("skipped", decision.reason, decision.key)
         if isinstance(decision, Delete):
             return await self._delete(table_map, event, link, decision)
+        if isinstance(decision, WriteBack):
+            assert link is not None  # only a linked record meets the conflict policy
+            return await self._write_back(table_map, event, link, decision)
         assert record is not None  # a write has a source record
         return await self._write(table_map, event, record, link, decision, recreate=recreate)
 
@@ -118,6 +123,33 @@ class Applier:
         await self.links.save(link)
         target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
         return Result("applied", decision.reason(created=written.created), decision.key_text, target_id)
+
+    async def _write_back(self, table_map: TableMap, event: ChangeEvent, link: Link,
+                          decision: WriteBack) -> Result:
+        """Latest wins and this change is the older one: write the winner's current version over it, unless
+        the loser changed again since (that later change is judged on its own when it arrives)."""
+        winner, loser = decision.winner, decision.loser
+        current = await self.sides[winner].read_linked(table_map, link)
+        if current is None:
+            raise ConflictSkipped(f"map {table_map.name!r}: {decision.reason}; the {side_name(winner)} record is "
+                                  "gone, so there is no later version to write back (its delete should follow)")
+        now = await self.sides[loser].read_linked(table_map, link)
+        if now is not None and side_values(table_map, loser, now) != decision.source_values:
+            return Result("skipped", f"{decision.reason}; {side_name(loser)} changed the record again since, and "
+                          "that change is applied on its own", decision.key_text)
+        direction = "to_dataverse" if winner == "fno" else "to_fno"
+        projected = project(table_map, direction, current, maps=self.maps)
+        changes = changed(projected, decision.source_values)
+        if changes:
+            await self.sides[loser].write(table_map, link, projected, changes)
+        link.written_back(event, winner_values=side_values(table_map, winner, current),
+                          loser_values={**decision.source_values, **canon_all(projected)})
+        await self.links.save(link)
+        if not changes:
+            return Result("skipped", f"{decision.reason}; {side_name(loser)} already holds that version",
+                          decision.key_text)
+        return Result("applied", f"{decision.reason}; the later {side_name(winner)} version was written back to "
+                      f"{side_name(loser)}: {', '.join(sorted(changes))}", decision.key_text)
 
     async def _delete(self, table_map: TableMap, event: ChangeEvent, link: Link | None, decision: Delete) -> Result:
         gone = await self.sides[decision.target].delete(table_map, link, decision.key)

@@ -85,7 +85,27 @@ class Delete:
         return "deleted" if gone else f"already absent in {side_name(self.target)}"
 
 
-Decision = Skip | Remember | Refuse | Write | Delete
+@dataclass(frozen=True)
+class WriteBack:
+    """Latest wins, and the other side's version of the record is the later one: this change loses, and
+    that version is written back over it, so both sides agree again (without this, the older change's
+    columns would stay on its own side only)."""
+
+    reason: str
+    key: tuple[str, ...]
+    loser: Side  # the side this change came from, written back to
+    source_values: dict[str, Any]  # what the loser holds now (this change's record)
+
+    @property
+    def key_text(self) -> str:
+        return encode_key(self.key)
+
+    @property
+    def winner(self) -> Side:
+        return other(self.loser)
+
+
+Decision = Skip | Remember | Refuse | Write | WriteBack | Delete
 
 
 def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | None, link: Link | None, *,
@@ -127,8 +147,9 @@ def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | 
     if table_map.conflict == "latest_wins":
         their_at = link.versions.get(f"{target}_at")
         if their_at and datetime.fromisoformat(their_at) > event.occurred_at:
-            return Refuse(f"map {table_map.name!r}: {side_name(target)} changed this record at {their_at}, "
-                          f"after this change ({event.occurred_at.isoformat()}); latest wins")
+            return WriteBack(f"conflict, latest wins: {side_name(target)} changed this record at {their_at}, "
+                             f"after this change ({event.occurred_at.isoformat()})", key, event.source,
+                             source_values)
     return Write(key, target, projected, changes, source_values, update=True,
                  check_primary=table_map.conflict == "primary_wins" and event.source != table_map.primary)
 

@@ -77,6 +77,18 @@ class Link:
         self.updated_at = datetime.now(UTC)
         return True
 
+    def written_back(self, event: ChangeEvent, *, winner_values: dict[str, Any],
+                     loser_values: dict[str, Any]) -> None:
+        """The event lost to the other side's later version, which was written back over it: both sides
+        now hold that version. The loser's change time does not move (its change did not win)."""
+        loser = event.source
+        winner: Side = "dataverse" if loser == "fno" else "fno"
+        self.values[winner] = winner_values
+        self.values[loser] = loser_values
+        self._rehash()
+        self._note(event, changed=False)
+        self.updated_at = datetime.now(UTC)
+
     def tombstoned(self, event: ChangeEvent) -> None:
         """The record was deleted on both sides; the tombstone stays so the delete's echo is recognised."""
         self.state = "deleted"

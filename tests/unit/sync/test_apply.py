@@ -6,6 +6,7 @@ import copy
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -239,13 +240,33 @@ async def test_primary_wins_applies_a_dataverse_change_of_a_column_fno_left_alon
     assert write.body == {"AddressCity": "Kirkland"}
 
 
-async def test_latest_wins_refuses_an_older_dataverse_change(world: World) -> None:
+async def test_latest_wins_writes_the_later_version_back_over_an_older_change(world: World) -> None:
     row_id = await world.linked_customer()  # the F&O change was at T0
     world.dv.tables["accounts"][row_id]["name"] = "Made before T0"
-    with pytest.raises(ConflictSkipped) as caught:
-        await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
-    assert "latest wins" in str(caught.value)
-    assert world.fo.writes() == []
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
+    assert result.outcome == "applied" and result.reason.startswith("conflict, latest wins: F&O changed this record")
+    assert result.reason.endswith("the later F&O version was written back to Dataverse: name")
+    assert world.fo.writes() == []  # the older change does not reach F&O
+    assert world.account_row()["name"] == "Contoso Retail"  # and Dataverse holds F&O's version again
+    # its echo (had it one) is recognised: both sides agree and the link knows it
+    again = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(4)))
+    assert again.outcome == "skipped" and again.reason.startswith("echo")
+
+
+async def test_latest_wins_leaves_an_older_change_alone_when_its_side_changed_again(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Made before T0"
+    side = world.applier.dataverse
+    read_linked = side.read_linked
+
+    async def changed_since(table_map: Any, link: Any) -> Any:  # a later edit lands while this one is applied
+        world.dv.tables["accounts"][row_id]["name"] = "Made after T0"
+        return await read_linked(table_map, link)
+
+    side.read_linked = changed_since  # type: ignore[method-assign]
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
+    assert result.outcome == "skipped" and "changed the record again since" in result.reason
+    assert world.dv.writes() == [] and world.fo.writes() == []
 
 
 async def test_latest_wins_applies_a_later_dataverse_change(world: World) -> None:

@@ -11,7 +11,7 @@ import pytest
 from core.events.model import ChangeEvent
 from core.maps import MapSet, TableMap, project
 from core.sync.compare import canon_all, side_values
-from core.sync.decide import Decision, Delete, Refuse, Remember, Skip, Write, check_primary, decide
+from core.sync.decide import Decision, Delete, Refuse, Remember, Skip, Write, WriteBack, check_primary, decide
 from core.sync.domain import Link
 from core.sync.errors import BadChange
 from tests.unit.sync.world import MAPS, T0, customer, vendor
@@ -131,11 +131,13 @@ def test_record_without_a_link_is_created_whole() -> None:
     assert outcome.key_text == "USMF|US-001"
 
 
-def test_latest_wins_refuses_a_change_older_than_the_other_sides() -> None:
+def test_latest_wins_writes_the_later_version_back_over_an_older_change() -> None:
     before = T0 - timedelta(minutes=5)
     outcome = run(dv_change(at=before), account(customer(OrganizationName="Made before T0")), synced(customer()))
-    assert outcome == Refuse(f"map 'customers': F&O changed this record at {T0.isoformat()}, after this change "
-                             f"({before.isoformat()}); latest wins")
+    assert isinstance(outcome, WriteBack) and (outcome.loser, outcome.winner) == ("dataverse", "fno")
+    assert outcome.reason == (f"conflict, latest wins: F&O changed this record at {T0.isoformat()}, after this "
+                              f"change ({before.isoformat()})")
+    assert outcome.key_text == "USMF|US-001" and outcome.source_values["name"] == "Made before T0"
 
 
 def test_latest_wins_writes_a_change_newer_than_the_other_sides() -> None:

@@ -15,7 +15,7 @@ from core.store.queues import QueuedChange
 from core.sync.errors import LookupPending, category_of, is_transient
 from core.sync.worker import ATTEMPTS, FIRST_FAILED, ORIGIN, Delivery, Handled, Worker, backoff_seconds
 from tests.unit.sync.fakes import MemoryActivity, MemoryErrors
-from tests.unit.sync.world import ENGINE_USER, World, customer
+from tests.unit.sync.world import ENGINE_USER, World, customer, vendor
 
 USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
 
@@ -192,14 +192,27 @@ async def test_permanent_error_goes_to_the_error_log_at_once(world: World, harne
     assert world.links.rows == {}
 
 
-async def test_conflict_skipped_is_logged_as_conflict_without_retry(world: World, harness: Harness) -> None:
+async def test_a_primary_wins_refusal_is_logged_as_conflict_without_retry(world: World, harness: Harness) -> None:
+    world.fo.add("VendorsV2", vendor())
+    keys = {"dataAreaId": "usmf", "VendorAccountNumber": "V-001"}
+    row_id = (await world.applier.apply(world.fno_event("vendors", keys))).target_id or ""
+    world.fo.record("VendorsV2", **keys)["VendorOrganizationName"] = "F&O name"
+    world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Dataverse name"  # both; F&O is primary
+    event = world.dv_event("vendors", row_id, "refetch")
+    assert await harness.worker.handle(delivery(event.to_json())) == "failed"
+    [error] = harness.errors.entries
+    assert error.category == "conflict" and error.attempts == 1 and "primary wins" in error.text
+    assert harness.queue.sent == []
+
+
+async def test_a_latest_wins_conflict_is_no_error_and_both_sides_agree(world: World, harness: Harness) -> None:
     row_id = await world.linked_customer()
     world.dv.tables["accounts"][row_id]["name"] = "Older edit"
     event = world.dv_event("customers", row_id, "refetch")
     event = event.model_copy(update={"occurred_at": event.occurred_at.replace(year=2020)})
-    assert await harness.worker.handle(delivery(event.to_json())) == "failed"
-    [error] = harness.errors.entries
-    assert error.category == "conflict" and error.attempts == 1
+    assert await harness.worker.handle(delivery(event.to_json())) == "applied"
+    assert harness.errors.entries == []
+    assert world.account_row()["name"] == world.fo.record("CustomersV3", **USMF_001)["OrganizationName"]
 
 
 async def test_a_body_that_is_not_a_change_event_is_logged_as_application(harness: Harness) -> None:
