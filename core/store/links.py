@@ -80,35 +80,18 @@ def _from_entity(entity: Any) -> Link:
     )
 
 
-# Table Storage allows at most 15 comparisons in one filter, and 100 operations in one transaction.
-_KEYS_PER_QUERY = 14
+# Table Storage allows at most 100 operations in one transaction.
 _TRANSACTION = 100
 _INDEXED_CACHE = 100_000
 
 
-def _rows_filter(partition: str, row_keys: list[str]) -> str:
-    rows = " or ".join(f"RowKey eq {_quoted(key)}" for key in row_keys)
-    return f"PartitionKey eq {_quoted(partition)} and ({rows})"
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class LinkStore:
-    """Links in Table Storage. With `gather=True` (the apply engine), reads and saves made at about the
-    same time by records applied side by side are gathered (core.store.gather): one query per partition
-    for up to 14 links, one transaction per partition for up to 100 saves."""
+    """Links in Table Storage. With `gather=True` (the apply engine), saves made at about the same time by
+    records applied side by side are gathered (core.store.gather) into one transaction per partition."""
 
     def __init__(self, tables: Tables, *, gather: bool = False, window: float = 0.003) -> None:
         self.tables = tables
-        self._gets: Gather[tuple[str, str], Any] | None = None
-        self._ids: Gather[tuple[str, str], Any] | None = None
-        self._saves: Gather[Link, Link] | None = None
-        if gather:
-            self._gets = Gather(self._read_many("links"), window=window)
-            self._ids = Gather(self._read_many("linkids"), window=window)
-            self._saves = Gather(self._save_many, window=window)
+        self._saves: Gather[Link, Link] | None = Gather(self._save_many, window=window) if gather else None
         # Index rows known to be in place ((map, row id) -> key): a save of an unchanged id writes none.
         self._indexed: OrderedDict[tuple[str, str], str] = OrderedDict()
 
@@ -130,34 +113,13 @@ class LinkStore:
         return link if link is not None and (link.dataverse_id or "").lower() == row_id else None
 
     async def _entity(self, table_name: str, partition: str, row_key: str) -> Any:
-        gather = self._gets if table_name == "links" else self._ids
-        if gather is not None:
-            return await gather.submit((partition, row_key))
+        # A point read each, even when many records read at once: a query for several row keys (an `or`
+        # filter) scans the whole partition, in Azure as in Azurite, and a map's partition holds every link.
         table = await self.tables.table(table_name)
         try:
             return await table.get_entity(partition, row_key)
         except ResourceNotFoundError:
             return None
-
-    def _read_many(self, table_name: str) -> Any:
-        async def read_many(items: list[tuple[str, str]]) -> list[Any]:
-            table = await self.tables.table(table_name)
-            found: dict[tuple[str, str], Any] = {}
-            by_partition: dict[str, list[str]] = defaultdict(list)
-            for partition, row_key in dict.fromkeys(items):
-                by_partition[partition].append(row_key)
-            for partition, row_keys in by_partition.items():
-                for start in range(0, len(row_keys), _KEYS_PER_QUERY):
-                    chunk = row_keys[start:start + _KEYS_PER_QUERY]
-                    if len(chunk) == 1:
-                        with contextlib.suppress(ResourceNotFoundError):
-                            found[(partition, chunk[0])] = await table.get_entity(partition, chunk[0])
-                        continue
-                    async for entity in table.query_entities(_rows_filter(partition, chunk)):
-                        found[(partition, entity["RowKey"])] = entity
-            return [found.get(item) for item in items]
-
-        return read_many
 
     def _remember_index(self, map: str, row_id: str, key_text: str) -> None:
         self._indexed[(map, row_id)] = key_text

@@ -127,7 +127,7 @@ async def test_typed_values_are_kept_in_wire_form(tables: Tables) -> None:
 
 
 async def test_gathered_reads_and_saves_of_many_records_at_once(tables: Tables) -> None:
-    """Records applied side by side: their reads share queries, their saves share transactions, and each
+    """Records applied side by side: their saves share transactions, and each
     still gets its own answer (a link changed behind one does not fail the others)."""
     links = LinkStore(tables, gather=True)
     plain = LinkStore(tables)
