@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.maps.filters import Node, parse_filter
+from core.maps.filters import Node, filter_fields, parse_filter
 from core.maps.transforms import Transform
 from core.maps.values import ValueType
 
@@ -126,6 +126,28 @@ class TableMap(_Strict):
 
     def lookups_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[Lookup]:
         return [lk for lk in self.lookups if lk.direction in ("both", direction)]
+
+    def sends_to(self, side: Side) -> bool:
+        """Whether the map writes anything to `side` (a field or a lookup mapped that way)."""
+        direction: Literal["to_dataverse", "to_fno"] = "to_fno" if side == "fno" else "to_dataverse"
+        source = "dataverse" if side == "fno" else "fno"
+        return any(getattr(f, source) for f in self.fields_for(direction)) or bool(self.lookups_for(direction))
+
+    def dataverse_columns_to_send(self) -> set[str]:
+        """The Dataverse columns apply needs from an event to send a row to F&O: mapped fields, lookups and
+        the company (as navigation properties), the key, and the source filter's columns. Deployment
+        images these; an event lacking any of them is completed by a read."""
+        names = {f.dataverse for f in self.fields_for("to_fno") if f.dataverse}
+        names |= {lk.dataverse for lk in self.lookups_for("to_fno")}
+        names |= {k for k in self.dataverse.key if "." not in k}
+        if self.company is not None:
+            names.add(self.company.dataverse)
+        node = self.source_filter("dataverse")
+        return names | ({n for n in filter_fields(node) if "." not in n} if node is not None else set())
+
+    def without_company(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """A canonical record key without its company part (the first, for company-specific maps)."""
+        return key[1:] if self.company is not None else key
 
     def key_fields(self, side: Side) -> list[str]:
         """Key parts of `side` without the company part."""

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from core.maps import MapSet, TableMap, filter_fields
+from core.maps import MapSet, TableMap
 from core.ops.steps import OwnSteps
 
 log = logging.getLogger("core.ops.deploy")
@@ -115,14 +115,6 @@ class TableSteps:
     key_attributes: tuple[str, ...]
 
 
-def sends_to_fno(table_map: TableMap) -> bool:
-    return any(f.dataverse for f in table_map.fields_for("to_fno")) or bool(table_map.lookups_for("to_fno"))
-
-
-def sends_to_dataverse(table_map: TableMap) -> bool:
-    return any(f.fno for f in table_map.fields_for("to_dataverse")) or bool(table_map.lookups_for("to_dataverse"))
-
-
 def lookup_column(navigation: str, columns: dict[str, str]) -> str:
     """The lookup column behind a navigation property (parentcustomerid_account -> parentcustomerid)."""
     return columns.get(navigation, navigation)
@@ -140,18 +132,14 @@ def dataverse_plan(maps: MapSet, navigation: dict[str, dict[str, str]] | None = 
     attributes: dict[str, set[str]] = {}
     keys: dict[str, set[str]] = {}
     for table_map in maps.values():
-        if not table_map.enabled or not sends_to_fno(table_map):
+        if not table_map.enabled or not table_map.sends_to("fno"):
             continue
         table = table_map.dataverse.table
         nav = navigation.get(table, {})
         wanted = attributes.setdefault(table, set())
-        wanted |= {f.dataverse for f in table_map.fields_for("to_fno") if f.dataverse}
-        wanted |= {lookup_column(lk.dataverse, nav) for lk in table_map.lookups_for("to_fno")}
-        # The source filter's columns too: a row entering the filter is a change to sync, and the image
-        # then holds all apply needs (no re-read).
-        source_filter = table_map.source_filter("dataverse")
-        if source_filter is not None:
-            wanted |= {name for name in filter_fields(source_filter) if "." not in name}
+        # What apply needs (the source filter's columns too: a row entering the filter is a change to
+        # sync, and the image then holds all apply needs, no re-read), navigation properties as columns.
+        wanted |= {lookup_column(name, nav) for name in table_map.dataverse_columns_to_send()}
         table_keys = key_columns(table_map, nav)
         if table_map.company is not None:
             table_keys.add(lookup_column(table_map.company.dataverse, nav))
@@ -162,7 +150,7 @@ def dataverse_plan(maps: MapSet, navigation: dict[str, dict[str, str]] | None = 
 
 def fno_plan(maps: MapSet) -> list[str]:
     """Data events `<EntitySet>.Create|Update|Delete` of the enabled maps that send F&O -> Dataverse."""
-    sets = sorted({m.fno.entity_set for m in maps.values() if m.enabled and sends_to_dataverse(m)})
+    sets = sorted({m.fno.entity_set for m in maps.values() if m.enabled and m.sends_to("dataverse")})
     return [f"{entity_set}.{operation}" for entity_set in sets for operation in FNO_OPERATIONS]
 
 
@@ -317,7 +305,7 @@ class _DataverseDeployment:
 async def deploy_dataverse(maps: MapSet, client: DataverseApi, *, app_url: str, ingest_key: str,
                            report: DeployReport) -> None:
     deployment = _DataverseDeployment(client, report)
-    tables = sorted({m.dataverse.table for m in maps.values() if m.enabled and sends_to_fno(m)})
+    tables = sorted({m.dataverse.table for m in maps.values() if m.enabled and m.sends_to("fno")})
     if not tables:
         return
     plan = dataverse_plan(maps, await deployment.navigation(tables))

@@ -32,7 +32,7 @@ from core.sync.decide import (
 )
 from core.sync.domain import Link, LinkConflict
 from core.sync.errors import BadChange, ConflictSkipped, LinkContention
-from core.sync.sides import DataverseSide, FnoSide, SidePort, filter_columns, fno_id
+from core.sync.sides import DataverseSide, FnoSide, SidePort, fno_id
 
 ResultOutcome = Literal["applied", "skipped"]
 
@@ -171,7 +171,7 @@ class Applier:
             raise BadChange("the Dataverse event has no record id")
         link = await self.links.find(table_map.name, "dataverse", event.record_id)
         record = event.record()
-        needed = self._needed_dataverse_columns(table_map)
+        needed = table_map.dataverse_columns_to_send()
         # Images registered by deployment carry every needed column; anything short of that is re-read.
         if event.operation == "refetch" or (event.operation != "create" and not needed <= record.keys()):
             return await self.dataverse.read(table_map, event.record_id), link
@@ -179,15 +179,6 @@ class Applier:
             # A Create carries every column the caller set; the others are empty.
             record = {**{name: None for name in needed - record.keys()}, **record}
         return await self.dataverse.resolve(table_map, record), link
-
-    @staticmethod
-    def _needed_dataverse_columns(table_map: TableMap) -> set[str]:
-        names = {f.dataverse for f in table_map.fields_for("to_fno") if f.dataverse}
-        names |= {lk.dataverse for lk in table_map.lookups_for("to_fno")}
-        names |= {k for k in table_map.dataverse.key if "." not in k}
-        if table_map.company is not None:
-            names.add(table_map.company.dataverse)
-        return names | filter_columns(table_map, "dataverse")
 
     def _ours(self, event: ChangeEvent) -> bool:
         return bool(self.engine_user) and (event.initiated_by or "").strip("{}").lower() == self.engine_user

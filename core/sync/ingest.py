@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from core.events.errors import PayloadError
 from core.events.model import ChangeEvent, Skipped
@@ -73,12 +73,9 @@ def route(event: ChangeEvent, maps: MapSet, *, buckets: int = DEFAULT_BUCKETS,
 
 def target_maps(event: ChangeEvent, maps: MapSet) -> list[TableMap]:
     """The enabled maps that sync something out of the event's side for its entity."""
-    direction: Literal["to_fno", "to_dataverse"]
     if event.source == "dataverse":
-        candidates, direction = maps.for_dataverse_table(event.entity), "to_fno"
-    else:
-        candidates, direction = maps.for_fno_entity(event.entity), "to_dataverse"
-    return [m for m in candidates if m.enabled and (m.fields_for(direction) or m.lookups_for(direction))]
+        return [m for m in maps.for_dataverse_table(event.entity) if m.enabled and m.sends_to("fno")]
+    return [m for m in maps.for_fno_entity(event.entity) if m.enabled and m.sends_to("dataverse")]
 
 
 def message_id(event_id: str, map_name: str) -> str:
@@ -141,8 +138,7 @@ async def known_order_keys(events: Iterable[ChangeEvent], maps: MapSet,
                 continue
             link = await links.find(table_map.name, "dataverse", event.record_id)
             if link is not None:
-                skip = 1 if table_map.company is not None else 0
-                found[(table_map.name, event.record_id.lower())] = tuple(link.key[skip:])
+                found[(table_map.name, event.record_id.lower())] = table_map.without_company(tuple(link.key))
     return found
 
 

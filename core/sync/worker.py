@@ -194,7 +194,7 @@ class Worker:
         if order is None and event.source == "dataverse" and event.record_id and self.links is not None:
             link = await self.links.find(table_map.name, "dataverse", event.record_id)
             if link is not None:
-                order = tuple(link.key[1:] if table_map.company is not None else link.key)
+                order = table_map.without_company(tuple(link.key))
         if order is None:
             order = ("@id", (event.record_id or event.event_id).lower())
         return f"{table_map.name}|{encode_key(order).upper()}"
