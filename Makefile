@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint deps clean
+.PHONY: run test lint typecheck deps clean
 
 # A stamp per installer, so a changed requirements file or package.json re-installs, and nothing else does.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -26,9 +26,13 @@ run: deps
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# mypy enforces the ports between the sync core and the sides; what it checks is set in pyproject.toml.
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
-test: deps lint
+test: deps lint typecheck
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .devstack
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .mypy_cache .devstack

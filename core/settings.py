@@ -8,7 +8,7 @@ with SettingsError naming the variable, never echoing its value.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -136,10 +136,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment); raise SettingsError naming each bad one."""
     try:
         if env is None:
-            return Settings()  # type: ignore[call-arg]  # values come from the environment
+            return Settings()  # values come from the environment
         lowered = {k.lower(): v for k, v in env.items()}
-        known = {k: v for k, v in lowered.items() if k in Settings.model_fields}
-        return Settings(_env_file=None, **known)  # type: ignore[call-arg]
+        known: dict[str, Any] = {k: v for k, v in lowered.items() if k in Settings.model_fields}
+        return Settings(_env_file=None, **known)
     except ValidationError as exc:
         raise SettingsError(_problems(exc)) from None
 

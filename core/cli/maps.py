@@ -18,7 +18,7 @@ from core.maps.schema import map_json_schema_text
 DEFAULT_PATHS = ["maps"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     group = commands.add_parser("maps", help="table maps: validate, sync order, JSON Schema")
     sub = group.add_subparsers(dest="maps_command", required=True, metavar="SUBCOMMAND")
 
@@ -73,7 +73,7 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _live_problems(args: argparse.Namespace, loaded: list) -> list[Problem]:  # type: ignore[type-arg]
+async def _live_problems(args: argparse.Namespace, loaded: list) -> list[Problem]:
     shared = args.token or os.environ.get("DUALWRITE_TOKEN")
     dv_token = args.dataverse_token or os.environ.get("DUALWRITE_DATAVERSE_TOKEN") or shared
     fno_token = args.fno_token or os.environ.get("DUALWRITE_FNO_TOKEN") or shared

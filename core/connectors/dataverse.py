@@ -41,7 +41,8 @@ BASE_HEADERS = {
 # Error bodies with the CDS error annotations (trace text, help link) say more; only those are asked
 # for, so rows do not fill up with formatted values nobody reads.
 ANNOTATIONS = 'odata.include-annotations="Microsoft.PowerApps.CDS.*"'
-_MULTIPLE = {"CreateMultiple": "create", "UpdateMultiple": "update", "UpsertMultiple": "upsert"}
+_MULTIPLE: dict[str, WriteOperation] = {
+    "CreateMultiple": "create", "UpdateMultiple": "update", "UpsertMultiple": "upsert"}
 
 WriteOperation = Literal["create", "update", "upsert", "delete"]
 

@@ -165,8 +165,8 @@ def parse_fno_csdl(text: str) -> dict[str, EntitySchema]:
         for enum in schema.findall(f"{_EDM}EnumType"):
             members = sorted(enum.findall(f"{_EDM}Member"), key=lambda m: int(m.get("Value") or 0))
             enums[f"{namespace}.{enum.get('Name')}"] = tuple(m.get("Name") or "" for m in members)
-        for entity in schema.findall(f"{_EDM}EntityType"):
-            types[f"{namespace}.{entity.get('Name')}"] = entity
+        for entity_type in schema.findall(f"{_EDM}EntityType"):
+            types[f"{namespace}.{entity_type.get('Name')}"] = entity_type
         for container in schema.findall(f"{_EDM}EntityContainer"):
             sets.extend((s.get("Name") or "", s.get("EntityType") or "") for s in container.findall(f"{_EDM}EntitySet"))
     short_enums = {name.rsplit(".", 1)[-1]: members for name, members in enums.items()}

@@ -72,7 +72,7 @@ def load_map_file(path: str | Path) -> tuple[LoadedMap | None, list[Problem]]:
     return LoadedMap(table_map, file), []
 
 
-def _problem(file: str, map_name: str, raw: Any, item: Any) -> Problem:
+def _problem(file: str, map_name: str | None, raw: Any, item: Any) -> Problem:
     location = list(item["loc"])
     field_name = None
     if len(location) >= 2 and location[0] in ("fields", "lookups") and isinstance(location[1], int):

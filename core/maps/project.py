@@ -18,7 +18,7 @@ from typing import Any
 
 from core.maps.convert import ProjectDirection, convert
 from core.maps.keys import KeyRef, company_code
-from core.maps.model import FieldMapping, Lookup, TableMap
+from core.maps.model import FieldMapping, Lookup, Side, TableMap
 from core.maps.transforms import TransformTypeError
 from core.maps.values import MapValueError
 
@@ -41,7 +41,7 @@ def project(
 ) -> dict[str, Any]:
     """The target-side values of `record` (read on the other side) through `table_map`.
     `maps` (all maps by name) is needed when the map has lookups."""
-    source = "fno" if direction == "to_dataverse" else "dataverse"
+    source: Side = "fno" if direction == "to_dataverse" else "dataverse"
     out: dict[str, Any] = {}
     company = table_map.company
     if company is not None:
@@ -145,10 +145,10 @@ def _lookup_to_fno(
                               f"{reference!r} is not a key reference (resolve ids to keys before projecting)")
     try:
         if target.company is not None:
-            ours = company_code(table_map, "dataverse", record)
+            our_company = company_code(table_map, "dataverse", record)
             theirs = company_code(target, "dataverse", values)
-            if ours and theirs and ours != theirs:
-                raise MapValueError(f"references a row of company {theirs}, the record is in {ours}")
+            if our_company and theirs and our_company != theirs:
+                raise MapValueError(f"references a row of company {theirs}, the record is in {our_company}")
         for fno_key, dv_key in target.key_pairs():
             if dv_key not in values:
                 raise MapValueError(f"the key reference lacks {dv_key!r}")

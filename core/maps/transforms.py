@@ -156,7 +156,7 @@ class Default(_Transform):
     def to_dataverse(self, value: Any) -> Any:
         return self.value if value is None else value
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class Constant(_Transform):
@@ -171,7 +171,7 @@ class Constant(_Transform):
     def to_dataverse(self, value: Any) -> Any:
         return self.value
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class Trim(_Transform):
@@ -184,7 +184,7 @@ class Trim(_Transform):
     def to_dataverse(self, value: Any) -> Any:
         return None if value is None else coerce("string", value).strip()
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class Upper(_Transform):
@@ -197,7 +197,7 @@ class Upper(_Transform):
     def to_dataverse(self, value: Any) -> Any:
         return None if value is None else coerce("string", value).upper()
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class Lower(_Transform):
@@ -210,7 +210,7 @@ class Lower(_Transform):
     def to_dataverse(self, value: Any) -> Any:
         return None if value is None else coerce("string", value).lower()
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class FitLength(_Transform):
@@ -238,7 +238,7 @@ class FitLength(_Transform):
             return text[: self.max_length]
         raise MapValueError(f"text of {len(text)} characters exceeds the maximum length {self.max_length}")
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class DecimalScale(_Transform):
@@ -266,7 +266,7 @@ class DecimalScale(_Transform):
             raise MapValueError(f"{number} has more than {self.scale} decimal places")
         return scaled
 
-    to_fno = to_dataverse
+    to_fno = to_dataverse  # type: ignore[pydantic-field]  # a method alias, not a field (pydantic skips functions)
 
 
 class DateDatetime(_Transform):

@@ -153,7 +153,7 @@ def _check_direction(mapping: FieldMapping, report: _Report) -> None:
 
 def _check_transforms(mapping: FieldMapping, report: _Report) -> None:
     types = field_types(mapping)
-    directions = {mapping.direction}
+    directions: set[str] = {mapping.direction}
     for index, transform in enumerate(mapping.transform):
         for message in transform.definition_problems(types[index], directions):
             report.error(mapping.label, f"transform {transform.type!r}: {message}")
@@ -414,7 +414,7 @@ def _check_column(mapping: FieldMapping, side: str, name: str | None, value_type
     if writes_here and column.type == "string" and column.max_length:
         _check_length(mapping, side, name, column, report)
     if (writes_here and value_type == "decimal" and column.scale is not None
-            and any(t.type == "decimal_scale" and t.scale > column.scale for t in mapping.transform)):  # type: ignore[attr-defined]
+            and any(t.type == "decimal_scale" and t.scale > column.scale for t in mapping.transform)):
         report.warning(name, f"{system} keeps {column.scale} decimal places; the map sends more")
 
 

@@ -96,10 +96,10 @@ class EndpointNotAnswering(DeployError):
 class DataverseApi(Protocol):
     """The part of core.connectors.dataverse.DataverseClient that deployment uses."""
 
-    async def query(self, entity_set: str, *, filter: str | None = None, **kwargs: Any) -> list[dict[str, Any]]: ...
-    async def create(self, entity_set: str, body: dict[str, Any], **kwargs: Any) -> str: ...
-    async def update(self, entity_set: str, row_id: str, body: dict[str, Any], **kwargs: Any) -> None: ...
-    async def delete(self, entity_set: str, row_id: str | None = None, **kwargs: Any) -> bool: ...
+    async def query(self, entity_set: str, *, filter: str | None = None) -> list[dict[str, Any]]: ...
+    async def create(self, entity_set: str, body: dict[str, Any]) -> str: ...
+    async def update(self, entity_set: str, row_id: str, body: dict[str, Any]) -> None: ...
+    async def delete(self, entity_set: str, row_id: str | None = None) -> bool: ...
 
 
 # --------------------------------------------------------------------------------------- what to register
@@ -280,9 +280,10 @@ class _DataverseDeployment:
         existing = await self.client.query(
             "sdkmessageprocessingstepimages", filter=f"_sdkmessageprocessingstepid_value eq {step_id}")
         by_alias = {str(row.get("entityalias")): row for row in existing}
-        for alias, row in by_alias.items():
+        for alias, image in by_alias.items():
             if alias not in wanted:
-                await self.client.delete("sdkmessageprocessingstepimages", str(row["sdkmessageprocessingstepimageid"]))
+                await self.client.delete("sdkmessageprocessingstepimages",
+                                         str(image["sdkmessageprocessingstepimageid"]))
                 self.report.add("dataverse_image", f"{step_name} / {alias}", "deleted", "not wanted")
         for alias, (imagetype, attributes) in wanted.items():
             label = f"{step_name} / {alias}"

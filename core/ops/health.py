@@ -48,5 +48,5 @@ async def check_health(settings: Settings) -> HealthReport:
         _timed(lambda: probe_table_storage(settings.table_storage_connection.get_secret_value())),
         _timed(lambda: probe_servicebus(settings.servicebus_connection.get_secret_value(), settings.changes_queue)),
     )
-    status = "healthy" if tables.reachable and bus.reachable else "degraded"
+    status: Literal["healthy", "degraded"] = "healthy" if tables.reachable and bus.reachable else "degraded"
     return HealthReport(status=status, version=__version__, table_storage=tables, service_bus=bus)

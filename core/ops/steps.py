@@ -28,7 +28,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from core.connectors.dataverse import WriteOperation
@@ -50,7 +50,8 @@ _ACTIVE = 0
 class StepQuery(Protocol):
     """The part of DataverseClient the lookup uses (reads only: they never consult the write headers)."""
 
-    async def query(self, entity_set: str, *, filter: str | None = None, **kwargs: Any) -> list[dict[str, Any]]: ...
+    async def query(self, entity_set: str, *, filter: str | None = None,
+                    select: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
 
 
 def parse_step_name(name: str) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusSender
@@ -34,8 +35,10 @@ class QueuedChange:
         event = self.event
         properties = {"map": event.map or "", "source": event.source, "entity": event.entity,
                       "operation": event.operation, **self.properties}
+        # cast: the SDK wants a dict keyed by str | bytes (invariant), so our dict[str, str] does not fit as typed.
         return ServiceBusMessage(event.to_json(), message_id=self.message_id, session_id=self.session_id,
-                                 content_type="application/json", application_properties=properties,
+                                 content_type="application/json",
+                                 application_properties=cast("dict[str | bytes, Any]", properties),
                                  scheduled_enqueue_time_utc=self.scheduled_at)
 
 

@@ -137,7 +137,7 @@ class Applier:
         if now is not None and side_values(table_map, loser, now) != decision.source_values:
             return Result("skipped", f"{decision.reason}; {side_name(loser)} changed the record again since, and "
                           "that change is applied on its own", decision.key_text)
-        direction = "to_dataverse" if winner == "fno" else "to_fno"
+        direction: Literal["to_dataverse", "to_fno"] = "to_dataverse" if winner == "fno" else "to_fno"
         projected = project(table_map, direction, current, maps=self.maps)
         changes = changed(projected, decision.source_values)
         if changes:

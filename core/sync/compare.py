@@ -67,10 +67,10 @@ def side_values(table_map: TableMap, side: Side, record: Mapping[str, Any]) -> d
     out: dict[str, Any] = {}
     company = table_map.company
     if company is not None:
-        name = company.fno if side == "fno" else company.dataverse
-        if name in record:
-            value = record[name]
-            out[name] = canon(value.lower() if side == "fno" and isinstance(value, str) else value)
+        company_field = company.fno if side == "fno" else company.dataverse
+        if company_field in record:
+            value = record[company_field]
+            out[company_field] = canon(value.lower() if side == "fno" and isinstance(value, str) else value)
     for mapping in table_map.fields:
         name = mapping.fno if side == "fno" else mapping.dataverse
         if name is None or name not in record:

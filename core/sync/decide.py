@@ -17,6 +17,7 @@ from typing import Any
 
 from core.events.model import ChangeEvent
 from core.maps import MapValueError, TableMap, encode_key, evaluate, project, record_key
+from core.maps.convert import ProjectDirection
 from core.maps.model import Side
 from core.sync.compare import canon, changed, side_values
 from core.sync.domain import Link
@@ -125,7 +126,7 @@ def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | 
     if event.source == "dataverse" and _stale(event, link):
         return Skip(f"stale: version {event.version} is older than the applied "
                     f"{link.versions.get('dataverse') if link else ''}", key_text)
-    direction = "to_dataverse" if event.source == "fno" else "to_fno"
+    direction: ProjectDirection = "to_dataverse" if event.source == "fno" else "to_fno"
     projected = project(table_map, direction, record, maps=maps)
     source_values = side_values(table_map, event.source, record)
     if link is None or not link.linked:
