@@ -85,6 +85,14 @@ _TRANSACTION = 100
 _INDEXED_CACHE = 100_000
 
 
+def _operation(link: Link, entity: dict[str, Any]) -> Any:
+    """The transaction operation saving `link`: insert when new, else replace guarded by its etag."""
+    if link.etag is None:
+        return ("create", entity)
+    return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": link.etag,
+                               "match_condition": MatchConditions.IfNotModified})
+
+
 class LinkStore:
     """Links in Table Storage. With `gather=True` (the apply engine), saves made at about the same time by
     records applied side by side are gathered (core.store.gather) into one transaction per partition."""
@@ -168,65 +176,56 @@ class LinkStore:
         """Index rows first (one transaction per partition), then the links (one per partition); a
         transaction refused as a whole (a conflict in it) is done link by link, so each gets its answer."""
         results: list[Link | BaseException | None] = [None] * len(links)
-        saved: list[Link | None] = []
+        ready: dict[int, tuple[Link, dict[str, Any]]] = {}  # position -> (the link to save, its entity)
         for position, link in enumerate(links):
+            saved = replace(link, updated_at=datetime.now(UTC))
             try:
-                saved.append(replace(link, updated_at=datetime.now(UTC)))
-                _to_entity(saved[-1])  # a too-large link fails alone, before anything is written
+                ready[position] = (saved, _to_entity(saved))  # a too-large link fails alone, before any write
             except Exception as error:
                 results[position] = error
-                saved[-1] = None
-        index_rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for link in saved:
-            row = self._index_row(link) if link is not None else None
-            if row is not None:
-                index_rows[row["PartitionKey"]][row["RowKey"]] = row
-        if index_rows:
-            index = await self.tables.table("linkids")
-            for partition_rows in index_rows.values():
-                rows = list(partition_rows.values())
-                for start in range(0, len(rows), _TRANSACTION):
-                    chunk = rows[start:start + _TRANSACTION]
-                    await index.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in chunk])
-                    for row in chunk:
-                        self._remember_index(row["PartitionKey"].rsplit("|", 1)[0], row["RowKey"], row["Key"])
+        await self._write_index_rows([saved for saved, _ in ready.values()])
         by_partition: dict[str, list[int]] = defaultdict(list)
-        for position, link in enumerate(saved):
-            if link is not None:
-                by_partition[link.map].append(position)
+        for position, (saved, _) in ready.items():
+            by_partition[saved.map].append(position)
         table = await self.tables.table("links")
         for positions in by_partition.values():
             for start in range(0, len(positions), _TRANSACTION):
-                chunk = positions[start:start + _TRANSACTION]
-                row_keys = [encode_key(links[p].key) for p in chunk]
-                if len(chunk) > 1 and len(set(row_keys)) == len(row_keys):
-                    operations: list[Any] = []
-                    for p in chunk:
-                        link = saved[p]
-                        assert link is not None
-                        entity = _to_entity(link)
-                        if link.etag is None:
-                            operations.append(("create", entity))
-                        else:
-                            operations.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": link.etag,
-                                                                  "match_condition": MatchConditions.IfNotModified}))
+                group = positions[start:start + _TRANSACTION]
+                if len(group) > 1 and len({ready[p][1]["RowKey"] for p in group}) == len(group):
                     try:
-                        metas = await table.submit_transaction(operations)
+                        metas = await table.submit_transaction([_operation(*ready[p]) for p in group])
                     except TableTransactionError:
                         pass  # some link changed since it was read: find which, one by one
                     else:
-                        for p, meta in zip(chunk, metas, strict=True):
-                            link = saved[p]
-                            assert link is not None
-                            link.etag = meta["etag"]
-                            results[p] = link
+                        for p, meta in zip(group, metas, strict=True):
+                            saved = ready[p][0]
+                            saved.etag = meta["etag"]
+                            results[p] = saved
                         continue
-                for p in chunk:
+                for p in group:
                     try:
                         results[p] = await self._save_one(links[p])
                     except Exception as error:
                         results[p] = error
         return [r if r is not None else RuntimeError("link not saved") for r in results]
+
+    async def _write_index_rows(self, links: list[Link]) -> None:
+        """The index rows these links need (written before the links), one transaction per partition."""
+        rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for link in links:
+            row = self._index_row(link)
+            if row is not None:
+                rows[row["PartitionKey"]][row["RowKey"]] = row
+        if not rows:
+            return
+        index = await self.tables.table("linkids")
+        for map_rows in rows.values():
+            pending = list(map_rows.values())
+            for start in range(0, len(pending), _TRANSACTION):
+                chunk = pending[start:start + _TRANSACTION]
+                await index.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in chunk])
+                for row in chunk:
+                    self._remember_index(row["PartitionKey"].rsplit("|", 1)[0], row["RowKey"], row["Key"])
 
     async def delete(self, link: Link) -> None:
         """Remove the link (etag-guarded when it has one) and its index row."""

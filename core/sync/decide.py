@@ -213,7 +213,7 @@ def record_label(event: ChangeEvent, maps: Mapping[str, TableMap] | None = None)
     """The record's name in the activity and error logs: its canonical integration key when the event
     carries it (F&O events), so failures list under the same key as successes; else the row id."""
     if event.source == "fno" and event.keys:
-        if maps is not None and event.map in maps:
+        if maps is not None and event.map is not None and event.map in maps:
             try:
                 return encode_key(record_key(maps[event.map], "fno", {**(event.pre or {}), **event.keys}))
             except MapValueError:
