@@ -41,9 +41,12 @@ _RECEIVE_WAIT_S = 1.0
 _SESSION_ACCEPT_WAIT_S = 60.0
 
 
-# Once the first messages of a batch are in, the Python SDK waits 0.2 s more for the batch to fill; the
-# broker has sent all it had by then, so that wait is pure delay per batch. The Functions host (the .NET
-# SDK) hands over what has arrived without it. A private knob of the Python SDK: left alone if it moves.
+# The Python SDK reads its socket in waits of 0.2 s (its default socket_timeout) and, once the first
+# messages of a batch are in, waits 0.2 s more for the batch to fill ("further pull"): a batch of one
+# message, or a session granted, then takes a fifth of a second. The broker has sent all it had by
+# then; the Functions host (the .NET SDK) hands over what has arrived without that wait. socket_timeout
+# is public; the further pull is a private knob, left alone if it moves.
+_SOCKET_TIMEOUT_S = 0.02
 _FURTHER_PULL_S = 0.02
 
 
@@ -265,7 +268,7 @@ class QueuePump:
         receiver = self._client.get_queue_receiver(
             self.trigger.queue_name, session_id=NEXT_AVAILABLE_SESSION, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             max_wait_time=max(self.options.session_idle_timeout.total_seconds(), _SESSION_ACCEPT_WAIT_S),
-            prefetch_count=self.options.prefetch_count,
+            prefetch_count=self.options.prefetch_count, socket_timeout=_SOCKET_TIMEOUT_S,
         )
         try:
             if not await self._open_unless_stopping(receiver):
