@@ -411,20 +411,46 @@ def phases(client: httpx.Client, stack: Stack, prefix: str, count: int, *, names
             "dataAreaId": "usmf", "CustomerAccount": record, "OrganizationName": f"new {record}",
             "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD"}).raise_for_status()
 
-    def fno_rename(record: str) -> Any:
-        return lambda headers: client.patch(f"{stack.fno}/data/{fno_key('usmf', record)}", headers=headers,
-                                            json={"OrganizationName": f"F&O {record}"}).raise_for_status()
-
-    def dataverse_rename(row_id: str, record: str) -> Any:
-        return lambda headers: client.patch(f"{stack.dataverse}/api/data/v9.2/accounts({row_id})", headers=headers,
-                                            json={"name": f"DV {record}"}).raise_for_status()
-
     yield Phase(names[0], "dataverse", prefix, [(r, f"new {r}", fno_create(r)) for r in records], poll)
     if len(names) == 3:
-        yield Phase(names[1], "dataverse", prefix, [(r, f"F&O {r}", fno_rename(r)) for r in records], poll)
+        yield Phase(names[1], "dataverse", prefix, [(r, f"F&O {r}", _fno_renamer(client, stack, r, f"F&O {r}"))
+                                                              for r in records], poll)
     ids = account_ids(client, stack.dataverse, prefix)
-    yield Phase(names[-1], "fno", prefix, [(r, f"DV {r}", dataverse_rename(ids[r], r)) for r in records if r in ids],
+    yield Phase(names[-1], "fno", prefix, [(r, f"DV {r}", _dataverse_renamer(client, stack, ids[r], f"DV {r}"))
+                                       for r in records if r in ids],
                 poll)
+
+
+def _fno_renamer(client: httpx.Client, stack: Stack, record: str, value: str) -> Any:
+    return lambda headers: client.patch(f"{stack.fno}/data/{fno_key('usmf', record)}", headers=headers,
+                                        json={"OrganizationName": value}).raise_for_status()
+
+
+def _dataverse_renamer(client: httpx.Client, stack: Stack, row_id: str, value: str) -> Any:
+    return lambda headers: client.patch(f"{stack.dataverse}/api/data/v9.2/accounts({row_id})", headers=headers,
+                                        json={"name": value}).raise_for_status()
+
+
+def single_changes(client: httpx.Client, stack: Stack, meter: Meter, prefix: str, count: int) -> dict[str, Any]:
+    """One change at a time on a quiet stack, each direction: the latency a user sees for a single edit.
+    Each change waits for the previous one (and its echo) to settle first."""
+    records = sorted(account_ids(client, stack.dataverse, prefix).items())[:count]
+    results: dict[str, Any] = {}
+    for name, target in (("single_fno_update_to_dataverse", "dataverse"), ("single_dataverse_update_to_fno", "fno")):
+        latencies: list[float] = []
+        for n, (record, row_id) in enumerate(records):
+            value = f"single {target} {n} {record}"
+            action = (_fno_renamer(client, stack, record, value) if target == "dataverse"
+                      else _dataverse_renamer(client, stack, row_id, value))
+            result = run_phase(client, stack, Phase(name, target, record, [(record, value, action)], 0.01), meter,
+                               workers=1, timeout=30)
+            if result["latency_ms"]["p50"] is not None:
+                latencies.append(result["latency_ms"]["p50"])
+        results[name] = {"changes": len(records), "applied": len(latencies),
+                         "latency_ms": {"p50": percentile([v / 1000 for v in latencies], 0.5),
+                                        "p95": percentile([v / 1000 for v in latencies], 0.95)},
+                         "latency_resolution_ms": 10}
+    return results
 
 
 def sizes(text: str) -> list[int]:
@@ -454,12 +480,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll", type=float, default=0.1, help="poll interval of the base phases (s)")
     parser.add_argument("--burst-poll", type=float, default=0.5,
                         help="poll interval of the burst phases (s; each poll reads every record of the burst)")
+    parser.add_argument("--singles", type=int, default=20,
+                        help="single changes per direction on a quiet stack, one at a time, after the base phases")
     parser.add_argument("--host-log", type=Path, help="copy the Functions host's log here (where the time goes)")
     args = parser.parse_args(argv)
     if args.workers > len(WRITER_OIDS):
         parser.error(f"--workers at most {len(WRITER_OIDS)}")
     tag = uuid.uuid4().hex[:5].upper()
     results: dict[str, Any] = {}
+    singles: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-live-sync-") as tmp:
         folder = Path(tmp)
         stack = start_simulators(folder)
@@ -480,12 +509,16 @@ def main(argv: list[str] | None = None) -> None:
                     plan.append((phases(client, stack, f"X{tag}{n}", size, poll=args.burst_poll, names=(
                         f"burst_{size}_fno_creates_to_dataverse", f"burst_{size}_dataverse_updates_to_fno")),
                         args.burst_timeout))
-                for built, timeout in plan:
+                for index, (built, timeout) in enumerate(plan):
                     for phase in built:
                         results[phase.name] = run_phase(client, stack, phase, meter, workers=args.workers,
                                                         timeout=timeout)
                         print(f"{phase.name}: {results[phase.name]['applied']} of {results[phase.name]['changes']}"
                               f" applied, {results[phase.name]['applied_per_s']}/s", file=sys.stderr)
+                    if index == 0 and args.singles:
+                        singles = single_changes(client, stack, meter, f"B{tag}", args.singles)
+                        for name, result in singles.items():
+                            print(f"{name}: p50 {result['latency_ms']['p50']} ms", file=sys.stderr)
             if any(r["not_seen_in_time"] for r in results.values()):  # say why on stderr; stdout stays JSON
                 log = stack.processes[-1].log_path.read_text(errors="replace").splitlines()
                 problems = [line for line in log if " WARNING " in line or " ERROR " in line]
@@ -509,6 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         "bursts": args.bursts,
         "source_writers": args.workers,
         "phases": results,
+        "single_changes": singles if args.singles else {},
         "raw": raw,
         "ratios": {
             "best_applied_vs_dataverse_single_writes": round(best / raw["dataverse_single_writes_per_s"], 4),
