@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,8 @@ _RECEIVE_WAIT_S = 1.0
 # session processor waits its client's TryTimeout (60 s) too. Short asks made every idle worker open a
 # new connection (about half a second and 30 ms of CPU each in the SDK) several times a second.
 _SESSION_ACCEPT_WAIT_S = 60.0
+# Sessions a batched session trigger accepts ahead of the one it works (see _batched_session_loop).
+_SESSIONS_AHEAD = 3
 
 
 # The Python SDK reads its socket in waits of 0.2 s (its default socket_timeout) and, once the first
@@ -238,27 +241,28 @@ class QueuePump:
                 closing.add_done_callback(self._closing.discard)
 
     async def _batched_session_loop(self) -> None:
-        """One session at a time, as Azure's batched session trigger, with the next session accepted while
-        the current one is worked: the SDK opens a connection per session receiver (most of a second of
-        this host's time), where Azure's host attaches a link on a connection it already has. Invocations
-        still never overlap, and each session is let go after sessionIdleTimeout as before."""
-        upcoming: asyncio.Task[ServiceBusReceiver | None] | None = None
+        """One session at a time, as Azure's batched session trigger, with the next sessions accepted while
+        the current one is worked: the SDK opens a connection per session receiver, in about half a second of
+        polling (one frame per 50 ms), where Azure's host attaches a link on a connection it already has.
+        Invocations still never overlap, and each session is let go after sessionIdleTimeout as before."""
+        upcoming: deque[asyncio.Task[ServiceBusReceiver | None]] = deque()
         try:
             while not self._stopping.is_set():
-                receiver = await (upcoming if upcoming is not None else self._accept())
-                upcoming = None
+                while len(upcoming) < _SESSIONS_AHEAD:
+                    upcoming.append(asyncio.create_task(self._accept()))
+                receiver = await upcoming.popleft()
                 if receiver is None:
                     continue
-                upcoming = asyncio.create_task(self._accept())
                 try:
                     await self._drain_session(receiver)
                 finally:
                     self._close_later(receiver)
         finally:
-            if upcoming is not None:
-                upcoming.cancel()
+            for task in upcoming:
+                task.cancel()
+            for task in upcoming:
                 with contextlib.suppress(BaseException):
-                    left = await upcoming
+                    left = await task
                     if left is not None:
                         self._close_later(left)
 
