@@ -68,10 +68,10 @@ class Link:
         """Nothing was written, but the link learns the source's values; whether it changed (needs a save).
         An echo is not a change made on that side, so it does not move that side's change time (latest
         wins compares those)."""
-        before = (self.values.get(event.source), self.versions.get(event.source))
+        before = self._learned(event.source)
         self.values[event.source] = source_values
         self._note(event, changed=not echo)
-        if (self.values.get(event.source), self.versions.get(event.source)) == before:
+        if self._learned(event.source) == before:
             return False
         self._rehash()
         self.updated_at = datetime.now(UTC)
@@ -98,6 +98,12 @@ class Link:
             self.dataverse_id = event.record_id.lower()  # the tombstone keeps the deleted row's id
         self._note(event)
         self.updated_at = datetime.now(UTC)
+
+    def _learned(self, side: Side) -> tuple[Any, ...]:
+        """What a save must keep of a side: its values, its change time and, for Dataverse, its version (the
+        stale-event guard). An F&O ControlNumber guards nothing, so an echo moving only that saves nothing."""
+        version = self.versions.get(side) if side == "dataverse" else None
+        return self.values.get(side), version, self.versions.get(f"{side}_at")
 
     def _rehash(self) -> None:
         self.hashes = {s: values_hash(v) for s, v in self.values.items()}
