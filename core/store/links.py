@@ -25,8 +25,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from core.events.model import wire_value
+from core.gather import Gather
 from core.maps.keys import decode_key, encode_key
-from core.store.gather import Gather
 from core.store.tables import Tables
 from core.sync.domain import Link, LinkConflict, LinkTooLarge
 from core.sync.domain import LinkState as LinkState  # re-exported: the old import path

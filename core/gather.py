@@ -1,10 +1,11 @@
 """Calls made at about the same time, handled together (a dataloader).
 
-Apply works many records side by side, each reading and saving its own link; `Gather` collects the
-calls issued within `window` seconds of the first (or until `max_items` wait) and hands them to
+Apply works many records side by side, each reading, writing and saving its own; `Gather` collects
+the calls issued within `window` seconds of the first (or until `max_items` wait) and hands them to
 one `handle_many`, which answers each item (a value, or the exception that item raises). Callers
-keep their one-record code; Table Storage sees a query per partition instead of a read per link
-and a transaction instead of a write per link.
+keep their one-record code; the target sees one `$batch` instead of a request per record
+(core.connectors.batching), Table Storage one transaction instead of a write per link
+(core.store.links).
 """
 
 from __future__ import annotations
@@ -67,3 +68,9 @@ class Gather(Generic[T, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Send what waits and let every call in flight finish."""
+        self._flush()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
