@@ -113,6 +113,9 @@ def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., Running
         SERVICEBUS_CONNECTION=servicebus_emulator.connection_string, TABLE_STORAGE_CONNECTION=azurite,
         CHANGES_QUEUE=servicebus_emulator.take("changes"), FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"),
         APPLY_MAX_ATTEMPTS="5",
+        # Outage retries back off 0.5 s doubling up to this cap (300 s by default): a target back from
+        # two minutes down is retried within 30 s, which keeps test_outage.py short.
+        APPLY_BACKOFF_CAP_SECONDS="30",
     )
     try:
         eventually(lambda: _deployed(dataverse, fno), timeout=90, what="deployment of webhooks and events")
