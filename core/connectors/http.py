@@ -8,9 +8,11 @@ backs off exponentially with jitter, everything else returns or raises the typed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -111,6 +113,28 @@ def _safe_url(url: httpx.URL) -> str:
     return str(url.copy_with(query=None)) if url.query else str(url)
 
 
+@dataclass(frozen=True)
+class Patience:
+    """How long one call keeps retrying before it gives up (raises the transient error)."""
+
+    max_retries: int
+    max_total_wait: float
+
+
+_patience: ContextVar[Patience | None] = ContextVar("odata_patience", default=None)
+
+
+@contextlib.contextmanager
+def patience(max_retries: int, max_total_wait: float) -> Iterator[None]:
+    """Calls made inside retry at most this much, whatever their client's own policy: a caller with a
+    retry of its own (apply's scheduled retries) does not want a down target to hold it for a minute."""
+    token = _patience.set(Patience(max_retries, max_total_wait))
+    try:
+        yield
+    finally:
+        _patience.reset(token)
+
+
 @dataclass
 class Stats:
     """Counters a caller (and a test) can read: how often the target pushed back."""
@@ -181,6 +205,7 @@ class ODataHttp:
             target = target.copy_merge_params(dict(params))
         attempt = 0
         waited = 0.0
+        limits = _patience.get() or Patience(self.max_retries, self.max_total_wait)
         while True:
             self.stats.requests += 1
             try:
@@ -211,7 +236,7 @@ class ODataHttp:
                     assert isinstance(error, ThrottledError)
                     self.stats.throttled += 1
                     delay = min(max(error.retry_after, MIN_THROTTLE_WAIT), self.max_wait)
-                    if waited + delay > self.max_total_wait:
+                    if waited + delay > limits.max_total_wait:
                         raise error
                     log.info("%s %s throttled (%s); waiting %.1f s", method, error.url, error.code, delay)
                     await asyncio.sleep(delay)
@@ -221,12 +246,12 @@ class ODataHttp:
                 if action != "retry":
                     raise error
                 delay = self._backoff(attempt)
-            if attempt >= self.max_retries or waited + delay > self.max_total_wait:
+            if attempt >= limits.max_retries or waited + delay > limits.max_total_wait:
                 raise error
             attempt += 1
             self.stats.retried += 1
             log.info("%s %s failed transiently (%s %s); retry %d/%d in %.2f s", method, error.url, error.status,
-                     error.message[:200], attempt, self.max_retries, delay)
+                     error.message[:200], attempt, limits.max_retries, delay)
             await asyncio.sleep(delay)
             waited += delay
             self.stats.waited_seconds += delay

@@ -31,7 +31,8 @@ from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
-from core.connectors.errors import ConnectorError, TransientError
+from core.connectors.errors import ConnectorError, ThrottledError, TransientError
+from core.connectors.http import patience
 from core.events.model import ChangeEvent
 from core.maps import MapSet, encode_key
 from core.store.activity import ActivityEntry
@@ -53,6 +54,7 @@ FAULTS = "faults"  # of those, failures counted against max_attempts (not outage
 FIRST_FAILED = "first_failed_at"
 WAITS = "waits"  # times the change was sent on behind a held record
 LANES = 32  # records of a batch applied at once
+IN_CALL_WAIT_S = 2.0  # at most this long a call retries within an invocation before the change is sent again
 
 
 class ActivityRecorder(Protocol):
@@ -231,7 +233,11 @@ class Worker:
             self._record(out, absorbed, "skipped", f"coalesced: a later change of this record in the same batch "
                          f"({item.delivery.origin}) carries it", record_label(absorbed.event, self.maps))
         try:
-            result = await self.applier.apply(event, last_attempt=item.delivery.fault_attempt >= self.max_attempts)
+            # A short patience in the connectors: the session's other records wait while this call retries,
+            # and a change the target cannot take now is better sent again later (scheduled, below).
+            with patience(max_retries=1, max_total_wait=IN_CALL_WAIT_S):
+                result = await self.applier.apply(event,
+                                                  last_attempt=item.delivery.fault_attempt >= self.max_attempts)
         except Exception as error:
             retry = self._retry_at(item.delivery, error)
             if retry is None:
@@ -262,7 +268,10 @@ class Worker:
                 return None
         elif delivery.fault_attempt >= self.max_attempts:
             return None
-        return now + timedelta(seconds=backoff_seconds(delivery.attempt, self.backoff_base, self.backoff_cap))
+        wait = backoff_seconds(delivery.attempt, self.backoff_base, self.backoff_cap)
+        if isinstance(error, ThrottledError):  # the target said how long to stay away
+            wait = max(wait, min(error.retry_after, self.backoff_cap))
+        return now + timedelta(seconds=wait)
 
     def _send_on(self, out: _Outcome, item: _Item, event: ChangeEvent, at: datetime, *,
                  error: BaseException | None = None, waiting: bool = False) -> str:

@@ -161,3 +161,22 @@ async def test_a_post_that_may_have_landed_is_not_sent_twice() -> None:
         with pytest.raises(TransientError, match="ReadTimeout"):
             await http.request("PATCH", "accounts(1)", body={"name": "x"})
         assert calls == 1 + 1 + http.max_retries  # idempotent: retried
+
+
+async def test_patience_caps_the_retries_of_calls_made_inside_it() -> None:
+    from core.connectors.http import patience
+
+    calls: list[int] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503, json={"error": {"message": "down"}})
+
+    client = ODataHttp(URL, LocalTokens(), transport=httpx.MockTransport(down), backoff_base=0.001)
+    with patience(max_retries=1, max_total_wait=2.0), pytest.raises(TransientError):
+        await client.request("GET", "accounts")
+    assert len(calls) == 2  # one try, one retry: the caller retries later on its own
+    calls.clear()
+    with pytest.raises(TransientError):
+        await client.request("GET", "accounts")
+    assert len(calls) == 5  # outside it, the client's own policy (4 retries)

@@ -277,3 +277,13 @@ def test_error_families() -> None:
 def test_a_link_too_large_is_permanent() -> None:
     error = LinkTooLarge("link customers/USMF|US-001: values takes 70000 bytes")
     assert not is_transient(error) and category_of(error) == "application"
+
+
+async def test_throttling_is_retried_no_sooner_than_the_target_asked(world: World, harness: Harness) -> None:
+    world.fo.add("CustomersV3", customer())
+    world.dv.failures.append(ThrottledError("Number of requests exceeded the limit", retry_after=20, status=429,
+                                            method="PATCH", url="accounts"))
+    before = datetime.now(UTC)
+    assert await harness.worker.handle(delivery(world.fno_event("customers", USMF_001).to_json())) == "retrying"
+    [again] = harness.queue.sent
+    assert again.scheduled_at is not None and again.scheduled_at >= before + timedelta(seconds=20)
