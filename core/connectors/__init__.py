@@ -15,6 +15,7 @@ from core.connectors.errors import (
 )
 from core.connectors.fno import FnoClient
 from core.connectors.http import Action, ODataHttp, Stats, classify
+from core.connectors.paging import Page
 
 __all__ = [
     "Action",
@@ -30,6 +31,7 @@ __all__ = [
     "MsalTokens",
     "NotFound",
     "ODataHttp",
+    "Page",
     "PermanentError",
     "Stats",
     "ThrottledError",

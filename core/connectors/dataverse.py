@@ -26,6 +26,7 @@ from core.connectors.auth import TokenSource
 from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
 from core.connectors.errors import AuthFailed, ConnectorError, NotFound, ValidationFailed
 from core.connectors.http import ODataHttp, Stats, odata_string
+from core.connectors.paging import Page, all_rows, query_options, read_page
 
 log = logging.getLogger("core.connectors.dataverse")
 # Characters Dataverse refuses in alternate-key values inside a URL (reference §2.4).
@@ -162,25 +163,24 @@ class DataverseClient:
                     top: int | None = None, page_size: int = 5000, orderby: str | None = None,
                     headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Every matching row, following `@odata.nextLink` unchanged (same maxpagesize on each page)."""
-        params = _select(select) or {}
-        if filter:
-            params["$filter"] = filter
-        if orderby:
-            params["$orderby"] = orderby
+        return await all_rows(lambda link: self.page(entity_set, filter=filter, select=select, orderby=orderby,
+                                                     page_size=page_size, next_link=link, headers=headers, top=top))
+
+    async def page(self, entity_set: str, *, filter: str | None = None, select: Sequence[str] | None = None,
+                   orderby: str | None = None, page_size: int = 5000, next_link: str | None = None,
+                   headers: Mapping[str, str] | None = None, top: int | None = None) -> Page:
+        """One page: the first (next_link None) or the one behind a stored `next_link`, sent as given.
+
+        The next link already carries the query and Dataverse's paging cookie, so `filter`, `select`,
+        `orderby` and `top` count for the first page only; the maxpagesize must stay the same on every
+        page (reference §2.6), so it is sent each time.
+        """
         send = {**(headers or {})}
-        if top is not None:
+        if top is None:
             # Dataverse ignores $top when a maxpagesize is sent, so send one or the other.
-            params["$top"] = str(top)
-        else:
             send["Prefer"] = f"odata.maxpagesize={page_size}"
-        rows: list[dict[str, Any]] = []
-        url: str | None = entity_set
-        query_params: dict[str, str] | None = params
-        while url:
-            page = jsonwire.loads((await self.http.request("GET", url, params=query_params, headers=send)).content)
-            rows += page.get("value", [])
-            url, query_params = page.get("@odata.nextLink"), None
-        return rows
+        options = query_options(select=select, filter=filter, orderby=orderby, top=top)
+        return await read_page(self.http, entity_set, options, next_link, send)
 
     async def create(self, entity_set: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
                      tag: str | None = None) -> str:

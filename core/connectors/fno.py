@@ -20,6 +20,7 @@ from core.connectors.auth import TokenSource
 from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
 from core.connectors.errors import NotFound, ValidationFailed
 from core.connectors.http import ODataHttp, Stats, odata_string
+from core.connectors.paging import Page, all_rows, query_options, read_page
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +89,23 @@ class FnoClient:
                     top: int | None = None, orderby: str | None = None, cross_company: bool = True,
                     page_size: int | None = None) -> list[dict[str, Any]]:
         """Every matching record, following `@odata.nextLink` (server paging, at most 10,000 a page)."""
-        params: dict[str, str] = {**(_select(select) or {}), **(CROSS_COMPANY if cross_company else {})}
-        if filter:
-            params["$filter"] = filter
-        if orderby:
-            params["$orderby"] = orderby
-        if top is not None:
-            params["$top"] = str(top)
+        return await all_rows(lambda link: self.page(entity_set, filter=filter, select=select, orderby=orderby,
+                                                     page_size=page_size, cross_company=cross_company,
+                                                     next_link=link, top=top))
+
+    async def page(self, entity_set: str, *, filter: str | None = None, select: Sequence[str] | None = None,
+                   orderby: str | None = None, page_size: int | None = 1000, cross_company: bool = True,
+                   next_link: str | None = None, top: int | None = None) -> Page:
+        """One page: the first (next_link None) or the one behind a stored `next_link`.
+
+        `page_size` None leaves the page size to the server (10,000 at most). The next link carries the
+        query, so `filter`, `select`, `orderby` and `top` count for the first page only; `cross-company`
+        is sent on every page, so a link that lost it cannot quietly narrow the read to one company.
+        """
+        company = CROSS_COMPANY if cross_company else {}
         headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
-        rows: list[dict[str, Any]] = []
-        url: str | None = entity_set
-        query_params: dict[str, str] | None = params
-        while url:
-            page = jsonwire.loads((await self.http.request("GET", url, params=query_params, headers=headers)).content)
-            rows += page.get("value", [])
-            url, query_params = page.get("@odata.nextLink"), None
-        return rows
+        options = {**query_options(select=select, filter=filter, orderby=orderby, top=top), **company}
+        return await read_page(self.http, entity_set, options, next_link, headers, link_options=company or None)
 
     async def create(self, entity_set: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST; the created record as F&O answers it (defaults filled in)."""
