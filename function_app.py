@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, apply, deploy, health, ingest, maps
+from functions import admin, apply, deploy, health, ingest, maps, sync
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -12,3 +12,4 @@ app.register_functions(ingest.bp)
 app.register_functions(deploy.bp)
 app.register_functions(admin.bp)
 app.register_functions(apply.bp)
+app.register_functions(sync.bp)

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     odata_batch_parts: int = Field(
         100, ge=0, le=1000, description="Requests to Dataverse or F&O made at about the same time (records "
         "applied side by side) go out as one $batch of at most this many parts; 0 or 1: one request each")
+    sync_page_size: int = Field(
+        1000, ge=1, le=5000, description="Rows per page of an initial sync or reconciliation (one sync-pages "
+        "job each; Dataverse serves at most 5,000 a page)")
     engine_user_id: str | None = Field(
         None, description="Entra object id the engine writes as: events it initiated are flagged as echoes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

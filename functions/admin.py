@@ -9,53 +9,25 @@ Function names do not start with "admin": the Functions host reserves that word 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import azure.functions as func
-from azure.core.exceptions import AzureError
 
 from core.events.errors import PayloadError
 from core.ops.activity import activity
 from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, get_error, list_errors, resubmit
 from core.store.activity import OUTCOMES
 from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
-from functions.http import json_response, problem, settings_or_problem
-from functions.runtime import Runtime, get_runtime
+from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from functions.runtime import Runtime
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 _MAX_LIMIT = 1000
 _SUMMARY_CHARS = 500
-
-
-class BadParameter(ValueError):
-    def __init__(self, name: str, detail: str) -> None:
-        self.name = name
-        super().__init__(detail)
-
-
-def _bad(error: BadParameter) -> func.HttpResponse:
-    return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.name, "reason": str(error)}])
-
-
-async def _answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
-    """Run `work` with the runtime: bad settings are a 500 naming them, an unreachable or failing Table
-    Storage / Service Bus a 503 (worth retrying), never a crash."""
-    settings = settings_or_problem()
-    if isinstance(settings, func.HttpResponse):
-        return settings
-    rt = await get_runtime()
-    try:
-        return await work(rt)
-    except AzureError as exc:
-        log.warning("admin call failed on a dependency: %s", type(exc).__name__, exc_info=True)
-        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
-        return problem(503, "Dependency unavailable", f"Table Storage or Service Bus failed: {type(exc).__name__}: "
-                       f"{first_line}")
 
 
 def _choice(req: func.HttpRequest, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
@@ -106,14 +78,14 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
         category = _choice(req, "category", CATEGORIES)
         limit = _limit(req)
     except BadParameter as error:
-        return _bad(error)
+        return bad_parameter(error)
 
     async def work(rt: Runtime) -> func.HttpResponse:
         entries = await list_errors(rt.errors, rt.dead_letters, map=req.params.get("map") or None,
                                     status=None if status == "all" else status, category=category, limit=limit)
         return json_response({"errors": [_error_json(e, full=False) for e in entries]})
 
-    return await _answer(work)
+    return await answer(work)
 
 
 @bp.route(route="admin/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -127,7 +99,7 @@ async def error_get(req: func.HttpRequest) -> func.HttpResponse:
             return problem(404, "Not found", str(exc))
         return json_response(_error_json(entry, full=True))
 
-    return await _answer(work)
+    return await answer(work)
 
 
 @bp.route(route="admin/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -150,7 +122,7 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"id": id, "status": "resubmitted", "message_id": sent.message_id,
                               "accepted": sent.accepted}, status=202)
 
-    return await _answer(work)
+    return await answer(work)
 
 
 @bp.route(route="admin/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -166,7 +138,7 @@ async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
             return problem(409, "Not open", str(exc), status_now=exc.status)
         return json_response({"id": id, "status": "discarded"})
 
-    return await _answer(work)
+    return await answer(work)
 
 
 @bp.route(route="admin/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -176,7 +148,7 @@ async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
         outcome = _choice(req, "outcome", OUTCOMES)
         limit = _limit(req)
     except BadParameter as error:
-        return _bad(error)
+        return bad_parameter(error)
 
     async def work(rt: Runtime) -> func.HttpResponse:
         try:
@@ -185,7 +157,7 @@ async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
                                      outcome=outcome, limit=limit)
         except ValueError as exc:  # the window (since/until) or the map name; the message names which
             name = str(exc).split(" ", 1)[0].split(":", 1)[0]
-            return _bad(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
+            return bad_parameter(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
         return json_response({"entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries]})
 
-    return await _answer(work)
+    return await answer(work)

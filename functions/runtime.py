@@ -16,6 +16,7 @@ import httpx
 
 from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
 from core.maps import MapSet
+from core.maps.model import Side
 from core.settings import Settings, get_settings
 from core.store.queues import ChangeQueue
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from core.store.holds import HoldStore
     from core.store.links import LinkStore
     from core.store.tables import Tables
+    from core.sync.initial import InitialSync
+    from core.sync.sides import SidePort
     from core.sync.worker import Worker
 
 
@@ -134,13 +137,36 @@ class Runtime:
         from core.sync.sides import DataverseSide, FnoSide
         from core.sync.worker import Worker
 
-        applier = Applier(self.maps, self.links, DataverseSide(self.dataverse, self.maps, self.links),
-                          FnoSide(self.fno, self.maps, self.links), engine_user=self.engine_user)
+        sides = self.sides
+        assert isinstance(sides["dataverse"], DataverseSide) and isinstance(sides["fno"], FnoSide)
+        applier = Applier(self.maps, self.links, sides["dataverse"], sides["fno"], engine_user=self.engine_user)
         settings = self.settings
         return Worker(applier, self.activity, self.errors, requeue=self.queue, holds=self.holds, links=self.links,
                       max_attempts=settings.apply_max_attempts,
                       retry_horizon=timedelta(seconds=settings.apply_retry_horizon_seconds),
                       backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user)
+
+    @cached_property
+    def sides(self) -> dict[Side, SidePort]:
+        """Both sides of every map, shared by live apply and initial sync (one set of caches)."""
+        from core.sync.sides import DataverseSide, FnoSide
+
+        return {"dataverse": DataverseSide(self.dataverse, self.maps, self.links),
+                "fno": FnoSide(self.fno, self.maps, self.links)}
+
+    @cached_property
+    def initial_sync(self) -> InitialSync:
+        """Initial sync and reconciliation runs (functions/sync.py)."""
+        from core.store.queues import PageJobQueue
+        from core.store.runs import RunStore
+        from core.sync.initial import InitialSync
+
+        settings = self.settings
+        jobs = PageJobQueue(settings.servicebus_connection.get_secret_value(), settings.sync_pages_queue)
+        return InitialSync(self.maps, RunStore(self.tables), self.sides, links=self.links, errors=self.errors,
+                           jobs=jobs, throttles={"dataverse": lambda: self.dataverse.stats.throttled,
+                                                 "fno": lambda: self.fno.stats.throttled},
+                           page_size=settings.sync_page_size, buckets=settings.apply_session_buckets)
 
     @cached_property
     def holds(self) -> HoldStore:

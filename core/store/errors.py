@@ -65,6 +65,8 @@ def entry_rows(entry: ErrorEntry) -> list[dict[str, Any]]:
         main["TargetStatus"] = entry.target_status
     if entry.target_code is not None:
         main["TargetCode"] = entry.target_code
+    if entry.run_id is not None:
+        main["RunId"] = entry.run_id
     rows = [{"PartitionKey": partition, "RowKey": f"text-{n:04d}", **_properties("Text", part)}
             for n, part in enumerate(continuation, start=1)]
     return [main, *rows]
@@ -116,6 +118,7 @@ class ErrorLog:
             attempts=int(entity["Attempts"]), change=_joined(entity, "Change"), session_id=entity["SessionId"],
             status=entity["Status"], first_at=_utc(entity["FirstAt"]), last_at=_utc(entity["LastAt"]),
             target_status=entity.get("TargetStatus"), target_code=entity.get("TargetCode"),
+            run_id=entity.get("RunId"),
         )
 
     async def list(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -208,6 +209,22 @@ class LinkStore:
                     except Exception as error:
                         results[p] = error
         return [r if r is not None else RuntimeError("link not saved") for r in results]
+
+    async def put_many(self, links: Sequence[Link]) -> None:
+        """Write links as they are, unguarded (insert or replace), one transaction per 100 of a map: an
+        initial-sync or repair page, which compared both sides just now, states what each record is."""
+        entities: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        stamped = [replace(link, updated_at=datetime.now(UTC)) for link in links]
+        for saved in stamped:
+            entity = _to_entity(saved)
+            entities[saved.map][entity["RowKey"]] = entity  # the last one of a record wins
+        await self._write_index_rows(stamped)
+        table = await self.tables.table("links")
+        for rows in entities.values():
+            pending = list(rows.values())
+            for start in range(0, len(pending), _TRANSACTION):
+                await table.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE})
+                                                for row in pending[start:start + _TRANSACTION]])
 
     async def _write_index_rows(self, links: list[Link]) -> None:
         """The index rows these links need (written before the links), one transaction per partition."""

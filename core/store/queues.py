@@ -19,6 +19,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from core.events.model import ChangeEvent
 from core.store.bus import service_bus_client
+from core.sync.runs import PageJob
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class QueuedChange:
                                  scheduled_enqueue_time_utc=self.scheduled_at)
 
 
-class ChangeQueue:
-    """Sends change events to one queue. Open once per process and reuse (a link per send is slow)."""
+class QueueSender:
+    """Sends messages to one queue. Open once per process and reuse (a link per send is slow)."""
 
     def __init__(self, connection_string: str, queue_name: str) -> None:
         self.queue_name = queue_name
@@ -69,18 +70,18 @@ class ChangeQueue:
             with contextlib.suppress(Exception):
                 await old.close()
 
-    async def send(self, changes: list[QueuedChange]) -> None:
-        """Send all of `changes`, in as few batches as fit; raises if any could not be sent.
+    async def send_messages(self, messages: list[ServiceBusMessage]) -> None:
+        """Send all of `messages`, in as few batches as fit; raises if any could not be sent.
 
         One send at a time: the SDK's sender is not safe for concurrent sends (transfers leave out
         of order and the broker drops the link). A failed link is dropped and reopened once, so one
         broken connection does not poison every later request."""
-        if not changes:
+        if not messages:
             return
         async with self._lock:
             for attempt in (1, 2):
                 try:
-                    await self._send(await self._open(), changes)
+                    await self._send(await self._open(), messages)
                     return
                 except (ServiceBusError, AttributeError, OSError):
                     await self._reset(client=True)
@@ -88,10 +89,9 @@ class ChangeQueue:
                         raise
 
     @staticmethod
-    async def _send(sender: ServiceBusSender, changes: list[QueuedChange]) -> None:
+    async def _send(sender: ServiceBusSender, messages: list[ServiceBusMessage]) -> None:
         batch = await sender.create_message_batch()
-        for change in changes:
-            message = change.message()
+        for message in messages:
             try:
                 batch.add_message(message)
             except ValueError:  # batch full: send it and start the next one
@@ -104,3 +104,21 @@ class ChangeQueue:
         async with self._lock:
             await self._reset()
         await self._client.close()
+
+
+class ChangeQueue(QueueSender):
+    """The changes queue (live sync, retries, resubmits)."""
+
+    async def send(self, changes: list[QueuedChange]) -> None:
+        await self.send_messages([change.message() for change in changes])
+
+
+class PageJobQueue(QueueSender):
+    """The sync-pages queue: one message per page of an initial sync or reconciliation run. The message id
+    names the page, so the broker's duplicate detection keeps a page job sent twice to one."""
+
+    async def send(self, jobs: list[PageJob]) -> None:
+        await self.send_messages([ServiceBusMessage(job.to_json(), message_id=job.message_id(),
+                                                    content_type="application/json",
+                                                    application_properties={"run": job.run, "map": job.map})
+                                  for job in jobs])

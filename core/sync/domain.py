@@ -163,3 +163,4 @@ class ErrorEntry:
     status: ErrorStatus = "open"
     target_status: int | None = None
     target_code: str | None = None
+    run_id: str | None = None  # the initial-sync or repair run the failure belongs to

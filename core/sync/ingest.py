@@ -107,6 +107,11 @@ def bucket_of(map_name: str, order: tuple[str, ...], buckets: int) -> int:
     return int.from_bytes(digest[:8], "big") % max(1, buckets)
 
 
+def session_of_key(table_map: TableMap, key: tuple[str, ...], buckets: int = DEFAULT_BUCKETS) -> str:
+    """The session of a record known by its canonical key (a change made by a run, resubmitted later)."""
+    return capped(f"{table_map.name}|b{bucket_of(table_map.name, table_map.without_company(key), buckets)}")
+
+
 def session_id(event: ChangeEvent, table_map: TableMap, buckets: int = DEFAULT_BUCKETS,
                found: tuple[str, ...] | None = None) -> str:
     """`<map>|b<n>`: the session bucket of the record's order key (`found` through the link index when

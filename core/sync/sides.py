@@ -10,17 +10,18 @@ Ids and keys of reference rows barely ever change, so they are cached per proces
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from core.connectors.dataverse import DataverseClient, key_filter
-from core.connectors.errors import NotFound
+from core.connectors.errors import ConnectorError, NotFound
 from core.connectors.fno import FnoClient
 from core.connectors.http import odata_string
 from core.events.model import as_lookup_ref, lookup_ref
-from core.maps import KeyRef, MapSet, TableMap, record_key
-from core.maps.filters import filter_fields
+from core.maps import KeyRef, MapSet, MapValueError, TableMap, record_key
+from core.maps.filters import FilterError, filter_fields, render
 from core.maps.keys import company_code
 from core.maps.model import Side
 from core.sync.domain import Link
@@ -40,6 +41,31 @@ class Written:
     created: bool
 
 
+@dataclass(frozen=True)
+class SourceRow:
+    """One record read in bulk (a page, or a set of keys): what a write or a comparison needs of it.
+    `key` is None, and `problem` says why, when the record has no usable integration key."""
+
+    record: dict[str, Any]
+    key: tuple[str, ...] | None
+    row_id: str | None = None  # Dataverse row id
+    fno_key: dict[str, Any] | None = None
+    version: str | None = None
+    modified_at: datetime | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class SourcePage:
+    rows: list[SourceRow]
+    next_link: str | None
+    filtered: bool  # the map's source filter was applied by the source (else: evaluate it on the rows)
+
+
+# Keys per query when reading records by key: an `or` of key filters, short enough for any URL limit.
+KEYS_PER_QUERY = 25
+
+
 class SidePort(Protocol):
     """What apply asks of either side, in map terms: the same calls whichever way a change travels."""
 
@@ -55,6 +81,45 @@ class SidePort(Protocol):
     async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
         """Delete the record (by the link's id or key here, else by its canonical key); whether it was there."""
         ...
+
+    async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
+        """A page of the map's records on this side, the map's source filter pushed down where the side
+        takes it; `next_link` None is the first page."""
+        ...
+
+    async def read_keys(self, table_map: TableMap, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], SourceRow]:
+        """The records of these canonical keys that exist on this side, in bulk."""
+        ...
+
+
+def pushed_filter(table_map: TableMap, side: Side) -> str | None:
+    """The map's source filter as `$filter` text for the side, or None (no filter, or one that cannot be
+    rendered: then the rows are filtered in Python, as live sync does)."""
+    node = table_map.source_filter(side)
+    if node is None:
+        return None
+    try:
+        return render(node, side)
+    except FilterError:
+        return None
+
+
+def _keyed(table_map: TableMap, side: Side, record: dict[str, Any], **ids: Any) -> SourceRow:
+    try:
+        return SourceRow(record, record_key(table_map, side, record), **ids)
+    except MapValueError as error:
+        return SourceRow(record, None, problem=str(error), **ids)
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            return None
+    return None
 
 
 def filter_columns(table_map: TableMap, side: Side) -> set[str]:
@@ -92,16 +157,52 @@ class DataverseSide:
         row = await self.client.get(table_map.dataverse.entity_set, record_id, select=self.columns(table_map))
         if row is None:
             return None
-        record: dict[str, Any] = {}
-        for name, value in row.items():
-            if name.startswith("@") or "@" in name:
-                continue
-            if name.startswith("_") and name.endswith("_value"):
-                nav = name[1:-len("_value")]
-                record[nav] = lookup_ref("", value) if value else None
-            else:
-                record[name] = value
-        return await self.resolve(table_map, record)
+        return await self.resolve(table_map, _record(row))
+
+    async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
+        dv = table_map.dataverse
+        pushed = pushed_filter(table_map, "dataverse")
+        select = [*self.columns(table_map), "modifiedon", "versionnumber"]
+        try:
+            page = await self.client.page(dv.entity_set, filter=pushed, select=select, orderby=dv.primary_id,
+                                          page_size=page_size, next_link=next_link)
+        except ConnectorError as error:
+            if pushed is None or next_link is not None or error.status != 400:
+                raise
+            pushed = None  # the filter is not one the server takes: read everything, filter in Python
+            page = await self.client.page(dv.entity_set, select=select, orderby=dv.primary_id,
+                                          page_size=page_size)
+        rows = [await self._source_row(table_map, row) for row in page.rows]
+        return SourcePage(rows, page.next_link, filtered=pushed is not None)
+
+    async def read_keys(self, table_map: TableMap, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], SourceRow]:
+        dv = table_map.dataverse
+        select = [*self.columns(table_map), "modifiedon", "versionnumber"]
+        clauses: list[str] = []
+        for key in keys:
+            try:
+                clauses.append(f"({key_filter(await self.alternate_key(table_map, _key_record(table_map, key)))})")
+            except LookupPending:
+                continue  # its company does not exist here, so neither does the row
+        found: dict[tuple[str, ...], SourceRow] = {}
+        wanted = set(keys)
+        for start in range(0, len(clauses), KEYS_PER_QUERY):
+            rows = await self.client.query(dv.entity_set, filter=" or ".join(clauses[start:start + KEYS_PER_QUERY]),
+                                           select=select)
+            for row in rows:
+                source = await self._source_row(table_map, row)
+                if source.key is not None and source.key in wanted:
+                    found[source.key] = source
+        return found
+
+    async def _source_row(self, table_map: TableMap, row: Mapping[str, Any]) -> SourceRow:
+        record = await self.resolve(table_map, _record(row))
+        version = row.get("versionnumber")
+        row_id = str(row.get(table_map.dataverse.primary_id) or "").lower() or None
+        record.pop("modifiedon", None)
+        record.pop("versionnumber", None)
+        return _keyed(table_map, "dataverse", record, row_id=row_id,
+                      version=str(version) if version is not None else None, modified_at=_when(row.get("modifiedon")))
 
     async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
         return await self.read(table_map, link.dataverse_id) if link.dataverse_id else None
@@ -302,6 +403,49 @@ class FnoSide:
     async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
         return await self.read(table_map, link.fno_key) if link.fno_key else None
 
+    async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
+        fno = table_map.fno
+        pushed = pushed_filter(table_map, "fno")
+        orderby = ",".join(fno.key)
+        try:
+            page = await self.client.page(fno.entity_set, filter=pushed, select=self.columns(table_map),
+                                          orderby=orderby, page_size=page_size, next_link=next_link)
+        except ConnectorError as error:
+            if pushed is None or next_link is not None or error.status != 400:
+                raise
+            pushed = None  # the filter is not one the server takes: read everything, filter in Python
+            page = await self.client.page(fno.entity_set, select=self.columns(table_map), orderby=orderby,
+                                          page_size=page_size)
+        return SourcePage([self._source_row(table_map, row) for row in page.rows], page.next_link,
+                          filtered=pushed is not None)
+
+    async def read_keys(self, table_map: TableMap, keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], SourceRow]:
+        clauses = []
+        for key in keys:
+            parts = self.key_from_parts(table_map, key)
+            clauses.append("(" + " and ".join(f"{name} eq {odata_string(str(value))}"
+                                              for name, value in parts.items()) + ")")
+        found: dict[tuple[str, ...], SourceRow] = {}
+        wanted = set(keys)
+        for start in range(0, len(clauses), KEYS_PER_QUERY):
+            rows = await self.client.query(table_map.fno.entity_set,
+                                           filter=" or ".join(clauses[start:start + KEYS_PER_QUERY]),
+                                           select=self.columns(table_map))
+            for row in rows:
+                source = self._source_row(table_map, row)
+                if source.key is not None and source.key in wanted:
+                    found[source.key] = source
+        return found
+
+    def _source_row(self, table_map: TableMap, row: Mapping[str, Any]) -> SourceRow:
+        record = {name: value for name, value in row.items() if "@" not in name}
+        try:
+            fno_key: dict[str, Any] | None = self.key(table_map, record)
+        except KeyError:
+            fno_key = None
+        version = record.get("ControlNumber")
+        return _keyed(table_map, "fno", record, fno_key=fno_key, version=str(version) if version is not None else None)
+
     async def check_parents(self, table_map: TableMap, values: Mapping[str, Any]) -> None:
         """Every lookup this write sets must point at an existing F&O row (else: retried later)."""
         for lookup in table_map.lookups_for("to_fno"):
@@ -371,6 +515,20 @@ class FnoSide:
 def fno_id(key: Mapping[str, Any]) -> str:
     """An F&O record's key as the activity and error logs show it: `dataAreaId=usmf,CustomerAccount=US-001`."""
     return ",".join(f"{name}={value}" for name, value in key.items())
+
+
+def _record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A Web API row as a record: annotations dropped, `_x_value` lookups as references to resolve."""
+    record: dict[str, Any] = {}
+    for name, value in row.items():
+        if name.startswith("@") or "@" in name:
+            continue
+        if name.startswith("_") and name.endswith("_value"):
+            nav = name[1:-len("_value")]
+            record[nav] = lookup_ref("", value) if value else None
+        else:
+            record[name] = value
+    return record
 
 
 def _key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:

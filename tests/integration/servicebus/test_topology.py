@@ -26,6 +26,10 @@ def test_shipped_topology_has_the_engine_queues():
     for name in ("fno-events", "sync-pages"):
         assert not queues[name].requires_session
         assert (queues[name].max_delivery_count, queues[name].lock_duration) == (10, 60.0)
+    # A page job is sent again when the page before it is redelivered, and the next map's first page by
+    # whichever page finishes a map last: duplicate detection makes each one job.
+    pages = queues["sync-pages"]
+    assert pages.requires_duplicate_detection and pages.duplicate_window == 600.0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,126 @@
+"""Initial sync and reconciliation: the management routes that start and watch runs, and the page worker.
+
+Routes (master key; under `manage/v1`, a prefix the Azure host accepts, unlike `admin`):
+  POST manage/v1/sync/runs                 start a run (core.sync.initial.RunRequest) -> 202 with the run
+  GET  manage/v1/sync/runs                 recent runs, newest first
+  GET  manage/v1/sync/runs/{id}            one run: per map progress (rows read, written, matched, ...)
+  POST manage/v1/sync/runs/{id}/cancel     stop starting pages (pages in flight finish)
+  GET  manage/v1/sync/runs/{id}/drift      rows missing on a side, differing, failed (map, kind, limit)
+The sync-pages queue trigger works one page job at a time (pages of a map run side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+from pydantic import ValidationError
+
+from core.sync.initial import BadRun, RunNotFound, RunRequest
+from core.sync.runs import PageJob, RowOutcome, RunStateError
+from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from functions.runtime import Runtime, get_runtime
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+_OUTCOMES: tuple[RowOutcome, ...] = ("missing_on_target", "missing_on_source", "differs", "failed", "sample")
+
+
+@bp.service_bus_queue_trigger(arg_name="message", queue_name="%SYNC_PAGES_QUEUE%", connection="SERVICEBUS_CONNECTION")
+async def sync_page(message: func.ServiceBusMessage) -> None:
+    try:
+        job = PageJob.model_validate_json(message.get_body())
+    except ValidationError as error:
+        # Not ours to retry: a job we cannot read is dead-lettered by the broker after its deliveries.
+        raise ValueError(f"sync-pages message {message.message_id} is not a page job: {error}") from None
+    runtime = await get_runtime()
+    await runtime.initial_sync.handle(job)
+
+
+def _not_found(error: RunNotFound) -> func.HttpResponse:
+    return problem(404, "Run not found", str(error), run=error.run_id)
+
+
+@bp.route(route="manage/v1/sync/runs", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def sync_run_start(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = json.loads(req.get_body() or b"{}")
+        request = RunRequest.model_validate(body)
+    except json.JSONDecodeError as error:
+        return problem(400, "Invalid JSON", f"the body is not JSON: {error}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "body"
+        return bad_parameter(BadParameter(name, f"{name}: {first['msg']}"))
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            run = await rt.initial_sync.start(request, requested_by=req.headers.get("x-ms-client-principal-name"))
+        except BadRun as error:
+            return bad_parameter(BadParameter(error.field, str(error)))
+        except RunNotFound as error:
+            return _not_found(error)
+        return json_response(await rt.initial_sync.view(run.id), status=202,
+                             headers={"Location": f"/api/manage/v1/sync/runs/{run.id}"})
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/sync/runs", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def sync_runs(req: func.HttpRequest) -> func.HttpResponse:
+    text = req.params.get("limit") or "20"
+    if not text.isdigit() or not 1 <= int(text) <= 200:
+        return bad_parameter(BadParameter("limit", f"limit={text!r} must be a whole number from 1 to 200"))
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        return json_response({"runs": await rt.initial_sync.recent(int(text))})
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/sync/runs/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def sync_run(req: func.HttpRequest) -> func.HttpResponse:
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            return json_response(await rt.initial_sync.view(req.route_params["id"]))
+        except RunNotFound as error:
+            return _not_found(error)
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/sync/runs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def sync_run_cancel(req: func.HttpRequest) -> func.HttpResponse:
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            run = await rt.initial_sync.cancel(req.route_params["id"])
+        except RunNotFound as error:
+            return _not_found(error)
+        except RunStateError as error:
+            return problem(409, "Run not cancellable", str(error))
+        return json_response(await rt.initial_sync.view(run.id))
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/sync/runs/{id}/drift", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def sync_run_drift(req: func.HttpRequest) -> func.HttpResponse:
+    kind = req.params.get("kind") or None
+    if kind is not None and kind not in _OUTCOMES:
+        return bad_parameter(BadParameter("kind", f"kind={kind!r} is not one of {', '.join(_OUTCOMES)}"))
+    text = req.params.get("limit") or "1000"
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        return bad_parameter(BadParameter("limit", f"limit={text!r} must be a whole number from 1 to 10000"))
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            items = await rt.initial_sync.drift(req.route_params["id"], map_name=req.params.get("map") or None,
+                                                outcome=kind, limit=int(text))
+        except RunNotFound as error:
+            return _not_found(error)
+        except BadRun as error:
+            return bad_parameter(BadParameter(error.field, str(error)))
+        return json_response({"items": items})
+
+    return await answer(work)
