@@ -1,32 +1,47 @@
-"""`dualwrite`: the command line. Each command group is a module with `register(subparsers)`."""
+"""`dualwrite`: the command line (typer). Each command group is a module with its own `app`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+
+import typer
 
 from core import __version__
 from core.cli import maps
 
+app = typer.Typer(
+    name="dualwrite",
+    help="Dual-write engine for Dynamics 365",
+    no_args_is_help=True,
+    add_completion=False,
+    # A traceback must never print the locals: they may hold keys and tokens.
+    pretty_exceptions_show_locals=False,
+)
 
-def _version(_: argparse.Namespace) -> int:
+
+@app.command()
+def version() -> None:
+    """Print the engine version."""
     sys.stdout.write(f"dualwrite {__version__}\n")
+
+
+# Command groups register here, one module each.
+app.add_typer(maps.app, name="maps")
+
+
+def main(argv: Sequence[str] | None = None, *, obj: object = None) -> int:
+    """Run the command line and return its exit code (2 for usage errors, as the console scripts expect).
+
+    `obj` reaches the commands as the context's object (what tests replace, such as an HTTP transport).
+    """
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="dualwrite", obj=obj)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualwrite", description="Dual-write engine for Dynamics 365")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("version", help="print the engine version").set_defaults(handler=_version)
-    # Command groups register themselves here (e.g. `maps`), one module each.
-    maps.register(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
 
 
 if __name__ == "__main__":
