@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import maps
+from core.cli import maps, sync
 
 app = typer.Typer(
     name="dualwrite",
@@ -28,12 +28,13 @@ def version() -> None:
 
 # Command groups register here, one module each.
 app.add_typer(maps.app, name="maps")
+app.add_typer(sync.app, name="sync")
 
 
 def main(argv: Sequence[str] | None = None, *, obj: object = None) -> int:
     """Run the command line and return its exit code (2 for usage errors, as the console scripts expect).
 
-    `obj` reaches the commands as the context's object (what tests replace, such as an HTTP transport).
+    `obj` reaches the commands as the context's object: tests pass `sync.Seams` (an HTTP transport, no sleeping).
     """
     command = typer.main.get_command(app)
     try:
