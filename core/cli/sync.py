@@ -254,7 +254,7 @@ def _figures(item: dict[str, Any], kind: str) -> list[tuple[str, int]]:
     if kind == "compare":
         names = ["read", "matched", "differs", "missing_on_target", "missing_on_source", "failed"]
     elif kind == "repair":
-        names = ["read", "written", "matched", "differs", "missing_on_target", "missing_on_source", "failed"]
+        names = ["read", "written", "matched", "differs", "missing_on_target", "missing_on_source", "deleted", "failed"]
     return [(name.replace("_", " "), _n(item, name)) for name in names]
 
 
@@ -623,11 +623,17 @@ def _drift_table(items: list[dict[str, Any]]) -> Table:
     table.add_column("key", overflow="fold")
     table.add_column("kind", no_wrap=True)
     table.add_column("columns", overflow="fold")
+    details = any(item.get("detail") for item in items)  # the engine also lists failed rows, with the error
+    if details:
+        table.add_column("detail", overflow="fold")
     for item in items:
         columns = item.get("columns") or []
-        table.add_row(Text(str(item.get("map") or "")), Text(str(item.get("key") or "")),
-                      Text(str(item.get("kind") or "").replace("_", " ")),
-                      Text(", ".join(str(c) for c in columns) if isinstance(columns, list) else str(columns)))
+        cells = [Text(str(item.get("map") or "")), Text(str(item.get("key") or "")),
+                 Text(str(item.get("kind") or "").replace("_", " ")),
+                 Text(", ".join(str(c) for c in columns) if isinstance(columns, list) else str(columns))]
+        if details:
+            cells.append(Text(str(item.get("detail") or "")))
+        table.add_row(*cells)
     return table
 
 

@@ -280,6 +280,13 @@ def test_drift_passes_map_and_limit_and_prints_the_rows(seams, engine, capsys):
     assert "more with --limit" in out
 
 
+def test_drift_shows_the_error_of_a_listed_failed_row(seams, engine, capsys):
+    engine.drift_items = [{"map": "customers", "key": "USMF|C-0003", "kind": "failed", "columns": [],
+                           "detail": "Dataverse refused: creditlimit must be positive", "values": None}]
+    assert run_cli(seams, "drift", "r7") == 0
+    assert "creditlimit must be positive" in capsys.readouterr().out
+
+
 def test_drift_default_limit_and_nothing_found(seams, engine, capsys):
     assert run_cli(seams, "drift", "r7") == 0
     assert dict(engine.requests[0].url.params) == {"limit": "100"}
