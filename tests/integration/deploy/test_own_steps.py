@@ -122,7 +122,8 @@ def test_engine_writes_fire_none_of_our_steps_and_other_writes_do(dataverse: Dat
         api.delete(f"accounts({user_created})").raise_for_status()
     dataverse.drain()
     assert hooks_for(app, created) == [("Update", "account")]
-    assert hooks_for(app, user_created) == [("Create", "account"), ("Delete", "account")]
+    # Asynchronous steps: Dataverse does not promise the Create's webhook before the Delete's.
+    assert sorted(hooks_for(app, user_created)) == [("Create", "account"), ("Delete", "account")]
 
 
 def test_a_write_without_our_steps_known_still_succeeds(dataverse: DataverseSim) -> None:
