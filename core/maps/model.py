@@ -98,6 +98,14 @@ class Lookup(_Strict):
     def label(self) -> str:
         return self.dataverse
 
+    def column(self, target_table: str) -> str:
+        """The lookup column behind the navigation property, as `_<column>_value` reads it: a polymorphic
+        lookup's per-table property (parentcustomerid_account) is its column and the target table's name."""
+        suffix = f"_{target_table}"
+        if self.dataverse.endswith(suffix) and len(self.dataverse) > len(suffix):
+            return self.dataverse[:-len(suffix)]
+        return self.dataverse
+
 
 class TableMap(_Strict):
     schema_: str | None = Field(None, alias="$schema", description="Path of map.schema.json, for editors")

@@ -9,7 +9,7 @@ datetimes, dates, ints, bools, enum symbols as str, choices as int, guids as low
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -98,7 +98,9 @@ def _decimal(value: Any) -> Decimal:
 def _date(value: Any) -> date:
     if isinstance(value, datetime):
         value = _as_utc(value)
-        if value.time() != datetime.min.time():
+        # F&O's OData writes a date as Edm.DateTimeOffset at 12:00 UTC (so no time zone moves its day);
+        # others write midnight. Any other time of day is a datetime, not a date.
+        if value.time() not in (time(0, 0), time(12, 0)):
             raise MapValueError(f"{value.isoformat()} is not a date (has a time of day)")
         return value.date()
     if isinstance(value, date):
@@ -111,7 +113,7 @@ def _date(value: Any) -> date:
             except ValueError:
                 pass
         else:
-            # F&O sends dates as Edm.DateTimeOffset at midnight UTC.
+            # F&O sends dates as Edm.DateTimeOffset (at 12:00 UTC).
             return _date(_datetime(text))
     raise MapValueError(f"{value!r} is not a valid date")
 

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.connectors.errors import ConnectorError
 from core.maps import MapSet, TableMap, plan_sync
 from core.maps.model import Side
 from core.store.runs import RunChanged, RunStore, new_run_id
 from core.sync.decide import other
+from core.sync.errors import error_text, is_transient
 from core.sync.pages import ErrorRecorder, Gate, LinkWriter, PageResult, PageWork
 from core.sync.runs import (
     TERMINAL,
@@ -173,7 +175,15 @@ class InitialSync:
             await self._advance(run, job)  # a redelivered job: its page is done; make sure the run moves on
             return
         table_map = self._map_for(run, job)
-        page = await self._read(run, job, table_map)
+        try:
+            page = await self._read(run, job, table_map)
+        except ConnectorError as error:
+            if is_transient(error):
+                raise  # the broker delivers the job again
+            # A source that refuses the query will refuse it every time: the run stops, saying why.
+            await self._move(run, "failed", f"map {job.map!r}: reading page {job.page} ({job.pass_}) failed: "
+                             f"{error_text(error)}")
+            return
         last = page.next_link is None
         if not last:
             await self.jobs.send([PageJob(run=run.id, map=job.map, pass_=job.pass_, page=job.page + 1,

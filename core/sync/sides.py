@@ -146,18 +146,37 @@ class DataverseSide:
         dv = table_map.dataverse
         names = {dv.primary_id, *(f.dataverse for f in table_map.fields if f.dataverse)}
         names |= {k for k in dv.key if "." not in k}
-        names |= {f"_{lk.dataverse}_value" for lk in table_map.lookups}
+        names |= set(self._lookup_columns(table_map))
         if table_map.company is not None:
             names.add(f"_{table_map.company.dataverse}_value")
         names |= {n for n in filter_columns(table_map, "dataverse") if "." not in n}
         return sorted(names)
+
+    def _lookup_columns(self, table_map: TableMap) -> dict[str, str]:
+        """`_<column>_value` -> navigation property, for each lookup of the map."""
+        return {f"_{lk.column(self.maps[lk.map].dataverse.table)}_value": lk.dataverse for lk in table_map.lookups}
+
+    def _record(self, table_map: TableMap, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A Web API row as a record: annotations dropped, `_x_value` lookups as references to resolve,
+        under their navigation property."""
+        navigation = self._lookup_columns(table_map)
+        record: dict[str, Any] = {}
+        for name, value in row.items():
+            if "@" in name:
+                continue
+            if name.startswith("_") and name.endswith("_value"):
+                nav = navigation.get(name, name[1:-len("_value")])
+                record[nav] = lookup_ref("", value) if value else None
+            else:
+                record[name] = value
+        return record
 
     async def read(self, table_map: TableMap, record_id: str) -> dict[str, Any] | None:
         """The row as a record of canonical values (lookups as KeyRefs), or None if it is gone."""
         row = await self.client.get(table_map.dataverse.entity_set, record_id, select=self.columns(table_map))
         if row is None:
             return None
-        return await self.resolve(table_map, _record(row))
+        return await self.resolve(table_map, self._record(table_map, row))
 
     async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
         dv = table_map.dataverse
@@ -196,7 +215,7 @@ class DataverseSide:
         return found
 
     async def _source_row(self, table_map: TableMap, row: Mapping[str, Any]) -> SourceRow:
-        record = await self.resolve(table_map, _record(row))
+        record = await self.resolve(table_map, self._record(table_map, row))
         version = row.get("versionnumber")
         row_id = str(row.get(table_map.dataverse.primary_id) or "").lower() or None
         record.pop("modifiedon", None)
@@ -515,20 +534,6 @@ class FnoSide:
 def fno_id(key: Mapping[str, Any]) -> str:
     """An F&O record's key as the activity and error logs show it: `dataAreaId=usmf,CustomerAccount=US-001`."""
     return ",".join(f"{name}={value}" for name, value in key.items())
-
-
-def _record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A Web API row as a record: annotations dropped, `_x_value` lookups as references to resolve."""
-    record: dict[str, Any] = {}
-    for name, value in row.items():
-        if name.startswith("@") or "@" in name:
-            continue
-        if name.startswith("_") and name.endswith("_value"):
-            nav = name[1:-len("_value")]
-            record[nav] = lookup_ref("", value) if value else None
-        else:
-            record[name] = value
-    return record
 
 
 def _key_record(table_map: TableMap, key: tuple[str, ...]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ webhooks), Dataverse with service protection turned low so that throttling is pa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -101,9 +102,11 @@ def _registered(dataverse: DataverseSim, fno: FnoSimulator) -> bool:
     return bool(endpoints) and any(s["name"].startswith("dw-oss:") for s in steps) and bool(active)
 
 
-@pytest.fixture(scope="package")
-def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
-    dataverse = start_dataverse(*DATAVERSE_LIMITS)
+@contextlib.contextmanager
+def running_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., RunningHost], *,
+                  dataverse_flags: tuple[str, ...] = DATAVERSE_LIMITS, **settings: str) -> Iterator[Stack]:
+    """Both simulators (seeded), and a host over them with deployment on; `settings` add to its own."""
+    dataverse = start_dataverse(*dataverse_flags)
     fno = start_fno("fno-e2e")
     port = free_port()
     host = devhost(
@@ -112,10 +115,12 @@ def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., Running
         DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, AUTH_MODE="local",
         SERVICEBUS_CONNECTION=servicebus_emulator.connection_string, TABLE_STORAGE_CONNECTION=azurite,
         CHANGES_QUEUE=servicebus_emulator.take("changes"), FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"),
+        SYNC_PAGES_QUEUE=servicebus_emulator.take("pages"),
         APPLY_MAX_ATTEMPTS="5",
         # Outage retries back off 0.5 s doubling up to this cap (300 s by default): a target back from
         # two minutes down is retried within 30 s, which keeps test_outage.py short.
         APPLY_BACKOFF_CAP_SECONDS="30",
+        **settings,
     )
     try:
         eventually(lambda: _deployed(dataverse, fno), timeout=90, what="deployment of webhooks and events")
@@ -134,11 +139,17 @@ def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., Running
         fno.process.stop()
 
 
+@pytest.fixture(scope="package")
+def stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
+    with running_stack(azurite, servicebus_emulator, devhost) as running:
+        yield running
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    stack = getattr(item, "funcargs", {}).get("stack")
+    stack = next((v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Stack)), None)
     if report.when == "call" and report.failed and isinstance(stack, Stack):
         log_text = stack.host.log()
         report.sections.append(("host log (tail)", log_text[-6000:]))

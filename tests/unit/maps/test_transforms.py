@@ -149,3 +149,11 @@ def test_coerce_canonical_forms():
         coerce("datetime", datetime(2024, 1, 1))
     with pytest.raises(MapValueError):
         coerce("boolean", "true")
+
+
+def test_a_date_is_midnight_or_fnos_noon_and_nothing_else():
+    # F&O's OData writes a date as Edm.DateTimeOffset at 12:00 UTC; Dataverse date-only columns say midnight.
+    assert coerce("date", "2024-01-01T12:00:00Z") == date(2024, 1, 1)
+    assert coerce("date", "2024-01-01T00:00:00Z") == date(2024, 1, 1)
+    with pytest.raises(MapValueError, match="time of day"):
+        coerce("date", "2024-01-01T09:30:00Z")
