@@ -25,6 +25,7 @@ class ODataError(Exception):
         inner: str | None = None,
         inner_type: str | None = None,
         headers: dict[str, str] | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(inner or message)
         self.status = status
@@ -32,6 +33,8 @@ class ODataError(Exception):
         self.inner = inner
         self.inner_type = inner_type
         self.headers = headers or {}
+        # The field a value error is about (not on the wire): the admin load names it with the row.
+        self.field = field
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": "", "message": self.message}
@@ -44,13 +47,14 @@ def bad_request(message: str) -> ODataError:
     return ODataError(400, message)
 
 
-def write_failed(table: str, infolog: str, status: int = 400) -> ODataError:
+def write_failed(table: str, infolog: str, status: int = 400, field: str | None = None) -> ODataError:
     """An X++ validateWrite/insert failure: the infolog lines joined the way F&O shows them."""
     return ODataError(
         status,
         "An error has occurred.",
         inner=f"Write failed for table row of type '{table}'. Infolog: {infolog}",
         inner_type=WRITE_EXCEPTION,
+        field=field,
     )
 
 

@@ -22,6 +22,8 @@ from devstack.fno.storage import Storage, StoredRow
 
 Row = dict[str, Any]
 Operation = Literal["Create", "Update", "Delete"]
+# Whether a record is there: (collection, keyid) -> bool. Relation checks take one, so a bulk load can memoize it.
+Exists = Callable[[str, str], bool]
 MAX_PAGE = 10_000
 _KEY_SEP = "\x1f"
 
@@ -137,7 +139,7 @@ class Service:
         # F&O keys compare case-insensitively (SQL Server collation).
         return _KEY_SEP.join(str(values[k]).lower() for k in entity.keys)
 
-    def _company_of(self, entity: Entity, values: dict[str, Any]) -> str:
+    def company_of(self, entity: Entity, values: dict[str, Any]) -> str:
         return str(values["dataAreaId"]).lower() if entity.company_specific else ""
 
     def _check_company_scope(self, entity: Entity, company: str, cross_company: bool, segment: str) -> None:
@@ -147,16 +149,21 @@ class Service:
 
     # ---- rows --------------------------------------------------------------------------------------
     def decode(self, entity: Entity, stored: StoredRow) -> Row:
-        row: Row = {}
-        for name, fld in entity.fields.items():
-            raw = stored.data.get(name)
-            row[name] = self.schema.empty_value(fld) if raw is None else self.schema.from_store(fld, raw)
+        data = stored.data
+        row: Row = {**self.schema.empty_row(entity),
+                    **{n: raw for n, raw in data.items() if raw is not None and n in entity.fields}}
+        for fld in entity.text_fields:
+            if data.get(fld.name) is not None:
+                row[fld.name] = self.schema.from_store(fld, row[fld.name])
         row["@recid"] = stored.recid
         row["@version"] = stored.version
         return row
 
     def encode(self, entity: Entity, row: Row) -> dict[str, Any]:
-        return {n: self.schema.to_store(f, row[n]) for n, f in entity.fields.items()}
+        data = {n: row[n] for n in entity.fields}
+        for fld in entity.text_fields:
+            data[fld.name] = self.schema.to_store(fld, data[fld.name])
+        return data
 
     def wire(self, entity: Entity, row: Row, select: list[str] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": etag(row)}
@@ -174,7 +181,7 @@ class Service:
     # ---- reads -------------------------------------------------------------------------------------
     def get(self, entity: Entity, key_text: str, cross_company: bool) -> Row:
         values = self.parse_key(entity, key_text)
-        self._check_company_scope(entity, self._company_of(entity, values), cross_company, entity.collection)
+        self._check_company_scope(entity, self.company_of(entity, values), cross_company, entity.collection)
         return self._load(entity, values, entity.collection)
 
     def query(
@@ -210,17 +217,9 @@ class Service:
 
     # ---- writes --------------------------------------------------------------------------------------
     def create(self, entity: Entity, body: dict[str, Any], caller: Caller) -> Row:
-        values = self._parse_body(entity, body, allow_keys=True)
-        if entity.company_specific:
-            values["dataAreaId"] = str(values.get("dataAreaId") or self.default_company).lower()
-            self._check_company_exists(entity, values["dataAreaId"])
-        row: Row = {n: self.schema.empty_value(f) for n, f in entity.fields.items()}
-        row.update(values)
-        self._validate_write(entity, row)
+        row = self.new_row(entity, self.parse_new(entity, body), caller)
         keyid = self.keyid(entity, row)
-        now = _now()
-        row["ModifiedBy"] = caller.id
-        row["ModifiedDateTime"] = now
+        now = row["ModifiedDateTime"]
         with self.unit():
             if self.storage.get(entity.collection, keyid) is not None:
                 key_desc = ", ".join(f"{entity.fields[k].label}: {row[k]}" for k in entity.keys)
@@ -229,10 +228,10 @@ class Service:
                     f"Cannot create a record in {entity.label} ({entity.table}). {key_desc}. "
                     "The record already exists.",
                 )
-            company = self._company_of(entity, row)
+            company = self.company_of(entity, row)
             stored = self.storage.insert(entity.collection, keyid, company, self.encode(entity, row))
             row["@recid"], row["@version"] = stored.recid, stored.version
-            self._record(Change(entity, "Create", self._company_of(entity, row), stored.recid, None, row, caller, now,
+            self._record(Change(entity, "Create", self.company_of(entity, row), stored.recid, None, row, caller, now,
                                 [n for n in entity.fields if n not in SYSTEM_FIELDS]))
         return row
 
@@ -248,8 +247,8 @@ class Service:
         replace: bool = False,
     ) -> Row:
         keys = self.parse_key(entity, key_text)
-        self._check_company_scope(entity, self._company_of(entity, keys), cross_company, entity.collection)
-        values = self._parse_body(entity, body, allow_keys=True)
+        self._check_company_scope(entity, self.company_of(entity, keys), cross_company, entity.collection)
+        values = self.parse_body(entity, body, allow_keys=True)
         for k in entity.keys:
             if k in values and str(values[k]).lower() != str(keys[k]).lower():
                 raise write_failed(
@@ -259,35 +258,30 @@ class Service:
         with self.unit():
             before = self._load(entity, keys, entity.collection)
             _check_etag(before, if_match)
-            after = dict(before)
             if replace:  # PUT: fields not sent go back to their empty value
-                for name, fld in entity.fields.items():
-                    if name not in entity.keys and name not in SYSTEM_FIELDS:
-                        after[name] = self.schema.empty_value(fld)
-            after.update(values)
-            self._validate_write(entity, after)
-            changed = [n for n in entity.fields if n not in SYSTEM_FIELDS and after[n] != before[n]]
+                empty = {name: value for name, value in self.schema.empty_row(entity).items()
+                         if name not in entity.keys and name not in SYSTEM_FIELDS}
+                values = {**empty, **values}
+            after, changed = self.revised(entity, before, values, caller)
             if not changed:
                 return before
-            now = _now()
-            after["ModifiedBy"] = caller.id
-            after["ModifiedDateTime"] = now
+            now = after["ModifiedDateTime"]
             keyid = self.keyid(entity, keys)
             after["@version"] = self.storage.update(entity.collection, keyid, self.encode(entity, after))
-            self._record(Change(entity, "Update", self._company_of(entity, keys), before["@recid"], before, after,
+            self._record(Change(entity, "Update", self.company_of(entity, keys), before["@recid"], before, after,
                                 caller, now, changed))
         return after
 
     def delete(self, entity: Entity, key_text: str, caller: Caller, *, cross_company: bool,
                if_match: str | None = None) -> None:
         keys = self.parse_key(entity, key_text)
-        self._check_company_scope(entity, self._company_of(entity, keys), cross_company, entity.collection)
+        self._check_company_scope(entity, self.company_of(entity, keys), cross_company, entity.collection)
         with self.unit():
             before = self._load(entity, keys, entity.collection)
             _check_etag(before, if_match)
             self._check_not_referenced(entity, before)
             self.storage.delete(entity.collection, self.keyid(entity, keys))
-            self._record(Change(entity, "Delete", self._company_of(entity, keys), before["@recid"], before, None,
+            self._record(Change(entity, "Delete", self.company_of(entity, keys), before["@recid"], before, None,
                                 caller, _now(), [n for n in entity.fields if n not in SYSTEM_FIELDS]))
 
     def bulk_update(
@@ -301,7 +295,7 @@ class Service:
         raise_events: bool,
     ) -> int:
         """Set-based update (X++ update_recordset): no events unless asked, as in F&O."""
-        values = self._parse_body(entity, values_in, allow_keys=False)
+        values = self.parse_body(entity, values_in, allow_keys=False)
         predicate = compile_filter(filter_text, entity, self.schema) if filter_text else None
         scope = company.lower() if company and entity.company_specific else None
         touched = 0
@@ -310,25 +304,54 @@ class Service:
                 before = self.decode(entity, stored)
                 if predicate and not predicate(before):
                     continue
-                after = {**before, **values}
-                self._validate_write(entity, after)
-                changed = [n for n in values if after[n] != before[n]]
+                after, changed = self.revised(entity, before, values, caller)
                 if not changed:
                     continue
-                now = _now()
-                after["ModifiedBy"] = caller.id
-                after["ModifiedDateTime"] = now
+                now = after["ModifiedDateTime"]
                 after["@version"] = self.storage.update(
                     entity.collection, self.keyid(entity, after), self.encode(entity, after)
                 )
                 touched += 1
                 if raise_events:
-                    self._record(Change(entity, "Update", self._company_of(entity, after), stored.recid, before,
+                    self._record(Change(entity, "Update", self.company_of(entity, after), stored.recid, before,
                                         after, caller, now, changed))
         return touched
 
+    # ---- rows as writes make them (shared with the admin load, devstack/fno/load.py) -------------
+    def parse_new(self, entity: Entity, body: Any) -> Row:
+        """A POST body's values; a company-specific record without dataAreaId is the default company's."""
+        values = self.parse_body(entity, body, allow_keys=True)
+        if entity.company_specific:
+            values["dataAreaId"] = str(values.get("dataAreaId") or self.default_company).lower()
+        return values
+
+    def new_row(self, entity: Entity, values: Row, caller: Caller, exists: Exists | None = None) -> Row:
+        """The record a create makes of `values` (from parse_new): defaults, validation, stamp. Not stored."""
+        if entity.company_specific:
+            self.check_company_exists(entity, values["dataAreaId"], exists)
+        row: Row = {**self.schema.empty_row(entity), **values}
+        self.validate_write(entity, row, exists)
+        row["ModifiedBy"] = caller.id
+        row["ModifiedDateTime"] = _now()
+        return row
+
+    def revised(self, entity: Entity, before: Row, values: Row, caller: Caller,
+                exists: Exists | None = None) -> tuple[Row, list[str]]:
+        """`before` with `values` applied and validated, and the fields that changed; stamped only when
+        one did (F&O writes nothing for an update that changes no value)."""
+        after = {**before, **values}
+        self.validate_write(entity, after, exists)
+        changed = [n for n in entity.fields if n not in SYSTEM_FIELDS and after[n] != before[n]]
+        if changed:
+            after["ModifiedBy"] = caller.id
+            after["ModifiedDateTime"] = _now()
+        return after, changed
+
+    def exists(self, collection: str, keyid: str) -> bool:
+        return self.storage.get(collection, keyid) is not None
+
     # ---- validation ------------------------------------------------------------------------------
-    def _parse_body(self, entity: Entity, body: Any, *, allow_keys: bool) -> Row:
+    def parse_body(self, entity: Entity, body: Any, *, allow_keys: bool) -> Row:
         if not isinstance(body, dict):
             raise ODataError(400, "The request body must be a JSON object describing the entity.")
         values: Row = {}
@@ -341,38 +364,47 @@ class Service:
                     400,
                     f"The property '{name}' does not exist on type '{self.schema.namespace}.{entity.name}'. "
                     "Make sure to only use property names that are defined by the type.",
+                    field=name,
                 )
             if fld.read_only:
                 continue
             if not allow_keys and name in entity.keys:
-                raise ODataError(400, f"The key field '{name}' cannot be set by a bulk update.")
-            values[name] = self.schema.parse_input(entity, fld, value)
+                raise ODataError(400, f"The key field '{name}' cannot be set by a bulk update.", field=name)
+            try:
+                values[name] = self.schema.parse_input(entity, fld, value)
+            except ODataError as err:
+                err.field = name
+                raise
         return values
 
-    def _validate_write(self, entity: Entity, row: Row) -> None:
-        problems = []
-        for name, fld in entity.fields.items():
-            if fld.mandatory and row[name] == self.schema.empty_value(fld):
-                problems.append(f"Field '{fld.label}' ({name}) must be filled in.")
-        for name, fld in entity.fields.items():
+    def validate_write(self, entity: Entity, row: Row, exists: Exists | None = None) -> None:
+        """validateWrite: mandatory fields and table relations (`exists` answers whether a related record
+        is there; the admin load passes a memo of it)."""
+        exists = exists or self.exists
+        empty = self.schema.empty_row(entity)
+        problems: list[tuple[str, str]] = []  # (field, infolog line)
+        for fld in entity.mandatory:
+            if row[fld.name] == empty[fld.name]:
+                problems.append((fld.name, f"Field '{fld.label}' ({fld.name}) must be filled in."))
+        for fld in entity.related:
+            name = fld.name
             if fld.relation and row[name] != "" and not problems:
                 target_name, target_field = fld.relation.split(".")
                 target = self.schema.entities[target_name]
                 key = {target_field: row[name]}
                 if target.company_specific:
                     key["dataAreaId"] = row.get("dataAreaId", self.default_company)
-                if set(key) != set(target.keys) or self.storage.get(target_name, self.keyid(target, key)) is None:
-                    problems.append(
-                        f"The value '{row[name]}' in field '{fld.label}' ({name}) is not found in the relating "
-                        f"table '{target.label}'."
-                    )
+                if set(key) != set(target.keys) or not exists(target_name, self.keyid(target, key)):
+                    problems.append((name, f"The value '{row[name]}' in field '{fld.label}' ({name}) is not "
+                                           f"found in the relating table '{target.label}'."))
         if problems:
-            raise write_failed(entity.table, " ".join(f"Warning: {p}" for p in problems) + " Error: Validation failed.")
+            raise write_failed(entity.table, " ".join(f"Warning: {p}" for _, p in problems)
+                               + " Error: Validation failed.", field=problems[0][0])
 
-    def _check_company_exists(self, entity: Entity, company: str) -> None:
+    def check_company_exists(self, entity: Entity, company: str, exists: Exists | None = None) -> None:
         legal = self.schema.entities.get("LegalEntities")
-        if legal and self.storage.get("LegalEntities", company) is None:
-            raise write_failed(entity.table, f"Company '{company}' does not exist.")
+        if legal and not (exists or self.exists)("LegalEntities", company):
+            raise write_failed(entity.table, f"Company '{company}' does not exist.", field="dataAreaId")
 
     def _check_not_referenced(self, entity: Entity, row: Row) -> None:
         """validateDelete: a group, currency or payment term still in use cannot be deleted."""
