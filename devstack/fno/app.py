@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from devstack.fno import batch, events, wire
+from devstack.fno import batch, events, load, wire
 from devstack.fno.auth import Caller, caller_from_header
 from devstack.fno.delivery import Dispatcher, EndpointError
 from devstack.fno.errors import ODataError
 from devstack.fno.odata import Call, ODataHandler, Reply, error_reply
-from devstack.fno.schema import load_schema
+from devstack.fno.schema import Entity, load_schema
 from devstack.fno.seed import SEED_CALLER, seed
 from devstack.fno.service import MAX_PAGE, Change, Service
 from devstack.fno.stats import BatchCountingHandler, Outage, Stats, outage_request
@@ -175,9 +175,7 @@ class Simulator:
 
     async def admin_bulk_update(self, request: Request) -> Response:
         body = await _json(request)
-        entity = self.schema.entity(str(body.get("entity") or ""))
-        if entity is None:
-            return _problem(400, f"Unknown entity set '{body.get('entity')}'.")
+        entity = self._entity(body)
         values = body.get("set")
         if not isinstance(values, dict) or not values:
             return _problem(400, "'set' must be an object of field values.")
@@ -189,6 +187,26 @@ class Simulator:
         except ODataError as err:
             return Response(wire.dumps(err.body()), status_code=err.status, media_type="application/json")
         return JSONResponse({"updated": count})
+
+    async def admin_load(self, request: Request) -> Response:
+        """Upsert rows by key without events (devstack/fno/load.py): test data, a 100,000-row bench."""
+        body = await _json(request)
+        rows = _listed(body, "rows", "records (OData POST bodies)")
+        loaded = load.load(self.service, self._entity(body), rows, _optional_caller(request))
+        return JSONResponse({"loaded": len(rows), "created": loaded.created, "updated": loaded.updated,
+                             "unchanged": loaded.unchanged})
+
+    async def admin_delete(self, request: Request) -> Response:
+        """Delete records by key without events or validateDelete: a direct SQL delete, for drift tests."""
+        body = await _json(request)
+        keys = _listed(body, "keys", "objects with every key field")
+        return JSONResponse({"deleted": load.delete(self.service, self._entity(body), keys)})
+
+    def _entity(self, body: dict[str, Any]) -> Entity:
+        entity = self.schema.entity(str(body.get("entity") or ""))
+        if entity is None:
+            raise _AdminProblem(f"Unknown entity set '{body.get('entity')}'.")
+        return entity
 
     async def admin_stats(self, request: Request) -> Response:
         records = request.query_params.get("records", "true").lower() not in ("false", "0", "no", "off")
@@ -225,6 +243,24 @@ def _response(reply: Reply) -> Response:
 def _problem(status: int, detail: str) -> Response:
     return JSONResponse({"title": "Bad request" if status == 400 else "Not found", "status": status,
                          "detail": detail}, status_code=status, media_type="application/problem+json")
+
+
+def _listed(body: dict[str, Any], name: str, what: str) -> list[Any]:
+    value = body.get(name)
+    if not isinstance(value, list):
+        raise _AdminProblem(f"'{name}' must be a list of {what}.")
+    return value
+
+
+class _AdminProblem(Exception):
+    """A bad admin request, answered 400 problem+json with this detail."""
+
+
+async def _row_problem(request: Request, err: Exception) -> Response:
+    """A refused load or delete: which row (0-based index in the list sent) and which field."""
+    assert isinstance(err, load.LoadError)
+    return JSONResponse({"title": "Bad request", "status": 400, "detail": str(err), "row": err.index,
+                         "field": err.field}, status_code=400, media_type="application/problem+json")
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -267,6 +303,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def bad_body(request: Request, exc: Exception) -> Response:
         return _problem(400, "The request body must be a JSON object.")
 
+    async def bad_admin_request(request: Request, exc: Exception) -> Response:
+        return _problem(400, str(exc))
+
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "MERGE"]
     app = Starlette(
         routes=[
@@ -283,12 +322,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/errors/{id:int}/resend", sim.admin_resend, methods=["POST"]),
             Route("/admin/drain", sim.admin_drain, methods=["POST"]),
             Route("/admin/bulk-update", sim.admin_bulk_update, methods=["POST"]),
+            Route("/admin/load", sim.admin_load, methods=["POST"]),
+            Route("/admin/delete", sim.admin_delete, methods=["POST"]),
             Route("/admin/stats", sim.admin_stats, methods=["GET"]),
             Route("/admin/stats/reset", sim.admin_stats_reset, methods=["POST"]),
             Route("/admin/outage", sim.admin_outage, methods=["GET", "POST", "DELETE"]),
         ],
         lifespan=lifespan,
-        exception_handlers={_BadAdminBody: bad_body},
+        exception_handlers={_BadAdminBody: bad_body, _AdminProblem: bad_admin_request, load.LoadError: _row_problem},
     )
     app.state.simulator = sim
     return app

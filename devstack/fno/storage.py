@@ -16,6 +16,8 @@ from typing import Any
 
 # F&O RecIds start here in a fresh database; control numbers look the same.
 FIRST_RECID = 5637144576
+# Keys per `IN (...)` query: below SQLite's smallest limit on bound parameters (999).
+_IN_CHUNK = 900
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
@@ -117,6 +119,39 @@ class Storage:
 
     def delete(self, entity: str, keyid: str) -> None:
         self.db.execute("DELETE FROM records WHERE entity = ? AND keyid = ?", (entity, keyid))
+
+    # ---- many rows at once (the admin load and delete: one statement for all rows) -----------------
+    def get_many(self, entity: str, keyids: list[str]) -> dict[str, StoredRow]:
+        found: dict[str, StoredRow] = {}
+        for at in range(0, len(keyids), _IN_CHUNK):
+            chunk = keyids[at:at + _IN_CHUNK]
+            cur = self.db.execute(
+                "SELECT keyid, recid, version, company, data FROM records WHERE entity = ? AND keyid IN "
+                f"({','.join('?' * len(chunk))})", (entity, *chunk),
+            )
+            for keyid, recid, version, company, data in cur:
+                found[keyid] = StoredRow(recid, version, company, json.loads(data))
+        return found
+
+    def insert_many(self, entity: str, rows: list[tuple[str, str, int, int, dict[str, Any]]]) -> None:
+        """(keyid, company, recid, version, data) rows, RecIds already taken with next_number."""
+        self.db.executemany(
+            "INSERT INTO records(entity, keyid, company, recid, version, data) VALUES (?, ?, ?, ?, ?, ?)",
+            ((entity, keyid, company, recid, version, json.dumps(data))
+             for keyid, company, recid, version, data in rows),
+        )
+
+    def update_many(self, entity: str, rows: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """(keyid, new version, data) rows."""
+        self.db.executemany(
+            "UPDATE records SET data = ?, version = ? WHERE entity = ? AND keyid = ?",
+            ((json.dumps(data), version, entity, keyid) for keyid, version, data in rows),
+        )
+
+    def delete_many(self, entity: str, keyids: list[str]) -> int:
+        before = self.db.total_changes
+        self.db.executemany("DELETE FROM records WHERE entity = ? AND keyid = ?", ((entity, k) for k in keyids))
+        return self.db.total_changes - before
 
     def scan(self, entity: str, company: str | None) -> Iterator[StoredRow]:
         """Rows of an entity in key order, of one company or (None) of all companies."""
