@@ -26,6 +26,8 @@ class DataverseError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+        # The body property a value error is about (not on the wire): /_sim/load names it with the row.
+        self.column: str | None = None
 
     def body(self, annotations: bool = False) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -26,6 +27,8 @@ from devstack.dataverse.store import Database, KeyConflict
 API_PREFIX = "/api/data/v9.2/"
 Message = Literal["Create", "Update", "Delete"]
 
+# How a body's `@odata.bind` value finds its row: reference text -> (table, row id).
+Resolve = Callable[[str], tuple[Table, str]]
 # `$1` references inside a $batch changeset: Content-ID -> "accounts(<guid>)".
 content_ids: ContextVar[dict[str, str] | None] = ContextVar("dataverse_content_ids", default=None)
 
@@ -140,46 +143,55 @@ class Records:
             )
         return table, match.row_id
 
-    def parse_body(self, table: Table, body: Any) -> dict[str, Any]:
+    def parse_body(self, table: Table, body: Any, resolve: Resolve | None = None) -> dict[str, Any]:
+        """A request body as column values; `resolve` finds `@odata.bind` targets (resolve_reference unless
+        given: /_sim/load passes a memo of it). An error names the property in `.column`."""
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.", PAYLOAD_ERROR)
         values: dict[str, Any] = {}
         for name, raw in body.items():
-            if name.endswith("@odata.bind"):
-                nav = name[: -len("@odata.bind")]
-                if nav not in table.navigation:
-                    raise DataverseError(
-                        400, PAYLOAD_ERROR,
-                        f"An undeclared property '{nav}' which only has property annotations in the payload but no "
-                        "property value was found in the payload. In OData, only declared navigation properties and "
-                        "declared named streams can be represented as properties without values.",
-                    )
-                column, target = table.navigation[nav]
-                if raw is None:
-                    values[column.name] = None
-                    continue
-                if not isinstance(raw, str):
-                    raise bad_request(f"The value of '{name}' must be a URL of a record.", PAYLOAD_ERROR)
-                bound_table, row_id = self.resolve_reference(raw)
-                if bound_table.logical_name != target:
-                    raise bad_request(
-                        f"'{name}' must reference a '{target}' record, not '{bound_table.logical_name}'.", PAYLOAD_ERROR
-                    )
-                values[column.name] = Ref(target, row_id)
-                continue
-            if "@" in name:
-                continue  # instance annotations such as @odata.type or @odata.etag are not data
-            column = table.columns.get(name)
-            if column is None or column.is_lookup:
+            try:
+                self._parse_property(table, name, raw, values, resolve or self.resolve_reference)
+            except DataverseError as exc:
+                exc.column = exc.column or name
+                raise
+        return values
+
+    def _parse_property(self, table: Table, name: str, raw: Any, values: dict[str, Any], resolve: Resolve) -> None:
+        if name.endswith("@odata.bind"):
+            nav = name[: -len("@odata.bind")]
+            if nav not in table.navigation:
                 raise DataverseError(
                     400, PAYLOAD_ERROR,
-                    f"The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM.{table.logical_name}'. "
-                    "Make sure to only use property names that are defined by the type or mark the type as open type.",
+                    f"An undeclared property '{nav}' which only has property annotations in the payload but no "
+                    "property value was found in the payload. In OData, only declared navigation properties and "
+                    "declared named streams can be represented as properties without values.",
                 )
-            if column.read_only:
-                continue  # Dataverse ignores values for columns that are not valid for create/update
-            values[name] = column.coerce(raw)
-        return values
+            lookup, target = table.navigation[nav]
+            if raw is None:
+                values[lookup.name] = None
+                return
+            if not isinstance(raw, str):
+                raise bad_request(f"The value of '{name}' must be a URL of a record.", PAYLOAD_ERROR)
+            bound_table, row_id = resolve(raw)
+            if bound_table.logical_name != target:
+                raise bad_request(
+                    f"'{name}' must reference a '{target}' record, not '{bound_table.logical_name}'.", PAYLOAD_ERROR
+                )
+            values[lookup.name] = Ref(target, row_id)
+            return
+        if "@" in name:
+            return  # instance annotations such as @odata.type or @odata.etag are not data
+        column = table.columns.get(name)
+        if column is None or column.is_lookup:
+            raise DataverseError(
+                400, PAYLOAD_ERROR,
+                f"The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM.{table.logical_name}'. "
+                "Make sure to only use property names that are defined by the type or mark the type as open type.",
+            )
+        if column.read_only:
+            return  # Dataverse ignores values for columns that are not valid for create/update
+        values[name] = column.coerce(raw)
 
     # -- writes -----------------------------------------------------------------------------------------
 
@@ -190,21 +202,46 @@ class Records:
         if created:
             row["createdon"], row["createdby"], row["createdonbehalfby"] = now, user, delegate
         row["modifiedon"], row["modifiedby"], row["modifiedonbehalfby"] = now, user, delegate
-        for column in table.columns.values():
-            if column.computed:
-                parts = [row.get(p) for p in column.computed.split()]
-                row[column.name] = " ".join(str(p) for p in parts if p) or None
+        for column in table.computed:
+            parts = [row.get(p) for p in (column.computed or "").split()]
+            row[column.name] = " ".join(str(p) for p in parts if p) or None
         if table.logical_name == "serviceendpoint":
             row["isauthvalueset"] = bool(row.get("authvalue"))
 
     def _check_required(self, table: Table, row: dict[str, Any]) -> None:
-        for column in table.columns.values():
-            if column.required == "SystemRequired" and not column.read_only and row.get(column.name) in (None, ""):
-                raise DataverseError(
+        for column in table.system_required:
+            if row.get(column.name) in (None, ""):
+                error = DataverseError(
                     400, VALIDATION_ERROR,
                     f"A validation error occurred.  The value for the required attribute '{column.name}' of the "
                     f"'{table.logical_name}' entity must be provided.",
                 )
+                error.column = column.name
+                raise error
+
+    # Rows as a create or an update makes them, not yet stored (shared with /_sim/load, direct.py).
+
+    def new_row(self, table: Table, values: dict[str, Any], ctx: OperationContext,
+                row_id: str | None = None) -> dict[str, Any]:
+        """The row a create makes of `values`: its id, default state, system columns; checked."""
+        row = dict(values)
+        row[table.primary_id] = values.get(table.primary_id) or row_id or str(uuid.uuid4())
+        for name in ("statecode", "statuscode"):
+            column = table.columns.get(name)
+            if column is not None and row.get(name) is None:
+                row[name] = 0 if name == "statecode" else min(column.options or {1: ""})
+        self._finish_row(table, row, ctx, created=True)
+        self._check_required(table, row)
+        self.pipeline.validate(table, row)
+        return row
+
+    def updated_row(self, table: Table, existing: dict[str, Any], values: dict[str, Any],
+                    ctx: OperationContext) -> dict[str, Any]:
+        """The row an update of `existing` with `values` (primary id left out) makes; checked."""
+        row = {**existing, **values}
+        self._finish_row(table, row, ctx, created=False)
+        self.pipeline.validate(table, row)
+        return row
 
     def _store(self, table: Table, row_id: str, version: int, row: dict[str, Any], *, new: bool) -> None:
         try:
@@ -224,16 +261,8 @@ class Records:
         self, table: Table, values: dict[str, Any], ctx: OperationContext, *, row_id: str | None = None
     ) -> Written:
         sent = set(values)
-        row_id = values.get(table.primary_id) or row_id or str(uuid.uuid4())
-        row = dict(values)
-        row[table.primary_id] = row_id
-        for name in ("statecode", "statuscode"):
-            column = table.columns.get(name)
-            if column is not None and row.get(name) is None:
-                row[name] = 0 if name == "statecode" else min(column.options or {1: ""})
-        self._finish_row(table, row, ctx, created=True)
-        self._check_required(table, row)
-        self.pipeline.validate(table, row)
+        row = self.new_row(table, values, ctx, row_id)
+        row_id = row[table.primary_id]
         event = Event("Create", table, row_id, dict(row), sent, None, None, None, None, ctx)
         version = await self._commit(table, row_id, row, event, new=True)
         return Written(row_id, version, row, True)
@@ -268,9 +297,7 @@ class Records:
         version, existing = found
         self._check_etag(table, row_id, version, if_match)
         values = {k: v for k, v in values.items() if k != table.primary_id}
-        row = {**existing, **values}
-        self._finish_row(table, row, ctx, created=False)
-        self.pipeline.validate(table, row)
+        row = self.updated_row(table, existing, values, ctx)
         target = {**values, table.primary_id: row_id}
         for name in ("modifiedon", "modifiedby", "modifiedonbehalfby"):
             target[name] = row[name]

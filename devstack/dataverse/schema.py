@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +44,9 @@ EDM_TYPES: dict[str, str] = {
     "lookup": "Edm.Guid", "uniqueidentifier": "Edm.Guid",
 }
 INT32 = (-2147483648, 2147483647)
+# Room for any money or decimal value while it is rounded to its column's precision (made once: a context per
+# value would be the slowest part of a large load).
+_WIDE = Context(prec=60)
 PAYLOAD_ERROR = "0x80048d19"  # "Error identified in Payload provided by the user for Entity"
 VALIDATION_ERROR = "0x80044331"
 
@@ -148,8 +151,7 @@ class Column:
             self._check_range(value)
             if self.precision is not None:
                 # Dataverse rounds to the column's precision rather than rejecting extra digits.
-                with localcontext(prec=60):
-                    value = value.quantize(Decimal(1).scaleb(-self.precision), rounding=ROUND_HALF_UP)
+                value = value.quantize(Decimal(1).scaleb(-self.precision), rounding=ROUND_HALF_UP, context=_WIDE)
             return value
         if kind == "boolean":
             if not isinstance(raw, bool):
@@ -192,15 +194,6 @@ class Column:
             f"InnerException : Microsoft.OData.ODataException: Cannot convert the literal '{raw}' to the expected "
             f"type '{edm}' for the property '{self.name}'.",
         )
-
-    def to_storage(self, value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, Ref):
-            return [value.table, value.id]
-        return value
 
     def from_storage(self, value: Any) -> Any:
         if value is None:
@@ -245,6 +238,15 @@ class Table:
         """Every name a client may use in $select/$filter/$orderby: plain columns and `_x_value`."""
         return {c.value_property: c for c in self.columns.values() if c.valid_for_read}
 
+    # Column groups every write walks (a 100,000-row /_sim/load too): found once.
+    @cached_property
+    def computed(self) -> list[Column]:
+        return [c for c in self.columns.values() if c.computed]
+
+    @cached_property
+    def system_required(self) -> list[Column]:
+        return [c for c in self.columns.values() if c.required == "SystemRequired" and not c.read_only]
+
     @cached_property
     def navigation(self) -> dict[str, tuple[Column, str]]:
         """Single-valued navigation property name -> (lookup column, target table)."""
@@ -259,7 +261,9 @@ class Table:
         return {k: self.columns[k].from_storage(v) for k, v in stored.items() if k in self.columns}
 
     def encode(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {k: self.columns[k].to_storage(v) for k, v in row.items()}
+        # Decimals are stored as text, lookups as [table, id]; the rest as they are (from_storage reads them back).
+        return {k: str(v) if isinstance(v, Decimal) else [v.table, v.id] if isinstance(v, Ref) else v
+                for k, v in row.items()}
 
 
 class Schema:
