@@ -146,6 +146,35 @@ class Database:
         if tbl in self._cache:
             self._cache[tbl].pop(row_id, None)
 
+    # -- many rows at once (/_sim/load: one statement for all rows) --------------------------------------
+
+    def key_index(self, tbl: str) -> dict[tuple[str, str], str]:
+        """Every alternate-key value of a table: (key name, key text) -> row id."""
+        return {(name, value): row_id for name, value, row_id in
+                self.conn.execute("SELECT keyname, keyval, id FROM keys WHERE tbl=?", (tbl,))}
+
+    def put_many(self, tbl: str, rows: list[tuple[str, dict[str, Any], dict[str, str | None], bool]]) -> list[int]:
+        """Store (id, data, key texts, new) rows, each with a change logged as `put` does; their versions."""
+        first = self.current_version() + 1
+        versions = list(range(first, first + len(rows)))
+        self.conn.executemany("INSERT INTO changes (version, tbl, id, op) VALUES (?, ?, ?, 'upsert')",
+                              ((v, tbl, row[0]) for v, row in zip(versions, rows, strict=True)))
+        for data, version in zip((row[1] for row in rows), versions, strict=True):
+            data["versionnumber"] = version
+        self.conn.executemany("INSERT INTO rows (tbl, id, version, data) VALUES (?, ?, ?, ?)",
+                              ((tbl, row_id, v, json.dumps(data))
+                               for v, (row_id, data, _, new) in zip(versions, rows, strict=True) if new))
+        self.conn.executemany("UPDATE rows SET version=?, data=? WHERE tbl=? AND id=?",
+                              ((v, json.dumps(data), tbl, row_id)
+                               for v, (row_id, data, _, new) in zip(versions, rows, strict=True) if not new))
+        self.conn.executemany("DELETE FROM keys WHERE tbl=? AND id=?", ((tbl, row[0]) for row in rows if not row[3]))
+        self.conn.executemany("INSERT INTO keys (tbl, keyname, keyval, id) VALUES (?, ?, ?, ?)",
+                              ((tbl, name, text, row_id) for row_id, _, keys, _ in rows
+                               for name, text in keys.items() if text is not None))
+        if tbl in self._cache:
+            self._cache[tbl].update((row[0], (v, row[1])) for v, row in zip(versions, rows, strict=True))
+        return versions
+
     def find_by_key(self, tbl: str, keyname: str, keyval: str) -> str | None:
         found = self.conn.execute(
             "SELECT id FROM keys WHERE tbl=? AND keyname=? AND keyval=?", (tbl, keyname, keyval)

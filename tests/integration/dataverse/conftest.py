@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.dataverse import DataverseSim, start_dataverse
+from tests.fixtures.dataverse import DataverseSim, running_dataverse
 from tests.fixtures.http_receiver import HttpReceiver, serve
 
 
@@ -15,11 +15,8 @@ from tests.fixtures.http_receiver import HttpReceiver, serve
 def dataverse() -> Iterator[DataverseSim]:
     """This folder's own simulator (overrides the session one here): these tests write many rows and
     register webhooks, and other folders' tests should find the seed data untouched."""
-    sim = start_dataverse()
-    try:
+    with running_dataverse() as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture(scope="module")
