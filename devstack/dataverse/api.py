@@ -29,6 +29,7 @@ from devstack.dataverse.resources import KeyMatch, split_path
 from devstack.dataverse.schema import Schema, Table
 from devstack.dataverse.store import Database
 from devstack.dataverse.wire import dumps, loads
+from devstack.querycache import QueryCache
 
 log = logging.getLogger("devstack.dataverse")
 JSON = "application/json; odata.metadata=minimal"
@@ -52,6 +53,7 @@ class WebApi:
         self.schema = schema
         self.records = records
         self._csdl: bytes | None = None
+        self._selections: QueryCache[list[tuple[str, int, dict[str, Any]]]] = QueryCache()
 
     # -- dispatch ----------------------------------------------------------------------------------------
 
@@ -257,12 +259,13 @@ class WebApi:
             applied.append(f"odata.maxpagesize={min(max_page, 5000)}")
         if query.deltatoken is not None:
             return self._delta(table, query, prefer_raw, base, params, max_page)
-        rows = [(rid, v, table.decode(d)) for rid, v, d in self.db.scan(table.logical_name)]
         snapshot = self.db.current_version()
         if query.skiptoken and "dv" in query.skiptoken:
             snapshot = int(query.skiptoken["dv"])
-        rows = select_rows(table, rows, query)
+        rows = self._selections.get((table.logical_name, params.get("$filter"), params.get("$orderby")),
+                                    self.db.stamps[table.logical_name], lambda: self._select(table, query))
         chunk, next_state = page(rows, query, max_page)
+        chunk = [(rid, v, table.decode(d)) for rid, v, d in chunk]
         payload: dict[str, Any] = {"@odata.context": self._context_url(base, table, query.select, entity=False)}
         if query.count:
             payload["@odata.count"] = min(len(rows), COUNT_LIMIT)
@@ -285,6 +288,14 @@ class WebApi:
         if wants_annotation(prefer_raw, FORMATTED):
             extra["Preference-Applied"] = ",".join([*applied, f'odata.include-annotations="{FORMATTED}"'])
         return self._json(200, payload, extra)
+
+    def _select(self, table: Table, query: Any) -> list[tuple[str, int, dict[str, Any]]]:
+        """The stored rows a query answers, in its order (kept by the query cache between pages; stored rows,
+        not decoded ones, so a cached answer costs no more memory than its list)."""
+        rows = list(self.db.scan(table.logical_name))
+        stored = {rid: d for rid, _, d in rows}
+        decoded = [(rid, v, table.decode(d)) for rid, v, d in rows]
+        return [(rid, v, stored[rid]) for rid, v, _ in select_rows(table, decoded, query)]
 
     def _delta(self, table: Table, query: Any, prefer_raw: str | None, base: str,
                params: dict[str, str], max_page: int | None) -> InnerResponse:

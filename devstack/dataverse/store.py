@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -47,6 +48,8 @@ class Database:
         # Parsed rows per table, loaded on first read: queries filter in Python, so decoding every row's
         # JSON on every request would dominate. Only this process writes; a rollback drops the cache.
         self._cache: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+        # Writes per table, ever: a query result computed at the same count is still the answer.
+        self.stamps: Counter[str] = Counter()
 
     @contextlib.asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
@@ -63,6 +66,8 @@ class Database:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 self._cache.clear()
+                # A query answered inside the unit (a read while a sync webhook waits) saw what is now undone.
+                self.stamps.update(self.stamps.keys())
                 raise
             else:
                 self.conn.execute("COMMIT")
@@ -114,6 +119,7 @@ class Database:
 
     def put(self, tbl: str, row_id: str, version: int, data: dict[str, Any], keys: dict[str, str | None],
             *, new: bool) -> None:
+        self.stamps[tbl] += 1
         if new:
             try:
                 self.conn.execute(
@@ -140,6 +146,7 @@ class Database:
             self._cache[tbl][row_id] = (version, data)
 
     def delete(self, tbl: str, row_id: str) -> None:
+        self.stamps[tbl] += 1
         self.conn.execute("DELETE FROM rows WHERE tbl=? AND id=?", (tbl, row_id))
         self.conn.execute("DELETE FROM keys WHERE tbl=? AND id=?", (tbl, row_id))
         self._log(tbl, row_id, "delete")
@@ -155,6 +162,7 @@ class Database:
 
     def put_many(self, tbl: str, rows: list[tuple[str, dict[str, Any], dict[str, str | None], bool]]) -> list[int]:
         """Store (id, data, key texts, new) rows, each with a change logged as `put` does; their versions."""
+        self.stamps[tbl] += 1
         first = self.current_version() + 1
         versions = list(range(first, first + len(rows)))
         self.conn.executemany("INSERT INTO changes (version, tbl, id, op) VALUES (?, ?, ?, 'upsert')",

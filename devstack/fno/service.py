@@ -19,6 +19,7 @@ from devstack.fno.errors import ODataError, not_found, write_failed
 from devstack.fno.query import compile_filter, parse_select, sort_rows
 from devstack.fno.schema import SYSTEM_FIELDS, Entity, Schema
 from devstack.fno.storage import Storage, StoredRow
+from devstack.querycache import QueryCache
 
 Row = dict[str, Any]
 Operation = Literal["Create", "Update", "Delete"]
@@ -64,6 +65,7 @@ class Service:
         self.on_commit = on_commit
         self.max_page = max_page
         self._pending: list[list[Change]] = []
+        self._selections: QueryCache[list[str]] = QueryCache()
 
     # ---- unit of work --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -196,21 +198,30 @@ class Service:
         cross_company: bool,
         page_size: int | None,
     ) -> Page:
-        predicate = compile_filter(filter_text, entity, self.schema) if filter_text else None
         company = None if cross_company or not entity.company_specific else self.default_company
+        keyids = self._selections.get(
+            (entity.collection, company, filter_text, orderby), self.storage.stamps[entity.collection],
+            lambda: self._select(entity, company, filter_text, orderby))
+        total = len(keyids) if count else None
+        keyids = keyids[skip:]
+        if top is not None:
+            keyids = keyids[:top]
+        size = min(page_size or self.max_page, self.max_page)
+        stored = self.storage.get_many(entity.collection, keyids[:size])
+        rows = [self.decode(entity, stored[k]) for k in keyids[:size]]
+        if len(keyids) > size:
+            return Page(rows, total, skip + size, None if top is None else top - size)
+        return Page(rows, total, None, None)
+
+    def _select(self, entity: Entity, company: str | None, filter_text: str | None, orderby: str | None) -> list[str]:
+        """The keys of the records a query answers, in its order (kept by the query cache between pages)."""
+        predicate = compile_filter(filter_text, entity, self.schema) if filter_text else None
         rows = [self.decode(entity, s) for s in self.storage.scan(entity.collection, company)]
         if predicate:
             rows = [r for r in rows if predicate(r)]
         if orderby:
             rows = sort_rows(rows, orderby, entity, self.schema)
-        total = len(rows) if count else None
-        rows = rows[skip:]
-        if top is not None:
-            rows = rows[:top]
-        size = min(page_size or self.max_page, self.max_page)
-        if len(rows) > size:
-            return Page(rows[:size], total, skip + size, None if top is None else top - size)
-        return Page(rows, total, None, None)
+        return [self.keyid(entity, r) for r in rows]
 
     def select(self, entity: Entity, text: str | None) -> list[str] | None:
         return parse_select(text, entity, self.schema) if text else None

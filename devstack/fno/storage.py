@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,8 @@ class Storage:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_DDL)
         self._depth = 0
+        # Writes per entity set, ever: a query result computed at the same count is still the answer.
+        self.stamps: Counter[str] = Counter()
 
     def close(self) -> None:
         self.db.close()
@@ -68,6 +71,8 @@ class Storage:
         try:
             yield
         except BaseException:
+            # A query answered inside the transaction (a read in a changeset) saw what is now undone.
+            self.stamps.update(self.stamps.keys())
             self._depth -= 1
             if self._depth == 0:
                 self.db.execute("ROLLBACK")
@@ -101,6 +106,7 @@ class Storage:
         return StoredRow(row[0], row[1], row[2], json.loads(row[3])) if row else None
 
     def insert(self, entity: str, keyid: str, company: str, data: dict[str, Any]) -> StoredRow:
+        self.stamps[entity] += 1
         recid = self.next_number("recid")
         self.db.execute(
             "INSERT INTO records(entity, keyid, company, recid, version, data) VALUES (?, ?, ?, ?, 1, ?)",
@@ -109,6 +115,7 @@ class Storage:
         return StoredRow(recid, 1, company, data)
 
     def update(self, entity: str, keyid: str, data: dict[str, Any]) -> int:
+        self.stamps[entity] += 1
         self.db.execute(
             "UPDATE records SET data = ?, version = version + 1 WHERE entity = ? AND keyid = ?",
             (json.dumps(data), entity, keyid),
@@ -118,6 +125,7 @@ class Storage:
         ).fetchone()[0]
 
     def delete(self, entity: str, keyid: str) -> None:
+        self.stamps[entity] += 1
         self.db.execute("DELETE FROM records WHERE entity = ? AND keyid = ?", (entity, keyid))
 
     # ---- many rows at once (the admin load and delete: one statement for all rows) -----------------
@@ -135,6 +143,7 @@ class Storage:
 
     def insert_many(self, entity: str, rows: list[tuple[str, str, int, int, dict[str, Any]]]) -> None:
         """(keyid, company, recid, version, data) rows, RecIds already taken with next_number."""
+        self.stamps[entity] += 1
         self.db.executemany(
             "INSERT INTO records(entity, keyid, company, recid, version, data) VALUES (?, ?, ?, ?, ?, ?)",
             ((entity, keyid, company, recid, version, json.dumps(data))
@@ -143,12 +152,14 @@ class Storage:
 
     def update_many(self, entity: str, rows: list[tuple[str, int, dict[str, Any]]]) -> None:
         """(keyid, new version, data) rows."""
+        self.stamps[entity] += 1
         self.db.executemany(
             "UPDATE records SET data = ?, version = ? WHERE entity = ? AND keyid = ?",
             ((json.dumps(data), version, entity, keyid) for keyid, version, data in rows),
         )
 
     def delete_many(self, entity: str, keyids: list[str]) -> int:
+        self.stamps[entity] += 1
         before = self.db.total_changes
         self.db.executemany("DELETE FROM records WHERE entity = ? AND keyid = ?", ((entity, k) for k in keyids))
         return self.db.total_changes - before

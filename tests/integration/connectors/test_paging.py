@@ -85,3 +85,25 @@ async def test_fno_one_company_and_server_page_size(fo: FnoClient) -> None:
     assert {row["dataAreaId"] for page in pages for row in page.rows} == {"usmf"}  # the caller's default company
     whole = await fo.page("CustomersV3", filter=FNO_FILTER, select=["CustomerAccount"], page_size=None)
     assert whole.next_link is None and len(whole.rows) >= 15
+
+
+async def test_a_write_between_pages_is_seen_by_the_next_page(dv: DataverseClient, fo: FnoClient,
+                                                              dataverse: DataverseSim, fno: FnoSimulator,
+                                                              unique: str) -> None:
+    """The simulators keep a query's ordered answer between its pages; a write to the set must drop it."""
+    dataverse.load("accounts", [{"name": "Paged", "accountnumber": f"PG{unique}-{i}"} for i in range(1, 5)])
+    first = await dv.page("accounts", filter=f"startswith(accountnumber,'PG{unique}-')", select=["accountnumber"],
+                          orderby="accountnumber", page_size=2)
+    dataverse.load("accounts", [{"name": "Paged", "accountnumber": f"PG{unique}-9"}])
+    rest = await dv.page("accounts", page_size=2, next_link=first.next_link)
+    assert [r["accountnumber"] for r in rest.rows] == [f"PG{unique}-3", f"PG{unique}-4"]
+    assert rest.next_link is not None  # the row loaded after the first page comes on a third one
+
+    fno.load("CustomersV3", [{"dataAreaId": "usmf", "CustomerAccount": f"PG{unique}-{i}", "CustomerGroupId": "10"}
+                             for i in range(1, 5)])
+    first = await fo.page("CustomersV3", filter=f"CustomerAccount eq 'PG{unique}-*'", select=["CustomerAccount"],
+                          orderby="CustomerAccount", page_size=2)
+    fno.delete("CustomersV3", [{"dataAreaId": "usmf", "CustomerAccount": f"PG{unique}-1"}])
+    rest = await fo.page("CustomersV3", page_size=2, next_link=first.next_link)
+    # F&O's links skip by count ($skip=2): with the first record gone, the fourth moves up into this page.
+    assert [r["CustomerAccount"] for r in rest.rows] == [f"PG{unique}-4"] and rest.next_link is None
