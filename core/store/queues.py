@@ -117,8 +117,8 @@ class PageJobQueue(QueueSender):
     """The sync-pages queue: one message per page of an initial sync or reconciliation run. The message id
     names the page, so the broker's duplicate detection keeps a page job sent twice to one."""
 
-    async def send(self, jobs: list[PageJob]) -> None:
+    async def send(self, jobs: list[PageJob], *, at: datetime | None = None) -> None:
         await self.send_messages([ServiceBusMessage(job.to_json(), message_id=job.message_id(),
-                                                    content_type="application/json",
+                                                    content_type="application/json", scheduled_enqueue_time_utc=at,
                                                     application_properties={"run": job.run, "map": job.map})
                                   for job in jobs])

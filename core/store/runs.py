@@ -9,14 +9,15 @@ Table `syncrows`: PartitionKey = encode_key((run, map)), RowKey = encode_key((ou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from core.events.model import wire_value
@@ -116,12 +117,58 @@ class RunStore:
         first: datetime | None = None
         async for e in table.query_entities("PartitionKey eq @p",
                                             parameters={"p": encode_key((run_id, map_name, pass_))}):
+            if not e["RowKey"].isdigit():
+                continue  # a lease
             marks.append(PageMark(int(e["RowKey"]), e["State"], bool(e.get("Last")),
                                   Tally.from_dict(json.loads(e.get("Tally") or "{}"))))
             at = _utc(e.get("At"))
             if at is not None and (first is None or at < first):
                 first = at
         return marks, first
+
+    # -- page leases -----------------------------------------------------------------------------------
+    async def claim(self, run_id: str, map_name: str, pass_: Pass, page: int, owner: str,
+                    seconds: float) -> tuple[str | None, datetime]:
+        """Lease a page to `owner` for `seconds`: (etag, until) when claimed, (None, until) while someone
+        else holds it. A job delivered twice at once (a lock lost, a job sent again) works its page once."""
+        table = await self.tables.table("syncpages")
+        partition, row = encode_key((run_id, map_name, pass_)), f"{page:07d}-lease"
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=seconds)
+        entity = {"PartitionKey": partition, "RowKey": row, "Owner": owner, "Until": until}
+        try:
+            meta = await table.create_entity(entity)
+            return meta["etag"], until
+        except ResourceExistsError:
+            pass
+        try:
+            held = await table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None, now  # released just now: the caller tries again soon
+        held_until = _utc(held.get("Until")) or now
+        if held.get("Owner") != owner and held_until > now:
+            return None, held_until
+        try:
+            meta = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=held.metadata["etag"],
+                                             match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None, now + timedelta(seconds=1)
+        return meta["etag"], until
+
+    async def renew(self, run_id: str, map_name: str, pass_: Pass, page: int, owner: str, etag: str,
+                    seconds: float) -> str:
+        table = await self.tables.table("syncpages")
+        entity = {"PartitionKey": encode_key((run_id, map_name, pass_)), "RowKey": f"{page:07d}-lease",
+                  "Owner": owner, "Until": datetime.now(UTC) + timedelta(seconds=seconds)}
+        meta = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+        return str(meta["etag"])
+
+    async def release(self, run_id: str, map_name: str, pass_: Pass, page: int, etag: str) -> None:
+        table = await self.tables.table("syncpages")
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            await table.delete_entity(encode_key((run_id, map_name, pass_)), f"{page:07d}-lease", etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
 
     # -- rows worth listing -------------------------------------------------------------------------
     async def note(self, run_id: str, notes: Sequence[RowNote]) -> None:

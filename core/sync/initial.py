@@ -10,8 +10,14 @@ target still lacks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +76,11 @@ class BadRun(ValueError):
 
 
 class PageJobs(Protocol):
-    async def send(self, jobs: list[PageJob]) -> None: ...
+    async def send(self, jobs: list[PageJob], *, at: datetime | None = None) -> None: ...
+
+
+LEASE_SECONDS = 60.0  # a page's lease; renewed while the page is worked, so only a dead worker's lapses
+RENEW_EVERY = 20.0
 
 
 class InitialSync:
@@ -87,6 +97,7 @@ class InitialSync:
         self.page_size = page_size
         self.buckets = buckets
         self.gates: dict[Side, Gate] = {"dataverse": Gate(), "fno": Gate()}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # names this worker's leases
 
     # -- starting and stopping --------------------------------------------------------------------
     async def start(self, request: RunRequest, *, requested_by: str | None = None) -> Run:
@@ -170,10 +181,40 @@ class InitialSync:
             run = await self._move(run, "running")
             if run.status in TERMINAL:
                 return
-        marks = await self.runs.marks(run.id, job.map, job.pass_)
-        if any(m.page == job.page and m.state == "done" for m in marks):
-            await self._advance(run, job)  # a redelivered job: its page is done; make sure the run moves on
+        etag, until = await self.runs.claim(run.id, job.map, job.pass_, job.page, self.owner, LEASE_SECONDS)
+        if etag is None:
+            # Another worker has this page now (this is a second delivery of its job): look again once its
+            # lease would have lapsed, so a worker that died does not leave the page undone.
+            await self.jobs.send([job.model_copy(update={"wait": job.wait + 1})],
+                                 at=until + timedelta(seconds=1))
             return
+        lease = asyncio.create_task(self._keep(run.id, job, etag))
+        try:
+            marks = await self.runs.marks(run.id, job.map, job.pass_)
+            if any(m.page == job.page and m.state == "done" for m in marks):
+                await self._advance(run, job)  # a job delivered again: its page is done; make sure the run moves on
+                return
+            await self._work(run, job)
+        finally:
+            lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                etag = await lease
+            if etag:
+                await self.runs.release(run.id, job.map, job.pass_, job.page, etag)
+
+    async def _keep(self, run_id: str, job: PageJob, etag: str) -> str:
+        """Renew the page's lease while it is worked; the last etag (to release it)."""
+        try:
+            while True:
+                await asyncio.sleep(RENEW_EVERY)
+                etag = await self.runs.renew(run_id, job.map, job.pass_, job.page, self.owner, etag, LEASE_SECONDS)
+        except asyncio.CancelledError:
+            return etag
+        except Exception:  # lost it (taken over after a stall): finish the page anyway; rows are compared first
+            log.warning("lease of %s page %d of run %s lost", job.map, job.page, run_id, exc_info=True)
+            return ""
+
+    async def _work(self, run: Run, job: PageJob) -> None:
         table_map = self._map_for(run, job)
         try:
             page = await self._read(run, job, table_map)

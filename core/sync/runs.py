@@ -145,10 +145,12 @@ class PageJob(BaseModel):
     pass_: Pass = Field(alias="pass")
     page: int = Field(ge=0)
     next_link: str | None = None  # where the page starts (None: the first page)
+    wait: int = Field(0, ge=0)  # times the job was sent on because another worker held its page
 
     def message_id(self) -> str:
         """Stable per page: a job sent twice (a redelivered previous page) is one job for the broker."""
-        return f"{self.run}|{self.map}|{self.pass_}|{self.page}"
+        base = f"{self.run}|{self.map}|{self.pass_}|{self.page}"
+        return f"{base}|wait-{self.wait}" if self.wait else base
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
