@@ -15,8 +15,10 @@ from devstack.dataverse.errors import DataverseError, bad_request, does_not_exis
 from devstack.dataverse.metadata import handle_metadata
 from devstack.dataverse.query import (
     COUNT_LIMIT,
+    PRIMARY,
     encode_deltatoken,
     encode_skiptoken,
+    key_lookups,
     page,
     parse_expand,
     parse_query,
@@ -262,8 +264,12 @@ class WebApi:
         snapshot = self.db.current_version()
         if query.skiptoken and "dv" in query.skiptoken:
             snapshot = int(query.skiptoken["dv"])
-        rows = self._selections.get((table.logical_name, params.get("$filter"), params.get("$orderby")),
-                                    self.db.stamps[table.logical_name], lambda: self._select(table, query))
+        candidates = self._key_candidates(table, query)
+        if candidates is not None:  # rows read by key: cheap to answer again, so not kept (nor evicting a scan)
+            rows = self._select(table, query, candidates)
+        else:
+            rows = self._selections.get((table.logical_name, params.get("$filter"), params.get("$orderby")),
+                                        self.db.stamps[table.logical_name], lambda: self._select(table, query))
         chunk, next_state = page(rows, query, max_page)
         chunk = [(rid, v, table.decode(d)) for rid, v, d in chunk]
         payload: dict[str, Any] = {"@odata.context": self._context_url(base, table, query.select, entity=False)}
@@ -289,10 +295,25 @@ class WebApi:
             extra["Preference-Applied"] = ",".join([*applied, f'odata.include-annotations="{FORMATTED}"'])
         return self._json(200, payload, extra)
 
-    def _select(self, table: Table, query: Any) -> list[tuple[str, int, dict[str, Any]]]:
+    def _key_candidates(self, table: Table, query: Any) -> list[str] | None:
+        """The ids of the only rows a filter naming whole keys (query.key_lookups) can match, found in the key
+        index; None when the filter needs the scan."""
+        lookups = key_lookups(table, query.filter) if query.filter is not None else None
+        if lookups is None:
+            return None
+        ids = self.db.find_by_keys(table.logical_name, [k for k in lookups if k[0] != PRIMARY])
+        ids.update(row_id for name, row_id in lookups if name == PRIMARY)
+        return sorted(ids)
+
+    def _select(self, table: Table, query: Any, candidates: list[str] | None = None
+                ) -> list[tuple[str, int, dict[str, Any]]]:
         """The stored rows a query answers, in its order (kept by the query cache between pages; stored rows,
-        not decoded ones, so a cached answer costs no more memory than its list)."""
-        rows = list(self.db.scan(table.logical_name))
+        not decoded ones, so a cached answer costs no more memory than its list). With `candidates` only those
+        rows are read (the ones that exist), and filtered, ordered and paged exactly as a scan would be."""
+        if candidates is None:
+            rows = list(self.db.scan(table.logical_name))
+        else:
+            rows = self.db.get_many(table.logical_name, candidates)
         stored = {rid: d for rid, _, d in rows}
         decoded = [(rid, v, table.decode(d)) for rid, v, d in rows]
         return [(rid, v, stored[rid]) for rid, v, _ in select_rows(table, decoded, query)]

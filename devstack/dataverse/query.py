@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from devstack.dataverse.errors import bad_request
-from devstack.dataverse.odata_filter import comparable, evaluate, parse_filter
+from devstack.dataverse.odata_filter import Compare, Literal, Logical, Prop, comparable, evaluate, parse_filter
 from devstack.dataverse.schema import Column, Table
 
 MAX_PAGE_SIZE = 5000
@@ -119,6 +119,57 @@ def select_rows(
 
         rows = sorted(rows, key=key, reverse=descending)
     return rows
+
+
+# Columns whose values compare as strings (casefolded, lookups by id), as their alternate-key index text does.
+KEY_TEXT_TYPES = ("string", "memo", "lookup", "uniqueidentifier")
+# Past this many disjuncts (an `and` of `or`s multiplies them) a query is left to the full scan.
+MAX_KEY_DISJUNCTS = 1000
+PRIMARY = ""  # the key name `key_lookups` gives the primary id
+
+
+def key_lookups(table: Table, node: Any) -> list[tuple[str, str]] | None:
+    """What to look up in the key index to find every row `node` (a parsed `$filter`) can match, as
+    (alternate key name, index text) pairs, (PRIMARY, row id) for the primary id; None when the filter is
+    not of that shape: an `or` of conjunctions each of which compares every column of one key (the primary
+    id or an alternate key) `eq` a non-empty string literal (a guid for a lookup's `_x_value`). The rows
+    found are candidates only: the caller still evaluates the whole filter on them, so other conditions of a
+    conjunction, and odd casing, behave as in a scan. How real Dataverse answers such reads: from the key's
+    SQL index, not by reading the table."""
+    disjuncts = _equalities(node)
+    if disjuncts is None:
+        return None
+    lookups: list[tuple[str, str]] = []
+    for wanted in disjuncts:
+        if table.primary_id in wanted:
+            lookups.append((PRIMARY, wanted[table.primary_id]))
+            continue
+        key = next((k for k in table.keys if all(c in wanted for c in k.columns)), None)
+        if key is None:
+            return None
+        # The index text of resources.key_text: the parts casefolded, joined by \x1f.
+        lookups.append((key.name, "\x1f".join(wanted[c] for c in key.columns)))
+    return lookups
+
+
+def _equalities(node: Any) -> list[dict[str, str]] | None:
+    """`node` as an `or` of conjunctions, each as the casefolded string each column must equal (`and` of `or`s
+    distributed); conditions of other kinds constrain nothing here. None past MAX_KEY_DISJUNCTS."""
+    if isinstance(node, Logical):
+        left, right = _equalities(node.left), _equalities(node.right)
+        if left is None or right is None:
+            return None
+        # A column compared with two values in one conjunction matches no row: either value finds a superset.
+        out = left + right if node.op == "or" else [{**b, **a} for a in left for b in right]
+        return out if len(out) <= MAX_KEY_DISJUNCTS else None
+    if isinstance(node, Compare) and node.op == "eq":
+        prop = next((side for side in (node.left, node.right) if isinstance(side, Prop)), None)
+        literal = next((side for side in (node.left, node.right) if isinstance(side, Literal)), None)
+        # An empty string is not indexed (resources.key_text), so `eq ''` needs the scan.
+        if (prop is not None and literal is not None and prop.column.type in KEY_TEXT_TYPES
+                and isinstance(literal.value, str) and literal.value):
+            return [{prop.column.name: literal.value.casefold()}]
+    return [{}]
 
 
 def page(

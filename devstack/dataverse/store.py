@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS changes (version INTEGER PRIMARY KEY AUTOINCREMENT, t
 CREATE INDEX IF NOT EXISTS changes_by_tbl ON changes (tbl, version);
 """
 
+# Values per `IN (...)` query: below SQLite's smallest limit on bound parameters (999).
+_IN_CHUNK = 900
+
 _unit_hooks: ContextVar[list[Callable[[], None]] | None] = ContextVar("dataverse_unit_hooks", default=None)
 
 
@@ -100,6 +103,20 @@ class Database:
     def get(self, tbl: str, row_id: str) -> tuple[int, dict[str, Any]] | None:
         """(version, stored row). The row dict is shared with the cache: read it, never change it."""
         return self._table(tbl).get(row_id)
+
+    def get_many(self, tbl: str, ids: list[str]) -> list[tuple[str, int, dict[str, Any]]]:
+        """(id, version, stored row) of those of `ids` that exist, in that order; from the parsed rows when they
+        are loaded, else straight from SQLite (a few rows need not parse the whole table)."""
+        cached = self._cache.get(tbl)
+        if cached is not None:
+            return [(row_id, *cached[row_id]) for row_id in ids if row_id in cached]
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        for at in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[at:at + _IN_CHUNK]
+            found.update((row_id, (version, json.loads(data))) for row_id, version, data in self.conn.execute(
+                f"SELECT id, version, data FROM rows WHERE tbl=? AND id IN ({','.join('?' * len(chunk))})",
+                (tbl, *chunk)))
+        return [(row_id, *found[row_id]) for row_id in ids if row_id in found]
 
     def scan(self, tbl: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
         for row_id, (version, data) in list(self._table(tbl).items()):
@@ -188,6 +205,20 @@ class Database:
             "SELECT id FROM keys WHERE tbl=? AND keyname=? AND keyval=?", (tbl, keyname, keyval)
         ).fetchone()
         return None if found is None else found[0]
+
+    def find_by_keys(self, tbl: str, wanted: list[tuple[str, str]]) -> set[str]:
+        """The ids of the rows with any of these (key name, key text) values (one indexed query per key)."""
+        texts: dict[str, list[str]] = {}
+        for keyname, keyval in wanted:
+            texts.setdefault(keyname, []).append(keyval)
+        found: set[str] = set()
+        for keyname, values in texts.items():
+            for at in range(0, len(values), _IN_CHUNK):
+                chunk = values[at:at + _IN_CHUNK]
+                found.update(row_id for (row_id,) in self.conn.execute(
+                    f"SELECT id FROM keys WHERE tbl=? AND keyname=? AND keyval IN ({','.join('?' * len(chunk))})",
+                    (tbl, keyname, *chunk)))
+        return found
 
     # -- change tracking --------------------------------------------------------------------------------
 
