@@ -49,6 +49,13 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
+# A filter as an `or` of conjunctions, each as {field: lowercased string it must equal}; None: too many.
+Equalities = list[dict[str, str]] | None
+_OPAQUE: Equalities = [{}]  # a condition that pins no field
+# Past this many disjuncts (an `and` of `or`s multiplies them) a query is left to the full scan.
+MAX_KEY_DISJUNCTS = 1000
+
+
 class _Parser:
     def __init__(self, text: str, entity: Entity, schema: Schema) -> None:
         self.text = text
@@ -56,6 +63,18 @@ class _Parser:
         self.i = 0
         self.entity = entity
         self.schema = schema
+        # What each predicate built so far pins (key_filter); a predicate missing here pins nothing.
+        self.equalities: dict[Predicate, Equalities] = {}
+
+    def _combined(self, op: str, pred: Predicate, left: Predicate, right: Predicate) -> Predicate:
+        a, b = self.equalities.get(left, _OPAQUE), self.equalities.get(right, _OPAQUE)
+        if a is None or b is None:
+            self.equalities[pred] = None
+            return pred
+        # A field compared with two values in one conjunction matches no row: either value finds a superset.
+        out = a + b if op == "or" else [{**y, **x} for x in a for y in b]
+        self.equalities[pred] = out if len(out) <= MAX_KEY_DISJUNCTS else None
+        return pred
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -82,14 +101,14 @@ class _Parser:
         left = self.parse_and()
         while self._word("or"):
             right = self.parse_and()
-            left = (lambda a, b: lambda r: a(r) or b(r))(left, right)
+            left = self._combined("or", (lambda a, b: lambda r: a(r) or b(r))(left, right), left, right)
         return left
 
     def parse_and(self) -> Predicate:
         left = self.parse_not()
         while self._word("and"):
             right = self.parse_not()
-            left = (lambda a, b: lambda r: a(r) and b(r))(left, right)
+            left = self._combined("and", (lambda a, b: lambda r: a(r) and b(r))(left, right), left, right)
         return left
 
     def parse_not(self) -> Predicate:
@@ -195,7 +214,10 @@ class _Parser:
                 if op == "eq":
                     return lambda r: pattern.match(r[name]) is not None
                 return lambda r: pattern.match(r[name]) is None
-            return _compare(op, lambda r: r[name].lower(), lit.lower())
+            pred = _compare(op, lambda r: r[name].lower(), lit.lower())
+            if op == "eq":
+                self.equalities[pred] = [{name: lit.lower()}]
+            return pred
         if left.type in ("int", "real"):
             if kind != "number":
                 raise self._incompatible(left, kind, op)
@@ -271,6 +293,20 @@ def _compare(op: str, get: Callable[[Row], Any], lit: Any) -> Predicate:
 
 def compile_filter(text: str, entity: Entity, schema: Schema) -> Predicate:
     return _Parser(text, entity, schema).parse()
+
+
+def key_filter(text: str, entity: Entity, schema: Schema) -> tuple[Predicate, list[dict[str, str]] | None]:
+    """The filter's predicate, and the only keys a record it matches can have: one {key field: lowercased
+    value} per disjunct when the filter is an `or` of conjunctions each comparing every key field (dataAreaId
+    included) `eq` a string literal without a `*` wildcard; else None. Those keys give candidates only: the
+    caller still applies the predicate, so other conditions of a conjunction, and casing, work as in a scan.
+    How F&O answers such reads: from the key's SQL index, not by reading the table."""
+    parser = _Parser(text, entity, schema)
+    predicate = parser.parse()
+    disjuncts = parser.equalities.get(predicate, _OPAQUE)
+    if disjuncts is None or not all(all(k in wanted for k in entity.keys) for wanted in disjuncts):
+        return predicate, None
+    return predicate, [{k: wanted[k] for k in entity.keys} for wanted in disjuncts]
 
 
 def parse_select(text: str, entity: Entity, schema: Schema) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from devstack.fno.auth import Caller
 from devstack.fno.errors import ODataError, not_found, write_failed
-from devstack.fno.query import compile_filter, parse_select, sort_rows
+from devstack.fno.query import Predicate, compile_filter, key_filter, parse_select, sort_rows
 from devstack.fno.schema import SYSTEM_FIELDS, Entity, Schema
 from devstack.fno.storage import Storage, StoredRow
 from devstack.querycache import QueryCache
@@ -199,9 +199,14 @@ class Service:
         page_size: int | None,
     ) -> Page:
         company = None if cross_company or not entity.company_specific else self.default_company
-        keyids = self._selections.get(
-            (entity.collection, company, filter_text, orderby), self.storage.stamps[entity.collection],
-            lambda: self._select(entity, company, filter_text, orderby))
+        predicate, keys = key_filter(filter_text, entity, self.schema) if filter_text else (None, None)
+        if predicate is not None and keys is not None:
+            # Records read by key: cheap to answer again, so not kept (nor evicting a scan's answer).
+            keyids = self._select_by_keys(entity, company, predicate, [self.keyid(entity, k) for k in keys], orderby)
+        else:
+            keyids = self._selections.get(
+                (entity.collection, company, filter_text, orderby), self.storage.stamps[entity.collection],
+                lambda: self._select(entity, company, filter_text, orderby))
         total = len(keyids) if count else None
         keyids = keyids[skip:]
         if top is not None:
@@ -219,6 +224,18 @@ class Service:
         rows = [self.decode(entity, s) for s in self.storage.scan(entity.collection, company)]
         if predicate:
             rows = [r for r in rows if predicate(r)]
+        if orderby:
+            rows = sort_rows(rows, orderby, entity, self.schema)
+        return [self.keyid(entity, r) for r in rows]
+
+    def _select_by_keys(self, entity: Entity, company: str | None, predicate: Predicate, keyids: list[str],
+                        orderby: str | None) -> list[str]:
+        """What `_select` answers when the filter pins keys (query.key_filter): the records of those keys that
+        exist, of the company in scope, in key order as the scan reads them, then filtered and sorted the same."""
+        stored = self.storage.get_many(entity.collection, sorted(set(keyids)))
+        rows = [self.decode(entity, stored[k]) for k in sorted(stored)
+                if company is None or stored[k].company == company]
+        rows = [r for r in rows if predicate(r)]
         if orderby:
             rows = sort_rows(rows, orderby, entity, self.schema)
         return [self.keyid(entity, r) for r in rows]
