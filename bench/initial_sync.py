@@ -84,8 +84,9 @@ def raw_rates(client: httpx.Client, stack: Stack) -> dict[str, float]:
     started = time.perf_counter()
     for b in range(RAW_BATCHES):
         boundary = f"batch_{b}"
+        # customertypecode 1 (competitor): outside the customers map's filter, so the runs leave these alone
         parts = [("POST", "/api/data/v9.2/accounts", {
-            "name": f"raw {b}-{i}", "accountnumber": f"R{tag}{b:03d}{i:03d}", "customertypecode": 3,
+            "name": f"raw {b}-{i}", "accountnumber": f"R{tag}{b:03d}{i:03d}", "customertypecode": 1,
             "msdyn_company@odata.bind": f"/cdm_companies({company})"}) for i in range(100)]
         client.post(f"{stack.dataverse}/api/data/v9.2/$batch", content=batch_body(boundary, parts),
                     headers={"Content-Type": f"multipart/mixed; boundary={boundary}"}).raise_for_status()
@@ -94,7 +95,7 @@ def raw_rates(client: httpx.Client, stack: Stack) -> dict[str, float]:
     for b in range(RAW_BATCHES // 4):
         targets = [{"@odata.type": "Microsoft.Dynamics.CRM.account",
                     "@odata.id": f"accounts(accountnumber='U{tag}{b:03d}{i:04d}',_msdyn_company_value={company})",
-                    "name": f"raw um {b}-{i}", "customertypecode": 3,
+                    "name": f"raw um {b}-{i}", "customertypecode": 1,
                     "msdyn_company@odata.bind": f"/cdm_companies({company})"} for i in range(1000)]
         client.post(f"{stack.dataverse}/api/data/v9.2/accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
                     json={"Targets": targets}).raise_for_status()
@@ -103,7 +104,7 @@ def raw_rates(client: httpx.Client, stack: Stack) -> dict[str, float]:
     for b in range(RAW_BATCHES):
         boundary = f"batch_{b}"
         parts = [("POST", "CustomersV3", {"dataAreaId": "usmf", "CustomerAccount": f"R{tag}{b:03d}{i:03d}",
-                                          "OrganizationName": f"raw {b}-{i}", "PartyType": "Organization",
+                                          "OrganizationName": f"raw {b}-{i}", "PartyType": "Person",
                                           "CustomerGroupId": "10"}) for i in range(100)]
         client.post(f"{stack.fno}/data/$batch", content=batch_body(boundary, parts),
                     headers={"Content-Type": f"multipart/mixed; boundary={boundary}"}).raise_for_status()

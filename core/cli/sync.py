@@ -36,7 +36,7 @@ KEY_HEADER = "x-functions-key"
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run failed or was cancelled, or the API answered with an error
-EXIT_ROWS = 3  # the run completed, but rows failed or drift was found
+EXIT_ROWS = 3  # the run completed, but rows failed or a compare found drift
 EXIT_INTERRUPTED = 130  # Ctrl-C while waiting; the run goes on
 
 # While waiting, an engine that does not answer (restarting host, 502/503/504) is asked again for this long.
@@ -46,7 +46,7 @@ PLAIN_EVERY_S = 10.0
 
 EXIT_CODES_HELP = (
     "Exit codes of initial and reconcile: 0 the run completed without failed rows (with --no-wait: it started); "
-    "3 it completed but rows failed (or, for reconcile, drift was found, also when --repair fixed it); "
+    "3 it completed but rows failed (or a compare found drift; --repair writes what it finds); "
     "1 the run failed or was cancelled, or the engine answered with an error; 2 usage error; "
     "130 Ctrl-C stopped the waiting (the run goes on). Other commands: 0, 1 or 2 alike."
 )
@@ -310,8 +310,9 @@ def _outcome(run: dict[str, Any]) -> int:
     if run.get("status") != "completed":
         return EXIT_FAILED
     totals = _totals(run)
+    # Only a compare leaves drift behind; initial sync and repair write what they find (and report it).
     drift = totals["differs"] + totals["missing_on_target"] + totals["missing_on_source"]
-    return EXIT_ROWS if totals["failed"] or drift else EXIT_OK
+    return EXIT_ROWS if totals["failed"] or (drift and run.get("kind") == "compare") else EXIT_OK
 
 
 def _conclusion(run: dict[str, Any]) -> tuple[str, int]:

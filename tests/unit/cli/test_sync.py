@@ -341,6 +341,17 @@ def test_reconcile_finding_drift_exits_3(seams, engine, capsys):
     assert "dualwrite sync drift r1" in capsys.readouterr().out
 
 
+def test_an_initial_sync_or_repair_that_wrote_what_it_found_exits_0(seams, engine):
+    # An initial sync into an empty target finds every row missing there, and writes them: that is success.
+    engine.polls = [a_run("r1", "completed", maps=[progress("customers", read=10, written=10,
+                                                            missing_on_target=10)])]
+    assert run_cli(seams, "initial", "customers") == 0
+    engine.started = a_run(kind="repair")
+    engine.polls = [a_run("r1", "completed", kind="repair",
+                          maps=[progress("customers", read=10, written=2, differs=2, matched=8)])]
+    assert run_cli(seams, "reconcile", "--repair", "customers") == 0
+
+
 def test_reconcile_without_drift_exits_0(seams, engine):
     engine.started = a_run(kind="compare")
     engine.polls = [a_run("r1", "completed", kind="compare", maps=[progress("customers", read=10, matched=10)])]

@@ -254,3 +254,33 @@ def test_progress_counts_rows_and_estimates_the_rest_once_the_last_page_is_known
     assert progress.tally.written == 990 and progress.tally.failed == 10
     assert progress.rows_per_s is not None and 90 <= progress.rows_per_s <= 110
     assert progress.eta_s is not None and 4 <= progress.eta_s <= 6
+
+
+async def test_the_write_gate_halves_on_throttling_and_grows_back_slowly() -> None:
+    import asyncio
+
+    gate = Gate(8, low=2, high=10)
+    inside = 0
+    most = 0
+
+    async def write() -> None:
+        nonlocal inside, most
+        async with gate:
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(write() for _ in range(40)))
+    assert most == 8
+    gate.throttled()
+    gate.throttled()
+    assert gate.limit == 2
+    gate.throttled()
+    assert gate.limit == 2  # never below the floor
+    most = 0
+    await asyncio.gather(*(write() for _ in range(20)))
+    assert most == 2
+    for _ in range(20):
+        gate.went_well()
+    assert gate.limit == 10  # up to the ceiling, one step per good write
