@@ -232,7 +232,8 @@ class InitialSync:
         await self.runs.mark(run.id, job.map, job.pass_, PageMark(job.page, "read", last, Tally(read=len(page.rows))))
         target = other(run.sources[job.map])
         work = PageWork(run, table_map, job.pass_, self.sides, maps=self.maps, errors=self.errors,
-                        gate=self.gates[target], throttled=self.throttles[target], buckets=self.buckets)
+                        gate=self.gates[target], throttled=self.throttles[target],
+                        links=self.links if run.writes else None, buckets=self.buckets)
         result: PageResult = (await work.orphans(page.rows) if job.pass_ == "orphans"
                               else await work.rows(page.rows, filtered=page.filtered))
         if result.links and run.writes:

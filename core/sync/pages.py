@@ -12,6 +12,7 @@ run id and the rest of the page carries on.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from core.sync.domain import ErrorEntry, Link
 from core.sync.errors import category_of, error_text
 from core.sync.ingest import DEFAULT_BUCKETS, session_of_key
 from core.sync.runs import Pass, RowNote, Run, Tally
-from core.sync.sides import SidePort, SourceRow
+from core.sync.sides import FnoSide, SidePort, SourceRow, Written
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 5  # a dry run lists this many rows it would write, per page
@@ -40,6 +41,15 @@ class LinkWriter(Protocol):
 
 class ErrorRecorder(Protocol):
     async def record(self, entry: ErrorEntry) -> ErrorEntry: ...
+
+
+@dataclass
+class _Pending:
+    row: SourceRow
+    target: SourceRow | None
+    event: ChangeEvent
+    link: Link | None
+    decision: Write
 
 
 @dataclass
@@ -81,7 +91,7 @@ class PageWork:
 
     def __init__(self, run: Run, table_map: TableMap, pass_: Pass, sides: Mapping[Side, SidePort], *,
                  maps: Mapping[str, TableMap], errors: ErrorRecorder, gate: Gate, throttled: ThrottleProbe,
-                 buckets: int = DEFAULT_BUCKETS) -> None:
+                 links: LinkWriter | None = None, buckets: int = DEFAULT_BUCKETS) -> None:
         self.run = run
         self.map = table_map
         self.pass_ = pass_
@@ -90,6 +100,7 @@ class PageWork:
         self.errors = errors
         self.gate = gate
         self.throttled = throttled
+        self.links = links
         self.buckets = buckets
         self.source: Side = run.sources[table_map.name]
         self.target: Side = other(self.source)
@@ -109,7 +120,17 @@ class PageWork:
             else:
                 keyed.append(row)
         targets = await self.sides[self.target].read_keys(self.map, [r.key for r in keyed if r.key is not None])
-        await asyncio.gather(*(self._row(out, row, targets.get(row.key)) for row in keyed if row.key is not None))
+        judged = await asyncio.gather(*(self._row(out, row, targets.get(row.key)) for row in keyed
+                                        if row.key is not None))
+        writes = [w for w in judged if w is not None]
+        early = self.target == "fno" and self.links is not None and bool(writes)
+        if early:
+            # F&O cannot be told to leave our writes out of its events (Dataverse can: the bypass header), and
+            # its events can be applied before this page ends: each record's link is saved as it will be
+            # after the write, first, so the write's echo is recognised; a failed write puts it back.
+            assert self.links is not None
+            await self.links.put_many([self._after(w) for w in writes])
+        await asyncio.gather(*(self._write(out, w, linked_already=early) for w in writes))
         return out
 
     async def orphans(self, rows: list[SourceRow]) -> PageResult:
@@ -139,7 +160,8 @@ class PageWork:
                     await self._failed(out, row, error, side=self.target)
         return out
 
-    async def _row(self, out: PageResult, row: SourceRow, target: SourceRow | None) -> None:
+    async def _row(self, out: PageResult, row: SourceRow, target: SourceRow | None) -> _Pending | None:
+        """Judge a row: count and note what it is; a write to do comes back (done after the page's links)."""
         assert row.key is not None
         event = self._event(row, self.source)
         link = self._matched(row.key, target) if target is not None else None
@@ -147,19 +169,19 @@ class PageWork:
             decision = decide(self.map, event, row.record, link, ours=False, maps=self.maps)
         except Exception as error:  # a value the map cannot carry: this row's problem only
             await self._failed(out, row, error)
-            return
+            return None
         if isinstance(decision, Skip):
             out.tally.skipped += 1
-            return
+            return None
         if isinstance(decision, Remember):
             out.tally.matched += 1
             if link is not None and self.run.writes:
                 link.remembered(event, decision.source_values, echo=False)
                 out.links.append(link)
-            return
+            return None
         if not isinstance(decision, Write):  # WriteBack and Delete need a link with history; a run makes none
             out.tally.skipped += 1
-            return
+            return None
         columns = tuple(sorted(decision.changes))
         reporting = self.pass_ == "rows"  # the patch pass writes the deferred lookups: expected, not drift
         if decision.update:
@@ -174,42 +196,58 @@ class PageWork:
                 if decision.check_primary and link is not None and self.run.writes:
                     link.remembered(event, decision.source_values, echo=False)
                     out.links.append(link)
-                return
+                return None
         else:
             if reporting:
                 out.tally.missing_on_target += 1
                 if self.run.kind != "initial":  # an initial sync creates most rows: listing them says nothing
                     out.notes.append(RowNote(self.map.name, row.key, "missing_on_target"))
             if self.run.kind == "compare":
-                return
+                return None
         if self.run.dry_run:
             out.tally.written += 1
             if sum(1 for n in out.notes if n.outcome == "sample") < SAMPLE_ROWS:
                 out.notes.append(RowNote(self.map.name, row.key, "sample", columns,
                                          "update" if decision.update else "create",
                                          values=canon_all(decision.changes)))
-            return
+            return None
+        return _Pending(row, target, event, link, decision)
+
+    def _after(self, pending: _Pending, written: Written | None = None) -> Link:
+        """The record's link once the write is done."""
+        row, target, event, decision = pending.row, pending.target, pending.event, pending.decision
+        link = copy.deepcopy(pending.link) if pending.link is not None else Link(map=self.map.name, key=decision.key)
+        fno_key: dict[str, Any] | None
+        if self.source == "dataverse":
+            dataverse_id = row.row_id
+            fno_key = (written.fno_key if written else None) or (target.fno_key if target else None) or \
+                FnoSide.key(self.map, {**(link.fno_key or {}), **decision.projected})
+        else:
+            dataverse_id, fno_key = (written.record_id if written else None), row.fno_key
+        link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
+                   dataverse_id=dataverse_id, fno_key=fno_key)
+        return link
+
+    async def _write(self, out: PageResult, pending: _Pending, *, linked_already: bool) -> None:
+        decision = pending.decision
         try:
             async with self.gate:
                 before = self.throttled()
-                written = await self.sides[self.target].write(self.map, link if decision.update else None,
+                written = await self.sides[self.target].write(self.map, pending.link if decision.update else None,
                                                               decision.projected, decision.changes, recreate=True)
                 if self.throttled() > before:
                     self.gate.throttled()
                 else:
                     self.gate.went_well()
         except Exception as error:
-            await self._failed(out, row, error)
+            await self._failed(out, pending.row, error)
+            if linked_already:  # back to what the target holds: as matched, or nothing (a tombstone)
+                out.links.append(pending.link if pending.link is not None else
+                                 Link(map=self.map.name, key=decision.key, state="deleted"))
             return
         out.tally.written += 1
-        link = link or Link(map=self.map.name, key=decision.key)
-        if self.source == "dataverse":
-            dataverse_id, fno_key = row.row_id, written.fno_key or (target.fno_key if target else None)
-        else:
-            dataverse_id, fno_key = written.record_id, row.fno_key
-        link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
-                   dataverse_id=dataverse_id, fno_key=fno_key)
-        out.links.append(link)
+        if not linked_already:
+            out.links.append(self._after(pending, written))
 
     def _matched(self, key: tuple[str, ...], target: SourceRow) -> Link:
         """A link from what the target holds now: the rule then writes only what differs."""

@@ -80,10 +80,21 @@ def world(kind: str = "initial", *, source: Side = "fno", table_map: TableMap = 
     return run, MemorySide("fno"), MemorySide("dataverse"), MemoryErrors()
 
 
+class MemoryLinkWriter:
+    """Link puts, in order, with what each side's writes had done when they were made."""
+
+    def __init__(self, *sides: MemorySide) -> None:
+        self.sides = sides
+        self.puts: list[tuple[list[Any], int]] = []  # (links, writes made before this put)
+
+    async def put_many(self, links: Sequence[Any]) -> None:
+        self.puts.append((list(links), sum(len(side.writes) for side in self.sides)))
+
+
 def work(run: Run, fo: MemorySide, dv: MemorySide, errors: MemoryErrors, table_map: TableMap = customers,
-         pass_: str = "rows") -> PageWork:
+         pass_: str = "rows", links: MemoryLinkWriter | None = None) -> PageWork:
     return PageWork(run, table_map, pass_, {"fno": fo, "dataverse": dv}, maps=maps,  # type: ignore[arg-type]
-                    errors=errors, gate=Gate(), throttled=lambda: 0)
+                    errors=errors, gate=Gate(), throttled=lambda: 0, links=links)
 
 
 async def page_of(side: MemorySide, table_map: TableMap = customers) -> list[SourceRow]:
@@ -183,6 +194,28 @@ async def test_when_the_target_is_the_primary_a_differing_row_is_reported_and_ke
     assert result.tally.differs == 1 and result.tally.written == 0
     [note] = [n for n in result.notes if n.outcome == "differs"]
     assert note.columns == ("VendorOrganizationName",) and "primary" in (note.detail or "")
+
+
+async def test_writes_to_fno_save_their_links_first_so_their_echoes_are_recognised() -> None:
+    # Dataverse -> F&O: F&O raises an event for every write and cannot be told to leave ours out.
+    run, fo, dv, errors = world(source="dataverse")
+    for n in range(3):
+        dv.put(customers, account_of(customer(f"US-00{n}")), row_id=f"row-{n}")
+    fo.refuse = {"Refused name"}
+    dv.put(customers, {**account_of(customer("US-009")), "name": "Refused name"}, row_id="row-9")
+    links = MemoryLinkWriter(fo, dv)
+
+    result = await work(run, fo, dv, errors, links=links).rows(await page_of(dv), filtered=True)
+
+    [(early, writes_before)] = links.puts
+    assert writes_before == 0  # before any write
+    assert {link.key for link in early} == {("USMF", f"US-00{n}") for n in (0, 1, 2, 9)}
+    assert all(link.fno_key == {"dataAreaId": "usmf", "CustomerAccount": link.key[1]} and link.hashes.get("fno")
+               for link in early)
+    assert len(fo.writes) == 3 and result.tally.written == 3 and result.tally.failed == 1
+    # The refused row's link is put back (it had no F&O record: a tombstone); the others are not put again.
+    [restored] = result.links
+    assert restored.key == ("USMF", "US-009") and restored.state == "deleted"
 
 
 # -- reconciliation ----------------------------------------------------------------------------------
