@@ -180,13 +180,16 @@ def sync_run(admin: httpx.Client, source: str, host_pid: int, timeout: float) ->
     totals = run["totals"]
     cpu = tree_cpu_seconds(host_pid) - cpu_before
     read = max(1, totals["read"])
+    failed_sample = admin.get(f"{RUNS}/{run_id}/drift", params={"kind": "failed", "limit": 3}).json()["items"] \
+        if totals["failed"] else []
     print(f"{source}: run {run_id} {run['status']}: {totals['read']} read, {totals['written']} written in "
           f"{seconds:.1f} s", file=sys.stderr)
     return {"run": run_id, "status": run["status"], "seconds": round(seconds, 2), "read": totals["read"],
             "written": totals["written"], "matched": totals["matched"], "failed": totals["failed"],
             "rows_per_s": round(totals["read"] / seconds, 1), "written_per_s": round(totals["written"] / seconds, 1),
             "engine_cpu_s": round(cpu, 2), "engine_cpu_s_per_1000_rows": round(cpu / read * 1000, 3),
-            "host_peak_rss_mb": rss.peak}
+            "host_peak_rss_mb": rss.peak,
+            "failed_sample": [{"key": f["key"], "error": (f.get("detail") or "")[:300]} for f in failed_sample]}
 
 
 def main(argv: list[str] | None = None) -> None:

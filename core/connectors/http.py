@@ -188,12 +188,13 @@ class ODataHttp:
 
     async def request(self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str] | None = None,
                       params: Mapping[str, str] | None = None, content: bytes | None = None,
-                      multipart_ok: bool = False) -> httpx.Response:
+                      multipart_ok: bool = False, alone: bool = False) -> httpx.Response:
         """Send, retrying throttling and transient failures; raise the typed error otherwise.
 
         `body` is JSON (written by jsonwire); `content` raw bytes (a $batch body) with its own Content-Type.
         `multipart_ok`: a `$batch` that stopped at a failing part answers 400 with the parts so far as
-        multipart; return that for parsing instead of raising.
+        multipart; return that for parsing instead of raising. `alone`: never gathered into a `$batch` (a
+        bulk message that is a batch of its own).
         """
         send_headers = dict(headers or {})
         if body is not None:
@@ -209,7 +210,7 @@ class ODataHttp:
         while True:
             self.stats.requests += 1
             try:
-                if self.batcher is not None and not multipart_ok and not target.path.endswith("/$batch"):
+                if self.batcher is not None and not multipart_ok and not alone and not target.path.endswith("/$batch"):
                     response = await self.batcher.request(method, target, content=content, headers=send_headers)
                 else:
                     response = await self.client.request(method, target, content=content, headers=send_headers)

@@ -130,7 +130,9 @@ class PageWork:
             # after the write, first, so the write's echo is recognised; a failed write puts it back.
             assert self.links is not None
             await self.links.put_many([self._after(w) for w in writes])
-        await asyncio.gather(*(self._write(out, w, linked_already=early) for w in writes))
+        creates = [w for w in writes if not w.decision.update]
+        await asyncio.gather(self._create(out, creates, linked_already=early),
+                             *(self._write(out, w, linked_already=early) for w in writes if w.decision.update))
         return out
 
     async def orphans(self, rows: list[SourceRow]) -> PageResult:
@@ -233,21 +235,45 @@ class PageWork:
         try:
             async with self.gate:
                 before = self.throttled()
-                written = await self.sides[self.target].write(self.map, pending.link if decision.update else None,
-                                                              decision.projected, decision.changes, recreate=True)
-                if self.throttled() > before:
-                    self.gate.throttled()
-                else:
-                    self.gate.went_well()
+                written = await self.sides[self.target].write(self.map, pending.link, decision.projected,
+                                                              decision.changes, recreate=True)
+                self._adapt(before)
         except Exception as error:
-            await self._failed(out, pending.row, error)
+            await self._settle(out, pending, error, linked_already=linked_already)
+            return
+        await self._settle(out, pending, written, linked_already=linked_already)
+
+    async def _create(self, out: PageResult, pending: list[_Pending], *, linked_already: bool) -> None:
+        """The page's missing records, created in bulk (CreateMultiple in Dataverse)."""
+        if not pending:
+            return
+        try:
+            async with self.gate:
+                before = self.throttled()
+                results = await self.sides[self.target].create_page(self.map, [p.decision.projected for p in pending])
+                self._adapt(before)
+        except Exception as error:  # the side answers per row; this is the side itself failing
+            results = [error] * len(pending)
+        for each, result in zip(pending, results, strict=True):
+            await self._settle(out, each, result, linked_already=linked_already)
+
+    def _adapt(self, throttled_before: int) -> None:
+        if self.throttled() > throttled_before:
+            self.gate.throttled()
+        else:
+            self.gate.went_well()
+
+    async def _settle(self, out: PageResult, pending: _Pending, result: Written | Exception, *,
+                      linked_already: bool) -> None:
+        if isinstance(result, Exception):
+            await self._failed(out, pending.row, result)
             if linked_already:  # back to what the target holds: as matched, or nothing (a tombstone)
                 out.links.append(pending.link if pending.link is not None else
-                                 Link(map=self.map.name, key=decision.key, state="deleted"))
+                                 Link(map=self.map.name, key=pending.decision.key, state="deleted"))
             return
         out.tally.written += 1
         if not linked_already:
-            out.links.append(self._after(pending, written))
+            out.links.append(self._after(pending, result))
 
     def _matched(self, key: tuple[str, ...], target: SourceRow) -> Link:
         """A link from what the target holds now: the rule then writes only what differs."""

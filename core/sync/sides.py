@@ -10,6 +10,7 @@ Ids and keys of reference rows barely ever change, so they are cached per proces
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ class SourcePage:
     filtered: bool  # the map's source filter was applied by the source (else: evaluate it on the rows)
 
 
+CREATE_CHUNK = 500  # rows per CreateMultiple (Microsoft suggests about 1,000 on standard tables)
 # Keys per query when reading records by key: an `or` of key filters, short enough for any URL limit.
 KEYS_PER_QUERY = 25
 
@@ -80,6 +82,11 @@ class SidePort(Protocol):
 
     async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
         """Delete the record (by the link's id or key here, else by its canonical key); whether it was there."""
+        ...
+
+    async def create_page(self, table_map: TableMap, rows: Sequence[Mapping[str, Any]]) -> list[Written | Exception]:
+        """Create records known to be missing here, in bulk; per row what became of it (one refused row
+        fails alone)."""
         ...
 
     async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
@@ -371,6 +378,24 @@ class DataverseSide:
                                           select=[table_map.dataverse.primary_id])
         return Written(result.id.lower(), None, created=result.created)
 
+    async def create_page(self, table_map: TableMap, rows: Sequence[Mapping[str, Any]]) -> list[Written | Exception]:
+        """CreateMultiple, CREATE_CHUNK rows a request: one request where a `$batch` makes one operation per
+        row. A refused chunk (a bad row, or one created meanwhile) is written again row by row (upserts), so
+        the bad row fails alone."""
+        out: list[Written | Exception] = []
+        dv = table_map.dataverse
+        for start in range(0, len(rows), CREATE_CHUNK):
+            chunk = rows[start:start + CREATE_CHUNK]
+            try:
+                bodies = [await self.body(table_map, row) for row in chunk]
+                ids = await self.client.create_multiple(dv.entity_set, dv.table, bodies)
+                if len(ids) != len(chunk):
+                    raise ConnectorError(f"CreateMultiple answered {len(ids)} ids for {len(chunk)} rows")
+                out += [Written(row_id, None, created=True) for row_id in ids]
+            except Exception:
+                out += await _one_by_one(self, table_map, chunk)
+        return out
+
     async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
         entity_set = table_map.dataverse.entity_set
         if link is not None and link.dataverse_id:
@@ -526,9 +551,24 @@ class FnoSide:
         created = await self.client.upsert(entity_set, key, self._body(table_map, projected, key))
         return Written(None, key, created=created)
 
+    async def create_page(self, table_map: TableMap, rows: Sequence[Mapping[str, Any]]) -> list[Written | Exception]:
+        """F&O has no bulk create message: the writes go side by side, which the connector sends as `$batch`
+        requests (each write its own changeset, so a refused row fails alone)."""
+        return await _one_by_one(self, table_map, rows)
+
     async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
         linked = link.fno_key if link is not None else None
         return await self.client.delete(table_map.fno.entity_set, linked or self.key_from_parts(table_map, key))
+
+
+async def _one_by_one(side: SidePort, table_map: TableMap,
+                      rows: Sequence[Mapping[str, Any]]) -> list[Written | Exception]:
+    async def one(row: Mapping[str, Any]) -> Written | Exception:
+        try:
+            return await side.write(table_map, None, row, row)
+        except Exception as error:  # this row's answer
+            return error
+    return list(await asyncio.gather(*(one(row) for row in rows)))
 
 
 def fno_id(key: Mapping[str, Any]) -> str:

@@ -201,3 +201,21 @@ async def test_key_with_url_unsafe_characters_falls_back_to_filter(dv: Dataverse
     rows = await dv.query("accounts", filter=dv.key_filter(key), select=["accountid"])
     assert [r["accountid"] for r in rows] == [row_id]
     await dv.delete("accounts", row_id)
+
+
+async def test_create_multiple_answers_the_new_ids_in_order_and_refuses_all_for_one_bad_row(
+        dv: DataverseClient, unique: str) -> None:
+    company = dv.bind("cdm_companies", key={"cdm_companycode": "usmf"})
+    bodies = [{"name": f"Multiple {unique} {n}", "accountnumber": f"CM-{unique}-{n}", "creditlimit": MONEY,
+               "msdyn_company@odata.bind": company} for n in range(3)]
+    ids = await dv.create_multiple("accounts", "account", bodies)
+    assert len(ids) == 3
+    for n, row_id in enumerate(ids):
+        row = await dv.get("accounts", row_id, select=["accountnumber", "creditlimit"])
+        assert row is not None and row["accountnumber"] == f"CM-{unique}-{n}" and row["creditlimit"] == MONEY
+    bad = [{"name": f"Multiple {unique} ok", "accountnumber": f"CM-{unique}-ok", "msdyn_company@odata.bind": company},
+           {"name": f"Multiple {unique} bad", "accountnumber": f"CM-{unique}-bad", "creditlimit": Decimal("-1"),
+            "msdyn_company@odata.bind": company}]
+    with pytest.raises(ValidationFailed):
+        await dv.create_multiple("accounts", "account", bad)
+    assert await dv.query("accounts", filter=f"accountnumber eq 'CM-{unique}-ok'") == []  # all or nothing

@@ -33,6 +33,7 @@ class MemorySide:
         self.writes: list[tuple[tuple[str, ...] | None, dict[str, Any], bool]] = []  # key, changes, update
         self.deletes: list[tuple[str, ...]] = []
         self.refuse: set[str] = set()  # values of a name column this side refuses (a 400)
+        self.pages: list[int] = []  # rows per create_page call
 
     def put(self, table_map: TableMap, record: dict[str, Any], row_id: str | None = None) -> tuple[str, ...]:
         key = record_key(table_map, self.side, record)
@@ -58,6 +59,16 @@ class MemorySide:
         if self.side == "fno":
             return Written(None, None, created=link is None)
         return Written(link.dataverse_id if link is not None else f"id-{len(self.writes)}", None, created=link is None)
+
+    async def create_page(self, table_map: TableMap, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        self.pages.append(len(rows))
+        out: list[Any] = []
+        for row in rows:
+            try:
+                out.append(await self.write(table_map, None, row, row))
+            except ConnectorError as error:
+                out.append(error)
+        return out
 
     async def delete(self, table_map: TableMap, link: Any, key: tuple[str, ...]) -> bool:
         self.deletes.append(key)
@@ -115,6 +126,7 @@ async def test_initial_sync_creates_what_is_missing_links_what_matches_and_write
     created = [w for w in dv.writes if not w[2]]
     updated = [w for w in dv.writes if w[2]]
     assert len(created) == 1 and created[0][1]["accountnumber"] == "US-001"
+    assert dv.pages == [1]  # the missing records are created as a page (CreateMultiple), not one by one
     # The differing row gets only its differing column.
     assert updated == [(("USMF", "US-003"), {"name": "Contoso Retail"}, True)]
     linked = {link.key: link for link in result.links}
@@ -148,7 +160,7 @@ async def test_one_bad_row_in_a_page_of_100_fails_alone_into_the_error_log_with_
     result = await work(run, fo, dv, errors).rows(await page_of(fo), filtered=True)
 
     assert result.tally.written == 99 and result.tally.failed == 1
-    assert len(dv.writes) == 99
+    assert len(dv.writes) == 99 and dv.pages == [100]
     [entry] = errors.entries
     assert entry.key == "USMF|US-042" and entry.run_id == "r1" and entry.map == "customers"
     assert "the value is not valid" in entry.text and entry.target_code == "0x80040237"
