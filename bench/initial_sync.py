@@ -47,7 +47,9 @@ RAW_BATCHES = 20
 def fno_rows(prefix: str, count: int) -> list[dict[str, Any]]:
     return [{"dataAreaId": "usmf", "CustomerAccount": f"{prefix}{i:06d}", "OrganizationName": f"Initial {i}",
              "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD",
-             "PaymentTerms": "Net30", "CreditLimit": Decimal("1234.5678901234") + i, "AddressCity": "Redmond"}
+             "PaymentTerms": "Net30", "CreditLimit": Decimal("1234.5678901234") + i, "AddressCity": "Redmond",
+             # what the map writes to F&O (a constant), so the other direction's run finds these rows equal
+             "LanguageId": "en-us"}
             for i in range(count)]
 
 
