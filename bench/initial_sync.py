@@ -173,8 +173,13 @@ def sync_run(admin: httpx.Client, source: str, host_pid: int, timeout: float) ->
         response.raise_for_status()
         run_id = response.json()["id"]
         deadline = time.monotonic() + timeout
+        slow_answers = 0
         while True:
-            run = admin.get(f"{RUNS}/{run_id}").json()
+            try:
+                run = admin.get(f"{RUNS}/{run_id}").json()
+            except httpx.TimeoutException:  # a busy host answers late: say so, and ask again
+                slow_answers += 1
+                continue
             if run["status"] in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -190,7 +195,7 @@ def sync_run(admin: httpx.Client, source: str, host_pid: int, timeout: float) ->
             "written": totals["written"], "matched": totals["matched"], "failed": totals["failed"],
             "rows_per_s": round(totals["read"] / seconds, 1), "written_per_s": round(totals["written"] / seconds, 1),
             "engine_cpu_s": round(cpu, 2), "engine_cpu_s_per_1000_rows": round(cpu / read * 1000, 3),
-            "host_peak_rss_mb": rss.peak,
+            "host_peak_rss_mb": rss.peak, "progress_polls_timed_out": slow_answers,
             "failed_sample": [{"key": f["key"], "error": (f.get("detail") or "")[:300]} for f in failed_sample]}
 
 
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows per direction (the large run)")
     parser.add_argument("--small", type=int, default=10_000, help="rows of the first, small run per direction "
                         "(0: none); memory is compared between the two")
+    parser.add_argument("--reverse-rows", type=int, help="rows of the large Dataverse -> F&O run (default: "
+                        "--rows; it is the slower direction)")
+    parser.add_argument("--reverse-small", type=int, help="rows of its small run (default: --small)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a run may take")
     parser.add_argument("--host-log", type=Path, help="copy the Functions host's log here")
     args = parser.parse_args(argv)
@@ -219,8 +227,10 @@ def main(argv: list[str] | None = None) -> None:
             admin = httpx.Client(base_url=stack.host, headers={"x-functions-key": MASTER_KEY}, timeout=60)
             for direction, source in (("fno_to_dataverse", "fno"), ("dataverse_to_fno", "dataverse")):
                 runs: dict[str, Any] = {}
-                offset = 0
-                for size_name, size in (("small", args.small), ("large", args.rows)):
+                reverse = source == "dataverse"
+                sizes = (("small", args.reverse_small if reverse and args.reverse_small is not None else args.small),
+                         ("large", args.reverse_rows if reverse and args.reverse_rows is not None else args.rows))
+                for size_name, size in sizes:
                     if size <= 0:
                         continue
                     prefix = f"I{tag}{'F' if source == 'fno' else 'D'}{size_name[0].upper()}"
@@ -230,7 +240,6 @@ def main(argv: list[str] | None = None) -> None:
                     else:
                         load_s = load(f"{stack.dataverse}/_sim/load", {"entitySet": "accounts",
                                                                        "rows": dataverse_rows(prefix, size)})
-                    offset += size
                     runs[size_name] = {"rows_loaded": size, "load_s": round(load_s, 2),
                                        **sync_run(admin, source, host.pid, args.timeout)}
                 large = runs.get("large") or runs["small"]

@@ -79,6 +79,7 @@ class PageJobs(Protocol):
     async def send(self, jobs: list[PageJob], *, at: datetime | None = None) -> None: ...
 
 
+PAGES_AT_ONCE = 4  # pages one worker process works side by side; the rest wait their turn (locks renewed)
 LEASE_SECONDS = 60.0  # a page's lease; renewed while the page is worked, so only a dead worker's lapses
 RENEW_EVERY = 20.0
 
@@ -98,6 +99,8 @@ class InitialSync:
         self.buckets = buckets
         self.gates: dict[Side, Gate] = {"dataverse": Gate(), "fno": Gate()}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # names this worker's leases
+        # More pages at once only queue for the same CPU and targets, and starve the host's HTTP routes.
+        self._pages = asyncio.Semaphore(PAGES_AT_ONCE)
 
     # -- starting and stopping --------------------------------------------------------------------
     async def start(self, request: RunRequest, *, requested_by: str | None = None) -> Run:
@@ -171,6 +174,10 @@ class InitialSync:
 
     # -- the page jobs -----------------------------------------------------------------------------
     async def handle(self, job: PageJob) -> None:
+        async with self._pages:
+            await self._handle(job)
+
+    async def _handle(self, job: PageJob) -> None:
         run = await self.runs.get(job.run)
         if run is None:
             log.warning("page job of unknown run %s dropped", job.run)

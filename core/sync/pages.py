@@ -33,6 +33,7 @@ from core.sync.sides import FnoSide, SidePort, SourceRow, Written
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 5  # a dry run lists this many rows it would write, per page
+YIELD_EVERY = 50  # rows judged between two turns of the event loop
 
 
 class LinkWriter(Protocol):
@@ -120,9 +121,14 @@ class PageWork:
             else:
                 keyed.append(row)
         targets = await self.sides[self.target].read_keys(self.map, [r.key for r in keyed if r.key is not None])
-        judged = await asyncio.gather(*(self._row(out, row, targets.get(row.key)) for row in keyed
-                                        if row.key is not None))
-        writes = [w for w in judged if w is not None]
+        writes: list[_Pending] = []
+        for index, row in enumerate(keyed):
+            assert row.key is not None
+            pending = await self._row(out, row, targets.get(row.key))
+            if pending is not None:
+                writes.append(pending)
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # judging is CPU only: let the host's other work (HTTP, leases) in
         early = self.target == "fno" and self.links is not None and bool(writes)
         if early:
             # F&O cannot be told to leave our writes out of its events (Dataverse can: the bypass header), and
