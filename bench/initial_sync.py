@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from bench.live_sync import HEADERS, Stack, batch_body, start_host, start_simulators, tree_cpu_seconds
+from bench.live_sync import HEADERS, Stack, batch_body, start_host, start_simulators, tree_cpu_seconds, tree_total
 from core.connectors import jsonwire
 from devstack.azurite import connection_string
 from devstack.up import wait_for_deployment
@@ -123,25 +123,14 @@ def raw_rates(client: httpx.Client, stack: Stack) -> dict[str, float]:
 
 
 # ---- the host's memory --------------------------------------------------------------------------------------
+def _rss_kb(pid: str) -> tuple[int, float]:
+    with open(f"/proc/{pid}/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    return int(fields["PPid"].strip()), float(fields["VmRSS"].split()[0]) if "VmRSS" in fields else 0.0
+
+
 def tree_rss_mb(root: int) -> float:
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as handle:
-                fields = dict(line.split(":", 1) for line in handle if ":" in line)
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields.get("PPid", "0").strip())
-        rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return round(total / 1024, 1)
+    return round(tree_total(root, _rss_kb) / 1024, 1)
 
 
 class PeakRss:

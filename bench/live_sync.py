@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,27 +200,36 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ACCESS_LINE = re.compile(rb'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU of a process and its live descendants (worker processes), plus what their
-    finished children used (cutime/cstime), from /proc/<pid>/stat."""
+def tree_total(root: int, measure: Callable[[str], tuple[int, float]]) -> float:
+    """The sum of `measure(pid)` (-> parent pid, value; from /proc/<pid>/...) over a process and its live
+    descendants (worker processes)."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    values: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
+            parents[int(entry)], values[int(entry)] = measure(entry)
+        except (OSError, ValueError, IndexError):
             continue  # gone in between
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        total += values.get(pid, 0.0)
         todo += [child for child, parent in parents.items() if parent == pid]
     return total
+
+
+def _cpu(pid: str) -> tuple[int, float]:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of a process and its live descendants, plus what their finished children used
+    (cutime/cstime), from /proc/<pid>/stat."""
+    return tree_total(root, _cpu)
 
 
 class TableCounter:
