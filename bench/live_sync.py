@@ -73,10 +73,10 @@ class Stack:
             process.stop()
 
 
-def start_simulators(folder: Path) -> Stack:
+def start_simulators(folder: Path, *, tables_in_memory: bool = False) -> Stack:
     processes: list[ManagedProcess] = []
     table_port, bus_port, dv_port, fno_port = (free_port() for _ in range(4))
-    azurite = azurite_table(table_port, location=folder / "azurite")
+    azurite = azurite_table(table_port, location=None if tables_in_memory else folder / "azurite")
     azurite.log_path = folder / "azurite-access.log"  # its console access log: one line per request served
     processes.append(azurite.start(ready_timeout=60))
     processes.append(emulator_process(port=bus_port, log_level="WARNING").start(ready_timeout=60))

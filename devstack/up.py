@@ -90,7 +90,7 @@ def deployment_state(dataverse: str = DATAVERSE, fno: str = FNO) -> tuple[bool, 
 def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout: float = 120.0,
                         dataverse: str = DATAVERSE, fno: str = FNO) -> bool:
     if settings.get("DEPLOY_ON_START", "true").lower() == "false":
-        log.info("DEPLOY_ON_START is false: nothing registered; POST %s/api/admin/deploy deploys on request", HOST)
+        log.info("DEPLOY_ON_START is false: nothing registered; POST %s/api/manage/v1/deploy deploys on request", HOST)
         return False
     if not settings.get("APP_URL") or not settings.get("INGEST_KEY"):
         log.warning("APP_URL or INGEST_KEY unset: the host registers no webhooks or events (live sync is off)")
@@ -107,7 +107,7 @@ def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout
         last = state
         stop.wait(2.0)
     log.warning("the deployment did not show up in %.0f s: see the host log (.devstack/logs/host.log) "
-                "or POST %s/api/admin/deploy with the master key for the report", timeout, HOST)
+                "or POST %s/api/manage/v1/deploy with the master key for the report", timeout, HOST)
     return False
 
 
@@ -118,9 +118,9 @@ def where_to_look(settings: dict[str, str]) -> list[str]:
         "Where to look:",
         f"  health        curl {HOST}/api/health",
         f"  maps          curl -H 'x-functions-key: {function_key}' {HOST}/api/maps",
-        f"  errors        curl -H 'x-functions-key: {master_key}' {HOST}/api/admin/errors",
-        f"  activity      curl -H 'x-functions-key: {master_key}' {HOST}/api/admin/activity",
-        f"  re-deploy     curl -X POST -H 'x-functions-key: {master_key}' {HOST}/api/admin/deploy",
+        f"  errors        curl -H 'x-functions-key: {master_key}' {HOST}/api/manage/v1/errors",
+        f"  activity      curl -H 'x-functions-key: {master_key}' {HOST}/api/manage/v1/activity",
+        f"  re-deploy     curl -X POST -H 'x-functions-key: {master_key}' {HOST}/api/manage/v1/deploy",
         f"  Dataverse     {DATAVERSE}/api/data/v9.2/  (any bearer token: -H 'Authorization: Bearer local')",
         f"  F&O           {FNO}/data/  and its events admin {FNO}/admin/activations",
         "Try it: rename customer US-001 in F&O, then read the account in Dataverse:",

@@ -1,9 +1,9 @@
-"""Admin API (master key): the error log (list, get, resubmit, discard) and the activity log.
+"""Management API (master key), under `manage/v1`: the error log (list, get, resubmit, discard) and the activity log.
 
 Thin adapters: parse and check parameters (400 problem+json naming the parameter), then one core call.
 Error ids are Service Bus message ids and contain `|`: callers URL-encode them (%7C) in the path.
-Function names do not start with "admin": the Functions host reserves that word for its own API.
-(So do routes beginning with "admin", even under the /api prefix: see the issue note.)
+Function names do not start with "admin", and no route starts with "admin" or "runtime": the Functions
+host reserves them for its own API and refuses to load such a function (the local host checks it too).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _error_json(entry: ErrorEntry, *, full: bool) -> dict[str, Any]:
     return body
 
 
-@bp.route(route="admin/errors", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/errors", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
     try:
         status = _choice(req, "status", (*STATUSES, "all"), default="open")
@@ -88,7 +88,7 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work)
 
 
-@bp.route(route="admin/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
@@ -102,7 +102,7 @@ async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work)
 
 
-@bp.route(route="admin/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
@@ -125,7 +125,7 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work)
 
 
-@bp.route(route="admin/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
@@ -141,7 +141,7 @@ async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work)
 
 
-@bp.route(route="admin/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
     try:
         since, until = _time(req, "since"), _time(req, "until")

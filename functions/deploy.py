@@ -1,4 +1,4 @@
-"""Map deployment: at host start (and every 30 minutes, idempotently) and on POST /api/admin/deploy.
+"""Map deployment: at host start (and every 30 minutes, idempotently) and on POST /api/manage/v1/deploy.
 
 Registers what the enabled maps need for live sync (core.ops.deploy): Dataverse webhook steps on the
 ingest endpoint and F&O data-event activations. Needs APP_URL and INGEST_KEY; DEPLOY_ON_START=false
@@ -60,7 +60,7 @@ async def deploy_on_start(timer: func.TimerRequest) -> None:
         log.warning("deploy: finished with failures %s; see the lines above", report.counts())
 
 
-@bp.route(route="admin/deploy", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@bp.route(route="manage/v1/deploy", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def deploy_now(req: func.HttpRequest) -> func.HttpResponse:
     settings = settings_or_problem()
     if isinstance(settings, func.HttpResponse):

@@ -31,6 +31,9 @@ SUPPORTED_TRIGGERS = ("httpTrigger", "serviceBusTrigger", "timerTrigger")
 SUPPORTED_OUTPUTS = ("http", "serviceBus")
 
 
+RESERVED_ROUTE_PREFIXES = ("admin", "runtime")
+
+
 class IndexingError(Exception):
     """The app cannot be hosted; the message names the function and what is wrong."""
 
@@ -207,8 +210,15 @@ def _binding(raw: dict[str, Any]) -> Binding:
 def _trigger(name: str, binding: Binding) -> HttpTrigger | ServiceBusTrigger | TimerTrigger:
     raw = binding.raw
     if binding.type == "httpTrigger":
+        template = raw.get("route") or name
+        reserved = next((word for word in RESERVED_ROUTE_PREFIXES if template.strip("/").lower().startswith(word)),
+                        None)
+        if reserved is not None:
+            # The Azure host refuses these ("The specified route conflicts with one or more built in routes").
+            raise IndexingError(f"function {name!r}: route {template!r} starts with {reserved!r}, which the Functions "
+                                "host reserves for its own API; it would not load in Azure (use e.g. manage/...)")
         try:
-            route = compile_route(raw.get("route") or name)
+            route = compile_route(template)
         except RouteTemplateError as exc:
             raise IndexingError(f"function {name!r}: {exc}") from None
         methods = frozenset(m.upper() for m in raw.get("methods") or ()) or _ALL_METHODS

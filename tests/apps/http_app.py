@@ -43,7 +43,7 @@ async def secure(req: func.HttpRequest) -> func.HttpResponse:
     return _echo("secure", req)
 
 
-@app.route(route="admin-only", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+@app.route(route="master-only", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 def admin_only(req: func.HttpRequest) -> func.HttpResponse:
     return _echo("admin_only", req)
 

@@ -40,12 +40,12 @@ class Stack:
     admin: httpx.Client
 
     def activity(self, **params: Any) -> list[dict[str, Any]]:
-        response = self.admin.get("/api/admin/activity", params={"limit": 1000, **params})
+        response = self.admin.get("/api/manage/v1/activity", params={"limit": 1000, **params})
         response.raise_for_status()
         return response.json()["entries"]
 
     def errors(self, **params: Any) -> list[dict[str, Any]]:
-        response = self.admin.get("/api/admin/errors", params={"limit": 1000, **params})
+        response = self.admin.get("/api/manage/v1/errors", params={"limit": 1000, **params})
         response.raise_for_status()
         return response.json()["errors"]
 

@@ -222,7 +222,7 @@ def test_validation_error_lands_in_the_error_log_and_resubmits_after_a_fix(stack
     error = eventually(lambda: next((e for e in stack.errors(map="customers") if e["key"] == "USMF|US-008"), None),
                        what="the refused change in the error log")
     assert error["category"] == "application"
-    full = stack.admin.get(f"/api/admin/errors/{quote(error['id'], safe='')}").json()
+    full = stack.admin.get(f"/api/manage/v1/errors/{quote(error['id'], safe='')}").json()
     assert "creditlimit" in full["text"] and "0x80044331" in full["text"], full["text"]
     assert full["attempts"] == 1
     assert json.loads(full["change"])["entity"] == "CustomersV3"
@@ -231,11 +231,11 @@ def test_validation_error_lands_in_the_error_log_and_resubmits_after_a_fix(stack
         "entity": "CustomersV3", "company": "usmf", "filter": "CustomerAccount eq 'US-008'",
         "set": {"CreditLimit": "9000.0000000009"}, "raiseEvents": False}, timeout=30)
     assert response.status_code < 300, response.text
-    answer = stack.admin.post(f"/api/admin/errors/{quote(error['id'], safe='')}/resubmit")
+    answer = stack.admin.post(f"/api/manage/v1/errors/{quote(error['id'], safe='')}/resubmit")
     assert answer.status_code == 202, answer.text
     eventually(lambda: Decimal(str(stack.account("US-008")["creditlimit"])) == Decimal("9000.0000000009"),
                what="the resubmitted change being applied")
-    assert stack.admin.get(f"/api/admin/errors/{quote(error['id'], safe='')}").json()["status"] == "resubmitted"
+    assert stack.admin.get(f"/api/manage/v1/errors/{quote(error['id'], safe='')}").json()["status"] == "resubmitted"
 
 
 def test_throttling_slows_the_engine_but_loses_nothing(stack: Stack) -> None:

@@ -47,7 +47,7 @@ def host(devhost: Callable[..., RunningHost], azurite: str, servicebus_emulator:
 
 @pytest.fixture
 async def http(host: RunningHost) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=60,
+    async with httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=60,
                                  headers={"x-functions-key": host.master_key}) as client:
         yield client
 
@@ -154,7 +154,7 @@ async def test_bad_parameters_are_400_naming_them(http: httpx.AsyncClient, path:
 
 
 async def test_function_key_is_not_enough(host: RunningHost) -> None:
-    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=30) as client:
+    async with httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=30) as client:
         for key in (host.function_key, None):
             headers = {"x-functions-key": key} if key else {}
             assert (await client.get("/errors", headers=headers)).status_code == 401
@@ -201,7 +201,7 @@ async def test_unreachable_table_storage_is_503_not_a_crash(
     host = devhost("tests.integration.admin.app:app", TABLE_STORAGE_CONNECTION=connection_string(dead_port),
                    SERVICEBUS_CONNECTION=servicebus_emulator.connection_string, CHANGES_QUEUE=queue,
                    DEPLOY_ON_START="false")
-    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=60,
+    async with httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=60,
                                  headers={"x-functions-key": host.master_key}) as client:
         for response in (await client.get("/errors"), await client.get("/activity"),
                          await client.post("/errors/x/discard")):
@@ -214,7 +214,7 @@ async def test_unreachable_table_storage_is_503_not_a_crash(
 async def test_bad_settings_are_500_naming_the_setting(devhost: Callable[..., RunningHost], azurite: str) -> None:
     host = devhost("tests.integration.admin.app:app", TABLE_STORAGE_CONNECTION=azurite,
                    SERVICEBUS_CONNECTION="not a connection string", DEPLOY_ON_START="false")
-    async with httpx.AsyncClient(base_url=host.url + "/api/admin", timeout=60,
+    async with httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=60,
                                  headers={"x-functions-key": host.master_key}) as client:
         response = await client.get("/errors")
     assert response.status_code == 500

@@ -1,5 +1,5 @@
 """functions/deploy.py in the local Functions host: the run-on-startup timer deploys, and
-POST /api/admin/deploy (master key) answers the report."""
+POST /api/manage/v1/deploy (master key) answers the report."""
 
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def test_admin_deploy_answers_the_report(host: RunningHost, sims: tuple[Datavers
     last = fno_plan(MapSet.load(["maps"]))[-1]  # the startup run activates in this order: wait for its end
     assert wait_until(lambda: any(a["endpoint"] == FNO_ENDPOINT_NAME and a["eventId"] == last
                                   for a in httpx.get(f"{fno.admin_url}activations").json()))
-    refused = httpx.post(f"{host.url}/api/admin/deploy", headers={"x-functions-key": host.function_key})
+    refused = httpx.post(f"{host.url}/api/manage/v1/deploy", headers={"x-functions-key": host.function_key})
     assert refused.status_code == 401  # admin level: the function key is not enough
-    answer = httpx.post(f"{host.url}/api/admin/deploy", headers={"x-functions-key": host.master_key}, timeout=120)
+    answer = httpx.post(f"{host.url}/api/manage/v1/deploy", headers={"x-functions-key": host.master_key}, timeout=120)
     assert answer.status_code == 200, answer.text
     report = answer.json()
     assert report["ok"] is True
@@ -85,7 +85,7 @@ def test_switched_off_or_unconfigured_deployment_says_why(
     host = devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url(), INGEST_KEY="",
                    DEPLOY_ON_START="false")
     assert wait_until(lambda: "deploy: not run, DEPLOY_ON_START is false" in host.log()), host.log()[-3000:]
-    answer = httpx.post(f"{host.url}/api/admin/deploy", headers={"x-functions-key": host.master_key})
+    answer = httpx.post(f"{host.url}/api/manage/v1/deploy", headers={"x-functions-key": host.master_key})
     assert answer.status_code == 409, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert answer.json()["missing_settings"] == ["INGEST_KEY"]

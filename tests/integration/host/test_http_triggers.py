@@ -70,9 +70,9 @@ def test_function_level_needs_the_function_or_master_key(client: httpx.Client, h
 
 
 def test_admin_level_needs_the_master_key(client: httpx.Client, host: RunningHost) -> None:
-    assert client.post("/api/admin-only").status_code == 401
-    assert client.post("/api/admin-only", params={"code": host.function_key}).status_code == 401
-    ok = client.post("/api/admin-only", headers={"x-functions-key": host.master_key})
+    assert client.post("/api/master-only").status_code == 401
+    assert client.post("/api/master-only", params={"code": host.function_key}).status_code == 401
+    ok = client.post("/api/master-only", headers={"x-functions-key": host.master_key})
     assert ok.status_code == 200 and ok.json()["function"] == "admin_only"
 
 

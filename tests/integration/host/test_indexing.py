@@ -58,8 +58,16 @@ def _app_with(decorate) -> object:
             lambda app, func: app.blob_trigger(arg_name="b", path="c/{name}", connection="S")(lambda b: None),
             "trigger 'blobTrigger' is not supported",
         ),
+        (
+            lambda app, func: app.route(route="admin/errors")(lambda req: None),
+            "starts with 'admin', which the Functions host reserves",
+        ),
+        (
+            lambda app, func: app.route(route="Runtime/status")(lambda req: None),
+            "starts with 'runtime', which the Functions host reserves",
+        ),
     ],
-    ids=["bad-schedule", "bad-route", "unset-setting", "unsupported-trigger"],
+    ids=["bad-schedule", "bad-route", "unset-setting", "unsupported-trigger", "reserved-admin", "reserved-runtime"],
 )
 def test_refusals_name_the_function_and_the_problem(decorate, expected: str) -> None:
     with pytest.raises(IndexingError) as refused:
