@@ -157,3 +157,19 @@ async def test_gathered_reads_and_saves_of_many_records_at_once(tables: Tables) 
     small = Link(map="customers", key=("USMF", "SMALL"))
     outcome = await asyncio.gather(links.save(huge), links.save(small), return_exceptions=True)
     assert isinstance(outcome[0], LinkTooLarge) and isinstance(outcome[1], Link)
+
+
+async def test_a_maps_links_spread_over_small_partitions_and_are_found(tables: Tables) -> None:
+    # One partition per map would cap a map at Table Storage's ~2,000 entities/s per partition (and Azurite
+    # slows down as a partition grows): links are spread by a hash of their key, index rows by row id.
+    store = LinkStore(tables)
+    links = [Link(map="customers", key=("USMF", f"SP-{n:04d}"), dataverse_id=f"{n:08x}-0000-4000-8000-000000000000",
+                  values={"fno": {"n": n}}) for n in range(300)]
+    await store.put_many(links)
+    table = await tables.table("links")
+    partitions = {e["PartitionKey"] async for e in table.list_entities(select=["PartitionKey"])}
+    assert len(partitions) > 32 and all(p.startswith("customers|p") for p in partitions)
+    for link in links[::37]:
+        found = await store.get("customers", link.key)
+        assert found is not None and found.map == "customers" and found.values == {"fno": {"n": int(link.key[1][3:])}}
+        assert await store.find("customers", "dataverse", link.dataverse_id or "") == found
