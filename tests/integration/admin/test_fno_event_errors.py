@@ -67,7 +67,8 @@ def admin_host(devhost: Callable[..., RunningHost], azurite: str, queues: Queues
 
 
 def _client(host: RunningHost) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=60, headers={"x-functions-key": host.master_key})
+    return httpx.AsyncClient(base_url=host.url + "/api/manage/v1", timeout=60,
+                             headers={"x-functions-key": host.master_key})
 
 
 @pytest.fixture
