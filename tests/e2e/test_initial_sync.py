@@ -243,3 +243,21 @@ def test_a_run_killed_at_30_percent_completes_after_a_restart_without_writing_a_
     assert max(writes.values()) == 1, [(numbers.get(k, k), n) for k, n in writes.items() if n > 1][:20]
     assert sum(n for row_id, n in writes.items() if row_id in loaded) == rows
     assert by_map(run)["customers"]["failed"] == 0
+
+
+def test_a_cancelled_run_starts_no_new_page(sync_stack: Stack) -> None:
+    stack = sync_stack
+    rows = 4000
+    load_fno(stack, [customer(f"CX-{n:04d}") for n in range(rows)])
+    run_id = start(stack, kind="initial", maps=["customers"])
+    response = stack.admin.post(f"{RUNS}/{run_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    again = stack.admin.post(f"{RUNS}/{run_id}/cancel")
+    assert again.status_code == 409 and again.headers["content-type"].startswith("application/problem+json")
+    time.sleep(3)  # pages already in flight finish
+    settled = len(accounts_like(stack, "CX-"))
+    time.sleep(3)
+    assert len(accounts_like(stack, "CX-")) == settled < rows  # nothing new starts
+    assert run_of(stack, run_id)["status"] == "cancelled"
+    assert stack.admin.get(f"{RUNS}/not-a-run").status_code == 404
