@@ -1,5 +1,6 @@
 """Initial sync against a Dataverse whose service protection is low (the e2e package's stack: 20 requests
-per 2 s per caller): the run slows down and finishes; throttling fails no row."""
+per 2 s per caller): the run slows down and finishes; throttling fails no row. Named to run after the
+live-sync files of the package: the run rewrites the seeded customers and uses up the engine's quota."""
 
 from __future__ import annotations
 
