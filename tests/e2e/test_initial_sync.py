@@ -20,6 +20,7 @@ import pytest
 from devstack.azurite import azurite_table, connection_string
 from tests.e2e.conftest import Stack, eventually, running_stack
 from tests.fixtures.devhost import RunningHost
+from tests.fixtures.servicebus import run_emulator, test_topology_document
 
 pytestmark = pytest.mark.e2e
 RUNS = "/api/manage/v1/sync/runs"
@@ -27,12 +28,15 @@ PAGE_SIZE = 200
 
 
 @pytest.fixture(scope="module")
-def sync_stack(servicebus_emulator: Any, devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
+def sync_stack(devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
+    # Its own emulator too: a host killed with kill -9 (below) must not disturb the emulator the live-sync
+    # tests share.
     azurite = azurite_table().start()
     try:
         assert azurite.port is not None
-        with running_stack(connection_string(azurite.port), servicebus_emulator, devhost, dataverse_flags=(),
-                           SYNC_PAGE_SIZE=str(PAGE_SIZE)) as stack:
+        with run_emulator(test_topology_document(), name="servicebus-initial-sync") as emulator, \
+                running_stack(connection_string(azurite.port), emulator, devhost, dataverse_flags=(),
+                              SYNC_PAGE_SIZE=str(PAGE_SIZE)) as stack:
             yield stack
     finally:
         azurite.stop()
