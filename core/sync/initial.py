@@ -39,6 +39,7 @@ from core.sync.runs import (
     Run,
     RunKind,
     RunStateError,
+    RunStatus,
     Tally,
     pass_done,
     progress_of,
@@ -283,7 +284,7 @@ class InitialSync:
             return
         await self._move(run, "completed", "every map done")
 
-    async def _move(self, run: Run, status: Any, message: str | None = None) -> Run:
+    async def _move(self, run: Run, status: RunStatus, message: str | None = None) -> Run:
         for _ in range(5):
             if run.status == status or run.status in TERMINAL:
                 return run

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from core.connectors.errors import ConnectorError
 from core.events.model import ChangeEvent
-from core.maps import TableMap, encode_key, evaluate
+from core.maps import KeyRef, TableMap, encode_key, evaluate
 from core.maps.model import Side
 from core.sync.compare import canon_all, side_values
 from core.sync.decide import Remember, Skip, Write, decide, other, side_name
@@ -323,6 +323,4 @@ class ThrottleProbe(Protocol):
 def _wire(values: dict[str, Any]) -> dict[str, Any]:
     """KeyRefs of resolved lookups travel as their Dataverse form in events: keep them out of the body
     (the record itself is judged, not the event's values) and keep everything else as read."""
-    from core.maps import KeyRef
-
     return {k: v for k, v in values.items() if not isinstance(v, KeyRef)}

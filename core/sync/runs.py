@@ -218,9 +218,7 @@ def progress_of(run: Run, map_name: str, marks: dict[Pass, list[PageMark]], *,
         seconds = max(0.001, (now - began).total_seconds())
         rows_done = sum(m.tally.read for m in done)
         rate = round(rows_done / seconds, 1)
-        if not last and rows:
-            eta = None  # the source does not say how many rows follow
-        elif rate > 0:
+        if last and rate > 0:  # before the last page is read, the source does not say how many rows follow
             left = sum(m.tally.read for m in rows if m.state != "done")
             eta = round(left / rate, 1)
     return MapProgress(map_name, run.sources[map_name], current, status, len(rows), len(done), last, tally,
