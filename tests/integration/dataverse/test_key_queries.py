@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from core.connectors import jsonwire
 from devstack.dataverse.odata_filter import parse_filter
 from devstack.dataverse.query import key_lookups
 from devstack.dataverse.schema import load_schema
 from devstack.dataverse.seed import seed_id
 from tests.fixtures.dataverse import DataverseSim, running_dataverse
+from tests.fixtures.odata import all_pages
 
 pytestmark = pytest.mark.integration
 USMF = seed_id("cdm_company", "usmf")
@@ -54,16 +54,7 @@ def key(i: int, company: str = USMF) -> str:
 
 
 def pages(api: httpx.Client, params: dict[str, str], headers: dict[str, str]) -> list[dict[str, Any]]:
-    """Every page of a query, following nextLink: values, count and whether there was a next page."""
-    out = []
-    resp = api.get("accounts", params=params, headers=headers)
-    while True:
-        assert resp.status_code == 200, resp.text
-        body = jsonwire.loads(resp.content)
-        out.append({k: v for k, v in body.items() if k != "@odata.nextLink"} | {"next": "@odata.nextLink" in body})
-        if "@odata.nextLink" not in body:
-            return out
-        resp = api.get(body["@odata.nextLink"], headers=headers)
+    return all_pages(api, "accounts", params, headers)
 
 
 def same_as_scan(api: httpx.Client, filter_text: str, *, by_key: bool = True, page_size: int | None = None,

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from core.connectors import jsonwire
 from devstack.fno.query import key_filter
 from devstack.fno.schema import load_schema
 from tests.fixtures.fno import FnoSimulator
+from tests.fixtures.odata import all_pages
 
 pytestmark = pytest.mark.integration
 SCHEMA = load_schema()
@@ -45,17 +45,7 @@ def key(i: int, company: str = "usmf") -> str:
     return f"(dataAreaId eq '{company}' and CustomerAccount eq '{account(i)}')"
 
 
-def pages(odata: httpx.Client, url: str, params: dict[str, str], headers: dict[str, str]) -> list[dict[str, Any]]:
-    """Every page of a query, following nextLink: values, count and whether there was a next page."""
-    out = []
-    resp = odata.get(url, params=params, headers=headers)
-    while True:
-        assert resp.status_code == 200, resp.text
-        body = jsonwire.loads(resp.content)
-        out.append({k: v for k, v in body.items() if k != "@odata.nextLink"} | {"next": "@odata.nextLink" in body})
-        if "@odata.nextLink" not in body:
-            return out
-        resp = odata.get(body["@odata.nextLink"], headers=headers)
+pages = all_pages
 
 
 def same_as_scan(odata: httpx.Client, filter_text: str, *, by_key: bool = True, cross_company: bool = True,
