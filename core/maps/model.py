@@ -7,6 +7,7 @@ in the JSON Schema generated from these classes); cross-field and cross-map rule
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
 
@@ -152,6 +153,26 @@ class TableMap(_Strict):
             names.add(self.company.dataverse)
         node = self.source_filter("dataverse")
         return names | ({n for n in filter_fields(node) if "." not in n} if node is not None else set())
+
+    def counterparts(self, side: Side, names: Iterable[str]) -> set[str]:
+        """The other side's columns that `side`'s columns `names` map to (fields, lookups, the company)."""
+        wanted, out = set(names), set()
+        for mapping in self.fields:
+            here, there = (mapping.fno, mapping.dataverse) if side == "fno" else (mapping.dataverse, mapping.fno)
+            if here in wanted and there:
+                out.add(there)
+        for lookup in self.lookups:
+            fno_fields = set(lookup.fno)
+            if side == "dataverse" and lookup.dataverse in wanted:
+                out |= fno_fields
+            elif side == "fno" and fno_fields & wanted:
+                out.add(lookup.dataverse)
+        if self.company is not None:
+            here, there = ((self.company.fno, self.company.dataverse) if side == "fno"
+                           else (self.company.dataverse, self.company.fno))
+            if here in wanted:
+                out.add(there)
+        return out
 
     def without_company(self, key: tuple[str, ...]) -> tuple[str, ...]:
         """A canonical record key without its company part (the first, for company-specific maps)."""

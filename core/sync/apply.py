@@ -126,7 +126,8 @@ class Applier:
 
     async def _write_back(self, table_map: TableMap, event: ChangeEvent, link: Link,
                           decision: WriteBack) -> Result:
-        """Latest wins and this change is the older one: write the winner's current version over it, unless
+        """Latest wins and the other side changed some of this change's columns later: write the winner's
+        current values of those columns over it, and this change's other columns to the winner, unless
         the loser changed again since (that later change is judged on its own when it arrives)."""
         winner, loser = decision.winner, decision.loser
         current = await self.sides[winner].read_linked(table_map, link)
@@ -137,19 +138,28 @@ class Applier:
         if now is not None and side_values(table_map, loser, now) != decision.source_values:
             return Result("skipped", f"{decision.reason}; {side_name(loser)} changed the record again since, and "
                           "that change is applied on its own", decision.key_text)
+        if decision.forward:
+            await self.sides[winner].write(table_map, link, decision.projected, decision.forward)
         direction: Literal["to_dataverse", "to_fno"] = "to_dataverse" if winner == "fno" else "to_fno"
         projected = project(table_map, direction, current, maps=self.maps)
-        changes = changed(projected, decision.source_values)
-        if changes:
-            await self.sides[loser].write(table_map, link, projected, changes)
-        link.written_back(event, winner_values=side_values(table_map, winner, current),
-                          loser_values={**decision.source_values, **canon_all(projected)})
+        contested = (table_map.counterparts(winner, decision.contested) if link.keeps_column_times
+                     else set(projected))
+        back = {name: value for name, value in changed(projected, decision.source_values).items()
+                if name in contested}
+        if back:
+            await self.sides[loser].write(table_map, link, projected, back)
+        link.written_back(event, winner_values={**side_values(table_map, winner, current),
+                                                **canon_all(decision.forward)},
+                          loser_values={**decision.source_values, **canon_all(back)},
+                          won=table_map.counterparts(winner, decision.forward))
         await self.links.save(link)
-        if not changes:
-            return Result("skipped", f"{decision.reason}; {side_name(loser)} already holds that version",
-                          decision.key_text)
-        return Result("applied", f"{decision.reason}; the later {side_name(winner)} version was written back to "
-                      f"{side_name(loser)}: {', '.join(sorted(changes))}", decision.key_text)
+        done = [f"the later {side_name(winner)} version was written back to {side_name(loser)}: "
+                f"{', '.join(sorted(back))}" if back else f"{side_name(loser)} already holds that version"]
+        if decision.forward:
+            done.append(f"this change's other columns were written to {side_name(winner)}: "
+                        f"{', '.join(sorted(decision.forward))}")
+        outcome: ResultOutcome = "applied" if back or decision.forward else "skipped"
+        return Result(outcome, "; ".join([decision.reason, *done]), decision.key_text)
 
     async def _delete(self, table_map: TableMap, event: ChangeEvent, link: Link | None, decision: Delete) -> Result:
         gone = await self.sides[decision.target].delete(table_map, link, decision.key)

@@ -11,8 +11,7 @@ The link of a Dataverse change is found by the row id; any other is found by the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.events.model import ChangeEvent
@@ -88,14 +87,17 @@ class Delete:
 
 @dataclass(frozen=True)
 class WriteBack:
-    """Latest wins, and the other side's version of the record is the later one: this change loses, and
-    that version is written back over it, so both sides agree again (without this, the older change's
-    columns would stay on its own side only)."""
+    """Latest wins, and the other side changed some of this change's columns later: on those this change
+    loses, and the later values are written back over it, so both sides agree again (without this, the
+    older values would stay on their own side only). The change's other columns still go across."""
 
     reason: str
     key: tuple[str, ...]
     loser: Side  # the side this change came from, written back to
     source_values: dict[str, Any]  # what the loser holds now (this change's record)
+    contested: frozenset[str] = frozenset()  # the winner's columns it changed later: written back
+    projected: dict[str, Any] = field(default_factory=dict)  # this change's record, projected to the winner
+    forward: dict[str, Any] = field(default_factory=dict)  # this change's other columns: they still go across
 
     @property
     def key_text(self) -> str:
@@ -146,11 +148,14 @@ def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | 
         # in columns this side does not send (one-way mappings); those are only remembered.
         return Remember("echo: the engine's own write came back", key_text, source_values, echo=True)
     if table_map.conflict == "latest_wins":
-        their_at = link.versions.get(f"{target}_at")
-        if their_at and datetime.fromisoformat(their_at) > event.occurred_at:
-            return WriteBack(f"conflict, latest wins: {side_name(target)} changed this record at {their_at}, "
+        contested, their_at = link.changed_after(target, changes, event.occurred_at)
+        if contested:
+            what = ("this record" if contested == set(changes) and not link.keeps_column_times
+                    else ", ".join(sorted(contested)))
+            return WriteBack(f"conflict, latest wins: {side_name(target)} changed {what} at {their_at}, "
                              f"after this change ({event.occurred_at.isoformat()})", key, event.source,
-                             source_values)
+                             source_values, frozenset(contested), projected,
+                             {name: value for name, value in changes.items() if name not in contested})
     return Write(key, target, projected, changes, source_values, update=True,
                  check_primary=table_map.conflict == "primary_wins" and event.source != table_map.primary)
 

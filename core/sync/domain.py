@@ -6,6 +6,7 @@ core/sync/decide reads them; only the applier changes a link, through its transi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -49,19 +50,39 @@ class Link:
         """What the side holds as far as the engine knows (nothing once the record was deleted)."""
         return self.values.get(side, {}) if self.linked else {}
 
+    @property
+    def keeps_column_times(self) -> bool:
+        """Whether the link knows change times per column (links written before those were kept do not)."""
+        return any("_at:" in name for name in self.versions)
+
+    def changed_after(self, side: Side, columns: Iterable[str], when: datetime) -> tuple[set[str], str | None]:
+        """Which of `side`'s `columns` that side changed after `when` (latest wins compares by column: a
+        later change of the phone must not undo an earlier rename), with the latest such change time.
+        A link from before column times were kept (none on either side) knows only the record's time: then
+        every column counts."""
+        at = self.versions.get(f"{side}_at")
+        if at is None or datetime.fromisoformat(at) <= when:
+            return set(), None
+        prefix = f"{side}_at:"
+        if not self.keeps_column_times:
+            return set(columns), at
+        later = {c: t for c in columns if (t := self.versions.get(prefix + c)) and datetime.fromisoformat(t) > when}
+        return set(later), max(later.values(), key=datetime.fromisoformat) if later else None
+
     # -- transitions (the applier saves the link after each) ----------------------------------------
     def wrote(self, event: ChangeEvent, *, target_values: dict[str, Any], source_values: dict[str, Any],
               dataverse_id: str | None, fno_key: dict[str, Any] | None) -> None:
         """The event's values were written to the other side: both sides now hold them. An id or key
         not given (the write did not report one) is kept."""
         target: Side = "dataverse" if event.source == "fno" else "fno"
+        moved = _moved(self.known(event.source), source_values)
         self.values[target] = {**self.known(target), **target_values}
         self.state = "linked"
         self.values[event.source] = source_values
         self._rehash()
         self.dataverse_id = dataverse_id or self.dataverse_id
         self.fno_key = fno_key or self.fno_key
-        self._note(event)
+        self._note(event, columns=moved)
         self.updated_at = datetime.now(UTC)
 
     def remembered(self, event: ChangeEvent, source_values: dict[str, Any], *, echo: bool) -> bool:
@@ -69,8 +90,9 @@ class Link:
         An echo is not a change made on that side, so it does not move that side's change time (latest
         wins compares those)."""
         before = self._learned(event.source)
+        moved = _moved(self.known(event.source), source_values)
         self.values[event.source] = source_values
-        self._note(event, changed=not echo)
+        self._note(event, changed=not echo, columns=moved)
         if self._learned(event.source) == before:
             return False
         self._rehash()
@@ -78,15 +100,17 @@ class Link:
         return True
 
     def written_back(self, event: ChangeEvent, *, winner_values: dict[str, Any],
-                     loser_values: dict[str, Any]) -> None:
+                     loser_values: dict[str, Any], won: Iterable[str] = ()) -> None:
         """The event lost to the other side's later version, which was written back over it: both sides
-        now hold that version. The loser's change time does not move (its change did not win)."""
+        now hold that version. The loser's change time moves only for the columns it `won` (those the
+        later change left alone, written to the winner)."""
         loser = event.source
         winner: Side = "dataverse" if loser == "fno" else "fno"
         self.values[winner] = winner_values
         self.values[loser] = loser_values
         self._rehash()
-        self._note(event, changed=False)
+        won = set(won)
+        self._note(event, changed=bool(won), columns=won)
         self.updated_at = datetime.now(UTC)
 
     def tombstoned(self, event: ChangeEvent) -> None:
@@ -108,14 +132,22 @@ class Link:
     def _rehash(self) -> None:
         self.hashes = {s: values_hash(v) for s, v in self.values.items()}
 
-    def _note(self, event: ChangeEvent, *, changed: bool = True) -> None:
+    def _note(self, event: ChangeEvent, *, changed: bool = True, columns: Iterable[str] = ()) -> None:
+        """Keep the event's version and, for a change made on its side, its time: for the record and for
+        each of the `columns` it changed (only ever moved forward: events arrive out of order)."""
         if event.version:
             self.versions[event.source] = event.version
         if not changed:
             return
-        at = self.versions.get(f"{event.source}_at")
-        if at is None or datetime.fromisoformat(at) < event.occurred_at:
-            self.versions[f"{event.source}_at"] = event.occurred_at.isoformat()
+        for name in (f"{event.source}_at", *(f"{event.source}_at:{c}" for c in columns)):
+            at = self.versions.get(name)
+            if at is None or datetime.fromisoformat(at) < event.occurred_at:
+                self.versions[name] = event.occurred_at.isoformat()
+
+
+def _moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    """The columns whose (canonical) value differs between two versions of one side's values."""
+    return {name for name, value in after.items() if name not in before or before[name] != value}
 
 
 # -- the activity log ---------------------------------------------------------------------------------

@@ -244,7 +244,8 @@ async def test_latest_wins_writes_the_later_version_back_over_an_older_change(wo
     row_id = await world.linked_customer()  # the F&O change was at T0
     world.dv.tables["accounts"][row_id]["name"] = "Made before T0"
     result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
-    assert result.outcome == "applied" and result.reason.startswith("conflict, latest wins: F&O changed this record")
+    assert result.outcome == "applied" and result.reason.startswith("conflict, latest wins: F&O changed "
+                                                                    "OrganizationName at ")  # at its creation
     assert result.reason.endswith("the later F&O version was written back to Dataverse: name")
     assert world.fo.writes() == []  # the older change does not reach F&O
     assert world.account_row()["name"] == "Contoso Retail"  # and Dataverse holds F&O's version again
@@ -267,6 +268,48 @@ async def test_latest_wins_leaves_an_older_change_alone_when_its_side_changed_ag
     result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=earlier(5)))
     assert result.outcome == "skipped" and "changed the record again since" in result.reason
     assert world.dv.writes() == [] and world.fo.writes() == []
+
+
+async def test_latest_wins_is_by_column_a_later_phone_change_does_not_undo_an_earlier_rename(world: World) -> None:
+    row_id = await world.linked_customer()
+    # Dataverse changes the phone at +5 min and that is applied first ...
+    world.dv.tables["accounts"][row_id]["telephone1"] = "+1 555 0199"
+    phone = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(minutes=5)))
+    assert phone.outcome == "applied", phone
+    # ... then F&O's rename made at +1 min arrives: no later change touched the name, so it goes across.
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Contoso Renamed"
+    world.dv.calls.clear()
+    world.fo.calls.clear()
+    rename = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=1)))
+    assert (rename.outcome, rename.reason) == ("applied", "updated name"), rename
+    assert world.account_row()["name"] == "Contoso Renamed" and world.account_row()["telephone1"] == "+1 555 0199"
+    assert world.fo.writes() == []
+    assert world.fo.record("CustomersV3", **USMF_001)["PrimaryContactPhone"] == "+1 555 0199"
+
+
+async def test_latest_wins_writes_back_only_the_columns_changed_later_and_sends_the_rest(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "F&O name"
+    later = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=5)))
+    assert later.outcome == "applied", later
+    # A Dataverse edit made at +1 min of the name and the city, delivered after F&O's rename was applied
+    # (read from a webhook image: Dataverse's current row already holds F&O's name again).
+    world.dv.tables["accounts"][row_id]["address1_city"] = "Tacoma"
+    world.dv.calls.clear()
+    older = world.dv_event("customers", row_id, "update", at=T0 + timedelta(minutes=1),
+                           values={**world.account_row(), "name": "Dataverse name"})
+    world.dv.tables["accounts"][row_id]["name"] = "Dataverse name"  # as when the webhook fired
+    result = await world.applier.apply(older)
+    assert result.outcome == "applied", result
+    assert result.reason.startswith("conflict, latest wins: F&O changed OrganizationName at ")
+    assert result.reason.endswith("the later F&O version was written back to Dataverse: name; this change's other "
+                                  "columns were written to F&O: AddressCity")
+    assert world.account_row()["name"] == "F&O name" and world.account_row()["address1_city"] == "Tacoma"
+    record = world.fo.record("CustomersV3", **USMF_001)
+    assert (record["OrganizationName"], record["AddressCity"]) == ("F&O name", "Tacoma")
+    # both sides agree and the link knows it: the echoes change nothing
+    echo = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=6)))
+    assert echo.outcome == "skipped" and echo.reason.startswith("echo"), echo
 
 
 async def test_latest_wins_applies_a_later_dataverse_change(world: World) -> None:

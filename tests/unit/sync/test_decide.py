@@ -146,6 +146,21 @@ def test_latest_wins_writes_a_change_newer_than_the_other_sides() -> None:
     assert isinstance(outcome, Write) and outcome.changes == {"OrganizationName": "Made after T0"}
 
 
+def test_latest_wins_by_column_contests_only_what_the_other_side_changed_later() -> None:
+    link = synced(customer())
+    link.versions.update({"fno_at": (T0 + timedelta(minutes=5)).isoformat(),
+                          "fno_at:PrimaryContactPhone": (T0 + timedelta(minutes=5)).isoformat(),
+                          "fno_at:OrganizationName": T0.isoformat()})
+    renamed = account(customer(OrganizationName="Renamed at T0+1"))
+    outcome = run(dv_change(at=T0 + timedelta(minutes=1)), renamed, link)
+    assert isinstance(outcome, Write) and outcome.changes == {"OrganizationName": "Renamed at T0+1"}
+    both = account(customer(OrganizationName="Renamed at T0+1", PrimaryContactPhone="+1 555 0111"))
+    outcome = run(dv_change(at=T0 + timedelta(minutes=1)), both, link)
+    assert isinstance(outcome, WriteBack) and outcome.contested == {"PrimaryContactPhone"}
+    assert outcome.forward == {"OrganizationName": "Renamed at T0+1"}
+    assert outcome.reason.startswith("conflict, latest wins: F&O changed PrimaryContactPhone at ")
+
+
 def test_primary_wins_asks_for_the_primary_side_and_refuses_what_it_moved() -> None:
     link = synced(vendor(), vendors)
     row = account(vendor(VendorOrganizationName="Dataverse name"), vendors)
