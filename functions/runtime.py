@@ -18,7 +18,7 @@ from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, Msal
 from core.maps import MapSet
 from core.maps.model import Side
 from core.settings import Settings, get_settings
-from core.store.queues import ChangeQueue
+from core.store.queues import ChangeQueue, PageJobQueue
 
 if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from core.store.holds import HoldStore
     from core.store.links import LinkStore
     from core.store.tables import Tables
+    from core.sync.catchup import MapModes
     from core.sync.initial import InitialSync
     from core.sync.sides import SidePort
     from core.sync.worker import Worker
@@ -144,7 +145,21 @@ class Runtime:
         return Worker(applier, self.activity, self.errors, requeue=self.queue, holds=self.holds, links=self.links,
                       max_attempts=settings.apply_max_attempts,
                       retry_horizon=timedelta(seconds=settings.apply_retry_horizon_seconds),
-                      backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user)
+                      backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user,
+                      modes=self.modes)
+
+    @cached_property
+    def page_jobs(self) -> PageJobQueue:
+        return PageJobQueue(self.settings.servicebus_connection.get_secret_value(), self.settings.sync_pages_queue)
+
+    @cached_property
+    def modes(self) -> MapModes:
+        """Map modes: pause, resume with catch-up, stop, start (functions/modes.py), and live apply's gate."""
+        from core.store.modes import ModeStore, ParkedStore
+        from core.sync.catchup import MapModes
+
+        return MapModes(self.maps, ModeStore(self.tables), ParkedStore(self.tables), changes=self.queue,
+                        jobs=self.page_jobs, engine_user=self.engine_user)
 
     @cached_property
     def sides(self) -> dict[Side, SidePort]:
@@ -157,14 +172,12 @@ class Runtime:
     @cached_property
     def initial_sync(self) -> InitialSync:
         """Initial sync and reconciliation runs (functions/sync.py)."""
-        from core.store.queues import PageJobQueue
         from core.store.runs import RunStore
         from core.sync.initial import InitialSync
 
         settings = self.settings
-        jobs = PageJobQueue(settings.servicebus_connection.get_secret_value(), settings.sync_pages_queue)
         return InitialSync(self.maps, RunStore(self.tables), self.sides, links=self.links, errors=self.errors,
-                           jobs=jobs, throttles={"dataverse": lambda: self.dataverse.stats.throttled,
+                           jobs=self.page_jobs, throttles={"dataverse": lambda: self.dataverse.stats.throttled,
                                                  "fno": lambda: self.fno.stats.throttled},
                            page_size=settings.sync_page_size, buckets=settings.apply_session_buckets)
 

@@ -6,7 +6,8 @@ Routes (master key; under `manage/v1`, a prefix the Azure host accepts, unlike `
   GET  manage/v1/sync/runs/{id}            one run: per map progress (rows read, written, matched, ...)
   POST manage/v1/sync/runs/{id}/cancel     stop starting pages (pages in flight finish)
   GET  manage/v1/sync/runs/{id}/drift      rows missing on a side, differing, failed (map, kind, limit)
-The sync-pages queue trigger works one page job at a time (pages of a map run side by side).
+The sync-pages queue trigger works one job at a time: a page of a run (pages of a map run side by side) or
+a round of a map's catch-up (functions/modes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import azure.functions as func
 from pydantic import ValidationError
 
+from core.sync.catchup import CatchUpJob
 from core.sync.initial import BadRun, RunNotFound, RunRequest
 from core.sync.runs import PageJob, RowOutcome, RunStateError
 from functions.http import BadParameter, answer, bad_parameter, json_response, problem
@@ -29,13 +31,18 @@ _OUTCOMES: tuple[RowOutcome, ...] = ("missing_on_target", "missing_on_source", "
 
 @bp.service_bus_queue_trigger(arg_name="message", queue_name="%SYNC_PAGES_QUEUE%", connection="SERVICEBUS_CONNECTION")
 async def sync_page(message: func.ServiceBusMessage) -> None:
+    body = message.get_body()
     try:
-        job = PageJob.model_validate_json(message.get_body())
+        job: PageJob | CatchUpJob = (CatchUpJob.model_validate_json(body) if b'"kind"' in body
+                                     else PageJob.model_validate_json(body))
     except ValidationError as error:
         # Not ours to retry: a job we cannot read is dead-lettered by the broker after its deliveries.
-        raise ValueError(f"sync-pages message {message.message_id} is not a page job: {error}") from None
+        raise ValueError(f"sync-pages message {message.message_id} is not a page or catch-up job: {error}") from None
     runtime = await get_runtime()
-    await runtime.initial_sync.handle(job)
+    if isinstance(job, CatchUpJob):
+        await runtime.modes.handle(job)
+    else:
+        await runtime.initial_sync.handle(job)
 
 
 def _not_found(error: RunNotFound) -> func.HttpResponse:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusSender
@@ -20,6 +20,9 @@ from azure.servicebus.exceptions import ServiceBusError
 from core.events.model import ChangeEvent
 from core.store.bus import service_bus_client
 from core.sync.runs import PageJob
+
+if TYPE_CHECKING:
+    from core.sync.catchup import CatchUpJob
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,14 @@ class ChangeQueue(QueueSender):
 
 
 class PageJobQueue(QueueSender):
-    """The sync-pages queue: one message per page of an initial sync or reconciliation run. The message id
-    names the page, so the broker's duplicate detection keeps a page job sent twice to one."""
+    """The sync-pages queue: one message per page of an initial sync or reconciliation run, or per round of
+    a map's catch-up. The message id names the page (round), so the broker's duplicate detection keeps a
+    job sent twice to one."""
+
+    async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None:
+        await self.send_messages([ServiceBusMessage(job.to_json(), message_id=job.message_id(),
+                                                    content_type="application/json", scheduled_enqueue_time_utc=at,
+                                                    application_properties={"kind": job.kind, "map": job.map})])
 
     async def send(self, jobs: list[PageJob], *, at: datetime | None = None) -> None:
         await self.send_messages([ServiceBusMessage(job.to_json(), message_id=job.message_id(),

@@ -43,9 +43,10 @@ from core.sync.apply import Applier, Result, record_label
 from core.sync.batch import Step, coalesce
 from core.sync.errors import BadChange, category_of, error_text, is_transient
 from core.sync.ingest import LinkFinder, capped, event_order_key
+from core.sync.modes import LABELS, Admission, MapState
 
 log = logging.getLogger(__name__)
-Handled = Literal["applied", "skipped", "failed", "retrying"]
+Handled = Literal["applied", "skipped", "failed", "retrying", "parked"]
 
 # Application properties of a change sent again (the message id changes each time: duplicate detection).
 ORIGIN = "origin_id"  # the message id the change first had: its name in the activity and error logs
@@ -53,6 +54,7 @@ ATTEMPTS = "attempts"  # failed attempts before this message
 FAULTS = "faults"  # of those, failures counted against max_attempts (not outages)
 FIRST_FAILED = "first_failed_at"
 WAITS = "waits"  # times the change was sent on behind a held record
+CATCH_UP = "catch_up"  # sent by a map's catch-up (core.sync.catchup): applied while the map catches up
 LANES = 32  # records of a batch applied at once
 IN_CALL_WAIT_S = 2.0  # at most this long a call retries within an invocation before the change is sent again
 
@@ -67,6 +69,13 @@ class ErrorRecorder(Protocol):
 
 class Requeue(Protocol):
     async def send(self, changes: list[QueuedChange]) -> None: ...
+
+
+class Modes(Protocol):
+    """The maps' modes (core.sync.catchup.MapModes): whether a change applies, parks or drops."""
+
+    async def admission(self, map_name: str, *, from_catch_up: bool) -> tuple[Admission, MapState]: ...
+    async def park(self, event: ChangeEvent, *, lane: str, session_id: str, origin: str, state: MapState) -> str: ...
 
 
 class Holds(Protocol):
@@ -135,7 +144,7 @@ class Worker:
     def __init__(self, applier: Applier, activity: ActivityRecorder, errors: ErrorRecorder, *,
                  requeue: Requeue, holds: Holds, links: LinkFinder | None = None, max_attempts: int = 5,
                  retry_horizon: timedelta = timedelta(days=1), backoff_base: float = 0.5,
-                 backoff_cap: float = 300.0, engine_user: str = "") -> None:
+                 backoff_cap: float = 300.0, engine_user: str = "", modes: Modes | None = None) -> None:
         self.applier = applier
         self.activity = activity
         self.errors = errors
@@ -147,6 +156,7 @@ class Worker:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.engine_user = engine_user
+        self.modes = modes
 
     @property
     def maps(self) -> MapSet:
@@ -177,7 +187,9 @@ class Worker:
     async def _session(self, out: _Outcome, session_id: str, items: list[_Item]) -> None:
         lanes: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
-            lanes[await self._lane(item.event)].append(item)
+            lane = await self._lane(item.event)
+            if await self._admitted(out, item, lane):
+                lanes[lane].append(item)
         holds = await self.holds.holds(session_id)
         gate = asyncio.Semaphore(LANES)
 
@@ -186,6 +198,25 @@ class Worker:
                 await self._lane_run(out, session_id, lane, lane_items, holds.get(lane))
 
         await asyncio.gather(*(run(lane, lane_items) for lane, lane_items in lanes.items()))
+
+    async def _admitted(self, out: _Outcome, item: _Item, lane: str) -> bool:
+        """Whether the change is applied now; if not, it was parked (map paused) or dropped (map stopped)."""
+        event = item.event
+        if self.modes is None or not event.map or event.map not in self.maps:
+            return True
+        admission, state = await self.modes.admission(
+            event.map, from_catch_up=item.delivery.properties.get(CATCH_UP) == "1")
+        if admission == "apply":
+            return True
+        label = record_label(event, self.maps)
+        if admission == "park":
+            reason = await self.modes.park(event, lane=lane, session_id=item.delivery.session_id,
+                                           origin=item.delivery.origin, state=state)
+            self._record(out, item, "parked", reason, label)
+        else:
+            why = f": {state.reason}" if state.reason else ""
+            self._record(out, item, "skipped", f"dropped: the map is {LABELS[state.mode]}{why}", label)
+        return False
 
     async def _lane(self, event: ChangeEvent) -> str:
         """The record's lane: `<map>|<order key>`, found through the link index when the event lacks it."""

@@ -1,0 +1,267 @@
+"""Map modes at work: the admin actions, parking while a map does not run, and the catch-up on resume.
+
+- Admission: live apply asks what to do with a change of a map (apply, park, drop); the answer comes
+  from the map's stored mode, cached for `cache_seconds` per process (a pause takes effect on every
+  instance within that time).
+- Parking: a change of a paused map (or one that errored, or is still catching up) replaces the parked
+  change of its record from its side, so K changes to R records end in R writes.
+- Catch-up: resume moves the map to catching up and starts a job on the sync-pages queue. Each round
+  sends a page of parked changes to the changes queue, in their own sessions (the batched live path
+  applies them, order per record held by the session), and removes them; a record parked again in the
+  meantime keeps its newer change for a later round. Changes arriving while catching up park behind
+  the record's parked change. When a round finds the table empty the map runs again, and a last sweep
+  after the admission cache's horizon sends whatever was parked by instances that had not seen it yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.events.model import ChangeEvent
+from core.maps import MapSet
+from core.store.modes import ModeChanged, ParkedChange, parked_record
+from core.store.queues import QueuedChange
+from core.sync.batch import coalesce
+from core.sync.ingest import capped
+from core.sync.modes import LABELS, Action, Admission, MapMode, MapState, Transition
+from core.sync.worker import CATCH_UP, ORIGIN
+
+log = logging.getLogger(__name__)
+
+
+
+class CatchUpJob(BaseModel):
+    """A round of a map's catch-up: the sync-pages queue's message body (beside page jobs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    kind: Literal["catch_up", "sweep"] = "catch_up"
+    map: str = Field(min_length=1)
+    started: str = Field(min_length=1)  # the catch-up's start time: names its rounds for duplicate detection
+    round: int = Field(0, ge=0)
+
+    def message_id(self) -> str:
+        return f"catch-up|{self.map}|{self.started}|{self.kind}|{self.round}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class ModeStorePort(Protocol):
+    async def get(self, map_name: str) -> MapState: ...
+    async def all(self) -> dict[str, MapState]: ...
+    async def save(self, state: MapState, transition: Transition | None = None) -> MapState: ...
+    async def history(self, map_name: str, limit: int = 50) -> list[Transition]: ...
+
+
+class ParkedPort(Protocol):
+    async def get(self, map_name: str, record: str) -> ParkedChange | None: ...
+    async def put(self, change: ParkedChange) -> None: ...
+    async def page(self, map_name: str, size: int) -> list[ParkedChange]: ...
+    async def count(self, map_name: str) -> tuple[int, int]: ...
+    async def remove(self, changes: list[ParkedChange]) -> list[ParkedChange]: ...
+
+
+class ChangeSender(Protocol):
+    async def send(self, changes: list[QueuedChange]) -> None: ...
+
+
+class JobSender(Protocol):
+    async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None: ...
+
+
+class UnknownMap(LookupError):
+    def __init__(self, map_name: str) -> None:
+        super().__init__(f"no map named {map_name!r}")
+        self.map = map_name
+
+
+class MapModes:
+    def __init__(self, maps: MapSet, modes: ModeStorePort, parked: ParkedPort, *, changes: ChangeSender,
+                 jobs: JobSender, engine_user: str = "", cache_seconds: float = 2.0, round_size: int = 500) -> None:
+        self.maps = maps
+        self.modes = modes
+        self.parked = parked
+        self.changes = changes
+        self.jobs = jobs
+        self.engine_user = engine_user
+        self.cache_seconds = cache_seconds
+        self.round_size = round_size
+        self._cache: dict[str, tuple[float, MapState]] = {}
+
+    # -- what live apply asks -----------------------------------------------------------------------
+    async def admission(self, map_name: str, *, from_catch_up: bool) -> tuple[Admission, MapState]:
+        state = await self._cached(map_name)
+        return state.admission(catching_up_delivery=from_catch_up), state
+
+    async def _cached(self, map_name: str) -> MapState:
+        now = time.monotonic()
+        hit = self._cache.get(map_name)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+        state = await self.modes.get(map_name)
+        self._cache[map_name] = (now, state)
+        return state
+
+    async def park(self, event: ChangeEvent, *, lane: str, session_id: str, origin: str, state: MapState) -> str:
+        """Park a change (coalesced with its record's parked change from the same side); the activity reason."""
+        map_name = event.map or ""
+        record = parked_record(lane, event)
+        earlier = await self.parked.get(map_name, record)
+        kept, changes, first_at = event, 1, datetime.now(UTC)
+        if earlier is not None:
+            changes, first_at = earlier.changes + 1, earlier.first_at
+            if earlier.event.occurred_at > event.occurred_at and earlier.event.operation == event.operation:
+                kept, origin = earlier.event, earlier.origin  # a late delivery of an older change: keep the newer
+            else:
+                # Live coalescing decides: a run holding someone's own change does not pass for the engine's echo.
+                kept = coalesce([earlier.event, event], [earlier.event, event], engine_user=self.engine_user)[-1].event
+        await self.parked.put(ParkedChange(map_name, record, kept, session_id, origin, changes, first_at))
+        why = {"paused": "the map is paused", "error": "the map is paused after errors",
+               "catching_up": "the map is catching up; this record's parked change goes first"}.get(
+                   state.mode, f"the map is {LABELS[state.mode]}")
+        return f"parked: {why} ({changes} change(s) of this record from this side kept as the latest)"
+
+    # -- admin actions ------------------------------------------------------------------------------
+    async def state(self, map_name: str) -> MapState:
+        self._known(map_name)
+        return await self.modes.get(map_name)
+
+    async def act(self, map_name: str, action: Action, *, by: str, reason: str = "") -> MapState:
+        """Pause, resume, stop or start a map (ModeRefused when its mode does not allow it)."""
+        self._known(map_name)
+        for attempt in (1, 2, 3):
+            state = await self.modes.get(map_name)
+            moved, transition = state.act(action, by=by, reason=reason)
+            if action == "resume":
+                records, _ = await self.parked.count(map_name)
+                moved = replace(moved, catch_up=replace(moved.catch_up, parked=records))
+            try:
+                saved = await self.modes.save(moved, transition)
+            except ModeChanged:
+                if attempt == 3:
+                    raise
+                continue
+            self._cache.pop(map_name, None)
+            if action == "resume":
+                await self.jobs.send_catch_up(CatchUpJob(map=map_name, started=_stamp(saved)))
+            log.info("map %s: %s -> %s by %s (%s)", map_name, transition.from_mode, transition.to_mode, by,
+                     transition.reason)
+            return saved
+        raise AssertionError("unreachable")
+
+    async def view(self, map_name: str) -> dict[str, object]:
+        state = await self.state(map_name)
+        records, changes = await self.parked.count(map_name)
+        return _view(state, records, changes)
+
+    async def views(self) -> list[dict[str, object]]:
+        stored = await self.modes.all()
+        out = []
+        for name in self.maps:
+            records, changes = await self.parked.count(name)
+            out.append(_view(stored.get(name) or MapState(map=name), records, changes))
+        return out
+
+    async def history(self, map_name: str, limit: int = 50) -> list[dict[str, object]]:
+        self._known(map_name)
+        return [{"from": t.from_mode, "to": t.to_mode, "at": t.at.isoformat(), "by": t.by, "reason": t.reason}
+                for t in await self.modes.history(map_name, limit)]
+
+    # -- the catch-up job ---------------------------------------------------------------------------
+    async def handle(self, job: CatchUpJob) -> None:
+        state = await self.modes.get(job.map)
+        if job.kind == "sweep":
+            if state.mode in ("running", "catching_up"):
+                await self._send_round(job.map)
+            return
+        if state.mode != "catching_up" or _stamp(state) != job.started:
+            log.info("catch-up of %s round %d: the map is %s now, nothing to do", job.map, job.round, state.mode)
+            return
+        sent, full = await self._send_round(job.map)
+        state = await self._progress(job.map, sent)
+        if full:
+            await self.jobs.send_catch_up(job.model_copy(update={"round": job.round + 1}))
+            return
+        await self._finish(job)
+
+    async def _send_round(self, map_name: str) -> tuple[int, bool]:
+        """Send one page of a map's parked changes to apply; (how many went, whether the page was full)."""
+        page = await self.parked.page(map_name, self.round_size)
+        if not page:
+            return 0, False
+        # Changes of a record's two sides go in the order they were made, as live.
+        ordered = sorted(page, key=lambda change: change.event.occurred_at)
+        await self.changes.send([QueuedChange(
+            event=change.event, session_id=change.session_id, message_id=_message_id(change),
+            properties={ORIGIN: change.origin, CATCH_UP: "1"}) for change in ordered])
+        kept = await self.parked.remove(page)
+        return len(page) - len(kept), len(page) >= self.round_size
+
+    async def _progress(self, map_name: str, sent: int) -> MapState:
+        for _ in range(5):
+            state = await self.modes.get(map_name)
+            try:
+                return await self.modes.save(replace(state, catch_up=replace(
+                    state.catch_up, sent=state.catch_up.sent + sent)))
+            except ModeChanged:
+                continue
+        return await self.modes.get(map_name)
+
+    async def _finish(self, job: CatchUpJob) -> None:
+        for _ in range(5):
+            state = await self.modes.get(job.map)
+            if state.mode != "catching_up":
+                return
+            moved, transition = state.move("running", by="catch-up", reason=(
+                f"catch-up done: {state.catch_up.sent} parked record(s) sent to apply"))
+            try:
+                await self.modes.save(moved, transition)
+                break
+            except ModeChanged:
+                continue
+        self._cache.pop(job.map, None)
+        # Instances that read the mode just before it changed may still park for a moment: sweep after.
+        await self.jobs.send_catch_up(job.model_copy(update={"kind": "sweep"}),
+                                      at=datetime.now(UTC) + timedelta(seconds=2 * self.cache_seconds + 1))
+
+    def _known(self, map_name: str) -> None:
+        if map_name not in self.maps:
+            raise UnknownMap(map_name)
+
+
+def _message_id(change: ParkedChange) -> str:
+    """Stable per parked version of a record: a round sent twice is one set of changes for the broker."""
+    version = hashlib.sha1((change.etag or "").encode()).hexdigest()[:10]
+    return capped(f"{change.origin}|catch-up-{version}")
+
+
+def _stamp(state: MapState) -> str:
+    started = state.catch_up.started_at
+    return started.strftime("%Y%m%dT%H%M%S%f") if started else "-"
+
+
+def _view(state: MapState, records: int, changes: int) -> dict[str, object]:
+    progress = state.catch_up
+    mode: MapMode = state.mode
+    view: dict[str, object] = {
+        "map": state.map, "mode": mode, "label": LABELS[mode],
+        "since": state.since.isoformat() if state.since else None, "by": state.by or None,
+        "reason": state.reason or None,
+        "parked": {"records": records, "changes": changes},
+    }
+    if progress.started_at is not None:
+        view["catch_up"] = {
+            "parked_at_resume": progress.parked, "sent": progress.sent,
+            "left": records, "rate_per_s": progress.rate(),
+            "started_at": progress.started_at.isoformat(),
+            "finished_at": progress.finished_at.isoformat() if progress.finished_at else None}
+    return view

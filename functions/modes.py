@@ -1,0 +1,73 @@
+"""Map modes: the management routes that show and move a map's mode (master key, under `manage/v1`).
+
+  GET  manage/v1/modes                         every map: mode, since, by, why, parked records, catch-up
+  GET  manage/v1/modes/{map}                   one map, with its recorded transitions (newest first)
+  POST manage/v1/modes/{map}/{action}          pause | resume | stop | start; body {"reason": "..."} optional
+A refused move (not allowed from the map's mode) is a 409 problem naming the mode; an unknown map a 404.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+import azure.functions as func
+
+from core.sync.catchup import UnknownMap
+from core.sync.modes import ACTIONS, Action, ModeRefused
+from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from functions.runtime import Runtime
+
+bp = func.Blueprint()
+
+
+def _unknown(error: UnknownMap) -> func.HttpResponse:
+    return problem(404, "Map not found", str(error), map=error.map)
+
+
+@bp.route(route="manage/v1/modes", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def modes_list(req: func.HttpRequest) -> func.HttpResponse:
+    async def work(rt: Runtime) -> func.HttpResponse:
+        return json_response({"maps": await rt.modes.views()})
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/modes/{map}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def mode_show(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params["map"]
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            return json_response({**await rt.modes.view(name), "transitions": await rt.modes.history(name)})
+        except UnknownMap as error:
+            return _unknown(error)
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/modes/{map}/{action}", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def mode_move(req: func.HttpRequest) -> func.HttpResponse:
+    name, action = req.route_params["map"], req.route_params["action"]
+    if action not in ACTIONS:
+        return bad_parameter(BadParameter("action", f"action {action!r} is not one of {', '.join(ACTIONS)}"))
+    try:
+        body = json.loads(req.get_body() or b"{}")
+    except json.JSONDecodeError as error:
+        return problem(400, "Invalid JSON", f"the body is not JSON: {error}")
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        return bad_parameter(BadParameter("reason", "reason must be a string"))
+    by = req.headers.get("x-ms-client-principal-name") or req.headers.get("x-dualwrite-user") or "api"
+    chosen = cast("Action", action)  # checked against ACTIONS above
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            await rt.modes.act(name, chosen, by=by, reason=reason)
+            return json_response(await rt.modes.view(name), status=202 if chosen == "resume" else 200)
+        except UnknownMap as error:
+            return _unknown(error)
+        except ModeRefused as error:
+            return problem(409, "Move not allowed", str(error), map=name, mode=error.mode, action=chosen)
+
+    return await answer(work)
