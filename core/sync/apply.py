@@ -182,8 +182,11 @@ class Applier:
         link = await self.links.find(table_map.name, "dataverse", event.record_id)
         record = event.record()
         needed = table_map.dataverse_columns_to_send()
-        # Images registered by deployment carry every needed column; anything short of that is re-read.
-        if event.operation == "refetch" or (event.operation != "create" and not needed <= record.keys()):
+        # Images registered by deployment carry every needed column; anything short of that is re-read. So is
+        # an image older than the engine's last write of the record (a parked change, a late webhook): it
+        # shows columns the engine has since written as they were, which would pass for changes.
+        stale = link is not None and link.updated_at is not None and link.updated_at > event.occurred_at
+        if event.operation == "refetch" or stale or (event.operation != "create" and not needed <= record.keys()):
             return await self.dataverse.read(table_map, event.record_id), link
         if event.operation == "create":
             # A Create carries every column the caller set; the others are empty.

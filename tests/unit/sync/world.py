@@ -83,6 +83,16 @@ class World:
         assert found is not None, f"no account {number}"
         return found
 
+    def image(self, row_id: str) -> dict[str, Any]:
+        """What a webhook of the account carries: a full image, lookups as navigation properties."""
+        row = self.dv.tables["accounts"][row_id]
+        return {k: v for k, v in row.items() if not k.startswith("_")} | {
+            "msdyn_company": self.company_ref(),
+            "msdyn_customergroupid": lookup_ref("msdyn_customergroup", self.group_id),
+            "transactioncurrencyid": lookup_ref("transactioncurrency", self.currency_id),
+            "msdyn_paymentterm": lookup_ref("msdyn_paymentterm", self.terms_id), "primarycontactid": None,
+            "description": row.get("description")}
+
     def add_account(self, number: str = "US-001", **values: Any) -> str:
         """An account as a Dataverse user would have made it (customer type 3, USMF, group 10)."""
         return self.dv.add("accounts", {
