@@ -1,0 +1,183 @@
+"""Parking and catch-up (core.sync.catchup.MapModes) over in-memory fakes of its ports: which change a record
+keeps while parked, how rounds send them on, and when the map runs again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.events.model import ChangeEvent
+from core.maps import MapSet
+from core.store.modes import ModeChanged, ParkedChange
+from core.store.queues import QueuedChange
+from core.sync.catchup import CatchUpJob, MapModes, UnknownMap
+from core.sync.modes import MapState, ModeRefused, Transition
+from core.sync.worker import CATCH_UP, ORIGIN
+from tests.unit.sync.world import MAPS
+
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+ENGINE = "engine-user"
+
+
+class Modes:
+    def __init__(self) -> None:
+        self.rows: dict[str, MapState] = {}
+        self.transitions: list[Transition] = []
+        self.version = 0
+
+    async def get(self, map_name: str) -> MapState:
+        return self.rows.get(map_name) or MapState(map=map_name)
+
+    async def all(self) -> dict[str, MapState]:
+        return dict(self.rows)
+
+    async def save(self, state: MapState, transition: Transition | None = None) -> MapState:
+        stored = self.rows.get(state.map)
+        if (stored.etag if stored else None) != state.etag:
+            raise ModeChanged(state.map)
+        self.version += 1
+        saved = replace(state, etag=str(self.version))
+        self.rows[state.map] = saved
+        if transition is not None:
+            self.transitions.insert(0, transition)
+        return saved
+
+    async def history(self, map_name: str, limit: int = 50) -> list[Transition]:
+        return [t for t in self.transitions if t.map == map_name][:limit]
+
+
+class Parked:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], ParkedChange] = {}
+        self.version = 0
+
+    async def get(self, map_name: str, record: str) -> ParkedChange | None:
+        return self.rows.get((map_name, record))
+
+    async def put(self, change: ParkedChange) -> None:
+        self.version += 1
+        self.rows[(change.map, change.record)] = replace(change, etag=str(self.version))
+
+    async def page(self, map_name: str, size: int) -> list[ParkedChange]:
+        return [c for (m, _), c in sorted(self.rows.items()) if m == map_name][:size]
+
+    async def count(self, map_name: str) -> tuple[int, int]:
+        mine = [c for (m, _), c in self.rows.items() if m == map_name]
+        return len(mine), sum(c.changes for c in mine)
+
+    async def remove(self, changes: list[ParkedChange]) -> list[ParkedChange]:
+        kept = []
+        for change in changes:
+            now = self.rows.get((change.map, change.record))
+            if now is not None and now.etag != change.etag:
+                kept.append(change)
+            else:
+                self.rows.pop((change.map, change.record), None)
+        return kept
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.changes: list[QueuedChange] = []
+        self.jobs: list[tuple[CatchUpJob, datetime | None]] = []
+
+    async def send(self, changes: list[QueuedChange]) -> None:
+        self.changes.extend(changes)
+
+    async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None:
+        self.jobs.append((job, at))
+
+
+@pytest.fixture
+def world() -> tuple[MapModes, Modes, Parked, Sent]:
+    modes, parked, sent = Modes(), Parked(), Sent()
+    service = MapModes(MapSet.load([MAPS]), modes, parked, changes=sent, jobs=sent, engine_user=ENGINE,
+                       cache_seconds=0, round_size=3)
+    return service, modes, parked, sent
+
+
+def fno_change(account: str, n: int, *, by: str | None = None, operation: str = "update") -> ChangeEvent:
+    return ChangeEvent(event_id=f"fo-{account}-{n}", map="customers", source="fno", entity="CustomersV3",
+                       operation=operation, keys={"dataAreaId": "usmf", "CustomerAccount": account},
+                       occurred_at=T0 + timedelta(seconds=n), initiated_by=by)
+
+
+async def park(service: MapModes, event: ChangeEvent) -> str:
+    admission, state = await service.admission("customers", from_catch_up=False)
+    assert admission == "park"
+    return await service.park(event, lane=f"customers|{event.keys['CustomerAccount']}", session_id="s1",
+                              origin=event.event_id, state=state)
+
+
+async def test_a_paused_map_keeps_the_latest_change_per_record_and_side(world) -> None:
+    service, _, parked, _ = world
+    await service.act("customers", "pause", by="ana", reason="window")
+    for n in range(5):
+        reason = await park(service, fno_change("US-001", n))
+    assert reason == "parked: the map is paused (5 change(s) of this record from this side kept as the latest)"
+    await park(service, fno_change("US-002", 9))
+    assert await parked.count("customers") == (2, 6)
+    kept = [c for c in parked.rows.values() if c.event.keys["CustomerAccount"] == "US-001"]
+    assert [(c.event.event_id, c.origin, c.changes) for c in kept] == [("fo-US-001-4", "fo-US-001-4", 5)]
+    # a late delivery of an older change does not replace the newer one
+    await park(service, fno_change("US-001", 2))
+    [kept] = [c for c in parked.rows.values() if c.event.keys["CustomerAccount"] == "US-001"]
+    assert (kept.event.event_id, kept.changes) == ("fo-US-001-4", 6)
+
+
+async def test_the_engines_own_change_does_not_hide_a_users_parked_change(world) -> None:
+    service, _, parked, _ = world
+    await service.act("customers", "pause", by="ana")
+    await park(service, fno_change("US-001", 1, by="a-user"))
+    await park(service, fno_change("US-001", 2, by=ENGINE))
+    [kept] = parked.rows.values()
+    assert kept.event.event_id == "fo-US-001-2" and kept.event.initiated_by == "a-user"
+
+
+async def test_resume_sends_the_parked_changes_in_rounds_then_runs_again_and_sweeps(world) -> None:
+    service, modes, parked, sent = world
+    await service.act("customers", "pause", by="ana")
+    for n, account in enumerate(["US-001", "US-002", "US-003", "US-004"]):
+        await park(service, fno_change(account, n))
+    resumed = await service.act("customers", "resume", by="ana", reason="done")
+    assert resumed.mode == "catching_up" and resumed.catch_up.parked == 4
+    [(job, at)] = sent.jobs
+    assert job.kind == "catch_up" and at is None
+    # a change arriving while catching up parks behind the record's parked change; the catch-up's own apply
+    assert (await service.admission("customers", from_catch_up=False))[0] == "park"
+    assert (await service.admission("customers", from_catch_up=True))[0] == "apply"
+
+    await service.handle(job)  # round 0: a full page of 3
+    assert len(sent.changes) == 3 and all(c.properties == {ORIGIN: c.event.event_id, CATCH_UP: "1"}
+                                          for c in sent.changes)
+    assert (await modes.get("customers")).mode == "catching_up"
+    next_job = sent.jobs[-1][0]
+    assert next_job.round == 1
+    await park(service, fno_change("US-005", 9))  # parked meanwhile: the next round takes it
+    await service.handle(next_job)
+    assert len(sent.changes) == 5 and await parked.count("customers") == (0, 0)
+    state = await modes.get("customers")
+    assert state.mode == "running" and state.catch_up.sent == 5 and state.catch_up.finished_at is not None
+    assert [t.to_mode for t in await modes.history("customers")] == ["running", "catching_up", "paused"]
+    sweep, at = sent.jobs[-1]
+    assert sweep.kind == "sweep" and at is not None
+    # an instance that had not seen the mode change parked one more: the sweep sends it
+    await parked.put(ParkedChange("customers", "late", fno_change("US-006", 10), "s1", "fo-late", 1, T0))
+    await service.handle(sweep)
+    assert sent.changes[-1].event.event_id == "fo-US-006-10" and await parked.count("customers") == (0, 0)
+    await service.handle(next_job)  # a redelivered round of a finished catch-up does nothing
+    assert len(sent.changes) == 6
+
+
+async def test_moves_not_allowed_and_unknown_maps_are_refused(world) -> None:
+    service, modes, _, sent = world
+    with pytest.raises(ModeRefused, match="map 'customers' is running: resume is allowed only from"):
+        await service.act("customers", "resume", by="ana")
+    with pytest.raises(UnknownMap):
+        await service.act("nowhere", "pause", by="ana")
+    await service.act("customers", "stop", by="ana", reason="retired")
+    admission, state = await service.admission("customers", from_catch_up=True)
+    assert admission == "drop" and state.reason == "retired"
+    assert sent.jobs == [] and [t.to_mode for t in modes.transitions] == ["stopped"]
