@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from core.connectors.batch import BatchOp, build_batch, parse_batch
 from devstack.processes import free_port
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 from tests.fixtures.devhost import FUNCTION_KEY, RunningHost
@@ -84,6 +85,38 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 45.0, what: st
             return last
         time.sleep(0.2)
     raise AssertionError(f"{what} did not happen within {timeout:.0f} s (last seen: {last!r})")
+
+
+# -- what several tests use: mass writes as `$batch`, the simulators' write counts --------------------------
+def send_batch(client: httpx.Client, ops: list[BatchOp], *, each_write_atomic: bool) -> None:
+    content_type, body = build_batch(ops, each_write_atomic=each_write_atomic)
+    for _ in range(60):  # the test user is throttled too (Dataverse here allows 20 requests per 2 s)
+        response = client.post("$batch", content=body, headers={
+            "Content-Type": content_type, "Prefer": "odata.continue-on-error"})
+        if response.status_code != 429:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    assert response.status_code == 200, response.text[:500]
+    results = parse_batch(response.headers["Content-Type"], response.content)
+    assert [r.status for r in results if not r.ok] == [], [r.body_text for r in results if not r.ok][:3]
+
+
+def fno_stats(stack: Stack) -> dict[str, Any]:
+    return httpx.get(f"{stack.fno.admin_url}stats", timeout=30).json()
+
+
+def dv_stats(stack: Stack) -> dict[str, Any]:
+    return httpx.get(stack.dataverse.url.rstrip("/") + "/_sim/stats", timeout=30).json()
+
+
+def reset_stats(stack: Stack) -> None:
+    httpx.post(f"{stack.fno.admin_url}stats/reset", timeout=30).raise_for_status()
+    httpx.post(stack.dataverse.url.rstrip("/") + "/_sim/stats/reset", timeout=30).raise_for_status()
+
+
+def drain(stack: Stack) -> None:
+    stack.dataverse.drain()
+    httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
 
 
 def _deployed(dataverse: DataverseSim, fno: FnoSimulator) -> bool:

@@ -13,43 +13,12 @@ from typing import Any
 
 import httpx
 
-from core.connectors.batch import BatchOp, build_batch, parse_batch
-from tests.e2e.conftest import Stack, eventually
+from core.connectors.batch import BatchOp
+from tests.e2e.conftest import Stack, drain, dv_stats, eventually, fno_stats, reset_stats, send_batch
 
 RECORDS = 300
 CHANGES = 1000
 PER_BATCH = 100
-
-
-def _send_batch(client: httpx.Client, ops: list[BatchOp], *, each_write_atomic: bool) -> None:
-    content_type, body = build_batch(ops, each_write_atomic=each_write_atomic)
-    for _ in range(60):  # the test user is throttled too (Dataverse here allows 20 requests per 2 s)
-        response = client.post("$batch", content=body, headers={
-            "Content-Type": content_type, "Prefer": "odata.continue-on-error"})
-        if response.status_code != 429:
-            break
-        time.sleep(float(response.headers.get("Retry-After", "1")))
-    assert response.status_code == 200, response.text[:500]
-    results = parse_batch(response.headers["Content-Type"], response.content)
-    assert [r.status for r in results if not r.ok] == [], [r.body_text for r in results if not r.ok][:3]
-
-
-def _fno_stats(stack: Stack) -> dict[str, Any]:
-    return httpx.get(f"{stack.fno.admin_url}stats", timeout=30).json()
-
-
-def _dv_stats(stack: Stack) -> dict[str, Any]:
-    return httpx.get(stack.dataverse.url.rstrip("/") + "/_sim/stats", timeout=30).json()
-
-
-def _reset_stats(stack: Stack) -> None:
-    httpx.post(f"{stack.fno.admin_url}stats/reset", timeout=30).raise_for_status()
-    httpx.post(stack.dataverse.url.rstrip("/") + "/_sim/stats/reset", timeout=30).raise_for_status()
-
-
-def _drain(stack: Stack) -> None:
-    stack.dataverse.drain()
-    httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
 
 
 def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack: Stack) -> None:
@@ -60,7 +29,7 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
         "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD",
         "PaymentTerms": "Net30", "PrimaryContactPhone": "+1 555 0000"}) for account in accounts]
     for start in range(0, RECORDS, PER_BATCH):
-        _send_batch(stack.fo, creates[start:start + PER_BATCH], each_write_atomic=True)
+        send_batch(stack.fo, creates[start:start + PER_BATCH], each_write_atomic=True)
     company = stack.company_id("usmf")
 
     def synced_rows() -> dict[str, dict[str, Any]]:
@@ -70,8 +39,8 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
 
     rows = eventually(lambda: (found := synced_rows()) and len(found) == RECORDS and found, timeout=240,
                       what=f"the {RECORDS} new customers reaching Dataverse")
-    _drain(stack)
-    _reset_stats(stack)
+    drain(stack)
+    reset_stats(stack)
 
     fno_changes: Counter[str] = Counter()
     dv_changes: Counter[str] = Counter()
@@ -87,7 +56,7 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
 
     def write(client: httpx.Client, ops: list[BatchOp], atomic: bool) -> None:
         for start in range(0, len(ops), PER_BATCH):
-            _send_batch(client, ops[start:start + PER_BATCH], each_write_atomic=atomic)
+            send_batch(client, ops[start:start + PER_BATCH], each_write_atomic=atomic)
 
     writers = [threading.Thread(target=write, args=(stack.fo, fno_ops, True)),
                threading.Thread(target=write, args=(stack.dv, dv_ops, False))]
@@ -110,13 +79,13 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
                 != (dv[account]["name"], dv[account]["telephone1"])]
 
     def equal_and_quiet() -> bool:
-        _drain(stack)
+        drain(stack)
         if differences():
             return False
-        before = (_dv_stats(stack)["writes"]["total"], _fno_stats(stack)["writes"]["total"])
+        before = (dv_stats(stack)["writes"]["total"], fno_stats(stack)["writes"]["total"])
         time.sleep(3)
-        _drain(stack)
-        after = (_dv_stats(stack)["writes"]["total"], _fno_stats(stack)["writes"]["total"])
+        drain(stack)
+        after = (dv_stats(stack)["writes"]["total"], fno_stats(stack)["writes"]["total"])
         return before == after and not differences()
 
     try:
@@ -130,8 +99,8 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
     assert errors == []
 
     # Writes: the test's own, plus the engine's; the engine never writes a record more often than it changed.
-    fno_writes = _fno_stats(stack)["record_writes"].get("CustomersV3", {})
-    dv_writes = _dv_stats(stack)["record_writes"].get("accounts", {})
+    fno_writes = fno_stats(stack)["record_writes"].get("CustomersV3", {})
+    dv_writes = dv_stats(stack)["record_writes"].get("accounts", {})
     engine_total = 0
     for account in accounts:
         on_fno = fno_writes.get(f"dataAreaId='usmf',CustomerAccount='{account}'", 0)
@@ -142,7 +111,7 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
         engine_total += max(engine, 0)
     assert engine_total <= 2 * CHANGES
     # and once both sides agree, nothing more is written: no echo loop
-    _reset_stats(stack)
+    reset_stats(stack)
     time.sleep(5)
-    _drain(stack)
-    assert (_dv_stats(stack)["writes"]["total"], _fno_stats(stack)["writes"]["total"]) == (0, 0)
+    drain(stack)
+    assert (dv_stats(stack)["writes"]["total"], fno_stats(stack)["writes"]["total"]) == (0, 0)
