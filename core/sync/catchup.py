@@ -181,20 +181,22 @@ class MapModes:
         state = await self.modes.get(job.map)
         if job.kind == "sweep":
             if state.mode in ("running", "catching_up"):
-                await self._send_round(job.map)
+                sent, _ = await self._send_round(job.map)
+                await self._progress(job.map, sent)
             return
         if state.mode != "catching_up" or _stamp(state) != job.started:
             log.info("catch-up of %s round %d: the map is %s now, nothing to do", job.map, job.round, state.mode)
             return
-        sent, full = await self._send_round(job.map)
-        state = await self._progress(job.map, sent)
-        if full:
+        sent, more = await self._send_round(job.map)
+        await self._progress(job.map, sent)
+        if more:
             await self.jobs.send_catch_up(job.model_copy(update={"round": job.round + 1}))
             return
         await self._finish(job)
 
     async def _send_round(self, map_name: str) -> tuple[int, bool]:
-        """Send one page of a map's parked changes to apply; (how many went, whether the page was full)."""
+        """Send one page of a map's parked changes to apply; (how many went, whether more may be left: the
+        page was full, or some were parked again meanwhile and wait for a later round)."""
         page = await self.parked.page(map_name, self.round_size)
         if not page:
             return 0, False
@@ -204,17 +206,18 @@ class MapModes:
             event=change.event, session_id=change.session_id, message_id=_message_id(change),
             properties={ORIGIN: change.origin, CATCH_UP: "1"}) for change in ordered])
         kept = await self.parked.remove(page)
-        return len(page) - len(kept), len(page) >= self.round_size
+        return len(page) - len(kept), len(page) >= self.round_size or bool(kept)
 
-    async def _progress(self, map_name: str, sent: int) -> MapState:
+    async def _progress(self, map_name: str, sent: int) -> None:
+        if not sent:
+            return
         for _ in range(5):
             state = await self.modes.get(map_name)
             try:
-                return await self.modes.save(replace(state, catch_up=replace(
-                    state.catch_up, sent=state.catch_up.sent + sent)))
+                await self.modes.save(replace(state, catch_up=replace(state.catch_up, sent=state.catch_up.sent + sent)))
+                return
             except ModeChanged:
                 continue
-        return await self.modes.get(map_name)
 
     async def _finish(self, job: CatchUpJob) -> None:
         for _ in range(5):
