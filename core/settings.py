@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     apply_retry_horizon_seconds: int = Field(
         86400, ge=60, description="How long a change whose target is down or throttling keeps being retried "
         "(capped exponential backoff) before it goes to the error log")
+    apply_auto_pause_seconds: int = Field(
+        300, ge=0, description="A target failing with outage errors (down, throttling) for this long pauses the "
+        "map: its changes park, the target is probed, and the map catches up by itself once it answers; 0: "
+        "never (changes keep being retried for APPLY_RETRY_HORIZON_SECONDS)")
     apply_backoff_cap_seconds: int = Field(
         300, ge=1, le=3600, description="Longest wait between two attempts of a change")
     odata_batch_parts: int = Field(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
-from core.maps import MapSet
+from core.maps import MapSet, TableMap
 from core.maps.model import Side
 from core.settings import Settings, get_settings
 from core.store.queues import ChangeQueue, PageJobQueue
@@ -146,7 +146,8 @@ class Runtime:
                       max_attempts=settings.apply_max_attempts,
                       retry_horizon=timedelta(seconds=settings.apply_retry_horizon_seconds),
                       backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user,
-                      modes=self.modes)
+                      modes=self.modes, auto_pause_after=timedelta(seconds=settings.apply_auto_pause_seconds)
+                      if settings.apply_auto_pause_seconds else None)
 
     @cached_property
     def page_jobs(self) -> PageJobQueue:
@@ -158,8 +159,16 @@ class Runtime:
         from core.store.modes import ModeStore, ParkedStore
         from core.sync.catchup import MapModes
 
+        async def dataverse_answers(table_map: TableMap) -> object:
+            return await self.dataverse.query(table_map.dataverse.entity_set, top=1,
+                                              select=[table_map.dataverse.primary_id])
+
+        async def fno_answers(table_map: TableMap) -> object:
+            return await self.fno.page(table_map.fno.entity_set, top=1, page_size=1)
+
         return MapModes(self.maps, ModeStore(self.tables), ParkedStore(self.tables), changes=self.queue,
-                        jobs=self.page_jobs, engine_user=self.engine_user)
+                        jobs=self.page_jobs, probes={"dataverse": dataverse_answers, "fno": fno_answers},
+                        engine_user=self.engine_user)
 
     @cached_property
     def sides(self) -> dict[Side, SidePort]:

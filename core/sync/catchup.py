@@ -18,19 +18,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.connectors.http import patience
 from core.events.model import ChangeEvent
-from core.maps import MapSet
+from core.maps import MapSet, TableMap
+from core.maps.model import Side
 from core.store.modes import ModeChanged, ParkedChange, parked_record
 from core.store.queues import QueuedChange
 from core.sync.batch import coalesce
 from core.sync.ingest import capped
-from core.sync.modes import LABELS, Action, Admission, MapMode, MapState, Transition
+from core.sync.modes import LABELS, TARGETS, TRANSITIONS, Action, Admission, MapMode, MapState, ModeRefused, Transition
 from core.sync.worker import CATCH_UP, ORIGIN
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,9 @@ class CatchUpJob(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = 1
-    kind: Literal["catch_up", "sweep"] = "catch_up"
+    kind: Literal["catch_up", "sweep", "probe"] = "catch_up"
     map: str = Field(min_length=1)
+    side: Side | None = None  # a probe's: the side whose outage paused the map
     started: str = Field(min_length=1)  # the catch-up's start time: names its rounds for duplicate detection
     round: int = Field(0, ge=0)
 
@@ -53,6 +57,9 @@ class CatchUpJob(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+Probe = Callable[[TableMap], Awaitable[object]]  # a cheap read of a map's table on one side; raises while down
 
 
 class ModeStorePort(Protocol):
@@ -86,8 +93,11 @@ class UnknownMap(LookupError):
 
 class MapModes:
     def __init__(self, maps: MapSet, modes: ModeStorePort, parked: ParkedPort, *, changes: ChangeSender,
-                 jobs: JobSender, engine_user: str = "", cache_seconds: float = 2.0, round_size: int = 500) -> None:
+                 jobs: JobSender, probes: Mapping[Side, Probe] | None = None, engine_user: str = "",
+                 cache_seconds: float = 2.0, round_size: int = 500, probe_seconds: float = 15.0) -> None:
         self.maps = maps
+        self.probes = probes or {}
+        self.probe_seconds = probe_seconds
         self.modes = modes
         self.parked = parked
         self.changes = changes
@@ -138,10 +148,28 @@ class MapModes:
     async def act(self, map_name: str, action: Action, *, by: str, reason: str = "") -> MapState:
         """Pause, resume, stop or start a map (ModeRefused when its mode does not allow it)."""
         self._known(map_name)
+        return await self._move(map_name, TARGETS[action], by=by, reason=reason or f"{action} requested",
+                                action=action)
+
+    async def auto_pause(self, map_name: str, side: Side, reason: str) -> MapState:
+        """The map's target `side` keeps failing (down, or throttling for too long): the map moves to error (an
+        automatic pause: its changes park) and a probe of that side is scheduled. A map that is not running
+        (already paused, stopped) stays as it is."""
+        state = await self.modes.get(map_name)
+        if "error" not in TRANSITIONS[state.mode]:
+            return state
+        try:
+            saved = await self._move(map_name, "error", by="auto-pause", reason=reason)
+        except (ModeRefused, ModeChanged):  # another instance paused it first
+            return await self.modes.get(map_name)
+        await self._probe_later(CatchUpJob(kind="probe", map=map_name, side=side, started=_stamp_at(saved.since)))
+        return saved
+
+    async def _move(self, map_name: str, to: MapMode, *, by: str, reason: str, action: str | None = None) -> MapState:
         for attempt in (1, 2, 3):
             state = await self.modes.get(map_name)
-            moved, transition = state.act(action, by=by, reason=reason)
-            if action == "resume":
+            moved, transition = state.move(to, by=by, reason=reason, action=action)
+            if to == "catching_up":
                 records, _ = await self.parked.count(map_name)
                 moved = replace(moved, catch_up=replace(moved.catch_up, parked=records))
             try:
@@ -150,13 +178,37 @@ class MapModes:
                 if attempt == 3:
                     raise
                 continue
-            self._cache.pop(map_name, None)
-            if action == "resume":
+            self._cache[map_name] = (time.monotonic(), saved)
+            if to == "catching_up":
                 await self.jobs.send_catch_up(CatchUpJob(map=map_name, started=_stamp(saved)))
             log.info("map %s: %s -> %s by %s (%s)", map_name, transition.from_mode, transition.to_mode, by,
                      transition.reason)
             return saved
         raise AssertionError("unreachable")
+
+    async def _probe_later(self, job: CatchUpJob) -> None:
+        wait = self.probe_seconds * 2 ** min(job.round, 2)  # 15, 30, then every 60 s
+        await self.jobs.send_catch_up(job, at=datetime.now(UTC) + timedelta(seconds=wait))
+
+    async def _probe(self, job: CatchUpJob) -> None:
+        """An automatically paused map: ask its failing side again; resume (catch up) once it answers."""
+        state = await self.modes.get(job.map)
+        if state.mode != "error" or job.side is None:
+            return
+        probe = self.probes.get(job.side)
+        name = "Dataverse" if job.side == "dataverse" else "F&O"
+        if probe is not None:
+            try:
+                with patience(max_retries=0, max_total_wait=0):
+                    await probe(self.maps[job.map])
+            except Exception as error:  # still down: ask again later
+                log.info("map %s: %s still fails (%s); next probe in a while", job.map, name, type(error).__name__)
+                await self._probe_later(job.model_copy(update={"round": job.round + 1}))
+                return
+        try:
+            await self._move(job.map, "catching_up", by="auto-resume", reason=f"{name} answers again")
+        except (ModeRefused, ModeChanged):
+            return  # someone moved the map meanwhile
 
     async def view(self, map_name: str) -> dict[str, object]:
         state = await self.state(map_name)
@@ -178,6 +230,9 @@ class MapModes:
 
     # -- the catch-up job ---------------------------------------------------------------------------
     async def handle(self, job: CatchUpJob) -> None:
+        if job.kind == "probe":
+            await self._probe(job)
+            return
         state = await self.modes.get(job.map)
         if job.kind == "sweep":
             if state.mode in ("running", "catching_up"):
@@ -248,8 +303,11 @@ def _message_id(change: ParkedChange) -> str:
 
 
 def _stamp(state: MapState) -> str:
-    started = state.catch_up.started_at
-    return started.strftime("%Y%m%dT%H%M%S%f") if started else "-"
+    return _stamp_at(state.catch_up.started_at)
+
+
+def _stamp_at(when: datetime | None) -> str:
+    return when.strftime("%Y%m%dT%H%M%S%f") if when else "-"
 
 
 def _view(state: MapState, records: int, changes: int) -> dict[str, object]:

@@ -35,6 +35,7 @@ from core.connectors.errors import ConnectorError, ThrottledError, TransientErro
 from core.connectors.http import patience
 from core.events.model import ChangeEvent
 from core.maps import MapSet, encode_key
+from core.maps.model import Side
 from core.store.activity import ActivityEntry
 from core.store.errors import ErrorEntry
 from core.store.holds import Hold
@@ -76,6 +77,7 @@ class Modes(Protocol):
 
     async def admission(self, map_name: str, *, from_catch_up: bool) -> tuple[Admission, MapState]: ...
     async def park(self, event: ChangeEvent, *, lane: str, session_id: str, origin: str, state: MapState) -> str: ...
+    async def auto_pause(self, map_name: str, side: Side, reason: str) -> MapState: ...
 
 
 class Holds(Protocol):
@@ -144,7 +146,8 @@ class Worker:
     def __init__(self, applier: Applier, activity: ActivityRecorder, errors: ErrorRecorder, *,
                  requeue: Requeue, holds: Holds, links: LinkFinder | None = None, max_attempts: int = 5,
                  retry_horizon: timedelta = timedelta(days=1), backoff_base: float = 0.5,
-                 backoff_cap: float = 300.0, engine_user: str = "", modes: Modes | None = None) -> None:
+                 backoff_cap: float = 300.0, engine_user: str = "", modes: Modes | None = None,
+                 auto_pause_after: timedelta | None = None) -> None:
         self.applier = applier
         self.activity = activity
         self.errors = errors
@@ -157,6 +160,7 @@ class Worker:
         self.backoff_cap = backoff_cap
         self.engine_user = engine_user
         self.modes = modes
+        self.auto_pause_after = auto_pause_after  # a target failing this long pauses the map (None: never)
 
     @property
     def maps(self) -> MapSet:
@@ -186,11 +190,17 @@ class Worker:
 
     async def _session(self, out: _Outcome, session_id: str, items: list[_Item]) -> None:
         lanes: dict[str, list[_Item]] = defaultdict(list)
+        parked: set[str] = set()
         for item in items:
             lane = await self._lane(item.event)
             if await self._admitted(out, item, lane):
                 lanes[lane].append(item)
+            else:
+                parked.add(lane)
         holds = await self.holds.holds(session_id)
+        for lane in parked - set(lanes):
+            if lane in holds:  # the retry it waited for was parked too: nothing to wait for now
+                await self.holds.release(session_id, lane)
         gate = asyncio.Semaphore(LANES)
 
         async def run(lane: str, lane_items: list[_Item]) -> None:
@@ -251,14 +261,26 @@ class Worker:
         steps = coalesce(items, [i.event for i in items], engine_user=self.engine_user)
         for index, step in enumerate(steps):
             held = await self._step(out, step, later=steps[index + 1:])
+            if isinstance(held, MapState):  # the map was paused for its target's outage: the lane parks
+                for rest in steps[index:]:
+                    for each in [*rest.absorbed, rest.item]:
+                        reason = await self._park(each, lane, held)
+                        self._record(out, each, "parked", reason, record_label(each.event, self.maps))
+                break
             if held is not None:
                 await self.holds.hold(session_id, Hold(lane, held.head, held.until))
                 return
         if hold is not None:
             await self.holds.release(session_id, lane)
 
-    async def _step(self, out: _Outcome, step: Step[_Item], later: list[Step[_Item]]) -> Hold | None:
-        """Apply one step; on a transient failure, send it and the lane's later changes on, and hold."""
+    async def _park(self, item: _Item, lane: str, state: MapState) -> str:
+        assert self.modes is not None
+        return await self.modes.park(item.event, lane=lane, session_id=item.delivery.session_id,
+                                     origin=item.delivery.origin, state=state)
+
+    async def _step(self, out: _Outcome, step: Step[_Item], later: list[Step[_Item]]) -> Hold | MapState | None:
+        """Apply one step; on a transient failure, send it and the lane's later changes on, and hold; when the
+        target has been down too long, pause the map (the map's state: the caller parks the lane)."""
         item, event = step.item, step.event
         for absorbed in step.absorbed:
             self._record(out, absorbed, "skipped", f"coalesced: a later change of this record in the same batch "
@@ -270,6 +292,9 @@ class Worker:
                 result = await self.applier.apply(event,
                                                   last_attempt=item.delivery.fault_attempt >= self.max_attempts)
         except Exception as error:
+            paused = await self._auto_pause(item, event, error)
+            if paused is not None:
+                return paused
             retry = self._retry_at(item.delivery, error)
             if retry is None:
                 await self._fail(out, item.delivery, event, error)
@@ -287,6 +312,21 @@ class Worker:
             return Hold("", head, retry)
         self._applied(out, item, event, result)
         return None
+
+    async def _auto_pause(self, item: _Item, event: ChangeEvent, error: BaseException) -> MapState | None:
+        """Pause the map when its target has failed with outage errors for `auto_pause_after` already: its
+        changes park (rather than pile up as retries, then in the error log) until a probe of the target
+        succeeds and the map catches up by itself (core.sync.catchup)."""
+        if self.modes is None or self.auto_pause_after is None or not _outage(error) or not event.map:
+            return None
+        first = item.delivery.first_failed_at
+        if first is None or datetime.now(UTC) - first < self.auto_pause_after:
+            return None
+        target: Side = "dataverse" if event.source == "fno" else "fno"
+        seconds = int((datetime.now(UTC) - first).total_seconds())
+        name = "Dataverse" if target == "dataverse" else "F&O"
+        state = await self.modes.auto_pause(event.map, target, f"{name} has failed for {seconds} s: {_short(error)}")
+        return state if state.admission() == "park" else None
 
     def _retry_at(self, delivery: Delivery, error: BaseException) -> datetime | None:
         """When to try again, or None: the error log takes it now."""

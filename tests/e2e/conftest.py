@@ -153,6 +153,8 @@ def running_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[...,
         # Outage retries back off 0.5 s doubling up to this cap (300 s by default): a target back from
         # two minutes down is retried within 30 s, which keeps test_outage.py short.
         APPLY_BACKOFF_CAP_SECONDS="30",
+        # A target down this long pauses the map (300 s by default): test_outage.py's two minutes do.
+        APPLY_AUTO_PAUSE_SECONDS="45",
         **settings,
     )
     try:

@@ -4,7 +4,9 @@ it (the source has to be up to make changes, so each direction has its own outag
 
 Per direction: 30 customers of their own, 15 made and synced before the outage; during the outage the
 15 are updated, 15 more created and 10 of the 30 changed once more. While the target is down the
-activity log shows `retrying` for them and the error log gets nothing; once it is back every change
+activity log shows `retrying` for them, then (after APPLY_AUTO_PAUSE_SECONDS, 45 s here) the map pauses
+itself and parks them, and the error log gets nothing; a probe finds the target back, the map catches
+up by itself, and every change
 arrives with its last values, the error log is still empty, the target's write stats show no record
 written more often than it changed (held records' later changes wait behind them and are coalesced),
 and the engine writes nothing back to the source (no echo).
@@ -125,6 +127,17 @@ def _outage(stack: Stack, target: Sim, mine: Callable[[str], bool]) -> Iterator[
         assert target.stats(records=False)["requests"]["unavailable_503"] > unavailable_before, \
             f"the engine never met {target.name}'s outage"
         eventually(lambda: not target.outage_active(), timeout=30, what=f"the end of {target.name}'s outage")
+        # Past APPLY_AUTO_PAUSE_SECONDS (45 s here) of failures the map paused itself and parked its changes;
+        # a probe finds the target back and the map catches up by itself.
+        moves = [t for t in stack.admin.get("/api/manage/v1/modes/customers").json()["transitions"]
+                 if t["at"] >= since]
+        assert any(t["to"] == "error" and t["by"] == "auto-pause" and target.name in t["reason"]
+                   for t in moves), moves
+        eventually(lambda: stack.admin.get("/api/manage/v1/modes/customers").json()["mode"] == "running",
+                   timeout=150, what="the customers map resuming by itself")
+        moves = stack.admin.get("/api/manage/v1/modes/customers").json()["transitions"]
+        assert [(t["to"], t["by"]) for t in moves[:3]] == [
+            ("running", "catch-up"), ("catching_up", "auto-resume"), ("error", "auto-pause")], moves[:3]
     finally:
         target.end_outage()  # a failed check must not leave the package's stack down
 

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from core.connectors.dataverse import UpsertResult
@@ -19,6 +20,10 @@ from core.maps.keys import encode_key
 from core.store.activity import ActivityEntry
 from core.store.errors import ErrorEntry
 from core.store.links import Link, LinkConflict
+from core.store.modes import ModeChanged, ParkedChange
+from core.store.queues import QueuedChange
+from core.sync.catchup import CatchUpJob
+from core.sync.modes import MapState, Transition
 
 
 class MemoryLinks:
@@ -246,3 +251,78 @@ class FakeFno:
     async def delete(self, entity_set: str, key: Mapping[str, Any]) -> bool:
         self.calls.append(Call("delete", entity_set, dict(key)))
         return self.tables[entity_set].pop(_fno_key(key), None) is not None
+
+
+class MemoryModes:
+    """Map modes (core.store.modes.ModeStore), etag-guarded."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, MapState] = {}
+        self.transitions: list[Transition] = []
+        self.version = 0
+
+    async def get(self, map_name: str) -> MapState:
+        return self.rows.get(map_name) or MapState(map=map_name)
+
+    async def all(self) -> dict[str, MapState]:
+        return dict(self.rows)
+
+    async def save(self, state: MapState, transition: Transition | None = None) -> MapState:
+        stored = self.rows.get(state.map)
+        if (stored.etag if stored else None) != state.etag:
+            raise ModeChanged(state.map)
+        self.version += 1
+        saved = replace(state, etag=str(self.version))
+        self.rows[state.map] = saved
+        if transition is not None:
+            self.transitions.insert(0, transition)
+        return saved
+
+    async def history(self, map_name: str, limit: int = 50) -> list[Transition]:
+        return [t for t in self.transitions if t.map == map_name][:limit]
+
+
+class MemoryParked:
+    """Parked changes (core.store.modes.ParkedStore)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], ParkedChange] = {}
+        self.version = 0
+
+    async def get(self, map_name: str, record: str) -> ParkedChange | None:
+        return self.rows.get((map_name, record))
+
+    async def put(self, change: ParkedChange) -> None:
+        self.version += 1
+        self.rows[(change.map, change.record)] = replace(change, etag=str(self.version))
+
+    async def page(self, map_name: str, size: int) -> list[ParkedChange]:
+        return [c for (m, _), c in sorted(self.rows.items()) if m == map_name][:size]
+
+    async def count(self, map_name: str) -> tuple[int, int]:
+        mine = [c for (m, _), c in self.rows.items() if m == map_name]
+        return len(mine), sum(c.changes for c in mine)
+
+    async def remove(self, changes: list[ParkedChange]) -> list[ParkedChange]:
+        kept = []
+        for change in changes:
+            now = self.rows.get((change.map, change.record))
+            if now is not None and now.etag != change.etag:
+                kept.append(change)
+            else:
+                self.rows.pop((change.map, change.record), None)
+        return kept
+
+
+class MemorySends:
+    """What the catch-up sends: changes to the changes queue, jobs to the sync-pages queue."""
+
+    def __init__(self) -> None:
+        self.changes: list[QueuedChange] = []
+        self.jobs: list[tuple[CatchUpJob, datetime | None]] = []
+
+    async def send(self, changes: list[QueuedChange]) -> None:
+        self.changes.extend(changes)
+
+    async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None:
+        self.jobs.append((job, at))

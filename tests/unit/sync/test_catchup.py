@@ -3,96 +3,26 @@ keeps while parked, how rounds send them on, and when the map runs again."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.events.model import ChangeEvent
 from core.maps import MapSet
-from core.store.modes import ModeChanged, ParkedChange
-from core.store.queues import QueuedChange
-from core.sync.catchup import CatchUpJob, MapModes, UnknownMap
-from core.sync.modes import MapState, ModeRefused, Transition
+from core.store.modes import ParkedChange
+from core.sync.catchup import MapModes, UnknownMap
+from core.sync.modes import ModeRefused
 from core.sync.worker import CATCH_UP, ORIGIN
+from tests.unit.sync.fakes import MemoryModes, MemoryParked, MemorySends
 from tests.unit.sync.world import MAPS
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 ENGINE = "engine-user"
 
 
-class Modes:
-    def __init__(self) -> None:
-        self.rows: dict[str, MapState] = {}
-        self.transitions: list[Transition] = []
-        self.version = 0
-
-    async def get(self, map_name: str) -> MapState:
-        return self.rows.get(map_name) or MapState(map=map_name)
-
-    async def all(self) -> dict[str, MapState]:
-        return dict(self.rows)
-
-    async def save(self, state: MapState, transition: Transition | None = None) -> MapState:
-        stored = self.rows.get(state.map)
-        if (stored.etag if stored else None) != state.etag:
-            raise ModeChanged(state.map)
-        self.version += 1
-        saved = replace(state, etag=str(self.version))
-        self.rows[state.map] = saved
-        if transition is not None:
-            self.transitions.insert(0, transition)
-        return saved
-
-    async def history(self, map_name: str, limit: int = 50) -> list[Transition]:
-        return [t for t in self.transitions if t.map == map_name][:limit]
-
-
-class Parked:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], ParkedChange] = {}
-        self.version = 0
-
-    async def get(self, map_name: str, record: str) -> ParkedChange | None:
-        return self.rows.get((map_name, record))
-
-    async def put(self, change: ParkedChange) -> None:
-        self.version += 1
-        self.rows[(change.map, change.record)] = replace(change, etag=str(self.version))
-
-    async def page(self, map_name: str, size: int) -> list[ParkedChange]:
-        return [c for (m, _), c in sorted(self.rows.items()) if m == map_name][:size]
-
-    async def count(self, map_name: str) -> tuple[int, int]:
-        mine = [c for (m, _), c in self.rows.items() if m == map_name]
-        return len(mine), sum(c.changes for c in mine)
-
-    async def remove(self, changes: list[ParkedChange]) -> list[ParkedChange]:
-        kept = []
-        for change in changes:
-            now = self.rows.get((change.map, change.record))
-            if now is not None and now.etag != change.etag:
-                kept.append(change)
-            else:
-                self.rows.pop((change.map, change.record), None)
-        return kept
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.changes: list[QueuedChange] = []
-        self.jobs: list[tuple[CatchUpJob, datetime | None]] = []
-
-    async def send(self, changes: list[QueuedChange]) -> None:
-        self.changes.extend(changes)
-
-    async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None:
-        self.jobs.append((job, at))
-
-
 @pytest.fixture
-def world() -> tuple[MapModes, Modes, Parked, Sent]:
-    modes, parked, sent = Modes(), Parked(), Sent()
+def world() -> tuple[MapModes, MemoryModes, MemoryParked, MemorySends]:
+    modes, parked, sent = MemoryModes(), MemoryParked(), MemorySends()
     service = MapModes(MapSet.load([MAPS]), modes, parked, changes=sent, jobs=sent, engine_user=ENGINE,
                        cache_seconds=0, round_size=3)
     return service, modes, parked, sent
@@ -181,3 +111,41 @@ async def test_moves_not_allowed_and_unknown_maps_are_refused(world) -> None:
     admission, state = await service.admission("customers", from_catch_up=True)
     assert admission == "drop" and state.reason == "retired"
     assert sent.jobs == [] and [t.to_mode for t in modes.transitions] == ["stopped"]
+
+
+async def test_an_outage_pauses_the_map_and_a_probe_resumes_it_once_the_side_answers(world) -> None:
+    service, modes, _, sent = world
+    answers: list[bool] = [False, True]
+    asked: list[str] = []
+
+    async def fno_probe(table_map) -> object:
+        asked.append(table_map.name)
+        if not answers.pop(0):
+            raise ConnectionError("F&O down")
+        return {}
+
+    service.probes = {"fno": fno_probe}
+    paused = await service.auto_pause("customers", "fno", "F&O has failed for 61 s: 503")
+    assert (paused.mode, paused.by, paused.reason) == ("error", "auto-pause", "F&O has failed for 61 s: 503")
+    assert (await service.auto_pause("customers", "fno", "again")).mode == "error"  # once is enough
+    [(probe, at)] = sent.jobs
+    assert probe.kind == "probe" and probe.side == "fno" and at is not None
+    assert (await service.admission("customers", from_catch_up=False))[0] == "park"
+
+    await service.handle(probe)  # still down: asked again later, the map stays paused
+    assert asked == ["customers"] and (await modes.get("customers")).mode == "error"
+    retry, later = sent.jobs[-1]
+    assert retry.kind == "probe" and retry.round == 1 and later is not None and later > at
+    await service.handle(retry)  # back: the map catches up by itself
+    state = await modes.get("customers")
+    assert (state.mode, state.by, state.reason) == ("catching_up", "auto-resume", "F&O answers again")
+    assert sent.jobs[-1][0].kind == "catch_up"
+    await service.handle(retry)  # a probe delivered twice does nothing more
+    assert len(asked) == 2
+
+
+async def test_a_paused_or_stopped_map_is_not_auto_paused(world) -> None:
+    service, modes, _, sent = world
+    await service.act("customers", "stop", by="ana")
+    assert (await service.auto_pause("customers", "dataverse", "down")).mode == "stopped"
+    assert sent.jobs == [] and len(modes.transitions) == 1

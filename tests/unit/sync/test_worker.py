@@ -12,9 +12,10 @@ from core.maps import MapValueError
 from core.store.holds import Hold
 from core.store.links import LinkTooLarge
 from core.store.queues import QueuedChange
+from core.sync.catchup import MapModes
 from core.sync.errors import LookupPending, category_of, is_transient
 from core.sync.worker import ATTEMPTS, FIRST_FAILED, ORIGIN, Delivery, Handled, Worker, backoff_seconds
-from tests.unit.sync.fakes import MemoryActivity, MemoryErrors
+from tests.unit.sync.fakes import MemoryActivity, MemoryErrors, MemoryModes, MemoryParked, MemorySends
 from tests.unit.sync.world import ENGINE_USER, World, customer, vendor
 
 USMF_001 = {"dataAreaId": "usmf", "CustomerAccount": "US-001"}
@@ -287,3 +288,36 @@ async def test_throttling_is_retried_no_sooner_than_the_target_asked(world: Worl
     assert await harness.worker.handle(delivery(world.fno_event("customers", USMF_001).to_json())) == "retrying"
     [again] = harness.queue.sent
     assert again.scheduled_at is not None and again.scheduled_at >= before + timedelta(seconds=20)
+
+
+async def test_a_target_down_past_the_auto_pause_time_pauses_the_map_and_parks_instead_of_retrying(
+        world: World) -> None:
+    modes = MapModes(world.maps, MemoryModes(), MemoryParked(), changes=MemorySends(), jobs=MemorySends(),
+                     cache_seconds=0)
+    harness = Harness(world)
+    harness.worker.modes = modes
+    harness.worker.auto_pause_after = timedelta(seconds=60)
+    world.fo.add("CustomersV3", customer())
+    down = TransientError("Service Unavailable", status=503, method="PATCH", url="accounts")
+    world.dv.failures.append(down)
+    body = world.fno_event("customers", USMF_001).to_json()
+    assert await harness.worker.handle(delivery(body)) == "retrying"  # a first failure is only retried
+    [retry] = harness.due()
+    assert (await modes.state("customers")).mode == "running"
+    # the retry, a minute and more after the first failure, fails again: the map pauses and the change parks
+    world.dv.failures.append(down)
+    first = (datetime.now(UTC) - timedelta(seconds=75)).isoformat()
+    again = Delivery(body=retry.body, message_id=retry.message_id, session_id=retry.session_id, delivery_count=1,
+                     properties={**retry.properties, FIRST_FAILED: first})
+    assert await harness.worker.handle(again) == "parked"
+    state = await modes.state("customers")
+    assert (state.mode, state.by) == ("error", "auto-pause")
+    assert state.reason.startswith("Dataverse has failed for 75 s: Service Unavailable")
+    assert harness.queue.sent == [] and harness.errors.entries == [] and harness.holds.rows == {}
+    assert await modes.parked.count("customers") == (1, 1)
+    [entry] = [e for e in harness.activity.entries if e.outcome == "parked"]
+    assert entry.reason.startswith("parked: the map is paused after errors") and entry.message_id == "msg-1"
+    # later changes of the map park at once, without touching Dataverse
+    later = world.fno_event("customers", USMF_001).to_json()
+    assert await harness.worker.handle(delivery(later, message_id="msg-2")) == "parked"
+    assert await modes.parked.count("customers") == (1, 2)
