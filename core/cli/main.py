@@ -34,7 +34,7 @@ app.add_typer(sync.app, name="sync")
 def main(argv: Sequence[str] | None = None, *, obj: object = None) -> int:
     """Run the command line and return its exit code (2 for usage errors, as the console scripts expect).
 
-    `obj` reaches the commands as the context's object: tests pass `sync.Seams` (an HTTP transport, no sleeping).
+    `obj` reaches the commands as the context's object: tests pass `api.Seams` (an HTTP transport, no sleeping).
     """
     command = typer.main.get_command(app)
     try:

@@ -1,4 +1,9 @@
-"""`dualwrite maps ...`: validate map files, print the sync order, keep the JSON Schema current."""
+"""`dualwrite maps ...`: validate map files, print the sync order, keep the JSON Schema current; show a map's
+mode and pause, resume, stop or start it.
+
+The mode commands are clients of the engine's management API (`/api/manage/v1/modes`), like `dualwrite sync`;
+the others read map files only.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,48 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import httpx
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
 
+from core.cli.api import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    PLAIN_EVERY_S,
+    AsJson,
+    BarsReporter,
+    Key,
+    ManagementApi,
+    Reporter,
+    Seams,
+    Url,
+    WaitTimedOut,
+    connect,
+    poll,
+    print_json,
+    seams_of,
+    segment,
+    stream_console,
+    wait_console,
+    when,
+)
 from core.connectors.metadata import MetadataError, fetch_dataverse_schemas, fetch_fno_schemas
 from core.maps import LoadedMap, Problem, check_metadata, load_maps, plan_sync, validate_maps
 from core.maps.loader import SCHEMA_FILE_NAME
 from core.maps.schema import map_json_schema_text
+from core.sync.modes import LABELS
 
 DEFAULT_PATHS = ["maps"]
 
-app = typer.Typer(name="maps", help="Table maps: validate, sync order, JSON Schema.", no_args_is_help=True)
+app = typer.Typer(
+    name="maps", no_args_is_help=True,
+    help="Table maps: validate, sync order, JSON Schema; a map's mode: status, pause, resume, stop, start.",
+)
 
 Paths = Annotated[
     list[str] | None, typer.Argument(metavar="PATHS", help="map files or folders (default: maps)", show_default=False)
@@ -124,3 +158,269 @@ def schema(
         return
     path.write_text(text, encoding="utf-8")
     _write(f"wrote {path}")
+
+
+# --- map modes, through the management API -------------------------------------------------------------
+
+RESUME_EXIT_CODES_HELP = (
+    "Exit codes: 0 the map moved (with --wait: it runs again); 1 the engine refused or answered with an error, "
+    "or, with --wait, the map left catching up for another mode than running or --timeout went by (the catch-up "
+    "goes on); 2 usage error; 130 Ctrl-C stopped the waiting (the catch-up goes on)."
+)
+
+
+class ModesApi(ManagementApi):
+    """The maps' modes: GET /modes, GET /modes/{map}, POST /modes/{map}/{action}."""
+
+    def views(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/modes"))
+
+    def view(self, map_name: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/modes/{segment(map_name)}"))
+
+    def act(self, map_name: str, action: str, reason: str | None) -> dict[str, Any]:
+        body = None if reason is None else {"reason": reason}
+        return dict(self.call("POST", f"/modes/{segment(map_name)}/{action}", body=body))
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _part(view: dict[str, Any], name: str) -> dict[str, Any]:
+    """An object inside the view (`parked`, `catch_up`); empty when it is missing."""
+    value = view.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+_LABELS: dict[str, str] = {str(mode): label for mode, label in LABELS.items()}
+
+
+def _label(mode: object) -> str:
+    """A mode as people read it: `catching up` for catching_up."""
+    return _LABELS.get(mode, mode) if isinstance(mode, str) else ""
+
+
+def _parked(view: dict[str, Any]) -> tuple[int, int]:
+    parked = _part(view, "parked")
+    return _int(parked.get("records")), _int(parked.get("changes"))
+
+
+def _catch_up(view: dict[str, Any]) -> str:
+    """`sent/parked at resume, N left, rate/s` of the catch-up under way (or `…, done <when>` of the last one)."""
+    progress = _part(view, "catch_up")
+    if not progress:
+        return ""
+    text = f"{_int(progress.get('sent')):,}/{_int(progress.get('parked_at_resume')):,}"
+    if progress.get("finished_at"):
+        return f"{text}, done {when(progress.get('finished_at'))}"
+    text += f", {_int(progress.get('left')):,} left"
+    rate = progress.get("rate_per_s")
+    return text + (f", {rate:,.1f}/s" if isinstance(rate, int | float) else "")
+
+
+def _mode_line(view: dict[str, Any]) -> Text:
+    """`customers: paused since … by alice: nightly load`."""
+    line = f"{view.get('map')}: {view.get('label') or _label(view.get('mode'))}"
+    line += f" since {when(view.get('since'))}" if view.get("since") else ""
+    line += f" by {view.get('by')}" if view.get("by") else ""
+    line += f": {view.get('reason')}" if view.get("reason") else ""
+    return Text(line)
+
+
+def _print_view(out: Console, view: dict[str, Any]) -> None:
+    out.print(_mode_line(view))
+    records, changes = _parked(view)
+    if records or changes or view.get("mode") in ("paused", "catching_up", "error"):
+        out.print(Text(f"parked: {records:,} record(s), {changes:,} change(s)"))
+    if view.get("catch_up"):
+        out.print(Text(f"catch-up: {_catch_up(view)}"))
+
+
+def _modes_table(views: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("map", "mode", "since", "by", "reason", "parked records", "parked changes", "catch-up"):
+        numeric = name.startswith("parked")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=name != "reason", overflow="fold")
+    for view in views:
+        records, changes = _parked(view)
+        table.add_row(Text(str(view.get("map") or "")), Text(str(view.get("label") or _label(view.get("mode")))),
+                      when(view.get("since")), Text(str(view.get("by") or "")), Text(str(view.get("reason") or "")),
+                      f"{records:,}", f"{changes:,}", _catch_up(view))
+    return table
+
+
+def _transitions_table(transitions: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("at", "from", "to", "by", "reason"):
+        table.add_column(name, no_wrap=name != "reason", overflow="fold")
+    for item in transitions:
+        table.add_row(when(item.get("at")), _label(item.get("from")), _label(item.get("to")),
+                      Text(str(item.get("by") or "")), Text(str(item.get("reason") or "")))
+    return table
+
+
+MapName = Annotated[str, typer.Argument(metavar="MAP", help="the map's name", show_default=False)]
+Reason = Annotated[str | None, typer.Option("--reason", show_default=False,
+                                            help="why, recorded with the move and shown in status")]
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    map_name: Annotated[str | None, typer.Argument(
+        metavar="MAP", show_default=False, help="one map, with its recorded moves (default: every map)")] = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    key: Key = None,
+) -> None:
+    """Every map's mode, since when, by whom and why, its parked records and catch-up; or one MAP's moves."""
+    with connect(ctx, url, key, ModesApi) as api:
+        data = api.view(map_name) if map_name else api.views()
+    if as_json:
+        print_json(data)
+        return
+    out = stream_console()
+    if not map_name:
+        views = [v for v in data.get("maps") or [] if isinstance(v, dict)]
+        out.print(_modes_table(views) if views else Text("no maps"))
+        return
+    _print_view(out, data)
+    transitions = [t for t in data.get("transitions") or [] if isinstance(t, dict)]
+    if transitions:
+        out.print(Text("\nmoves, newest first"))
+        out.print(_transitions_table(transitions))
+    else:
+        out.print(Text("no recorded moves (a map nobody moved is running)"))
+
+
+def _act(ctx: typer.Context, action: str, map_name: str, reason: str | None, as_json: bool, url: str | None,
+         key: str | None) -> None:
+    with connect(ctx, url, key, ModesApi) as api:
+        view = api.act(map_name, action, reason)
+    if as_json:
+        print_json(view)
+        return
+    out = stream_console()
+    _print_view(out, view)
+    if action == "stop":
+        out.print(Text(f"changes of {map_name} are dropped until: dualwrite maps start {map_name}"))
+    elif action == "pause":
+        out.print(Text(f"changes of {map_name} are parked until: dualwrite maps resume {map_name}"))
+
+
+def _action(action: str, summary: str) -> None:
+    """Register `dualwrite maps ACTION MAP`: one move of the map's mode, nothing else to it."""
+
+    def command(ctx: typer.Context, map_name: MapName, reason: Reason = None, as_json: AsJson = False,
+                url: Url = None, key: Key = None) -> None:
+        _act(ctx, action, map_name, reason, as_json, url, key)
+
+    command.__doc__ = summary
+    app.command(name=action)(command)
+
+
+_action("pause", "Pause MAP: its changes are parked (latest per record and side) until it is resumed.")
+
+
+@app.command(epilog=RESUME_EXIT_CODES_HELP)
+def resume(
+    ctx: typer.Context,
+    map_name: MapName,
+    reason: Reason = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the catch-up until the map runs again")] = False,
+    timeout: Annotated[float, typer.Option(
+        min=0, help="with --wait: give up waiting after this many seconds (the catch-up goes on)")] = 600.0,
+    as_json: AsJson = False,
+    url: Url = None,
+    key: Key = None,
+) -> None:
+    """Resume MAP: it catches up (its parked changes are sent to apply, in rounds), then runs again.
+
+    With --wait, follows the catch-up (sent, left, rate) until the map runs again.
+    """
+    seams = seams_of(ctx)
+    err = stream_console(stderr=True)
+    with connect(ctx, url, key, ModesApi) as api:
+        view = api.act(map_name, "resume", reason)
+        if not wait:
+            if as_json:
+                print_json(view)
+                return
+            _print_view(stream_console(), view)
+            if view.get("mode") == "catching_up":
+                stream_console().print(Text(f"follow it with: dualwrite maps status {map_name}"))
+            return
+        err.print(_mode_line(view))
+        try:
+            view = _follow_catch_up(api, map_name, view, seams, timeout)
+        except WaitTimedOut as late:
+            last = late.last if isinstance(late.last, dict) else view
+            err.print(Text(f"{map_name} is still {_label(last.get('mode'))} after {timeout:g} s"
+                           f" ({_catch_up(last) or 'no progress yet'}); the catch-up goes on. "
+                           f"See it with: dualwrite maps status {map_name}"))
+            raise typer.Exit(EXIT_FAILED) from None
+        except KeyboardInterrupt:
+            err.print(Text(f"stopped waiting; the catch-up of {map_name} goes on. "
+                           f"See it with: dualwrite maps status {map_name}"))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        print_json(view)
+    else:
+        _print_view(stream_console(), view)
+    if view.get("mode") != "running":
+        err.print(Text(f"{map_name} did not run again: its mode is now {_label(view.get('mode'))}"
+                       + (f" ({view.get('reason')})" if view.get("reason") else "")))
+        raise typer.Exit(EXIT_FAILED)
+
+
+_action("stop", "Stop MAP: its changes are dropped on purpose (each one logged as skipped) until it is started.")
+_action("start", "Start MAP (stopped or not started): its changes are applied live from now on.")
+
+
+class _CatchUpBar(BarsReporter):
+    """A rich progress bar of the catch-up, for a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                  TextColumn("{task.fields[figures]}", markup=False), console=console,
+                                  transient=True))
+        self.task: TaskID | None = None
+
+    def update(self, view: dict[str, Any]) -> None:
+        progress = _part(view, "catch_up")
+        sent = _int(progress.get("sent"))
+        total = max(_int(progress.get("parked_at_resume")), sent + _int(progress.get("left")), 1)
+        description = f"{view.get('map')}: {_label(view.get('mode'))}"
+        if self.task is None:
+            self.task = self.progress.add_task(description, total=total, completed=sent, figures=_catch_up(view))
+        else:
+            self.progress.update(self.task, description=description, total=total, completed=sent,
+                                 figures=_catch_up(view))
+        self.progress.refresh()
+
+
+class _CatchUpLines(Reporter):
+    """Plain lines for logs (no terminal): the mode when it changes, the progress every PLAIN_EVERY_S."""
+
+    def __init__(self, console: Console, seams: Seams) -> None:
+        self.console, self.clock = console, seams.clock
+        self.seen: tuple[str, str, float] | None = None
+
+    def update(self, view: dict[str, Any]) -> None:
+        mode, figures, now = str(view.get("mode")), _catch_up(view), self.clock()
+        if self.seen and self.seen[0] == mode and (self.seen[1] == figures or now - self.seen[2] < PLAIN_EVERY_S):
+            return
+        self.seen = (mode, figures, now)
+        self.console.print(Text(f"{view.get('map')}: {_label(mode)}" + (f", catch-up {figures}" if figures else "")))
+
+
+def _follow_catch_up(api: ModesApi, map_name: str, view: dict[str, Any], seams: Seams,
+                     timeout: float) -> dict[str, Any]:
+    """Poll the map until it is no longer catching up (running again, or moved elsewhere), showing the progress."""
+    console, interactive = wait_console(seams)
+    reporter: Reporter = _CatchUpBar(console) if interactive else _CatchUpLines(console, seams)
+    with reporter:
+        return poll(view, lambda: api.view(map_name), lambda current: current.get("mode") != "catching_up", seams,
+                    report=reporter.update, timeout=timeout)
+

@@ -7,42 +7,41 @@ here touches the stores. With no flags it talks to the local stack of `make run`
 from __future__ import annotations
 
 import json
-import os
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Any, TextIO
-from urllib.parse import quote
+from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-API_PREFIX = "/api/manage/v1/sync"
-DEFAULT_URL = "http://localhost:7071"
-DEFAULT_KEY = "local-master-key"
-# Where the local host reads its keys, relative to the working directory as the host reads them.
-SETTINGS_FILES = ("local.settings.json", "local.settings.sample.json")
-KEY_HEADER = "x-functions-key"
+from core.cli.api import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PLAIN_EVERY_S,
+    AsJson,
+    BarsReporter,
+    Key,
+    ManagementApi,
+    Reporter,
+    Seams,
+    Url,
+    connect,
+    poll,
+    print_json,
+    seams_of,
+    segment,
+    stream_console,
+    wait_console,
+    when,
+)
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
-EXIT_OK = 0
-EXIT_FAILED = 1  # the run failed or was cancelled, or the API answered with an error
 EXIT_ROWS = 3  # the run completed, but rows failed or a compare found drift
-EXIT_INTERRUPTED = 130  # Ctrl-C while waiting; the run goes on
-
-# While waiting, an engine that does not answer (restarting host, 502/503/504) is asked again for this long.
-POLL_PATIENCE_S = 30.0
-# Without a terminal (CI logs), a map's progress is written at most this often unless its status changes.
-PLAIN_EVERY_S = 10.0
 
 EXIT_CODES_HELP = (
     "Exit codes of initial and reconcile: 0 the run completed without failed rows (with --no-wait: it started); "
@@ -64,152 +63,34 @@ class Side(StrEnum):
     dataverse = "dataverse"
 
 
-@dataclass
-class Seams:
-    """What tests replace: the HTTP transport (httpx.MockTransport), the sleeping between polls, the wait's console."""
-
-    transport: httpx.BaseTransport | None = None
-    sleep: Callable[[float], None] = time.sleep
-    poll_interval: float = 0.5
-    progress_console: Console | None = None  # default: stderr
-    clock: Callable[[], float] = time.monotonic
-
-
-def _seams(ctx: typer.Context) -> Seams:
-    return ctx.obj if isinstance(ctx.obj, Seams) else Seams()
-
-
-# --- where the engine is and which key it takes ---------------------------------------------------------
-
-
-def resolve_url(url: str | None = None) -> str:
-    """--url, else DUALWRITE_URL, else the local host of `make run`."""
-    return (url or os.environ.get("DUALWRITE_URL") or DEFAULT_URL).rstrip("/")
-
-
-def resolve_key(key: str | None = None, directory: Path | None = None) -> str:
-    """--key, else DUALWRITE_KEY, else the local host's master key from its settings file, else its default."""
-    return key or os.environ.get("DUALWRITE_KEY") or settings_master_key(directory) or DEFAULT_KEY
-
-
-def settings_master_key(directory: Path | None = None) -> str | None:
-    """DEVHOST_MASTER_KEY from local.settings.json's Values, falling back to the committed sample."""
-    for name in SETTINGS_FILES:
-        path = (directory or Path.cwd()) / name
-        try:
-            values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        value = values.get("DEVHOST_MASTER_KEY") if isinstance(values, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 # --- the management API ---------------------------------------------------------------------------------
 
 
-class ApiError(Exception):
-    """The engine answered with an error, or could not be reached; the message is what the user reads."""
+class SyncApi(ManagementApi):
+    """The sync runs of the management API."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-def problem_message(response: httpx.Response) -> str:
-    """`title: detail` of a problem+json answer; else the status and the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and (body.get("title") or body.get("detail")):
-        title = str(body.get("title") or response.reason_phrase or f"HTTP {response.status_code}")
-        detail = body.get("detail")
-        return f"{title}: {detail}" if detail else title
-    text = response.text.strip()
-    message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    if text:
-        message += f": {text[:300]}"
-    if response.status_code in (401, 403):
-        message += f" (check --key or DUALWRITE_KEY; it is sent as {KEY_HEADER})"
-    return message
-
-
-class SyncApi:
-    """The sync runs of the management API, over one httpx client."""
-
-    def __init__(self, client: httpx.Client, base_url: str) -> None:
-        self._client = client
-        self._base_url = base_url
-
-    def _call(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._client.request(method, path, json=body, params=params)
-        except httpx.TransportError as error:
-            raise ApiError(
-                f"cannot reach the engine at {self._base_url} ({type(error).__name__}: {error}); "
-                "is it running (locally: make run), or is --url / DUALWRITE_URL wrong?",
-                transient=True,
-            ) from None
-        if response.is_error:
-            raise ApiError(problem_message(response), transient=response.status_code in (502, 503, 504))
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(f"{method} {path}: the engine's answer is not JSON: {response.text[:200]}") from None
+    PREFIX = ManagementApi.PREFIX + "/sync"
 
     def start(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call("POST", "/runs", body=body))
+        return dict(self.call("POST", "/runs", body=body))
 
     def runs(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/runs"))
+        return dict(self.call("GET", "/runs"))
 
     def run(self, run_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/runs/{_segment(run_id)}"))
+        return dict(self.call("GET", f"/runs/{segment(run_id)}"))
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/runs/{_segment(run_id)}/cancel"))
+        return dict(self.call("POST", f"/runs/{segment(run_id)}/cancel"))
 
     def drift(self, run_id: str, *, map_name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if map_name:
             params["map"] = map_name
-        return list(self._call("GET", f"/runs/{_segment(run_id)}/drift", params=params).get("items") or [])
-
-
-def _segment(run_id: str) -> str:
-    """A run id as one path segment: a stray `/` or `?` must not reach another route."""
-    return quote(run_id, safe="")
-
-
-@contextmanager
-def _api(ctx: typer.Context, url: str | None, key: str | None) -> Iterator[SyncApi]:
-    """One client for the command; an ApiError becomes `message` on stderr and exit 1."""
-    base = resolve_url(url)
-    headers = {KEY_HEADER: resolve_key(key), "accept": "application/json"}
-    try:
-        with httpx.Client(base_url=base + API_PREFIX, headers=headers, transport=_seams(ctx).transport,
-                          timeout=30) as client:
-            yield SyncApi(client, base)
-    except ApiError as error:
-        _console(stderr=True).print(Text(str(error)))
-        raise typer.Exit(EXIT_FAILED) from None
+        return list(self.call("GET", f"/runs/{segment(run_id)}/drift", params=params).get("items") or [])
 
 
 # --- output ---------------------------------------------------------------------------------------------
-
-
-def _console(stderr: bool = False) -> Console:
-    """A console on the current stream; without a terminal, wide enough that tables are not squeezed in logs."""
-    stream: TextIO = sys.stderr if stderr else sys.stdout
-    tty = getattr(stream, "isatty", lambda: False)()
-    width = None if tty or os.environ.get("COLUMNS") else 160
-    return Console(file=stream, width=width, highlight=False, emoji=False, soft_wrap=True)
-
-
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def _n(item: dict[str, Any], name: str) -> int:
@@ -223,16 +104,6 @@ def _count(value: int) -> str:
 
 def _duration(seconds: float) -> str:
     return str(timedelta(seconds=max(0, round(seconds))))
-
-
-def _when(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _maps(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -301,8 +172,8 @@ def _run_line(run: dict[str, Any]) -> Text:
         parts.append("dry run")
     line = " · ".join(p for p in parts if p)
     started, finished = run.get("created_at"), run.get("finished_at")
-    line += f" · started {_when(started)}" if started else ""
-    line += f" · finished {_when(finished)}" if finished else ""
+    line += f" · started {when(started)}" if started else ""
+    line += f" · finished {when(finished)}" if finished else ""
     return Text(line)
 
 
@@ -337,12 +208,12 @@ def _conclusion(run: dict[str, Any]) -> tuple[str, int]:
 # --- following a run ------------------------------------------------------------------------------------
 
 
-class _Bars:
+class _Bars(BarsReporter):
     """One rich progress bar per map, for a terminal."""
 
     def __init__(self, console: Console, kind: str) -> None:
         self.kind = kind
-        self.progress = Progress(
+        super().__init__(Progress(
             TextColumn("{task.description}", markup=False),
             TextColumn("{task.fields[status]}", markup=False),
             BarColumn(),
@@ -352,15 +223,8 @@ class _Bars:
             TextColumn("{task.fields[eta]}", markup=False),
             console=console,
             transient=True,  # the summary table printed after the run replaces the bars
-        )
+        ))
         self.tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> _Bars:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.progress.stop()
 
     def update(self, run: dict[str, Any]) -> None:
         for item in _maps(run):
@@ -389,19 +253,13 @@ class _Bars:
         self.progress.refresh()
 
 
-class _Lines:
+class _Lines(Reporter):
     """Plain lines for logs (no terminal): a map's state when it changes, its figures every PLAIN_EVERY_S."""
 
     def __init__(self, console: Console, kind: str, clock: Callable[[], float]) -> None:
         self.console, self.kind, self.clock = console, kind, clock
         self.status: str | None = None
         self.seen: dict[str, tuple[str, tuple[int, ...], float]] = {}
-
-    def __enter__(self) -> _Lines:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
     def update(self, run: dict[str, Any]) -> None:
         if run.get("status") != self.status:
@@ -423,32 +281,20 @@ class _Lines:
 
 def _follow(api: SyncApi, run: dict[str, Any], seams: Seams) -> dict[str, Any]:
     """Poll the run until its status is terminal, showing it as it goes."""
-    console = seams.progress_console or _console(stderr=True)
+    console, interactive = wait_console(seams)
     kind = str(run.get("kind") or "initial")
-    interactive = console.is_terminal and not console.is_dumb_terminal
-    reporter: _Bars | _Lines = _Bars(console, kind) if interactive else _Lines(console, kind, seams.clock)
-    unanswered = 0.0
+    reporter: Reporter = _Bars(console, kind) if interactive else _Lines(console, kind, seams.clock)
+    run_id = str(run["id"])
     with reporter:
-        reporter.update(run)
-        while run.get("status") not in TERMINAL:
-            seams.sleep(seams.poll_interval)
-            try:
-                run = api.run(str(run["id"]))
-            except ApiError as error:
-                unanswered += seams.poll_interval
-                if not error.transient or unanswered >= POLL_PATIENCE_S:
-                    raise
-                continue
-            unanswered = 0.0
-            reporter.update(run)
-    return run
+        return poll(run, lambda: api.run(run_id), lambda current: current.get("status") in TERMINAL, seams,
+                    report=reporter.update)
 
 
 def _start_and_follow(ctx: typer.Context, body: dict[str, Any], no_wait: bool, url: str | None,
                       key: str | None) -> None:
-    seams = _seams(ctx)
-    out, err = _console(), _console(stderr=True)
-    with _api(ctx, url, key) as api:
+    seams = seams_of(ctx)
+    out, err = stream_console(), stream_console(stderr=True)
+    with connect(ctx, url, key, SyncApi) as api:
         run = api.start(body)
         run_id = str(run.get("id"))
         what = ", ".join(body["maps"]) or "all enabled maps"
@@ -496,17 +342,10 @@ def _selection(ctx: typer.Context, names: Sequence[str] | None, all_maps: bool, 
 
 # --- the commands ---------------------------------------------------------------------------------------
 
-Url = Annotated[str | None, typer.Option(
-    "--url", show_default=False, help="the engine's base URL (default: DUALWRITE_URL, else http://localhost:7071)")]
-Key = Annotated[str | None, typer.Option(
-    "--key", show_default=False,
-    help=f"function key, sent as {KEY_HEADER} (default: DUALWRITE_KEY, else DEVHOST_MASTER_KEY of "
-         "local.settings.json or local.settings.sample.json, else local-master-key)")]
 Maps = Annotated[list[str] | None, typer.Argument(
     metavar="MAP", show_default=False, help="map names; the engine runs them in dependency order")]
 All = Annotated[bool, typer.Option("--all", help="every enabled map, in dependency order")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="start the run and return; do not follow it")]
-AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON as is")]
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="the run's id")]
 
 
@@ -566,13 +405,13 @@ def reconcile(
 @app.command()
 def runs(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
     """List the sync runs, newest first."""
-    with _api(ctx, url, key) as api:
+    with connect(ctx, url, key, SyncApi) as api:
         data = api.runs()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     items = [r for r in data.get("runs") or [] if isinstance(r, dict)]
-    out = _console()
+    out = stream_console()
     if not items:
         out.print("no sync runs yet")
         return
@@ -588,22 +427,22 @@ def runs(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key 
                       Text(", ".join(str(m.get("map")) for m in _maps(run))),
                       _count(totals["read"]), _count(totals["written"]), _count(totals["failed"]),
                       _count(totals["differs"] + totals["missing_on_target"] + totals["missing_on_source"]),
-                      _when(run.get("created_at")), _when(run.get("finished_at")))
+                      when(run.get("created_at")), when(run.get("finished_at")))
     out.print(table)
 
 
 @app.command()
 def show(ctx: typer.Context, run_id: RunId, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
     """One run: its maps' progress and figures, and a summary of the drift it found."""
-    with _api(ctx, url, key) as api:
+    with connect(ctx, url, key, SyncApi) as api:
         run = api.run(run_id)
         totals = _totals(run)
         drift = totals["differs"] + totals["missing_on_target"] + totals["missing_on_source"]
         items = api.drift(run_id, limit=10) if drift and not as_json else []
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
-    out = _console()
+    out = stream_console()
     out.print(_run_line(run))
     if run.get("message"):
         out.print(Text(str(run["message"])))
@@ -650,12 +489,12 @@ def drift(
     key: Key = None,
 ) -> None:
     """The rows a reconciliation run found different or missing, with the columns that differ."""
-    with _api(ctx, url, key) as api:
+    with connect(ctx, url, key, SyncApi) as api:
         items = api.drift(run_id, map_name=map_name, limit=limit)
     if as_json:
-        _print_json({"items": items})
+        print_json({"items": items})
         return
-    out = _console()
+    out = stream_console()
     if not items:
         out.print(Text(f"no drift in run {run_id}" + (f" for map {map_name}" if map_name else "")))
         return
@@ -667,8 +506,8 @@ def drift(
 @app.command()
 def cancel(ctx: typer.Context, run_id: RunId, url: Url = None, key: Key = None) -> None:
     """Ask the engine to cancel a run (rows already written stay written)."""
-    with _api(ctx, url, key) as api:
+    with connect(ctx, url, key, SyncApi) as api:
         run = api.cancel(run_id)
     status = run.get("status")
     note = "" if status in TERMINAL else " (cancel requested)"
-    _console().print(Text(f"run {run.get('id') or run_id}: {status}{note}"))
+    stream_console().print(Text(f"run {run.get('id') or run_id}: {status}{note}"))

@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core.cli import sync
+from core.cli import api
+from core.cli.api import Seams
 from core.cli.main import app, main
-from core.cli.sync import Seams
 
 PREFIX = "/api/manage/v1/sync"
 
@@ -205,7 +205,7 @@ def test_key_from_local_settings_then_the_sample(seams, engine, tmp_path):
 def test_a_settings_file_without_the_key_falls_through(tmp_path):
     (tmp_path / "local.settings.json").write_text("{not json")
     (tmp_path / "local.settings.sample.json").write_text(json.dumps({"Values": {}}))
-    assert sync.resolve_key(None, tmp_path) == "local-master-key"
+    assert api.resolve_key(None, tmp_path) == "local-master-key"
 
 
 def test_runs_lists_a_table_with_the_figures(seams, engine, capsys):
@@ -374,7 +374,7 @@ def test_an_unanswered_poll_is_asked_again(seams, engine, sleeps):
 def test_an_engine_gone_for_good_while_waiting_fails(seams, engine, sleeps, capsys):
     engine.polls = [httpx.Response(503, text="down")]
     assert run_cli(seams, "initial", "customers") == 1
-    assert len(sleeps) == sync.POLL_PATIENCE_S / 0.5
+    assert len(sleeps) == api.POLL_PATIENCE_S / 0.5
     assert "HTTP 503 Service Unavailable: down" in capsys.readouterr().err
 
 

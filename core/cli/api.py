@@ -1,0 +1,269 @@
+"""What the CLI's clients of the engine's management API share: where the engine is and which key it takes,
+one httpx client a command, problem+json answers as the user reads them, polling, and the console.
+
+Each command group (`sync`, `maps`) subclasses `ManagementApi` for its routes and opens it with `connect`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Self, TextIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.text import Text
+
+DEFAULT_URL = "http://localhost:7071"
+DEFAULT_KEY = "local-master-key"
+# Where the local host reads its keys, relative to the working directory as the host reads them.
+SETTINGS_FILES = ("local.settings.json", "local.settings.sample.json")
+KEY_HEADER = "x-functions-key"
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the engine answered with an error, or what was waited for did not happen
+EXIT_INTERRUPTED = 130  # Ctrl-C while waiting; what runs on the engine goes on
+
+# While waiting, an engine that does not answer (restarting host, 502/503/504) is asked again for this long.
+POLL_PATIENCE_S = 30.0
+# Without a terminal (CI logs), progress is written at most this often unless the state changes.
+PLAIN_EVERY_S = 10.0
+
+
+@dataclass
+class Seams:
+    """What tests replace: the HTTP transport (httpx.MockTransport), the sleeping between polls, the wait's console."""
+
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    poll_interval: float = 0.5
+    progress_console: Console | None = None  # default: stderr
+    clock: Callable[[], float] = time.monotonic
+
+
+def seams_of(ctx: typer.Context) -> Seams:
+    return ctx.obj if isinstance(ctx.obj, Seams) else Seams()
+
+
+# --- where the engine is and which key it takes ---------------------------------------------------------
+
+
+def resolve_url(url: str | None = None) -> str:
+    """--url, else DUALWRITE_URL, else the local host of `make run`."""
+    return (url or os.environ.get("DUALWRITE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def resolve_key(key: str | None = None, directory: Path | None = None) -> str:
+    """--key, else DUALWRITE_KEY, else the local host's master key from its settings file, else its default."""
+    return key or os.environ.get("DUALWRITE_KEY") or settings_master_key(directory) or DEFAULT_KEY
+
+
+def settings_master_key(directory: Path | None = None) -> str | None:
+    """DEVHOST_MASTER_KEY from local.settings.json's Values, falling back to the committed sample."""
+    for name in SETTINGS_FILES:
+        path = (directory or Path.cwd()) / name
+        try:
+            values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        value = values.get("DEVHOST_MASTER_KEY") if isinstance(values, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+# --- the management API ---------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """The engine answered with an error, or could not be reached; the message is what the user reads."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def problem_message(response: httpx.Response) -> str:
+    """`title: detail` of a problem+json answer; else the status and the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and (body.get("title") or body.get("detail")):
+        title = str(body.get("title") or response.reason_phrase or f"HTTP {response.status_code}")
+        detail = body.get("detail")
+        return f"{title}: {detail}" if detail else title
+    text = response.text.strip()
+    message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    if text:
+        message += f": {text[:300]}"
+    if response.status_code in (401, 403):
+        message += f" (check --key or DUALWRITE_KEY; it is sent as {KEY_HEADER})"
+    return message
+
+
+class ManagementApi:
+    """Routes under one prefix of the management API, over one httpx client; subclasses name the calls."""
+
+    PREFIX = "/api/manage/v1"
+
+    def __init__(self, client: httpx.Client, base_url: str) -> None:
+        self._client = client
+        self._base_url = base_url
+
+    def call(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None) -> Any:
+        """The answer's JSON; an error answer or an unreachable engine is an ApiError."""
+        try:
+            response = self._client.request(method, path, json=body, params=params)
+        except httpx.TransportError as error:
+            raise ApiError(
+                f"cannot reach the engine at {self._base_url} ({type(error).__name__}: {error}); "
+                "is it running (locally: make run), or is --url / DUALWRITE_URL wrong?",
+                transient=True,
+            ) from None
+        if response.is_error:
+            raise ApiError(problem_message(response), transient=response.status_code in (502, 503, 504))
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"{method} {path}: the engine's answer is not JSON: {response.text[:200]}") from None
+
+
+def segment(value: str) -> str:
+    """A name or id as one path segment: a stray `/` or `?` must not reach another route."""
+    return quote(value, safe="")
+
+
+Api = TypeVar("Api", bound=ManagementApi)
+
+
+@contextmanager
+def connect(ctx: typer.Context, url: str | None, key: str | None, api: type[Api]) -> Iterator[Api]:
+    """One client for the command; an ApiError becomes `message` on stderr and exit 1."""
+    base = resolve_url(url)
+    headers = {KEY_HEADER: resolve_key(key), "accept": "application/json"}
+    try:
+        with httpx.Client(base_url=base + api.PREFIX, headers=headers, transport=seams_of(ctx).transport,
+                          timeout=30) as client:
+            yield api(client, base)
+    except ApiError as error:
+        stream_console(stderr=True).print(Text(str(error)))
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+T = TypeVar("T")
+
+
+class WaitTimedOut(Exception):
+    """`poll` gave up: `timeout` seconds went by and what it waited for did not happen."""
+
+    def __init__(self, last: object) -> None:
+        super().__init__("timed out")
+        self.last = last
+
+
+def poll(current: T, fetch: Callable[[], T], done: Callable[[T], bool], seams: Seams, *,
+         report: Callable[[T], None], timeout: float | None = None) -> T:
+    """Ask again (`fetch`) every poll interval until `done`, reporting each answer (and `current` first).
+
+    An engine that does not answer for the moment (ApiError.transient) is asked again for up to POLL_PATIENCE_S;
+    with `timeout`, gives up with WaitTimedOut once that many seconds of the seams' clock have gone by.
+    """
+    started = seams.clock()
+    unanswered = 0.0
+    report(current)
+    while not done(current):
+        if timeout is not None and seams.clock() - started >= timeout:
+            raise WaitTimedOut(current)
+        seams.sleep(seams.poll_interval)
+        try:
+            answer = fetch()
+        except ApiError as error:
+            unanswered += seams.poll_interval
+            if not error.transient or unanswered >= POLL_PATIENCE_S:
+                raise
+            continue
+        unanswered = 0.0
+        current = answer
+        report(current)
+    return current
+
+
+class Reporter:
+    """Shows each answer of a wait (`update`), around the wait as a context manager; plain lines by default."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, answer: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class BarsReporter(Reporter):
+    """A reporter drawing rich progress bars on a terminal, for as long as the wait lasts."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+
+def wait_console(seams: Seams) -> tuple[Console, bool]:
+    """Where a wait is shown (stderr unless a test says otherwise), and whether it is a terminal to draw bars on."""
+    console = seams.progress_console or stream_console(stderr=True)
+    return console, console.is_terminal and not console.is_dumb_terminal
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+def stream_console(stderr: bool = False) -> Console:
+    """A console on the current stream; without a terminal, wide enough that tables are not squeezed in logs."""
+    stream: TextIO = sys.stderr if stderr else sys.stdout
+    tty = getattr(stream, "isatty", lambda: False)()
+    width = None if tty or os.environ.get("COLUMNS") else 160
+    return Console(file=stream, width=width, highlight=False, emoji=False, soft_wrap=True)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def when(value: object) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM:SS`; empty for none."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- the options every client command takes -------------------------------------------------------------
+
+Url = Annotated[str | None, typer.Option(
+    "--url", show_default=False, help="the engine's base URL (default: DUALWRITE_URL, else http://localhost:7071)")]
+Key = Annotated[str | None, typer.Option(
+    "--key", show_default=False,
+    help=f"function key, sent as {KEY_HEADER} (default: DUALWRITE_KEY, else DEVHOST_MASTER_KEY of "
+         "local.settings.json or local.settings.sample.json, else local-master-key)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON as is")]
