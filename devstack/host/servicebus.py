@@ -244,23 +244,41 @@ class QueuePump:
         """One session at a time, as Azure's batched session trigger, with the next sessions accepted while
         the current one is worked: the SDK opens a connection per session receiver, in about half a second of
         polling (one frame per 50 ms), where Azure's host attaches a link on a connection it already has.
-        Invocations still never overlap, and each session is let go after sessionIdleTimeout as before."""
-        upcoming: deque[asyncio.Task[ServiceBusReceiver | None]] = deque()
+        Invocations still never overlap, and each session is let go after sessionIdleTimeout as before.
+
+        Sessions are worked in the order they were granted, not the order they were asked for: an ask still
+        waiting for a free session (up to a minute) must not keep a session granted to a later ask locked
+        and unworked meanwhile (its changes would wait that minute, and its lock could run out)."""
+        asking: set[asyncio.Task[ServiceBusReceiver | None]] = set()
+        granted: deque[ServiceBusReceiver] = deque()
         try:
             while not self._stopping.is_set():
-                while len(upcoming) < _SESSIONS_AHEAD:
-                    upcoming.append(asyncio.create_task(self._accept()))
-                receiver = await upcoming.popleft()
-                if receiver is None:
+                while len(asking) + len(granted) < _SESSIONS_AHEAD:
+                    asking.add(asyncio.create_task(self._accept()))
+                if not granted:
+                    done, asking = await asyncio.wait(asking, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        receiver = task.result()  # an error other than "no session in time" ends the loop
+                        if receiver is not None:
+                            granted.append(receiver)
                     continue
+                receiver = granted.popleft()
                 try:
                     await self._drain_session(receiver)
                 finally:
                     self._close_later(receiver)
+                # sessions granted while that one was worked go next, in the order they came
+                for task in [t for t in asking if t.done()]:
+                    asking.discard(task)
+                    left = task.result()
+                    if left is not None:
+                        granted.append(left)
         finally:
-            for task in upcoming:
+            for receiver in granted:
+                self._close_later(receiver)
+            for task in asking:
                 task.cancel()
-            for task in upcoming:
+            for task in asking:
                 with contextlib.suppress(BaseException):
                     left = await task
                     if left is not None:

@@ -157,6 +157,19 @@ def test_batched_session_trigger_takes_one_session_at_a_time_in_order(host, bus)
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
+def test_a_batched_session_trigger_works_a_session_granted_to_any_of_its_waiting_asks(host, bus) -> None:
+    """The trigger keeps asks for the next sessions open while idle; a session granted to any of them is worked
+    at once. (It used to be worked only once the asks made before it had their own session or gave up, after
+    up to a minute: changes of an idle host's new session then waited that long.)"""
+    for n in range(5):  # one new session at a time, on an idle host: each lands on whichever ask the broker picks
+        session = f"customers|idle-{uuid.uuid4().hex[:6]}"
+        with bus.get_queue_sender("buckets") as sender:
+            sender.send_messages(ServiceBusMessage(f"{session}#{n}", session_id=session))
+        [report] = _reports(bus, "report", 1, limit_s=20)  # a stalled session would take up to 60 s
+        assert report["sessions"] == [session] and report["bodies"] == [f"{session}#{n}"]
+        time.sleep(2.5)  # past sessionIdleTimeout: the host lets the session go and is idle again
+
+
 def test_sigterm_lets_the_invocation_in_flight_finish_and_settle(devhost, emulator, bus, host_json) -> None:
     queue, report_queue = "slow", "slow-report"
     host = devhost(
