@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.connectors.http import patience
 from core.events.model import ChangeEvent
 from core.maps import MapSet, TableMap
+from core.maps.graph import dependency_edges
 from core.maps.model import Side
 from core.store.modes import ModeChanged, ParkedChange, parked_record
 from core.store.queues import QueuedChange
@@ -148,8 +150,11 @@ class MapModes:
     async def act(self, map_name: str, action: Action, *, by: str, reason: str = "") -> MapState:
         """Pause, resume, stop or start a map (ModeRefused when its mode does not allow it)."""
         self._known(map_name)
-        return await self._move(map_name, TARGETS[action], by=by, reason=reason or f"{action} requested",
-                                action=action)
+        moved = await self._move(map_name, TARGETS[action], by=by, reason=reason or f"{action} requested",
+                                 action=action)
+        if action == "pause":
+            await self._pause_followers(map_name)
+        return moved
 
     async def auto_pause(self, map_name: str, side: Side, reason: str) -> MapState:
         """The map's target `side` keeps failing (down, or throttling for too long): the map moves to error (an
@@ -163,7 +168,38 @@ class MapModes:
         except (ModeRefused, ModeChanged):  # another instance paused it first
             return await self.modes.get(map_name)
         await self._probe_later(CatchUpJob(kind="probe", map=map_name, side=side, started=_stamp_at(saved.since)))
+        await self._pause_followers(map_name)
         return saved
+
+    def dependents(self, map_name: str) -> list[str]:
+        """The maps whose records reference `map_name`'s (lookups, the company), directly or through others."""
+        edges = dependency_edges(self.maps.values())
+        found: list[str] = []
+        todo = [map_name]
+        while todo:
+            parent = todo.pop()
+            for edge in edges:
+                if edge.target == parent and edge.source not in (map_name, *found):
+                    found.append(edge.source)
+                    todo.append(edge.source)
+        return found
+
+    async def _pause_followers(self, map_name: str) -> None:
+        """Dependent maps follow their parent's pause: their changes would otherwise wait for rows the parent
+        holds back (lookups retried, then in the error log). They resume once the parent has caught up."""
+        for name in self.dependents(map_name):
+            state = await self.modes.get(name)
+            if "paused" not in TRANSITIONS[state.mode] or state.mode == "paused":
+                continue
+            with contextlib.suppress(ModeRefused, ModeChanged):
+                await self._move(name, "paused", by=f"follows {map_name}", reason=f"{map_name} is paused")
+
+    async def _resume_followers(self, map_name: str) -> None:
+        for name in self.dependents(map_name):
+            state = await self.modes.get(name)
+            if state.mode == "paused" and state.by == f"follows {map_name}":
+                with contextlib.suppress(ModeRefused, ModeChanged):
+                    await self._move(name, "catching_up", by=f"follows {map_name}", reason=f"{map_name} caught up")
 
     async def _move(self, map_name: str, to: MapMode, *, by: str, reason: str, action: str | None = None) -> MapState:
         for attempt in (1, 2, 3):
@@ -287,6 +323,7 @@ class MapModes:
             except ModeChanged:
                 continue
         self._cache.pop(job.map, None)
+        await self._resume_followers(job.map)  # in dependency order: the parent's rows are on their way first
         # Instances that read the mode just before it changed may still park for a moment: sweep after.
         await self.jobs.send_catch_up(job.model_copy(update={"kind": "sweep"}),
                                       at=datetime.now(UTC) + timedelta(seconds=2 * self.cache_seconds + 1))

@@ -149,3 +149,29 @@ async def test_a_paused_or_stopped_map_is_not_auto_paused(world) -> None:
     await service.act("customers", "stop", by="ana")
     assert (await service.auto_pause("customers", "dataverse", "down")).mode == "stopped"
     assert sent.jobs == [] and len(modes.transitions) == 1
+
+
+async def test_dependent_maps_follow_their_parents_pause_and_resume_after_its_catch_up(world) -> None:
+    service, modes, _, sent = world
+    assert set(service.dependents("customer-groups")) >= {"customers", "contacts"}  # contacts through customers
+    assert "customer-groups" not in service.dependents("customers")
+    await service.act("vendors", "pause", by="ana", reason="own pause")  # paused on its own: stays paused
+    await service.act("customer-groups", "pause", by="ana")
+    await service.act("vendor-groups", "pause", by="ana")
+    customers = await modes.get("customers")
+    assert (customers.mode, customers.by, customers.reason) == ("paused", "follows customer-groups",
+                                                                "customer-groups is paused")
+    assert (await modes.get("contacts")).by == "follows customer-groups"
+    assert (await modes.get("vendors")).by == "ana"
+    await service.act("customer-groups", "resume", by="ana")
+    assert (await modes.get("contacts")).mode == "paused"  # not before the parent has caught up
+    [job] = [j for j, _ in sent.jobs if j.map == "customer-groups" and j.kind == "catch_up"]
+    await service.handle(job)
+    assert (await modes.get("customer-groups")).mode == "running"
+    for child in ("customers", "contacts"):
+        state = await modes.get(child)
+        assert (state.mode, state.by) == ("catching_up", "follows customer-groups")
+    await service.act("vendor-groups", "resume", by="ana")
+    [job] = [j for j, _ in sent.jobs if j.map == "vendor-groups" and j.kind == "catch_up"]
+    await service.handle(job)
+    assert (await modes.get("vendors")).mode == "paused"  # its own pause is its own to end
