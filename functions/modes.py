@@ -1,6 +1,7 @@
 """Map modes: the management routes that show and move a map's mode (master key, under `manage/v1`).
 
-  GET  manage/v1/modes                         every map: mode, since, by, why, parked records, catch-up
+  GET  manage/v1/modes                         every map: mode, since, by, why, parked records, catch-up; when
+                                               the running maps were loaded, and why newer files do not run
   GET  manage/v1/modes/{map}                   one map, with its recorded transitions (newest first)
   POST manage/v1/modes/{map}/{action}          pause | resume | stop | start; body {"reason": "..."} optional
 A refused move (not allowed from the map's mode) is a 409 problem naming the mode; an unknown map a 404.
@@ -28,7 +29,9 @@ def _unknown(error: UnknownMap) -> func.HttpResponse:
 @bp.route(route="manage/v1/modes", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def modes_list(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
-        return json_response({"maps": await rt.modes.views()})
+        # which version of the map files runs, and why a newer one on disk does not (invalid)
+        return json_response({"maps": await rt.modes.views(), "maps_loaded_at": rt.maps_loaded_at,
+                              "maps_problem": rt.maps_problem})
 
     return await answer(work)
 

@@ -8,22 +8,29 @@ what keeps the per-change cost low. Entry points: `rt = await get_runtime()`, th
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import logging
+import time
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
-from core.maps import MapSet, TableMap
+from core.maps import MapDefinitionError, MapSet, TableMap
+from core.maps.loader import maps_fingerprint
 from core.maps.model import Side
 from core.settings import Settings, get_settings
 from core.store.queues import ChangeQueue, PageJobQueue
+
+log = logging.getLogger(__name__)
+MAPS_CHECK_SECONDS = 30.0  # a changed map file runs within this (plus one invocation) on every instance
 
 if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
     from core.connectors.fno import FnoClient
     from core.ops.errors import DeadLetterSource
+    from core.ops.steps import OwnSteps
     from core.store.activity import ActivityLog
     from core.store.errors import ErrorLog
     from core.store.holds import HoldStore
@@ -39,10 +46,48 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tokens: dict[str, TokenSource] = {}
+        self._maps: MapSet | None = None
+        self._maps_stamp = ""
+        self._maps_checked = 0.0
+        self.maps_loaded_at: datetime | None = None
+        self.maps_problem: str | None = None  # why the map files on disk are not the ones running
 
-    @cached_property
+    @property
     def maps(self) -> MapSet:
-        return MapSet.load([self.settings.maps_path])
+        """The maps running now (the files as of the last load that passed validation)."""
+        if self._maps is None:
+            self._maps_stamp = maps_fingerprint([self.settings.maps_path])
+            self._maps = MapSet.load([self.settings.maps_path])  # at start, invalid maps fail loudly
+            self.maps_loaded_at = datetime.now(UTC)
+            self._maps_checked = time.monotonic()
+        return self._maps
+
+    def maps_due(self) -> bool:
+        """Whether it is time to look at the map files again (every MAPS_CHECK_SECONDS, per instance)."""
+        return self._maps is not None and time.monotonic() - self._maps_checked >= MAPS_CHECK_SECONDS
+
+    def reload_maps(self) -> bool:
+        """Load the map files again if they changed: a valid new version replaces the running one for the next
+        invocations (what holds maps is rebuilt; clients and stores are kept); an invalid one is reported and
+        the running version stays. Whether the maps changed."""
+        self._maps_checked = time.monotonic()
+        stamp = maps_fingerprint([self.settings.maps_path])
+        if stamp == self._maps_stamp:
+            return False
+        self._maps_stamp = stamp  # a broken version is reported once, not every check
+        try:
+            maps = MapSet.load([self.settings.maps_path])
+        except MapDefinitionError as error:
+            self.maps_problem = f"the map files changed but are invalid; the previous version keeps running: {error}"
+            log.error("maps: %s", self.maps_problem)
+            return False
+        self._maps, self.maps_problem, self.maps_loaded_at = maps, None, datetime.now(UTC)
+        for held in ("worker", "sides", "initial_sync", "modes"):
+            self.__dict__.pop(held, None)
+        if "dataverse" in self.__dict__:
+            self.dataverse.write_headers = self._own_steps(self.dataverse)
+        log.info("maps: reloaded %d map(s) from %s", len(maps), self.settings.maps_path)
+        return True
 
     @cached_property
     def queue(self) -> ChangeQueue:
@@ -99,17 +144,20 @@ class Runtime:
     @cached_property
     def dataverse(self) -> DataverseClient:
         from core.connectors.dataverse import DataverseClient
-        from core.ops.steps import OwnSteps
 
         url = str(self.settings.dataverse_url).rstrip("/")
         client = DataverseClient(url, self.tokens(url))
         # The engine's writes skip our own webhook steps (MSCRM.BypassBusinessLogicExecutionStepIds), so they
         # do not come back as echo webhooks; deployment refreshes the step ids (core.ops.steps).
-        client.write_headers = OwnSteps(client, entity_sets={
-            m.dataverse.entity_set: m.dataverse.table for m in self.maps.values()})
+        client.write_headers = self._own_steps(client)
         if self.settings.odata_batch_parts > 1:
             client.http.batch_concurrent(max_parts=self.settings.odata_batch_parts)
         return client
+
+    def _own_steps(self, client: DataverseClient) -> OwnSteps:
+        from core.ops.steps import OwnSteps
+
+        return OwnSteps(client, entity_sets={m.dataverse.entity_set: m.dataverse.table for m in self.maps.values()})
 
     @cached_property
     def fno(self) -> FnoClient:
@@ -206,16 +254,42 @@ class Runtime:
 
 _runtime: Runtime | None = None
 _lock = asyncio.Lock()
+_background: set[asyncio.Task[None]] = set()
 
 
 async def get_runtime() -> Runtime:
-    """The process-wide runtime (raises SettingsError on bad settings: callers turn it into a 500)."""
+    """The process-wide runtime (raises SettingsError on bad settings: callers turn it into a 500). Every
+    MAPS_CHECK_SECONDS it looks at the map files; a changed, valid version runs from the next call on, and
+    the deployment (webhook steps, F&O events) is brought in line with it in the background."""
     global _runtime
     if _runtime is None:
         async with _lock:
             if _runtime is None:
                 _runtime = Runtime(get_settings())
-    return _runtime
+    runtime = _runtime
+    if runtime.maps_due():
+        async with _lock:
+            if runtime.maps_due() and await asyncio.to_thread(runtime.reload_maps):
+                _redeploy(runtime)
+    return runtime
+
+
+def _redeploy(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if not (settings.deploy_on_start and settings.app_url and settings.ingest_key):
+        return
+    from functions.deploy import run_deploy  # the entry point that deploys; imported late (it imports this)
+
+    async def deploy_now() -> None:
+        try:
+            report = await run_deploy()
+            log.info("maps: deployment after the reload: %s", report.counts())
+        except Exception:
+            log.exception("maps: deployment after the reload failed (the 30-minute deployment tries again)")
+
+    task = asyncio.create_task(deploy_now())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def reset_runtime(value: Any = None) -> None:

@@ -3,6 +3,8 @@ syntax or structure problem reported by file, map and field instead of raised.""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +42,18 @@ def map_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def maps_fingerprint(paths: Iterable[str | Path]) -> str:
+    """A hash of the map files' names and contents: it changes when a map file is added, edited or removed
+    (what a running app compares to reload its maps)."""
+    digest = hashlib.sha256()
+    for path in map_files(paths):
+        digest.update(str(path).encode() + b"\0")
+        with contextlib.suppress(OSError):  # a file removed meanwhile counts as a change the next time
+            digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def load_maps(paths: Iterable[str | Path]) -> LoadResult:
