@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from core.events.model import ChangeEvent
 from core.maps.keys import encode_key
@@ -27,6 +27,7 @@ from core.store.tables import Tables
 from core.sync.modes import CatchUp, MapMode, MapState, Transition
 
 _PARTITION = "mode"
+_TRANSACTION = 100  # operations a Table transaction takes
 _MAX_TICKS = 10**19
 
 
@@ -186,14 +187,28 @@ class ParkedStore:
         record are kept (etag) and returned: they go out in a later round."""
         table = await self.tables.table("parked")
         kept: list[ParkedChange] = []
+        by_map: dict[str, list[ParkedChange]] = {}
         for change in changes:
-            try:
-                await table.delete_entity(change.map, change.record, etag=change.etag,
-                                          match_condition=MatchConditions.IfNotModified)
-            except ResourceModifiedError:
-                kept.append(change)
-            except ResourceNotFoundError:
-                pass
+            by_map.setdefault(change.map, []).append(change)
+        for same_map in by_map.values():
+            for start in range(0, len(same_map), _TRANSACTION):
+                group = same_map[start:start + _TRANSACTION]
+                if len(group) > 1:
+                    try:  # one transaction a hundred rows; refused as a whole if any was parked again
+                        await table.submit_transaction([
+                            ("delete", {"PartitionKey": c.map, "RowKey": c.record},
+                             {"etag": c.etag, "match_condition": MatchConditions.IfNotModified}) for c in group])
+                        continue
+                    except TableTransactionError:
+                        pass  # find which, one by one
+                for change in group:
+                    try:
+                        await table.delete_entity(change.map, change.record, etag=change.etag,
+                                                  match_condition=MatchConditions.IfNotModified)
+                    except ResourceModifiedError:
+                        kept.append(change)
+                    except ResourceNotFoundError:
+                        pass
         return kept
 
 

@@ -54,3 +54,19 @@ async def test_parked_changes_are_kept_per_record_and_removed_only_if_unchanged(
     [left] = await store.page("customers", 10)
     assert (left.origin, left.changes, left.session_id) == ("fo-0b", 2, "s1")
     assert await store.remove([left]) == [] and await store.count("customers") == (0, 0)
+
+
+async def test_a_round_of_parked_changes_is_removed_in_transactions(tables: Tables) -> None:
+    store = ParkedStore(tables)
+    for n in range(150):
+        event = ChangeEvent(event_id=f"fo-{n}", map="vendors", source="fno", entity="VendorsV2", operation="update",
+                            keys={"dataAreaId": "usmf", "VendorAccountNumber": f"V-{n:03d}"}, occurred_at=T0)
+        record = parked_record(f"vendors|V-{n:03d}", event)
+        await store.put(ParkedChange("vendors", record, event, "s", f"fo-{n}", 1, T0))
+    page = await store.page("vendors", 200)
+    assert len(page) == 150
+    again = page[120]
+    await store.put(ParkedChange("vendors", again.record, again.event, "s", "fo-again", 2, T0))  # parked again
+    kept = await store.remove(page)
+    assert [c.record for c in kept] == [again.record]  # its transaction fell back to row by row
+    assert await store.count("vendors") == (1, 2)
