@@ -34,6 +34,7 @@ from core.maps.model import Side
 from core.store.modes import ModeChanged, ParkedChange, parked_record
 from core.store.queues import QueuedChange
 from core.sync.batch import coalesce
+from core.sync.decide import side_name
 from core.sync.ingest import capped
 from core.sync.modes import LABELS, TARGETS, TRANSITIONS, Action, Admission, MapMode, MapState, ModeRefused, Transition
 from core.sync.worker import CATCH_UP, ORIGIN
@@ -232,7 +233,7 @@ class MapModes:
         if state.mode != "error" or job.side is None:
             return
         probe = self.probes.get(job.side)
-        name = "Dataverse" if job.side == "dataverse" else "F&O"
+        name = side_name(job.side)
         if probe is not None:
             try:
                 with patience(max_retries=0, max_total_wait=0):

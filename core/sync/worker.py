@@ -42,6 +42,7 @@ from core.store.holds import Hold
 from core.store.queues import QueuedChange
 from core.sync.apply import Applier, Result, record_label
 from core.sync.batch import Step, coalesce
+from core.sync.decide import other, side_name
 from core.sync.errors import BadChange, category_of, error_text, is_transient
 from core.sync.ingest import LinkFinder, capped, event_order_key
 from core.sync.modes import LABELS, Admission, MapState
@@ -322,10 +323,10 @@ class Worker:
         first = item.delivery.first_failed_at
         if first is None or datetime.now(UTC) - first < self.auto_pause_after:
             return None
-        target: Side = "dataverse" if event.source == "fno" else "fno"
+        target = other(event.source)
         seconds = int((datetime.now(UTC) - first).total_seconds())
-        name = "Dataverse" if target == "dataverse" else "F&O"
-        state = await self.modes.auto_pause(event.map, target, f"{name} has failed for {seconds} s: {_short(error)}")
+        state = await self.modes.auto_pause(event.map, target,
+                                            f"{side_name(target)} has failed for {seconds} s: {_short(error)}")
         return state if state.admission() == "park" else None
 
     def _retry_at(self, delivery: Delivery, error: BaseException) -> datetime | None:

@@ -119,6 +119,22 @@ def drain(stack: Stack) -> None:
     httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
 
 
+def customers_with_prefix(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
+    """USMF customers in F&O whose account starts with `prefix`, by account (name and phone)."""
+    response = stack.fo.get("CustomersV3", params={
+        "cross-company": "true", "$filter": f"dataAreaId eq 'usmf' and CustomerAccount eq '{prefix}*'",
+        "$select": "CustomerAccount,OrganizationName,PrimaryContactPhone"})
+    response.raise_for_status()
+    return {row["CustomerAccount"]: row for row in response.json()["value"]}
+
+
+def accounts_with_prefix(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
+    """USMF accounts in Dataverse whose number starts with `prefix`, by number (id, name and phone)."""
+    rows = stack.rows("accounts", **{"$select": "accountid,accountnumber,name,telephone1", "$filter": (
+        f"_msdyn_company_value eq {stack.company_id('usmf')} and startswith(accountnumber,'{prefix}')")})
+    return {row["accountnumber"]: row for row in rows}
+
+
 def _deployed(dataverse: DataverseSim, fno: FnoSimulator) -> bool:
     try:
         return _registered(dataverse, fno)

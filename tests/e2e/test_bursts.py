@@ -14,7 +14,17 @@ from typing import Any
 import httpx
 
 from core.connectors.batch import BatchOp
-from tests.e2e.conftest import Stack, drain, dv_stats, eventually, fno_stats, reset_stats, send_batch
+from tests.e2e.conftest import (
+    Stack,
+    accounts_with_prefix,
+    customers_with_prefix,
+    drain,
+    dv_stats,
+    eventually,
+    fno_stats,
+    reset_stats,
+    send_batch,
+)
 
 RECORDS = 300
 CHANGES = 1000
@@ -30,12 +40,9 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
         "PaymentTerms": "Net30", "PrimaryContactPhone": "+1 555 0000"}) for account in accounts]
     for start in range(0, RECORDS, PER_BATCH):
         send_batch(stack.fo, creates[start:start + PER_BATCH], each_write_atomic=True)
-    company = stack.company_id("usmf")
 
     def synced_rows() -> dict[str, dict[str, Any]]:
-        rows = stack.rows("accounts", **{"$select": "accountid,accountnumber,name,telephone1", "$filter": (
-            f"_msdyn_company_value eq {company} and startswith(accountnumber,'{prefix}')")})
-        return {row["accountnumber"]: row for row in rows}
+        return accounts_with_prefix(stack, prefix)
 
     rows = eventually(lambda: (found := synced_rows()) and len(found) == RECORDS and found, timeout=240,
                       what=f"the {RECORDS} new customers reaching Dataverse")
@@ -66,11 +73,7 @@ def test_a_burst_from_both_sides_ends_equal_with_no_error_and_no_echo_loop(stack
         writer.join()
 
     def fno_rows() -> dict[str, dict[str, Any]]:
-        response = stack.fo.get("CustomersV3", params={
-            "cross-company": "true", "$filter": f"dataAreaId eq 'usmf' and CustomerAccount eq '{prefix}*'",
-            "$select": "CustomerAccount,OrganizationName,PrimaryContactPhone"})
-        response.raise_for_status()
-        return {row["CustomerAccount"]: row for row in response.json()["value"]}
+        return customers_with_prefix(stack, prefix)
 
     def differences() -> list[str]:
         dv, fo = synced_rows(), fno_rows()

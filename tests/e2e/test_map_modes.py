@@ -12,7 +12,17 @@ import httpx
 import pytest
 
 from core.connectors.batch import BatchOp
-from tests.e2e.conftest import Stack, drain, dv_stats, eventually, fno_stats, reset_stats, send_batch
+from tests.e2e.conftest import (
+    Stack,
+    accounts_with_prefix,
+    customers_with_prefix,
+    drain,
+    dv_stats,
+    eventually,
+    fno_stats,
+    reset_stats,
+    send_batch,
+)
 
 RECORDS = 50
 CHANGES_PER_SIDE = 250  # 500 changes over 50 records, both sides
@@ -52,12 +62,9 @@ def _new_customers(stack: Stack, prefix: str, count: int) -> dict[str, dict[str,
         "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD",
         "PaymentTerms": "Net30", "PrimaryContactPhone": "+1 555 0000"}) for account in accounts],
         each_write_atomic=True)
-    company = stack.company_id("usmf")
 
     def synced() -> dict[str, dict[str, Any]] | None:
-        rows = stack.rows("accounts", **{"$select": "accountid,accountnumber,name,telephone1", "$filter": (
-            f"_msdyn_company_value eq {company} and startswith(accountnumber,'{prefix}')")})
-        found = {row["accountnumber"]: row for row in rows}
+        found = accounts_with_prefix(stack, prefix)
         return found if len(found) == count else None
 
     return eventually(synced, timeout=180, what=f"the {count} new customers reaching Dataverse")
@@ -109,18 +116,10 @@ def test_pause_parks_and_resume_catches_up_with_one_write_per_record_and_directi
                each_write_atomic=True)
 
     def fno_rows() -> dict[str, dict[str, Any]]:
-        response = stack.fo.get("CustomersV3", params={
-            "cross-company": "true", "$filter": f"dataAreaId eq 'usmf' and CustomerAccount eq '{prefix}*'",
-            "$select": "CustomerAccount,OrganizationName,PrimaryContactPhone"})
-        response.raise_for_status()
-        return {row["CustomerAccount"]: row for row in response.json()["value"]}
+        return customers_with_prefix(stack, prefix)
 
     def differences() -> list[str]:
-        company = stack.company_id("usmf")
-        dv = {row["accountnumber"]: row for row in stack.rows("accounts", **{
-            "$select": "accountnumber,name,telephone1",
-            "$filter": f"_msdyn_company_value eq {company} and startswith(accountnumber,'{prefix}')"})}
-        fo = fno_rows()
+        dv, fo = accounts_with_prefix(stack, prefix), fno_rows()
         return [a for a in accounts if (fo[a]["OrganizationName"], fo[a]["PrimaryContactPhone"])
                 != (dv[a]["name"], dv[a]["telephone1"])]
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, eventually
+from tests.e2e.conftest import Stack, accounts_with_prefix, customers_with_prefix, eventually
 
 OUTAGE = 120  # seconds the target answers 503
 ARRIVAL = 300.0  # after the outage: the backoff may already have reached its cap when the target comes back
@@ -155,20 +155,6 @@ def _fno_update(stack: Stack, account: str, values: dict[str, str]) -> None:
     assert response.status_code == 204, response.text
 
 
-def _fno_rows(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
-    response = stack.fo.get("CustomersV3", params={
-        "cross-company": "true", "$filter": f"dataAreaId eq 'usmf' and CustomerAccount eq '{prefix}*'",
-        "$select": "CustomerAccount,OrganizationName,PrimaryContactPhone"})
-    response.raise_for_status()
-    return {row["CustomerAccount"]: row for row in response.json()["value"]}
-
-
-def _dv_rows(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
-    rows = stack.rows("accounts", **{"$select": "accountid,accountnumber,name,telephone1", "$filter": (
-        f"_msdyn_company_value eq {stack.company_id('usmf')} and startswith(accountnumber,'{prefix}')")})
-    return {row["accountnumber"]: row for row in rows}
-
-
 def _dv_write(stack: Stack, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
     """A Dataverse write as the test user, waiting out its own 429s."""
     for _ in range(60):
@@ -212,7 +198,7 @@ def test_dataverse_down_for_two_minutes_loses_no_fno_change(stack: Stack) -> Non
     existing, created = accounts[:BEFORE], accounts[BEFORE:]
     for account in existing:
         _fno_create(stack, account, f"Before {account}", "+1 555 0000")
-    eventually(lambda: len(_dv_rows(stack, prefix)) == BEFORE, timeout=120,
+    eventually(lambda: len(accounts_with_prefix(stack, prefix)) == BEFORE, timeout=120,
                what=f"the {BEFORE} customers made before the outage reaching Dataverse")
     _wait_quiet(stack, dataverse, fno)
     dv_before, fno_before = dataverse.record_writes("accounts"), fno.record_writes("CustomersV3")
@@ -235,7 +221,7 @@ def test_dataverse_down_for_two_minutes_loses_no_fno_change(stack: Stack) -> Non
             changes[account] += 1
 
     def missing() -> dict[str, Any]:
-        rows = _dv_rows(stack, prefix)
+        rows = accounts_with_prefix(stack, prefix)
         seen = {account: (row["name"], row["telephone1"]) for account, row in rows.items()}
         return {account: seen.get(account) for account, values in expected.items() if seen.get(account) != values}
 
@@ -245,7 +231,7 @@ def test_dataverse_down_for_two_minutes_loses_no_fno_change(stack: Stack) -> Non
         raise AssertionError(f"not (or not right) in Dataverse: {missing()}") from None
     _wait_quiet(stack, dataverse, fno)
     assert _new_errors(stack, errors_before) == []
-    rows = _dv_rows(stack, prefix)
+    rows = accounts_with_prefix(stack, prefix)
     _check_writes(_diff(dataverse.record_writes("accounts"), dv_before), changes,
                   lambda account: rows[account]["accountid"], "Dataverse")
     # nothing written back to F&O: its only writes are the test's own
@@ -261,7 +247,7 @@ def test_fno_down_for_two_minutes_loses_no_dataverse_change(stack: Stack) -> Non
     group_id = stack.rows("msdyn_customergroups", **{"$filter": (
         f"msdyn_groupid eq '10' and _msdyn_company_value eq {stack.company_id('usmf')}")})[0]["msdyn_customergroupid"]
     ids = {account: _dv_create(stack, account, f"Before {account}", "+1 555 0000", group_id) for account in existing}
-    eventually(lambda: len(_fno_rows(stack, prefix)) == BEFORE, timeout=120,
+    eventually(lambda: len(customers_with_prefix(stack, prefix)) == BEFORE, timeout=120,
                what=f"the {BEFORE} accounts made before the outage reaching F&O")
     _wait_quiet(stack, dataverse, fno)
     dv_before, fno_before = dataverse.record_writes("accounts"), fno.record_writes("CustomersV3")
@@ -288,7 +274,7 @@ def test_fno_down_for_two_minutes_loses_no_dataverse_change(stack: Stack) -> Non
             changes[account] += 1
 
     def missing() -> dict[str, Any]:
-        rows = _fno_rows(stack, prefix)
+        rows = customers_with_prefix(stack, prefix)
         seen = {account: (row["OrganizationName"], row["PrimaryContactPhone"]) for account, row in rows.items()}
         return {account: seen.get(account) for account, values in expected.items() if seen.get(account) != values}
 

@@ -99,14 +99,6 @@ class Clock:
         self.now += seconds
 
 
-@pytest.fixture(autouse=True)
-def local_defaults(monkeypatch, tmp_path):
-    """No DUALWRITE_* variables, and a working directory without local settings files."""
-    monkeypatch.delenv("DUALWRITE_URL", raising=False)
-    monkeypatch.delenv("DUALWRITE_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()

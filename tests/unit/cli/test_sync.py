@@ -72,14 +72,6 @@ class FakeEngine:
         return [f"{r.method} {r.url.path.removeprefix(PREFIX)}" for r in self.requests]
 
 
-@pytest.fixture(autouse=True)
-def local_defaults(monkeypatch, tmp_path):
-    """No DUALWRITE_* variables, and a working directory without local settings files."""
-    monkeypatch.delenv("DUALWRITE_URL", raising=False)
-    monkeypatch.delenv("DUALWRITE_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()
