@@ -7,13 +7,14 @@ be reached (Dataverse retries 502/503/504 once, F&O retries its deliveries).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
 import azure.functions as func
 from azure.servicebus.exceptions import ServiceBusError
 
-from core.events.dataverse import parse_webhook
+from core.events.dataverse import parse_webhook, read_webhook
 from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
@@ -23,6 +24,7 @@ from core.settings import SettingsError
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
 from functions.http import json_response, problem
+from functions.online import online_step
 from functions.runtime import Runtime, get_runtime
 
 bp = func.Blueprint()
@@ -35,6 +37,12 @@ MAX_BODY = 1024 * 1024  # 1 MiB; Dataverse trims its bodies at 256 KB, F&O batch
 @bp.route(route="dataverse/webhook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
     headers = dict(req.headers)
+    body = req.get_body() or b""
+    if len(body) <= MAX_BODY:
+        with contextlib.suppress(PayloadError):  # a bad payload is answered by _answer, as for any other
+            event, synchronous = read_webhook(body, headers)
+            if synchronous:
+                return await online_step(event)
     return await _answer(req, "dataverse", lambda body, _maps: ([parse_webhook(body, headers)], [], False))
 
 

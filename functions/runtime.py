@@ -292,6 +292,12 @@ def _redeploy(runtime: Runtime) -> None:
     task.add_done_callback(_background.discard)
 
 
+def redeploying() -> bool:
+    """Whether this instance is still deploying a reloaded map set (its webhook steps and images may be those
+    of the previous set; online mode goes asynchronous meanwhile, core.sync.online)."""
+    return bool(_background)
+
+
 def reset_runtime(value: Any = None) -> None:
     """For tests that build a runtime by hand."""
     global _runtime

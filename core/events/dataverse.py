@@ -25,6 +25,7 @@ MESSAGES: dict[str, Operation] = {"Create": "create", "Update": "update", "Delet
 # The async service adds this post image when the step registers none; it holds only the
 # primary name and id, so it must not make a body look complete.
 ASYNC_PRIMARY_NAME_IMAGE = "AsynchronousStepPrimaryName"
+SYNCHRONOUS_MODE = 0  # sdkmessageprocessingstep.mode: 0 synchronous, 1 asynchronous
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -196,9 +197,19 @@ def kind_of(value: Any) -> str:
 
 def parse_webhook(body: bytes, headers: Mapping[str, str]) -> ChangeEvent:
     """One Dataverse webhook request as a change event; PayloadError names what is wrong."""
+    return read_webhook(body, headers)[0]
+
+
+def read_webhook(body: bytes, headers: Mapping[str, str]) -> tuple[ChangeEvent, bool]:
+    """The change event and whether a synchronous step sent it (`Mode` 0: the user's save waits for the
+    answer and fails with it; online maps are written from there)."""
     context = load_json(body)
     if not isinstance(context, dict):
         raise PayloadError("$", f"expected a RemoteExecutionContext object, found {kind_of(context)}")
+    return _change(context, body, headers), context.get("Mode") == SYNCHRONOUS_MODE
+
+
+def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> ChangeEvent:
     message = context.get("MessageName")
     if message not in MESSAGES:
         shown = message if isinstance(message, str) else kind_of(message)

@@ -117,6 +117,9 @@ class TableMap(_Strict):
     enabled: bool = True
     primary: Side = Field(description="Side that wins initial sync and, under primary_wins, conflicts")
     conflict: ConflictPolicy = "primary_wins"
+    online: bool = Field(False, description=(
+        "Dataverse -> F&O changes are written to F&O within the user's Dataverse save (a synchronous webhook "
+        "step): when F&O refuses, the save fails with F&O's message. F&O -> Dataverse stays asynchronous."))
     company: Company | None = Field(None, description="Set for company-specific maps")
     fno: FnoSide
     dataverse: DataverseSide

@@ -68,6 +68,7 @@ def validate_maps(loaded: Sequence[LoadedMap]) -> list[Problem]:
         _check_keys(item.map, report)
         _check_lookups(item.map, maps, report)
         _check_filters(item.map, report)
+        _check_online(item.map, report)
     resolvable = [m for m in maps.values() if _references_resolve(m, maps)]
     plan = plan_sync(resolvable)
     for cycle in plan.unbreakable:
@@ -133,6 +134,14 @@ def _check_fields(table_map: TableMap, report: _Report) -> None:
             report.error(label, f"wrong type: {error}")
             continue
         _check_transforms(mapping, report)
+
+
+def _check_online(table_map: TableMap, report: _Report) -> None:
+    """Online mode writes Dataverse changes to F&O within the user's save; a map that sends nothing to F&O
+    has nothing to write there."""
+    if table_map.online and not table_map.sends_to("fno"):
+        report.error("online", "online mode writes Dataverse changes to F&O within the save, but this map sends "
+                               "nothing to F&O (no field or lookup maps that way)")
 
 
 def _check_direction(mapping: FieldMapping, report: _Report) -> None:

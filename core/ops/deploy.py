@@ -5,7 +5,8 @@ whether it was created, updated, left unchanged or failed. It never raises for a
 item (the report carries it), so a host can run it at every start.
 
 Dataverse (reference §1.1-1.3): one webhook `serviceendpoint` (contract 8, WebhookKey) and, per table
-that a map sends to F&O, async PostOperation steps for Create, Update and Delete with images.
+that a map sends to F&O, async PostOperation steps for Create, Update and Delete with images (synchronous
+ones when a map of the table is online, core.sync.online).
 `authvalue` cannot be read back, so the endpoint's description carries a fingerprint of the key
 (a truncated SHA-256, not the key) to notice a changed key. The steps are named
 `dw-oss: <message> of <table>`; the engine's own writes skip them by that name (core.ops.steps),
@@ -41,7 +42,7 @@ FNO_ROUTE = "/api/fno/events"
 MESSAGES = ("Create", "Update", "Delete")
 FNO_OPERATIONS = ("Create", "Update", "Delete")
 WEBHOOK, WEBHOOK_KEY, JSON_FORMAT = 8, 4, 2
-POST_OPERATION, ASYNCHRONOUS = 40, 1
+POST_OPERATION, SYNCHRONOUS, ASYNCHRONOUS = 40, 0, 1
 PRE_IMAGE, POST_IMAGE = 0, 1
 
 ItemKind = Literal["dataverse_endpoint", "dataverse_step", "dataverse_image", "fno_endpoint", "fno_activation"]
@@ -113,6 +114,7 @@ class TableSteps:
     table: str
     attributes: tuple[str, ...]
     key_attributes: tuple[str, ...]
+    online: bool = False  # a map of the table is online: its steps run synchronously, inside the save
 
 
 def lookup_column(navigation: str, columns: dict[str, str]) -> str:
@@ -131,10 +133,13 @@ def dataverse_plan(maps: MapSet, navigation: dict[str, dict[str, str]] | None = 
     navigation = navigation or {}
     attributes: dict[str, set[str]] = {}
     keys: dict[str, set[str]] = {}
+    online: set[str] = set()
     for table_map in maps.values():
         if not table_map.enabled or not table_map.sends_to("fno"):
             continue
         table = table_map.dataverse.table
+        if table_map.online:
+            online.add(table)
         nav = navigation.get(table, {})
         wanted = attributes.setdefault(table, set())
         # What apply needs (the source filter's columns too: a row entering the filter is a change to
@@ -145,7 +150,8 @@ def dataverse_plan(maps: MapSet, navigation: dict[str, dict[str, str]] | None = 
             table_keys.add(lookup_column(table_map.company.dataverse, nav))
         wanted |= table_keys
         keys.setdefault(table, set()).update(table_keys)
-    return [TableSteps(t, tuple(sorted(attributes[t])), tuple(sorted(keys[t]))) for t in sorted(attributes)]
+    return [TableSteps(t, tuple(sorted(attributes[t])), tuple(sorted(keys[t])), online=t in online)
+            for t in sorted(attributes)]
 
 
 def fno_plan(maps: MapSet) -> list[str]:
@@ -243,7 +249,11 @@ class _DataverseDeployment:
     async def _step(self, endpoint_id: str, plan: TableSteps, message: str, name: str) -> None:
         filtering = ",".join(plan.attributes) if message == "Update" else None
         # asyncautodelete: successful System Jobs are deleted (thousands a day otherwise); failed ones stay.
-        wanted: dict[str, Any] = {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "asyncautodelete": True}
+        # A synchronous step (online map) makes no System Job; it runs in the save's transaction, after the
+        # row is written (PostOperation: the row id and the post image exist) and before it commits.
+        wanted: dict[str, Any] = ({"stage": POST_OPERATION, "mode": SYNCHRONOUS, "asyncautodelete": False}
+                                  if plan.online else
+                                  {"stage": POST_OPERATION, "mode": ASYNCHRONOUS, "asyncautodelete": True})
         found = await self.client.query(
             "sdkmessageprocessingsteps", filter=f"name eq {_quote(name)} and _eventhandler_value eq {endpoint_id}")
         if not found:

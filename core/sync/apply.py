@@ -31,7 +31,7 @@ from core.sync.decide import (
     side_name,
 )
 from core.sync.domain import Link, LinkConflict
-from core.sync.errors import BadChange, ConflictSkipped, LinkContention
+from core.sync.errors import BadChange, ConflictSkipped, LinkContention, NotOnline
 from core.sync.sides import DataverseSide, FnoSide, SidePort, fno_id
 
 ResultOutcome = Literal["applied", "skipped"]
@@ -61,24 +61,26 @@ class Applier:
         self.sides: dict[Side, SidePort] = {"dataverse": dataverse, "fno": fno}
         self.engine_user = engine_user.lower()
 
-    async def apply(self, event: ChangeEvent, *, last_attempt: bool = False) -> Result:
+    async def apply(self, event: ChangeEvent, *, last_attempt: bool = False, online: bool = False) -> Result:
         """Apply one change. `last_attempt` (the worker's final delivery) lets a write bring back a
-        linked target row that was deleted and whose delete never arrived (TargetGone before that)."""
+        linked target row that was deleted and whose delete never arrived (TargetGone before that).
+        `online`: called from inside the user's Dataverse save (a synchronous step), so the Dataverse row
+        is neither read nor written (that would wait on the save itself); NotOnline says when it must."""
         if event.map is None or event.map not in self.maps:
             raise BadChange(f"the change names no known map ({event.map!r})")
         table_map = self.maps[event.map]
         for _ in range(4):
             try:
-                return await self._apply(table_map, event, recreate=last_attempt)
+                return await self._apply(table_map, event, recreate=last_attempt, online=online)
             except LinkConflict:
                 continue  # the other side's change of this record won the link row: decide again
         raise LinkContention(f"map {table_map.name!r}: the link of {record_label(event, self.maps)} kept changing")
 
-    async def _apply(self, table_map: TableMap, event: ChangeEvent, *, recreate: bool) -> Result:
+    async def _apply(self, table_map: TableMap, event: ChangeEvent, *, recreate: bool, online: bool) -> Result:
         if event.operation == "delete":
             record, link = await self._deleted_key(table_map, event)
         else:
-            record, link = await self._source_record(table_map, event)
+            record, link = await self._source_record(table_map, event, online=online)
         # The rule's first part says which link to read (none for a record gone or filtered out).
         screened = screen(table_map, event, record, link, maps=self.maps)
         if isinstance(screened, Skip):
@@ -99,6 +101,9 @@ class Applier:
             return await self._delete(table_map, event, link, decision)
         if isinstance(decision, WriteBack):
             assert link is not None  # only a linked record meets the conflict policy
+            if online and decision.loser == "dataverse":
+                raise NotOnline(f"map {table_map.name!r}: {decision.reason}; writing F&O's later values back "
+                                "to Dataverse cannot happen inside the save")
             return await self._write_back(table_map, event, link, decision)
         assert record is not None  # a write has a source record
         return await self._write(table_map, event, record, link, decision, recreate=recreate)
@@ -169,8 +174,8 @@ class Applier:
         return Result("applied" if gone else "skipped", decision.reason(gone=gone), decision.key_text)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def _source_record(self, table_map: TableMap,
-                             event: ChangeEvent) -> tuple[dict[str, Any] | None, Link | None]:
+    async def _source_record(self, table_map: TableMap, event: ChangeEvent, *,
+                             online: bool = False) -> tuple[dict[str, Any] | None, Link | None]:
         if event.source == "fno":
             try:
                 key = FnoSide.key(table_map, {**(event.pre or {}), **event.keys})
@@ -186,10 +191,17 @@ class Applier:
         # an image older than the engine's last write of the record (a parked change, a late webhook): it
         # shows columns the engine has since written as they were, which would pass for changes.
         stale = link is not None and link.updated_at is not None and link.updated_at > event.occurred_at
-        if event.operation == "refetch" or stale or (event.operation != "create" and not needed <= record.keys()):
+        short = event.operation == "refetch" or (event.operation != "create" and not needed <= record.keys())
+        if online:
+            # Inside the save the image is the newest version there is, and nothing it lacks can be read (the
+            # read would wait on the save): without the post image deployment registers, it is not enough.
+            if event.operation == "refetch" or (event.operation != "create" and event.partial):
+                raise NotOnline(f"map {table_map.name!r}: the synchronous step sent no post image")
+        elif short or stale:
             return await self.dataverse.read(table_map, event.record_id), link
-        if event.operation == "create":
-            # A Create carries every column the caller set; the others are empty.
+        if event.operation == "create" or online:
+            # A Create carries every column the caller set, and an image every column that is not empty
+            # (deployment registers the columns the map needs); the others are empty.
             record = {**{name: None for name in needed - record.keys()}, **record}
         return await self.dataverse.resolve(table_map, record), link
 

@@ -67,6 +67,15 @@ class LinkContention(SyncError):
     transient = True
 
 
+class NotOnline(SyncError):
+    """A change an online (synchronous) step cannot apply inside the user's Dataverse save: it would have to
+    read or write the very Dataverse row being saved (a re-read, a write-back), which waits on that save. It
+    goes the asynchronous way instead."""
+
+    category = "system"
+    transient = True
+
+
 class BadChange(SyncError):
     """The queued change itself cannot be read (not a change event, unknown map)."""
 

@@ -28,6 +28,8 @@ class DataverseError(Exception):
         self.headers = headers or {}
         # The body property a value error is about (not on the wire): /_sim/load names it with the row.
         self.column: str | None = None
+        # The error's log (the "Download log" of the error dialog), served as the TraceText annotation.
+        self.trace = ""
 
     def body(self, annotations: bool = False) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -40,7 +42,7 @@ class DataverseError(Exception):
                     "http://go.microsoft.com/fwlink/?LinkID=398563&error=Microsoft.Crm.CrmException%3a"
                     f"{hexcode}&client=platform"
                 ),
-                "@Microsoft.PowerApps.CDS.TraceText": "",
+                "@Microsoft.PowerApps.CDS.TraceText": self.trace,
                 "@Microsoft.PowerApps.CDS.InnerError.Message": self.message,
             })
         return {"error": error}

@@ -64,9 +64,10 @@ class Step:
 class DeliveryFailed(Exception):
     """The endpoint did not answer 2xx within the timeout (after the one allowed retry)."""
 
-    def __init__(self, detail: str, status: int | None) -> None:
+    def __init__(self, detail: str, status: int | None, answer: str = "") -> None:
         super().__init__(detail)
         self.status = status
+        self.answer = answer  # the endpoint's response body, if it answered
 
 
 # -- value encodings of the WCF DataContract JSON serializer ------------------------------------------------
@@ -195,12 +196,16 @@ class WebhookPipeline:
             try:
                 await self.deliver(step, event, body)
             except DeliveryFailed as failure:
-                raise DataverseError(
+                error = DataverseError(
                     400, PLUGIN_ERROR,
                     f"Endpoint unavailable: the webhook step '{step.name}' ({step.id}) could not deliver the "
                     f"{event.message} of {event.table.logical_name} {event.row_id}: {failure}. The operation was "
                     "rolled back.",
-                ) from None
+                )
+                # [Unconfirmed] the docs promise a downloadable log with the error, not what it holds; the
+                # simulator puts the endpoint's answer there (TraceText), trimmed like a plug-in trace (10 KB).
+                error.trace = f"Webhook response ({failure.status or 'none'}):\n{failure.answer}"[:10240]
+                raise error from None
 
     def queue_async(self, event: Event) -> None:
         if event.table.system:
@@ -295,7 +300,7 @@ class WebhookPipeline:
                 return
             last = f"HTTP {response.status_code}"
             if response.status_code not in RETRIED_STATUSES or attempt == 2:
-                raise DeliveryFailed(last, response.status_code)
+                raise DeliveryFailed(last, response.status_code, response.text)
         raise DeliveryFailed(last, None)
 
     # -- the RemoteExecutionContext ----------------------------------------------------------------------

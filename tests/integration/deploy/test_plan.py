@@ -55,3 +55,13 @@ def test_lookup_navigation_properties_become_their_columns() -> None:
     plan = dataverse_plan(MapSet([SHIPPED["contacts"]]), {"contact": {"parentcustomerid_account": "parentcustomerid"}})
     assert "parentcustomerid" in plan[0].attributes
     assert "parentcustomerid_account" not in plan[0].attributes
+
+
+def test_a_table_with_an_online_map_gets_synchronous_steps() -> None:
+    online = variant("customers", online=True)
+    by_table = {p.table: p.online for p in dataverse_plan(MapSet([online, SHIPPED["contacts"]]))}
+    assert by_table == {"account": True, "contact": False}
+    # One online map of a shared table makes the table's steps synchronous; the others are queued from there.
+    shared = {p.table: p.online for p in dataverse_plan(MapSet([SHIPPED["customers"],
+                                                                 variant("customers-online", online=True)]))}
+    assert shared == {"account": True}

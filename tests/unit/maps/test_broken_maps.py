@@ -21,6 +21,8 @@ CASES = [
     ("wrong-type.json", "wrong-type", "CreditLimit", "wrong type: transform 'noyes_bool' needs an enum value"),
     ("bad-structure.json", "bad-structure", "Name", "fields[1].direction: Input should be 'both', 'to_dataverse'"),
     ("bad-structure.json", "bad-structure", "Symbol", "Input tag 'run_python' found using 'type' does not match"),
+    ("online-one-way.json", "online-one-way", "online", "online mode writes Dataverse changes to F&O within the "
+                                                         "save, but this map sends nothing to F&O"),
 ]
 
 
