@@ -12,6 +12,7 @@ from core.maps.keys import KeyRef, decode_key, encode_key, order_key, record_key
 from core.maps.loader import LoadedMap, LoadResult, load_maps
 from core.maps.mapset import MapSet
 from core.maps.model import Direction, FieldMapping, Lookup, Side, TableMap
+from core.maps.overlay import StoredMap, overlay
 from core.maps.problems import MapDefinitionError, Problem
 from core.maps.project import ProjectionError, project
 from core.maps.validation import check_metadata, validate_maps
@@ -33,6 +34,7 @@ __all__ = [
     "Problem",
     "ProjectionError",
     "Side",
+    "StoredMap",
     "SyncPlan",
     "TableMap",
     "check_metadata",
@@ -42,6 +44,7 @@ __all__ = [
     "filter_fields",
     "load_maps",
     "order_key",
+    "overlay",
     "parse_filter",
     "plan_sync",
     "project",

@@ -23,7 +23,8 @@ SCHEMA_FILE_NAME = "map.schema.json"
 @dataclass(frozen=True)
 class LoadedMap:
     map: TableMap
-    file: str
+    file: str  # where it came from, as problems name it: the file, or "stored revision 3" (core.maps.overlay)
+    revision: int | None = None  # the stored revision it is; None for a map file
 
 
 @dataclass
@@ -73,17 +74,24 @@ def load_map_file(path: str | Path) -> tuple[LoadedMap | None, list[Problem]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         return None, [Problem(file, None, None, f"cannot read the file: {error}")]
+    return load_map_text(text, file, name=path.stem)
+
+
+def load_map_text(text: str, origin: str, *, name: str, revision: int | None = None
+                  ) -> tuple[LoadedMap | None, list[Problem]]:
+    """One map from its JSON text (a file's, or a revision stored through the management API), its problems
+    named by `origin`; `name` names the map in problems when the text does not."""
     try:
         raw = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as error:
-        return None, [Problem(file, None, None, f"not valid JSON: {error.msg} (line {error.lineno}, "
-                                                f"column {error.colno})")]
-    map_name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else path.stem
+        return None, [Problem(origin, None, None, f"not valid JSON: {error.msg} (line {error.lineno}, "
+                                                  f"column {error.colno})")]
+    map_name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else name
     try:
         table_map = TableMap.model_validate(raw)
     except ValidationError as error:
-        return None, [_problem(file, map_name, raw, item) for item in error.errors()]
-    return LoadedMap(table_map, file), []
+        return None, [_problem(origin, map_name, raw, item) for item in error.errors()]
+    return LoadedMap(table_map, origin, revision), []
 
 
 def _problem(file: str, map_name: str | None, raw: Any, item: Any) -> Problem:

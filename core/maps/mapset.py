@@ -8,8 +8,9 @@ from typing import Any
 
 from core.maps.convert import ProjectDirection
 from core.maps.graph import SyncPlan, plan_sync
-from core.maps.loader import LoadedMap, load_maps
+from core.maps.loader import LoadedMap, LoadResult, load_maps
 from core.maps.model import TableMap
+from core.maps.overlay import StoredMap, overlay
 from core.maps.problems import MapDefinitionError
 from core.maps.project import project
 from core.maps.validation import validate_maps
@@ -22,9 +23,14 @@ class MapSet(Mapping[str, TableMap]):
         self._loaded = {item.map.name: item for item in loaded}
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path]) -> MapSet:
-        """Load and validate; raises MapDefinitionError with every error found."""
-        result = load_maps(paths)
+    def load(cls, paths: Iterable[str | Path], stored: Iterable[StoredMap] = ()) -> MapSet:
+        """Load the map files, overlaid by the `stored` revisions (core.maps.overlay), and validate them;
+        raises MapDefinitionError with every error found."""
+        return cls.checked(overlay(load_maps(paths), stored))
+
+    @classmethod
+    def checked(cls, result: LoadResult) -> MapSet:
+        """The maps of `result` once they pass validation as a set; else MapDefinitionError with every error."""
         problems = result.problems + validate_maps(result.maps)
         errors = [p for p in problems if p.severity == "error"]
         if errors:
@@ -42,6 +48,10 @@ class MapSet(Mapping[str, TableMap]):
 
     def file_of(self, name: str) -> str:
         return self._loaded[name].file
+
+    def loaded(self, name: str) -> LoadedMap:
+        """The map with where it came from: its file, or the stored revision it is."""
+        return self._loaded[name]
 
     def for_fno_entity(self, entity_set: str) -> list[TableMap]:
         return [m for m in self.values() if m.fno.entity_set == entity_set]
