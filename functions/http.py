@@ -43,6 +43,12 @@ class BadParameter(ValueError):
         super().__init__(detail)
 
 
+def caller(req: func.HttpRequest) -> str:
+    """Who is asking, as recorded with what they change: App Service authentication's principal, else the
+    caller's own `x-dualwrite-user` header, else "api"."""
+    return req.headers.get("x-ms-client-principal-name") or req.headers.get("x-dualwrite-user") or "api"
+
+
 def bad_parameter(error: BadParameter) -> func.HttpResponse:
     return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.name, "reason": str(error)}])
 
@@ -53,8 +59,9 @@ async def answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]]) -> fun
     settings = settings_or_problem()
     if isinstance(settings, func.HttpResponse):
         return settings
-    rt = await get_runtime()
     try:
+        # the first call reads the stored map revisions, so it can meet an unreachable Table Storage too
+        rt = await get_runtime()
         return await work(rt)
     except AzureError as exc:
         log.warning("management call failed on a dependency: %s", type(exc).__name__, exc_info=True)

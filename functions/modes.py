@@ -16,7 +16,7 @@ import azure.functions as func
 
 from core.sync.catchup import UnknownMap
 from core.sync.modes import ACTIONS, Action, ModeRefused
-from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from functions.http import BadParameter, answer, bad_parameter, caller, json_response, problem
 from functions.runtime import Runtime
 
 bp = func.Blueprint()
@@ -61,7 +61,7 @@ async def mode_move(req: func.HttpRequest) -> func.HttpResponse:
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         return bad_parameter(BadParameter("reason", "reason must be a string"))
-    by = req.headers.get("x-ms-client-principal-name") or req.headers.get("x-dualwrite-user") or "api"
+    by = caller(req)
     chosen = cast("Action", action)  # checked against ACTIONS above
 
     async def work(rt: Runtime) -> func.HttpResponse:

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from azure.core.exceptions import AzureError
 
 from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
 from core.maps import MapDefinitionError, MapSet, TableMap
@@ -24,12 +25,13 @@ from core.settings import Settings, get_settings
 from core.store.queues import ChangeQueue, PageJobQueue
 
 log = logging.getLogger(__name__)
-MAPS_CHECK_SECONDS = 30.0  # a changed map file runs within this (plus one invocation) on every instance
+MAPS_CHECK_SECONDS = 30.0  # a changed map (file or stored revision) runs within this (plus one invocation) everywhere
 
 if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
     from core.connectors.fno import FnoClient
     from core.ops.errors import DeadLetterSource
+    from core.ops.mapversions import MapVersions
     from core.ops.steps import OwnSteps
     from core.store.activity import ActivityLog
     from core.store.errors import ErrorLog
@@ -47,47 +49,77 @@ class Runtime:
         self.settings = settings
         self._tokens: dict[str, TokenSource] = {}
         self._maps: MapSet | None = None
-        self._maps_stamp = ""
+        self._maps_stamp: tuple[str, tuple[tuple[str, int], ...]] | None = None  # files, latest stored revisions
         self._maps_checked = 0.0
         self.maps_loaded_at: datetime | None = None
-        self.maps_problem: str | None = None  # why the map files on disk are not the ones running
+        self.maps_problem: str | None = None  # why the newer maps (files, stored revisions) are not the ones running
 
     @property
     def maps(self) -> MapSet:
-        """The maps running now (the files as of the last load that passed validation)."""
+        """The maps running now: the files overlaid by the latest stored revisions, as of the last load that passed
+        validation. get_runtime loads them (stored revisions included) before first use; a runtime used without it
+        runs the files alone until its first reload."""
         if self._maps is None:
-            self._maps_stamp = maps_fingerprint([self.settings.maps_path])
             self._maps = MapSet.load([self.settings.maps_path])  # at start, invalid maps fail loudly
             self.maps_loaded_at = datetime.now(UTC)
             self._maps_checked = time.monotonic()
         return self._maps
 
     def maps_due(self) -> bool:
-        """Whether it is time to look at the map files again (every MAPS_CHECK_SECONDS, per instance)."""
-        return self._maps is not None and time.monotonic() - self._maps_checked >= MAPS_CHECK_SECONDS
+        """Whether to look at the maps again: never loaded with the stored revisions yet, or MAPS_CHECK_SECONDS
+        went by (per instance)."""
+        return self._maps_stamp is None or time.monotonic() - self._maps_checked >= MAPS_CHECK_SECONDS
 
-    def reload_maps(self) -> bool:
-        """Load the map files again if they changed: a valid new version replaces the running one for the next
-        invocations (what holds maps is rebuilt; clients and stores are kept); an invalid one is reported and
-        the running version stays. Whether the maps changed."""
+    async def reload_maps(self) -> bool:
+        """Look at the map files and the stored revisions (keys only) and load the set again if either changed: a
+        valid new set replaces the running one for the next invocations (what holds maps is rebuilt; clients and
+        stores are kept); an invalid one is reported and the running set stays. Whether a running set was replaced.
+
+        The first load raises what it meets (invalid maps, Table Storage unreachable): nothing can run without
+        knowing its maps. Later, a store that does not answer keeps the running set until the next check.
+        """
+        first = self._maps_stamp is None
         self._maps_checked = time.monotonic()
-        stamp = maps_fingerprint([self.settings.maps_path])
-        if stamp == self._maps_stamp:
-            return False
-        self._maps_stamp = stamp  # a broken version is reported once, not every check
         try:
-            maps = MapSet.load([self.settings.maps_path])
+            latest = await self.map_versions.latest()
+            files = await asyncio.to_thread(maps_fingerprint, [self.settings.maps_path])
+            stamp = (files, tuple(sorted(latest.items())))
+            if stamp == self._maps_stamp:
+                return False
+            maps = await self.map_versions.load(latest)
+        except AzureError as error:
+            if first:
+                raise
+            log.warning("maps: the stored revisions cannot be read (%s); the running maps stay until the next check",
+                        type(error).__name__)
+            return False
         except MapDefinitionError as error:
-            self.maps_problem = f"the map files changed but are invalid; the previous version keeps running: {error}"
+            if self._maps is None:
+                raise
+            self._maps_stamp = stamp  # a broken version is reported once, not every check
+            self.maps_problem = f"the maps changed but are invalid; the previous version keeps running: {error}"
             log.error("maps: %s", self.maps_problem)
             return False
+        replaced = self._maps is not None
+        self._maps_stamp = stamp
         self._maps, self.maps_problem, self.maps_loaded_at = maps, None, datetime.now(UTC)
+        if not replaced:
+            return False
         for held in ("worker", "sides", "initial_sync", "modes"):
             self.__dict__.pop(held, None)
         if "dataverse" in self.__dict__:
             self.dataverse.write_headers = self._own_steps(self.dataverse)
-        log.info("maps: reloaded %d map(s) from %s", len(maps), self.settings.maps_path)
+        log.info("maps: reloaded %d map(s) from %s%s", len(maps), self.settings.maps_path, "".join(
+            f", {name} {maps.file_of(name)}" for name, _ in stamp[1] if name in maps))
         return True
+
+    @cached_property
+    def map_versions(self) -> MapVersions:
+        """Maps changed through the management API (functions/mapversions.py) and the running set they make."""
+        from core.ops.mapversions import MapVersions
+        from core.store.mapversions import MapVersionStore
+
+        return MapVersions(MapVersionStore(self.tables), [self.settings.maps_path])
 
     @cached_property
     def queue(self) -> ChangeQueue:
@@ -258,9 +290,10 @@ _background: set[asyncio.Task[None]] = set()
 
 
 async def get_runtime() -> Runtime:
-    """The process-wide runtime (raises SettingsError on bad settings: callers turn it into a 500). Every
-    MAPS_CHECK_SECONDS it looks at the map files; a changed, valid version runs from the next call on, and
-    the deployment (webhook steps, F&O events) is brought in line with it in the background."""
+    """The process-wide runtime (raises SettingsError on bad settings: callers turn it into a 500). Before first use
+    it loads the maps, stored revisions included; then every MAPS_CHECK_SECONDS it looks at the map files and the
+    stored revisions: a changed, valid set runs from the next call on, and the deployment (webhook steps, F&O
+    events) is brought in line with it in the background."""
     global _runtime
     if _runtime is None:
         async with _lock:
@@ -268,10 +301,20 @@ async def get_runtime() -> Runtime:
                 _runtime = Runtime(get_settings())
     runtime = _runtime
     if runtime.maps_due():
-        async with _lock:
-            if runtime.maps_due() and await asyncio.to_thread(runtime.reload_maps):
-                _redeploy(runtime)
+        await refresh_maps(runtime, only_if_due=True)
     return runtime
+
+
+async def refresh_maps(runtime: Runtime, *, only_if_due: bool = False) -> bool:
+    """Load the maps again if they changed (one check at a time per process), and deploy a new set in the
+    background; the instance that stored a revision calls it at once. Whether the running set was replaced."""
+    async with _lock:
+        if only_if_due and not runtime.maps_due():
+            return False  # another call checked while this one waited
+        replaced = await runtime.reload_maps()
+    if replaced:
+        _redeploy(runtime)
+    return replaced
 
 
 def _redeploy(runtime: Runtime) -> None:
