@@ -88,7 +88,8 @@ def start_simulators(folder: Path, *, tables_in_memory: bool = False) -> Stack:
                  azurite.log_path)
 
 
-def start_host(stack: Stack, folder: Path) -> dict[str, str]:
+def start_host(stack: Stack, folder: Path, **extra: str) -> dict[str, str]:
+    """The Functions host over the stack, with the sample settings and `extra` on top (MAPS_PATH, say)."""
     port = free_port()
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())
     values: dict[str, str] = sample["Values"]
@@ -98,7 +99,7 @@ def start_host(stack: Stack, folder: Path) -> dict[str, str]:
         "SERVICEBUS_CONNECTION": f"Endpoint=sb://127.0.0.1:{stack.bus_port};SharedAccessKeyName=RootManageSharedAccessKey;"
                                  "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;",
         "DATAVERSE_URL": stack.dataverse, "FNO_URL": stack.fno, "APP_URL": f"http://127.0.0.1:{port}",
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": "INFO", **extra,
     })
     settings = folder / "local.settings.json"
     settings.write_text(json.dumps(sample, indent=2))

@@ -43,6 +43,7 @@ async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
             event, synchronous = read_webhook(body, headers)
             if synchronous:
                 return await online_step(event)
+            return await _answer(req, "dataverse", lambda _body, _maps: ([event], [], False))
     return await _answer(req, "dataverse", lambda body, _maps: ([parse_webhook(body, headers)], [], False))
 
 

@@ -70,7 +70,9 @@ async def sync_online(event: ChangeEvent, maps: MapSet, *, applier: Applier, mod
     result = OnlineResult()
     now: list[str] = []
     for table_map in target_maps(event, maps):
-        if table_map.online and images_current and (await modes.admission(table_map.name, from_catch_up=False))[0] == "apply":
+        if not (table_map.online and images_current):
+            continue
+        if (await modes.admission(table_map.name, from_catch_up=False))[0] == "apply":
             now.append(table_map.name)
     for name in now:
         copy = event.model_copy(update={"map": name})
@@ -109,7 +111,9 @@ def _refusal(map_name: str, error: BaseException) -> OnlineRefused:
     if is_transient(error):
         return OnlineRefused(map_name, "unavailable", f"F&O could not take the change now ({_said(error)}); "
                                                       "save again in a moment")
-    return OnlineRefused(map_name, "refused", f"F&O refused the change: {_said(error)}")
+    if isinstance(error, ConnectorError):
+        return OnlineRefused(map_name, "refused", f"F&O refused the change: {_said(error)}")
+    return OnlineRefused(map_name, "refused", f"the change cannot go to F&O: {_said(error)}")  # the map's rules
 
 
 def _said(error: BaseException) -> str:

@@ -116,6 +116,7 @@ async def test_a_map_that_is_not_online_is_queued(world: World) -> None:
     row_id = await world.linked_customer()
     result, sends, _ = await run(world, world.maps, saved(world, row_id))
     assert result.applied == [] and result.queued == 1 and world.fo.writes() == []
+    assert [c.event.map for c in sends.changes] == ["customers"]
 
 
 async def test_an_event_without_a_post_image_is_not_completed_by_reading_the_row_being_saved(
@@ -157,3 +158,5 @@ async def test_writing_back_to_dataverse_is_left_to_the_asynchronous_way(world: 
     with pytest.raises(NotOnline):
         await world.applier.apply(event, online=True)
     assert world.dv.writes() == [] and world.fo.writes() == []
+    result, sends, _ = await run(world, maps, event)  # the worker writes it back, outside the save
+    assert result.applied == [] and len(sends.changes) == 1
