@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.text import Text
 
+from core.connectors import jsonwire
+
 DEFAULT_URL = "http://localhost:7071"
 DEFAULT_KEY = "local-master-key"
 # Where the local host reads its keys, relative to the working directory as the host reads them.
@@ -86,19 +88,26 @@ def settings_master_key(directory: Path | None = None) -> str | None:
 
 
 class ApiError(Exception):
-    """The engine answered with an error, or could not be reached; the message is what the user reads."""
+    """The engine answered with an error, or could not be reached; the message is what the user reads, `problem`
+    the problem+json answer for commands that show more of it (the problems of a refused map)."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, problem: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.problem = problem
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def problem_message(response: httpx.Response) -> str:
     """`title: detail` of a problem+json answer; else the status and the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = _json_object(response)
     if isinstance(body, dict) and (body.get("title") or body.get("detail")):
         title = str(body.get("title") or response.reason_phrase or f"HTTP {response.status_code}")
         detail = body.get("detail")
@@ -121,10 +130,13 @@ class ManagementApi:
         self._client = client
         self._base_url = base_url
 
-    def call(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None) -> Any:
-        """The answer's JSON; an error answer or an unreachable engine is an ApiError."""
+    def call(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None,
+             content: bytes | None = None, exact: bool = False) -> Any:
+        """The answer's JSON; an error answer or an unreachable engine is an ApiError. `content` is sent as it is
+        (a map file: no re-serializing, every digit stays); `exact` reads numbers with a fraction as Decimal."""
+        headers = {"content-type": "application/json"} if content is not None else None
         try:
-            response = self._client.request(method, path, json=body, params=params)
+            response = self._client.request(method, path, json=body, params=params, content=content, headers=headers)
         except httpx.TransportError as error:
             raise ApiError(
                 f"cannot reach the engine at {self._base_url} ({type(error).__name__}: {error}); "
@@ -132,9 +144,10 @@ class ManagementApi:
                 transient=True,
             ) from None
         if response.is_error:
-            raise ApiError(problem_message(response), transient=response.status_code in (502, 503, 504))
+            raise ApiError(problem_message(response), transient=response.status_code in (502, 503, 504),
+                           problem=_json_object(response))
         try:
-            return response.json()
+            return jsonwire.loads(response.content) if exact else response.json()
         except ValueError:
             raise ApiError(f"{method} {path}: the engine's answer is not JSON: {response.text[:200]}") from None
 
@@ -244,7 +257,8 @@ def stream_console(stderr: bool = False) -> Console:
 
 
 def print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    # jsonwire: a map's decimals (read `exact`) print as the numbers they are
+    sys.stdout.write(jsonwire.dumps(data, indent=2).decode() + "\n")
 
 
 def when(value: object) -> str:

@@ -1,8 +1,9 @@
 """`dualwrite maps ...`: validate map files, print the sync order, keep the JSON Schema current; show a map's
-mode and pause, resume, stop or start it.
+mode and pause, resume, stop or start it; show a running map, change it (a stored revision that beats its file),
+list and restore its revisions.
 
-The mode commands are clients of the engine's management API (`/api/manage/v1/modes`), like `dualwrite sync`;
-the others read map files only.
+The mode and revision commands are clients of the engine's management API (`/api/manage/v1/modes`,
+`/api/manage/v1/maps`), like `dualwrite sync`; the others read map files only.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -24,6 +26,7 @@ from core.cli.api import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     PLAIN_EVERY_S,
+    ApiError,
     AsJson,
     BarsReporter,
     Key,
@@ -41,6 +44,7 @@ from core.cli.api import (
     wait_console,
     when,
 )
+from core.connectors import jsonwire
 from core.connectors.metadata import MetadataError, fetch_dataverse_schemas, fetch_fno_schemas
 from core.maps import LoadedMap, Problem, check_metadata, load_maps, plan_sync, validate_maps
 from core.maps.loader import SCHEMA_FILE_NAME
@@ -51,7 +55,8 @@ DEFAULT_PATHS = ["maps"]
 
 app = typer.Typer(
     name="maps", no_args_is_help=True,
-    help="Table maps: validate, sync order, JSON Schema; a map's mode: status, pause, resume, stop, start.",
+    help="Table maps: validate, sync order, JSON Schema; a map's mode: status, pause, resume, stop, start; "
+         "maps changed through the API: show, put, versions, restore.",
 )
 
 Paths = Annotated[
@@ -424,3 +429,157 @@ def _follow_catch_up(api: ModesApi, map_name: str, view: dict[str, Any], seams: 
         return poll(view, lambda: api.view(map_name), lambda current: current.get("mode") != "catching_up", seams,
                     report=reporter.update, timeout=timeout)
 
+
+
+# --- maps changed through the management API, stored with a revision number ------------------------------
+
+
+class MapsApi(ManagementApi):
+    """Maps changed through the API: GET and PUT /maps/{map}, GET /maps/{map}/versions, POST .../{rev}/restore.
+    Answers are read `exact`: a definition's decimals keep every digit."""
+
+    def show(self, map_name: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/maps/{segment(map_name)}", exact=True))
+
+    def put(self, map_name: str, text: bytes, reason: str | None) -> dict[str, Any]:
+        return dict(self.call("PUT", f"/maps/{segment(map_name)}", content=text, params=_reason(reason), exact=True))
+
+    def versions(self, map_name: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/maps/{segment(map_name)}/versions", exact=True))
+
+    def restore(self, map_name: str, revision: int, reason: str | None) -> dict[str, Any]:
+        return dict(self.call("POST", f"/maps/{segment(map_name)}/versions/{revision}/restore",
+                              params=_reason(reason), exact=True))
+
+
+ChangeReason = Annotated[str | None, typer.Option("--reason", show_default=False,
+                                                  help="why, recorded with the revision and shown in versions")]
+
+
+def _reason(reason: str | None) -> dict[str, Any] | None:
+    # a query parameter rather than the x-dualwrite-reason header: headers cannot carry every character
+    return {"reason": reason} if reason else None
+
+
+def _origin(answer: dict[str, Any]) -> str:
+    revision = answer.get("revision")
+    return f"stored revision {revision}" if isinstance(revision, int) else f"file {answer.get('origin')}"
+
+
+def _problems_table(problems: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("map", "field", "problem", "in"):
+        table.add_column(name, no_wrap=name != "problem", overflow="fold")
+    for item in problems:
+        table.add_row(Text(str(item.get("map") or "")), Text(str(item.get("field") or "")),
+                      Text(str(item.get("message") or "")), Text(str(item.get("origin") or "")))
+    return table
+
+
+def _stored(ctx: typer.Context, url: str | None, key: str | None, as_json: bool,
+            store: Callable[[MapsApi], dict[str, Any]]) -> None:
+    """Run a PUT or restore and print the revision stored; a refused map prints its problems and exits 1."""
+    err = stream_console(stderr=True)
+    with connect(ctx, url, key, MapsApi) as api:
+        try:
+            answer = store(api)
+        except ApiError as error:
+            problems = [p for p in (error.problem or {}).get("problems") or [] if isinstance(p, dict)]
+            if not problems:
+                raise
+            if as_json:
+                print_json(error.problem)
+            else:
+                err.print(Text(str(error)))
+                err.print(_problems_table(problems))
+            raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        print_json(answer)
+        return
+    stream_console().print(Text(
+        f"{answer.get('map')}: stored as revision {answer.get('revision')} (version {answer.get('version')}); it runs "
+        f"on every instance within {answer.get('takes_effect_within_seconds')} s"))
+    if answer.get("maps_problem"):
+        err.print(Text(f"but the maps do not load: {answer['maps_problem']}"))
+
+
+@app.command()
+def show(ctx: typer.Context, map_name: MapName, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
+    """Print the running definition of MAP (JSON, ready to edit and send back with `dualwrite maps put`); where it
+    comes from (its file or stored revision) goes to stderr."""
+    with connect(ctx, url, key, MapsApi) as api:
+        answer = api.show(map_name)
+    if as_json:
+        print_json(answer)
+        return
+    latest = answer.get("latest_revision")
+    note = f", latest stored revision {latest}" if latest and latest != answer.get("revision") else ""
+    stream_console(stderr=True).print(Text(
+        f"{answer.get('name')}: version {answer.get('version')}, {_origin(answer)}{note}, loaded "
+        f"{when(answer.get('loaded_at'))}"))
+    print_json(answer.get("definition"))
+
+
+@app.command()
+def put(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False, help="the map's JSON file")],
+    reason: ChangeReason = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    key: Key = None,
+) -> None:
+    """Store FILE as the next revision of the map it names: it beats the map's file and runs on every instance
+    within 30 s. Refused (exit 1, each problem listed, nothing stored) when the maps with it would not validate."""
+    try:
+        text = file.read_bytes()
+        definition = jsonwire.loads(text)
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(f"{file}: {error}", param_hint="FILE") from None
+    name = definition.get("name") if isinstance(definition, dict) else None
+    if not isinstance(name, str) or not name:
+        raise typer.BadParameter(f"{file}: not a map (it has no \"name\")", param_hint="FILE")
+    _stored(ctx, url, key, as_json, lambda api: api.put(name, text, reason))
+
+
+@app.command()
+def versions(ctx: typer.Context, map_name: MapName, as_json: AsJson = False, url: Url = None,
+             key: Key = None) -> None:
+    """The stored revisions of MAP, newest first, and which one runs."""
+    with connect(ctx, url, key, MapsApi) as api:
+        answer = api.versions(map_name)
+    if as_json:
+        print_json(answer)
+        return
+    out = stream_console()
+    running = answer.get("running_revision")
+    out.print(Text(f"{map_name} runs " + (f"stored revision {running}" if isinstance(running, int)
+                                           else f"its file {answer.get('origin') or ''}".rstrip())))
+    items = [v for v in answer.get("versions") or [] if isinstance(v, dict)]
+    if not items:
+        out.print(Text("no stored revisions"))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("revision", "version", "at", "by", "reason", ""):
+        table.add_column(name, justify="right" if name == "revision" else "left", no_wrap=name != "reason",
+                         overflow="fold")
+    for item in items:
+        table.add_row(str(item.get("revision")), Text(str(item.get("version") or "")), when(item.get("at")),
+                      Text(str(item.get("by") or "")), Text(str(item.get("reason") or "")),
+                      "running" if item.get("revision") == running else "")
+    out.print(table)
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    map_name: MapName,
+    revision: Annotated[int, typer.Argument(metavar="REVISION", min=1, show_default=False,
+                                            help="the stored revision to bring back")],
+    reason: ChangeReason = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    key: Key = None,
+) -> None:
+    """Store REVISION's body again as the next revision of MAP (validated as a put is)."""
+    _stored(ctx, url, key, as_json, lambda api: api.restore(map_name, revision, reason))

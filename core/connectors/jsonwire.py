@@ -34,8 +34,10 @@ def _prepare(value: Any) -> Any:
     return value
 
 
-def dumps(obj: Any) -> bytes:
-    text = json.dumps(_prepare(obj), ensure_ascii=False, separators=(",", ":"))
+def dumps(obj: Any, *, indent: int | None = None) -> bytes:
+    """Compact JSON on the wire; `indent` for people (a map definition shown by the CLI)."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(_prepare(obj), ensure_ascii=False, separators=separators, indent=indent)
     # The marker starts with NUL (json writes \u0000) and strings carrying it are refused, so none can forge it.
     return _unmark(text).encode()
 
