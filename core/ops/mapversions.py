@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from core.maps import MapSet, StoredMap
+from core.maps import MapDefinitionError, MapSet, StoredMap
+from core.maps.loader import load_map_text
+from core.maps.overlay import stored_origin
 from core.store.mapversions import MapRevision, MapVersionStore, split_body
 
 
@@ -85,6 +87,9 @@ class MapVersions:
         if expected is not None and expected != current:
             raise StaleRevision(name, expected, current)
         candidate = StoredMap(name, current + 1, text)
+        _, problems = load_map_text(text, stored_origin(candidate.revision), name=name, revision=candidate.revision)
+        if problems:  # not a map at all: its own problems, not the set's ("map 'x' does not exist" in its users)
+            raise MapDefinitionError(problems)
         others = [each for each in await self.stored(latest) if each.name != name]
         maps = await asyncio.to_thread(MapSet.load, self.paths, [*others, candidate])
         stored = await self.store.add(name, candidate.revision, text, version=maps[name].version, by=by,

@@ -52,6 +52,25 @@ async def test_an_invalid_change_is_refused_naming_the_field_and_nothing_is_stor
     assert store.rows == {}
 
 
+async def test_a_body_that_is_no_valid_map_is_refused_with_its_own_problems_not_its_users(
+        versions: MapVersions) -> None:
+    customers = json.loads((MAPS / "customers.json").read_text())
+    with pytest.raises(MapDefinitionError) as refused:  # contacts look customers up: they would say it is missing
+        await versions.change("customers", json.dumps({**customers, "conflict": "loudest"}), by="ana")
+    assert [(p.map, p.field) for p in refused.value.problems] == [("customers", "conflict")]
+
+
+async def test_a_valid_map_that_breaks_the_set_is_refused_naming_the_maps_it_breaks(
+        versions: MapVersions, store: MemoryVersions) -> None:
+    groups = json.loads((MAPS / "vendor-groups.json").read_text())
+    groups["fno"]["key"] = ["dataAreaId", "GroupCode"]
+    groups["fields"][0]["fno"] = "GroupCode"  # valid alone; vendors look groups up by VendorGroupId
+    with pytest.raises(MapDefinitionError) as refused:
+        await versions.change("vendor-groups", json.dumps(groups), by="ana")
+    assert {(p.file, p.map) for p in refused.value.problems} == {(str(MAPS / "vendors.json"), "vendors")}
+    assert store.rows == {}
+
+
 async def test_the_body_must_be_a_map_of_the_name_it_is_sent_to(versions: MapVersions, store: MemoryVersions) -> None:
     for text, field in ((_vendors(name="customers"), "name"), ("[1, 2]", "body"), ("{oops", "body")):
         with pytest.raises(BadMapBody) as refused:
