@@ -135,6 +135,37 @@ def accounts_with_prefix(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]
     return {row["accountnumber"]: row for row in rows}
 
 
+def new_customer(stack: Stack, account: str, **fields: Any) -> None:
+    """A USMF organization customer created in F&O, once it has reached Dataverse."""
+    response = stack.fo.post("CustomersV3", json={
+        "dataAreaId": "usmf", "CustomerAccount": account, "OrganizationName": f"{account} Ltd",
+        "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD", "PaymentTerms": "Net30",
+        **fields})
+    assert response.status_code == 201, response.text
+    eventually(lambda: stack.account(account), timeout=60, what=f"customer {account} reaching Dataverse")
+
+
+def change_customer(stack: Stack, account: str, **fields: Any) -> None:
+    """Change a USMF customer in F&O."""
+    response = stack.fo.patch(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{account}')",
+                              params={"cross-company": "true"}, json=fields)
+    assert response.status_code == 204, response.text
+
+
+def account_column(stack: Stack, account: str, column: str) -> Any:
+    """One column of the USMF account synced from customer `account`; None while there is none."""
+    row = stack.account(account)
+    return row.get(column) if row else None
+
+
+def maps_loaded(stack: Stack) -> dict[str, Any]:
+    """When the host loaded its running maps, and why newer ones do not run (the modes view)."""
+    response = stack.admin.get("/api/manage/v1/modes")
+    response.raise_for_status()
+    body = response.json()
+    return {"maps_loaded_at": body["maps_loaded_at"], "maps_problem": body["maps_problem"]}
+
+
 def _deployed(dataverse: DataverseSim, fno: FnoSimulator) -> bool:
     try:
         return _registered(dataverse, fno)

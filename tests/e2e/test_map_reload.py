@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, eventually, running_stack
+from tests.e2e.conftest import (
+    Stack,
+    account_column,
+    change_customer,
+    eventually,
+    maps_loaded,
+    new_customer,
+    running_stack,
+)
 from tests.fixtures.devhost import RunningHost
 
 MAPS = Path(__file__).parents[2] / "maps"
@@ -35,49 +43,30 @@ def reload_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., 
         yield stack
 
 
-def _modes(stack: Stack) -> dict[str, Any]:
-    response = stack.admin.get("/api/manage/v1/modes")
-    response.raise_for_status()
-    return response.json()
-
-
-def _website(stack: Stack, account: str) -> str | None:
-    row = stack.account(account)
-    return row.get("websiteurl") if row else None
-
-
 def test_a_map_file_changed_under_a_running_host_takes_effect_without_a_restart(
         reload_stack: Stack, maps_copy: Path) -> None:
     stack = reload_stack
     account = f"R{uuid.uuid4().hex[:6].upper()}"
-    response = stack.fo.post("CustomersV3", json={
-        "dataAreaId": "usmf", "CustomerAccount": account, "OrganizationName": "Reload Ltd", "NameAlias": "before",
-        "PartyType": "Organization", "CustomerGroupId": "10", "SalesCurrencyCode": "USD", "PaymentTerms": "Net30"})
-    assert response.status_code == 201, response.text
-    eventually(lambda: stack.account(account), timeout=60, what="the new customer reaching Dataverse")
-    assert _website(stack, account) is None  # NameAlias is not mapped yet
-    loaded = _modes(stack)["maps_loaded_at"]
+    new_customer(stack, account, OrganizationName="Reload Ltd", NameAlias="before")
+    assert account_column(stack, account, "websiteurl") is None  # NameAlias is not mapped yet
+    loaded = maps_loaded(stack)["maps_loaded_at"]
 
     path = maps_copy / "customers.json"
     definition = json.loads(path.read_text())
     definition["fields"].append({"fno": "NameAlias", "dataverse": "websiteurl", "direction": "both", "type": "string"})
     path.write_text(json.dumps(definition, indent=2))
-    eventually(lambda: _modes(stack)["maps_loaded_at"] != loaded, timeout=90, what="the host reloading its maps")
-    assert _modes(stack)["maps_problem"] is None
+    eventually(lambda: maps_loaded(stack)["maps_loaded_at"] != loaded, timeout=90, what="the host reloading its maps")
+    assert maps_loaded(stack)["maps_problem"] is None
 
-    response = stack.fo.patch(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{account}')",
-                              params={"cross-company": "true"}, json={"NameAlias": "after the reload"})
-    assert response.status_code == 204, response.text
-    eventually(lambda: _website(stack, account) == "after the reload", timeout=60,
+    change_customer(stack, account, NameAlias="after the reload")
+    eventually(lambda: account_column(stack, account, "websiteurl") == "after the reload", timeout=60,
                what="the newly mapped column reaching Dataverse")
 
     # An invalid edit is reported, and the running version (with the new column) keeps syncing.
     broken = dict(definition, conflict="whoever_shouts_loudest")
     path.write_text(json.dumps(broken))
-    problem = eventually(lambda: _modes(stack)["maps_problem"], timeout=90, what="the invalid maps reported")
+    problem = eventually(lambda: maps_loaded(stack)["maps_problem"], timeout=90, what="the invalid maps reported")
     assert "previous version keeps running" in problem and "conflict" in problem
-    response = stack.fo.patch(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{account}')",
-                              params={"cross-company": "true"}, json={"NameAlias": "still synced"})
-    assert response.status_code == 204, response.text
-    eventually(lambda: _website(stack, account) == "still synced", timeout=60,
+    change_customer(stack, account, NameAlias="still synced")
+    eventually(lambda: account_column(stack, account, "websiteurl") == "still synced", timeout=60,
                what="the change synced by the running version")
