@@ -31,10 +31,11 @@ def sims() -> Iterator[tuple[DataverseSim, FnoSimulator]]:
 
 @pytest.fixture(scope="module")
 def host(devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator],
-         app_stand_in: HttpReceiver) -> RunningHost:
+         app_stand_in: HttpReceiver, azurite: str) -> RunningHost:
     dataverse, fno = sims
+    # Table Storage too: the app reads the stored map revisions before it deploys anything (functions/runtime.py)
     return devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url(), INGEST_KEY=KEY,
-                   DEPLOY_ON_START="true")
+                   DEPLOY_ON_START="true", TABLE_STORAGE_CONNECTION=azurite)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> bool:
@@ -80,10 +81,10 @@ def test_admin_deploy_answers_the_report(host: RunningHost, sims: tuple[Datavers
 
 def test_switched_off_or_unconfigured_deployment_says_why(
         devhost: Callable[..., RunningHost], sims: tuple[DataverseSim, FnoSimulator],
-        app_stand_in: HttpReceiver) -> None:
+        app_stand_in: HttpReceiver, azurite: str) -> None:
     dataverse, fno = sims
     host = devhost(DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, APP_URL=app_stand_in.url(), INGEST_KEY="",
-                   DEPLOY_ON_START="false")
+                   DEPLOY_ON_START="false", TABLE_STORAGE_CONNECTION=azurite)
     assert wait_until(lambda: "deploy: not run, DEPLOY_ON_START is false" in host.log()), host.log()[-3000:]
     answer = httpx.post(f"{host.url}/api/manage/v1/deploy", headers={"x-functions-key": host.master_key})
     assert answer.status_code == 409, answer.text
