@@ -14,12 +14,24 @@ from datetime import datetime
 from typing import Any
 
 import azure.functions as func
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.events.errors import PayloadError
 from core.ops.activity import activity
-from core.ops.errors import ErrorNotFound, ErrorNotOpen, discard, get_error, list_errors, resubmit
+from core.ops.errors import (
+    BULK_LIMIT,
+    BulkOutcome,
+    ErrorNotFound,
+    ErrorNotOpen,
+    discard,
+    discard_matching,
+    get_error,
+    list_errors,
+    resubmit,
+    resubmit_matching,
+)
 from core.store.activity import OUTCOMES
-from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
+from core.store.errors import CATEGORIES, STATUSES, Category, ErrorEntry
 from functions.http import BadParameter, answer, bad_parameter, json_response, problem
 from functions.runtime import Runtime
 
@@ -84,6 +96,62 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
         entries = await list_errors(rt.errors, rt.dead_letters, map=req.params.get("map") or None,
                                     status=None if status == "all" else status, category=category, limit=limit)
         return json_response({"errors": [_error_json(e, full=False) for e in entries]})
+
+    return await answer(work)
+
+
+class BulkAction(BaseModel):
+    """Which open entries a bulk resubmit or discard takes: `ids`, else every open entry of `map` and
+    `category` (none of them: every open entry), newest first, at most `limit`."""
+
+    model_config = ConfigDict(extra="forbid")
+    map: str | None = None
+    category: Category | None = None
+    ids: list[str] | None = Field(None, max_length=BULK_LIMIT)
+    limit: int = Field(BULK_LIMIT, ge=1, le=BULK_LIMIT)
+
+
+def _bulk_body(req: func.HttpRequest) -> BulkAction:
+    try:
+        return BulkAction.model_validate_json(req.get_body() or b"{}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadParameter(name, f"{name}: {first['msg']}") from None
+
+
+def _bulk_json(verb: str, outcome: BulkOutcome) -> dict[str, Any]:
+    return {verb: len(outcome.done), "ids": outcome.done,
+            "failed": [{"id": id, "detail": detail} for id, detail in outcome.failed]}
+
+
+@bp.route(route="manage/v1/errors/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def errors_resubmit(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        chosen = _bulk_body(req)
+    except BadParameter as error:
+        return bad_parameter(error)
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        outcome = await resubmit_matching(errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps,
+                                          buckets=rt.settings.apply_session_buckets, map=chosen.map,
+                                          category=chosen.category, ids=chosen.ids, limit=chosen.limit)
+        return json_response(_bulk_json("resubmitted", outcome), status=202)
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/errors/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def errors_discard(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        chosen = _bulk_body(req)
+    except BadParameter as error:
+        return bad_parameter(error)
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        outcome = await discard_matching(errors=rt.errors, dead=rt.dead_letters, map=chosen.map,
+                                         category=chosen.category, ids=chosen.ids, limit=chosen.limit)
+        return json_response(_bulk_json("discarded", outcome))
 
     return await answer(work)
 

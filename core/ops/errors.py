@@ -15,8 +15,9 @@ ingest again on the stored raw F&O body (parse, route, enqueue), so a fixed map 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -237,3 +238,58 @@ async def discard(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource]
     await _open_entry(id, errors, dead)
     await _take_dead_letter(id, dead)
     await errors.set_status(id, "discarded")
+
+
+BULK_LIMIT = 1000  # entries one bulk action takes at most; the rest is left for the next call
+_BULK_AT_ONCE = 8
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk resubmit or discard did: the ids it acted on, and those it could not (with why)."""
+
+    done: list[str]
+    failed: list[tuple[str, str]]
+
+
+async def _matching(errors: ErrorLog, dead: Sequence[DeadLetterSource], *, map: str | None, category: str | None,
+                    ids: Sequence[str] | None, limit: int) -> list[str]:
+    if ids:
+        return list(dict.fromkeys(ids))[:limit]
+    return [e.id for e in await list_errors(errors, dead, map=map, status="open", category=category, limit=limit)]
+
+
+async def _each(ids: list[str], act: Callable[[str], Awaitable[object]]) -> BulkOutcome:
+    gate = asyncio.Semaphore(_BULK_AT_ONCE)
+    done: list[str] = []
+    failed: list[tuple[str, str]] = []
+
+    async def one(id: str) -> None:
+        async with gate:
+            try:
+                await act(id)
+            except (ErrorNotFound, ErrorNotOpen, PayloadError, ValueError) as error:  # this entry only
+                failed.append((id, str(error)))
+            else:
+                done.append(id)
+
+    await asyncio.gather(*(one(id) for id in ids))
+    return BulkOutcome(done=done, failed=failed)
+
+
+async def resubmit_matching(*, errors: ErrorLog, dead: Sequence[DeadLetterSource], queue: ChangeQueue, maps: MapSet,
+                            buckets: int = DEFAULT_BUCKETS, map: str | None = None, category: str | None = None,
+                            ids: Sequence[str] | None = None, limit: int = BULK_LIMIT) -> BulkOutcome:
+    """Resubmit the open entries named by `ids`, else those of `map` and `category` (newest first, at most
+    `limit`). An entry that cannot be resubmitted is reported and stays as it is; the others go."""
+    chosen = await _matching(errors, dead, map=map, category=category, ids=ids, limit=limit)
+    return await _each(chosen, lambda id: resubmit(id, errors=errors, dead=dead, queue=queue, maps=maps,
+                                                   buckets=buckets))
+
+
+async def discard_matching(*, errors: ErrorLog, dead: Sequence[DeadLetterSource], map: str | None = None,
+                           category: str | None = None, ids: Sequence[str] | None = None,
+                           limit: int = BULK_LIMIT) -> BulkOutcome:
+    """Discard the open entries named by `ids`, else those of `map` and `category` (at most `limit`)."""
+    chosen = await _matching(errors, dead, map=map, category=category, ids=ids, limit=limit)
+    return await _each(chosen, lambda id: discard(id, errors=errors, dead=dead))

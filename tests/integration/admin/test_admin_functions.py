@@ -127,6 +127,49 @@ async def test_error_log_list_get_resubmit_discard(
         assert await receiver.peek_messages(max_message_count=10) == []
 
 
+async def test_bulk_resubmit_and_discard_by_filter_and_by_ids(
+    http: httpx.AsyncClient, azurite: str, servicebus_emulator: ServiceBusEmulator, queue: str
+) -> None:
+    bulk = f"{MAP}b"  # a map of its own: the other test's entries stay out of the filter
+    tables = Tables(azurite)
+    log = ErrorLog(tables)
+    ids = [f"evt-{n}|{bulk}" for n in range(5)]
+    try:
+        for n, id in enumerate(ids):
+            await log.record(ErrorEntry(
+                id=id, map=bulk, key=f"USMF|K{n}", source="fno", operation="update",
+                category="throttled" if n < 3 else "application", text="429", attempts=5,
+                change=change(f"evt-{n}", f"K{n}").model_copy(update={"map": bulk}).to_json(),
+                session_id=f"{bulk}|b{n}", first_at=NOW, last_at=NOW + timedelta(seconds=n)))
+    finally:
+        await tables.close()
+
+    resubmitted = await http.post("/errors/resubmit", json={"map": bulk, "category": "throttled"})
+    assert resubmitted.status_code == 202, resubmitted.text
+    assert resubmitted.json()["resubmitted"] == 3 and set(resubmitted.json()["ids"]) == set(ids[:3])
+    assert resubmitted.json()["failed"] == []
+    async with ServiceBusClient.from_connection_string(servicebus_emulator.connection_string) as client:
+        for n in range(3):
+            async with client.get_queue_receiver(queue, session_id=f"{bulk}|b{n}", max_wait_time=5) as receiver:
+                (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
+                assert message.message_id == f"{ids[n]}|resubmit-1"
+                await receiver.complete_message(message)
+
+    # By ids: one already resubmitted is reported, not fatal; the open one is discarded.
+    discarded = await http.post("/errors/discard", json={"ids": [ids[0], ids[3]]})
+    assert discarded.status_code == 200, discarded.text
+    assert discarded.json()["discarded"] == 1 and discarded.json()["ids"] == [ids[3]]
+    assert [f["id"] for f in discarded.json()["failed"]] == [ids[0]]
+    assert "resubmitted" in discarded.json()["failed"][0]["detail"]
+    left = by_id((await http.get("/errors", params={"map": bulk})).json())
+    assert set(left) == {ids[4]}
+
+    for body, name in (({"category": "cosmic"}, "category"), ({"limit": 0}, "limit"), ({"colour": 1}, "colour")):
+        refused = await http.post("/errors/discard", json=body)
+        assert refused.status_code == 400 and refused.json()["invalid_params"][0]["name"] == name, refused.text
+    assert set(by_id((await http.get("/errors", params={"map": bulk})).json())) == {ids[4]}  # nothing lost
+
+
 async def test_unknown_ids_are_404(http: httpx.AsyncClient) -> None:
     missing = quote(f"nothing|{MAP}", safe="")
     assert (await http.get(f"/errors/{missing}")).status_code == 404
