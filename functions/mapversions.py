@@ -5,6 +5,8 @@
   GET  manage/v1/maps/{map}                               the running definition, its revision and origin
   PUT  manage/v1/maps/{map}                               body: the map's JSON; stored as the next revision once
                                                           the whole set with it is valid (422 naming each problem)
+  POST manage/v1/maps/{map}/validate                      body: a draft; every problem of the set with it (200,
+                                                          `valid`), nothing stored
   GET  manage/v1/maps/{map}/versions                      the stored revisions, newest first, without bodies
   GET  manage/v1/maps/{map}/versions/{revision}           one revision with its body
   POST manage/v1/maps/{map}/versions/{revision}/restore   store that revision's body again as the next revision
@@ -130,6 +132,28 @@ async def map_put(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return await _store(rt, name, lambda: rt.map_versions.change(name, text, by=by, reason=reason,
                                                                       expected=expected))
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/maps/{map}/validate", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def map_validate(req: func.HttpRequest) -> func.HttpResponse:
+    """A draft checked as a PUT would check it, storing nothing: what an editor asks as the user types."""
+    name = req.route_params["map"]
+    try:
+        text = (req.get_body() or b"").decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return bad_parameter(BadParameter("body", "the body is not UTF-8 text"))
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        try:
+            found = await rt.map_versions.check(name, text)
+        except BadMapBody as error:
+            return bad_parameter(BadParameter(error.field, str(error)))
+        problems = [{"map": p.map, "field": p.field, "severity": p.severity, "message": p.message,
+                     "origin": p.file} for p in found]
+        return _json({"map": name, "valid": not any(p["severity"] == "error" for p in problems),
+                      "problems": problems})
 
     return await answer(work)
 

@@ -77,6 +77,24 @@ def test_a_refused_change_names_what_is_wrong_and_stores_nothing(api: httpx.Clie
     assert api.get("/vendors/versions").json()["versions"] == []
 
 
+def test_a_draft_is_validated_without_being_stored(api: httpx.Client) -> None:
+    good = api.post("/vendors/validate", content=with_credit_limit())
+    assert good.status_code == 200, good.text
+    assert good.json()["valid"] is True
+    assert [p for p in good.json()["problems"] if p["severity"] == "error"] == []
+    draft = jsonwire.loads(vendors())
+    draft["fields"][1]["fno"] = "VendorOrganisationName"  # a typo in a field an editor would show next to it
+    draft["conflict"] = "whoever_shouts_loudest"
+    bad = api.post("/vendors/validate", content=jsonwire.dumps(draft))
+    assert bad.status_code == 200 and bad.json()["valid"] is False
+    fields = {p["field"] for p in bad.json()["problems"] if p["map"] == "vendors"}
+    assert "conflict" in fields
+    assert problem(api.post("/vendors/validate", content=b"{oops"), 400)["invalid_params"][0]["name"] == "body"
+    assert problem(api.post("/vendors/validate", content=vendors(name="x")), 400)["invalid_params"][0]["name"] == "name"
+    assert api.get("/vendors/versions").json()["versions"] == []  # nothing stored
+    assert api.get("/vendors").headers["etag"] == '"0"'
+
+
 def test_a_stored_revision_runs_keeps_its_decimals_and_is_guarded_by_if_match(api: httpx.Client) -> None:
     stored = api.put("/vendors", content=with_credit_limit(), params={"reason": "credit limits"},
                      headers={"if-match": '"0"', "x-dualwrite-user": "ana"})
