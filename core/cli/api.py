@@ -1,20 +1,20 @@
-"""What the CLI's clients of the engine's management API share: where the engine is and which key it takes,
-one httpx client a command, problem+json answers as the user reads them, polling, and the console.
+"""What the CLI's clients of the engine's management API share: where the engine is and which key it takes
+(core.cli.config: flags, a profile, the environment, else the local stack), one httpx client a command,
+problem+json answers as the user reads them, polling, and the console.
 
-Each command group (`sync`, `maps`) subclasses `ManagementApi` for its routes and opens it with `connect`.
+Each command group (`sync`, `maps`, `errors`, ...) subclasses `ManagementApi` for its routes and opens it with
+`connect`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Self, TextIO, TypeVar
 from urllib.parse import quote
 
@@ -24,12 +24,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.text import Text
 
+from core.cli import config
+from core.cli.config import Connection, ProfileError
 from core.connectors import jsonwire
 
-DEFAULT_URL = "http://localhost:7071"
-DEFAULT_KEY = "local-master-key"
-# Where the local host reads its keys, relative to the working directory as the host reads them.
-SETTINGS_FILES = ("local.settings.json", "local.settings.sample.json")
 KEY_HEADER = "x-functions-key"
 
 EXIT_OK = 0
@@ -57,33 +55,6 @@ def seams_of(ctx: typer.Context) -> Seams:
     return ctx.obj if isinstance(ctx.obj, Seams) else Seams()
 
 
-# --- where the engine is and which key it takes ---------------------------------------------------------
-
-
-def resolve_url(url: str | None = None) -> str:
-    """--url, else DUALWRITE_URL, else the local host of `make run`."""
-    return (url or os.environ.get("DUALWRITE_URL") or DEFAULT_URL).rstrip("/")
-
-
-def resolve_key(key: str | None = None, directory: Path | None = None) -> str:
-    """--key, else DUALWRITE_KEY, else the local host's master key from its settings file, else its default."""
-    return key or os.environ.get("DUALWRITE_KEY") or settings_master_key(directory) or DEFAULT_KEY
-
-
-def settings_master_key(directory: Path | None = None) -> str | None:
-    """DEVHOST_MASTER_KEY from local.settings.json's Values, falling back to the committed sample."""
-    for name in SETTINGS_FILES:
-        path = (directory or Path.cwd()) / name
-        try:
-            values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        value = values.get("DEVHOST_MASTER_KEY") if isinstance(values, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 # --- the management API ---------------------------------------------------------------------------------
 
 
@@ -91,10 +62,12 @@ class ApiError(Exception):
     """The engine answered with an error, or could not be reached; the message is what the user reads, `problem`
     the problem+json answer for commands that show more of it (the problems of a refused map)."""
 
-    def __init__(self, message: str, *, transient: bool = False, problem: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, transient: bool = False, problem: dict[str, Any] | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
         self.problem = problem
+        self.status = status  # the HTTP status of an error answer; None when the engine was not reached
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:
@@ -117,7 +90,7 @@ def problem_message(response: httpx.Response) -> str:
     if text:
         message += f": {text[:300]}"
     if response.status_code in (401, 403):
-        message += f" (check --key or DUALWRITE_KEY; it is sent as {KEY_HEADER})"
+        message += f" (check --key, DUALWRITE_KEY or the profile; it is sent as {KEY_HEADER})"
     return message
 
 
@@ -131,9 +104,10 @@ class ManagementApi:
         self._base_url = base_url
 
     def call(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None,
-             content: bytes | None = None, exact: bool = False) -> Any:
+             content: bytes | None = None, exact: bool = False, accept: Collection[int] = ()) -> Any:
         """The answer's JSON; an error answer or an unreachable engine is an ApiError. `content` is sent as it is
-        (a map file: no re-serializing, every digit stays); `exact` reads numbers with a fraction as Decimal."""
+        (a map file: no re-serializing, every digit stays); `exact` reads numbers with a fraction as Decimal;
+        `accept`: error statuses whose JSON body is an answer (deployment's report comes with a 502)."""
         headers = {"content-type": "application/json"} if content is not None else None
         try:
             response = self._client.request(method, path, json=body, params=params, content=content, headers=headers)
@@ -143,9 +117,9 @@ class ManagementApi:
                 "is it running (locally: make run), or is --url / DUALWRITE_URL wrong?",
                 transient=True,
             ) from None
-        if response.is_error:
+        if response.is_error and response.status_code not in accept:
             raise ApiError(problem_message(response), transient=response.status_code in (502, 503, 504),
-                           problem=_json_object(response))
+                           problem=_json_object(response), status=response.status_code)
         try:
             return jsonwire.loads(response.content) if exact else response.json()
         except ValueError:
@@ -160,17 +134,35 @@ def segment(value: str) -> str:
 Api = TypeVar("Api", bound=ManagementApi)
 
 
-@contextmanager
-def connect(ctx: typer.Context, url: str | None, key: str | None, api: type[Api]) -> Iterator[Api]:
-    """One client for the command; an ApiError becomes `message` on stderr and exit 1."""
-    base = resolve_url(url)
-    headers = {KEY_HEADER: resolve_key(key), "accept": "application/json"}
+def connection(url: str | None, key: str | None, profile: str | None) -> Connection:
+    """Where the engine is and which key it takes (core.cli.config); a profile problem is a message on stderr and
+    exit 2 for a profile that does not exist, 1 for a profile file that cannot be read."""
+    err = stream_console(stderr=True)
     try:
-        with httpx.Client(base_url=base + api.PREFIX, headers=headers, transport=seams_of(ctx).transport,
+        found = config.resolve(url, key, profile)
+    except ProfileError as error:
+        err.print(Text(str(error)))
+        raise typer.Exit(error.exit_code) from None
+    for warning in found.warnings:
+        err.print(Text(f"warning: {warning}"))
+    return found
+
+
+@contextmanager
+def connect(ctx: typer.Context, url: str | None, key: str | None, api: type[Api],
+            profile: str | None = None) -> Iterator[Api]:
+    """One client for the command; an ApiError becomes `message` on stderr and exit 1."""
+    found = connection(url, key, profile)
+    headers = {KEY_HEADER: found.key, "accept": "application/json"}
+    try:
+        with httpx.Client(base_url=found.url + api.PREFIX, headers=headers, transport=seams_of(ctx).transport,
                           timeout=30) as client:
-            yield api(client, base)
+            yield api(client, found.url)
     except ApiError as error:
-        stream_console(stderr=True).print(Text(str(error)))
+        message = str(error)
+        if error.status in (401, 403):
+            message += f"; the key sent came from {found.key_from}"
+        stream_console(stderr=True).print(Text(message))
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -275,9 +267,15 @@ def when(value: object) -> str:
 # --- the options every client command takes -------------------------------------------------------------
 
 Url = Annotated[str | None, typer.Option(
-    "--url", show_default=False, help="the engine's base URL (default: DUALWRITE_URL, else http://localhost:7071)")]
+    "--url", show_default=False,
+    help=f"the engine's base URL (default: --profile's, else DUALWRITE_URL, else DUALWRITE_PROFILE's or the default "
+         f"profile's, else the local stack {config.LOCAL_URL})")]
 Key = Annotated[str | None, typer.Option(
     "--key", show_default=False,
-    help=f"function key, sent as {KEY_HEADER} (default: DUALWRITE_KEY, else DEVHOST_MASTER_KEY of "
-         "local.settings.json or local.settings.sample.json, else local-master-key)")]
+    help=f"function key, sent as {KEY_HEADER} (default: --profile's, else DUALWRITE_KEY, else DUALWRITE_PROFILE's or "
+         "the default profile's, else the local host's DEVHOST_MASTER_KEY: environment, local.settings.json, "
+         "local.settings.sample.json)")]
+ProfileName = Annotated[str | None, typer.Option(
+    "--profile", metavar="NAME", show_default=False,
+    help="a profile of the profile file (dualwrite profile list); default: DUALWRITE_PROFILE, else the file's default")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON as is")]

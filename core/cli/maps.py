@@ -31,6 +31,7 @@ from core.cli.api import (
     BarsReporter,
     Key,
     ManagementApi,
+    ProfileName,
     Reporter,
     Seams,
     Url,
@@ -278,9 +279,10 @@ def status(
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Every map's mode, since when, by whom and why, its parked records and catch-up; or one MAP's moves."""
-    with connect(ctx, url, key, ModesApi) as api:
+    with connect(ctx, url, key, ModesApi, profile) as api:
         data = api.view(map_name) if map_name else api.views()
     if as_json:
         print_json(data)
@@ -300,8 +302,8 @@ def status(
 
 
 def _act(ctx: typer.Context, action: str, map_name: str, reason: str | None, as_json: bool, url: str | None,
-         key: str | None) -> None:
-    with connect(ctx, url, key, ModesApi) as api:
+         key: str | None, profile: str | None) -> None:
+    with connect(ctx, url, key, ModesApi, profile) as api:
         view = api.act(map_name, action, reason)
     if as_json:
         print_json(view)
@@ -318,8 +320,8 @@ def _action(action: str, summary: str) -> None:
     """Register `dualwrite maps ACTION MAP`: one move of the map's mode, nothing else to it."""
 
     def command(ctx: typer.Context, map_name: MapName, reason: Reason = None, as_json: AsJson = False,
-                url: Url = None, key: Key = None) -> None:
-        _act(ctx, action, map_name, reason, as_json, url, key)
+                url: Url = None, key: Key = None, profile: ProfileName = None) -> None:
+        _act(ctx, action, map_name, reason, as_json, url, key, profile)
 
     command.__doc__ = summary
     app.command(name=action)(command)
@@ -339,6 +341,7 @@ def resume(
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Resume MAP: it catches up (its parked changes are sent to apply, in rounds), then runs again.
 
@@ -346,7 +349,7 @@ def resume(
     """
     seams = seams_of(ctx)
     err = stream_console(stderr=True)
-    with connect(ctx, url, key, ModesApi) as api:
+    with connect(ctx, url, key, ModesApi, profile) as api:
         view = api.act(map_name, "resume", reason)
         if not wait:
             if as_json:
@@ -476,11 +479,11 @@ def _problems_table(problems: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _stored(ctx: typer.Context, url: str | None, key: str | None, as_json: bool,
+def _stored(ctx: typer.Context, url: str | None, key: str | None, profile: str | None, as_json: bool,
             store: Callable[[MapsApi], dict[str, Any]]) -> None:
     """Run a PUT or restore and print the revision stored; a refused map prints its problems and exits 1."""
     err = stream_console(stderr=True)
-    with connect(ctx, url, key, MapsApi) as api:
+    with connect(ctx, url, key, MapsApi, profile) as api:
         try:
             answer = store(api)
         except ApiError as error:
@@ -504,10 +507,11 @@ def _stored(ctx: typer.Context, url: str | None, key: str | None, as_json: bool,
 
 
 @app.command()
-def show(ctx: typer.Context, map_name: MapName, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
+def show(ctx: typer.Context, map_name: MapName, as_json: AsJson = False, url: Url = None, key: Key = None,
+         profile: ProfileName = None) -> None:
     """Print the running definition of MAP (JSON, ready to edit and send back with `dualwrite maps put`); where it
     comes from (its file or stored revision) goes to stderr."""
-    with connect(ctx, url, key, MapsApi) as api:
+    with connect(ctx, url, key, MapsApi, profile) as api:
         answer = api.show(map_name)
     if as_json:
         print_json(answer)
@@ -528,6 +532,7 @@ def put(
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Store FILE as the next revision of the map it names: it beats the map's file and runs on every instance
     within 30 s. Refused (exit 1, each problem listed, nothing stored) when the maps with it would not validate."""
@@ -539,14 +544,14 @@ def put(
     name = definition.get("name") if isinstance(definition, dict) else None
     if not isinstance(name, str) or not name:
         raise typer.BadParameter(f"{file}: not a map (it has no \"name\")", param_hint="FILE")
-    _stored(ctx, url, key, as_json, lambda api: api.put(name, text, reason))
+    _stored(ctx, url, key, profile, as_json, lambda api: api.put(name, text, reason))
 
 
 @app.command()
 def versions(ctx: typer.Context, map_name: MapName, as_json: AsJson = False, url: Url = None,
-             key: Key = None) -> None:
+             key: Key = None, profile: ProfileName = None) -> None:
     """The stored revisions of MAP, newest first, and which one runs."""
-    with connect(ctx, url, key, MapsApi) as api:
+    with connect(ctx, url, key, MapsApi, profile) as api:
         answer = api.versions(map_name)
     if as_json:
         print_json(answer)
@@ -580,6 +585,7 @@ def restore(
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Store REVISION's body again as the next revision of MAP (validated as a put is)."""
-    _stored(ctx, url, key, as_json, lambda api: api.restore(map_name, revision, reason))
+    _stored(ctx, url, key, profile, as_json, lambda api: api.restore(map_name, revision, reason))

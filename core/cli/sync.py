@@ -27,6 +27,7 @@ from core.cli.api import (
     BarsReporter,
     Key,
     ManagementApi,
+    ProfileName,
     Reporter,
     Seams,
     Url,
@@ -291,10 +292,10 @@ def _follow(api: SyncApi, run: dict[str, Any], seams: Seams) -> dict[str, Any]:
 
 
 def _start_and_follow(ctx: typer.Context, body: dict[str, Any], no_wait: bool, url: str | None,
-                      key: str | None) -> None:
+                      key: str | None, profile: str | None) -> None:
     seams = seams_of(ctx)
     out, err = stream_console(), stream_console(stderr=True)
-    with connect(ctx, url, key, SyncApi) as api:
+    with connect(ctx, url, key, SyncApi, profile) as api:
         run = api.start(body)
         run_id = str(run.get("id"))
         what = ", ".join(body["maps"]) or "all enabled maps"
@@ -363,6 +364,7 @@ def initial(
         help="sync again the rows that failed in that run (MAPs or --all optional)")] = None,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Copy existing rows to the other side: give MAP names or --all.
 
@@ -375,7 +377,7 @@ def initial(
         "dry_run": dry_run,
         "retry_failed_of": retry_failed,
     }
-    _start_and_follow(ctx, body, no_wait, url, key)
+    _start_and_follow(ctx, body, no_wait, url, key, profile)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -387,6 +389,7 @@ def reconcile(
     no_wait: NoWait = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """Compare both sides row by row (or --repair the differences): give MAP names or --all.
 
@@ -399,13 +402,14 @@ def reconcile(
         "dry_run": False,
         "retry_failed_of": None,
     }
-    _start_and_follow(ctx, body, no_wait, url, key)
+    _start_and_follow(ctx, body, no_wait, url, key, profile)
 
 
 @app.command()
-def runs(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
+def runs(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key = None,
+         profile: ProfileName = None) -> None:
     """List the sync runs, newest first."""
-    with connect(ctx, url, key, SyncApi) as api:
+    with connect(ctx, url, key, SyncApi, profile) as api:
         data = api.runs()
     if as_json:
         print_json(data)
@@ -432,9 +436,10 @@ def runs(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key 
 
 
 @app.command()
-def show(ctx: typer.Context, run_id: RunId, as_json: AsJson = False, url: Url = None, key: Key = None) -> None:
+def show(ctx: typer.Context, run_id: RunId, as_json: AsJson = False, url: Url = None, key: Key = None,
+         profile: ProfileName = None) -> None:
     """One run: its maps' progress and figures, and a summary of the drift it found."""
-    with connect(ctx, url, key, SyncApi) as api:
+    with connect(ctx, url, key, SyncApi, profile) as api:
         run = api.run(run_id)
         totals = _totals(run)
         drift = totals["differs"] + totals["missing_on_target"] + totals["missing_on_source"]
@@ -487,9 +492,10 @@ def drift(
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
+    profile: ProfileName = None,
 ) -> None:
     """The rows a reconciliation run found different or missing, with the columns that differ."""
-    with connect(ctx, url, key, SyncApi) as api:
+    with connect(ctx, url, key, SyncApi, profile) as api:
         items = api.drift(run_id, map_name=map_name, limit=limit)
     if as_json:
         print_json({"items": items})
@@ -504,9 +510,10 @@ def drift(
 
 
 @app.command()
-def cancel(ctx: typer.Context, run_id: RunId, url: Url = None, key: Key = None) -> None:
+def cancel(ctx: typer.Context, run_id: RunId, url: Url = None, key: Key = None,
+         profile: ProfileName = None) -> None:
     """Ask the engine to cancel a run (rows already written stay written)."""
-    with connect(ctx, url, key, SyncApi) as api:
+    with connect(ctx, url, key, SyncApi, profile) as api:
         run = api.cancel(run_id)
     status = run.get("status")
     note = "" if status in TERMINAL else " (cancel requested)"

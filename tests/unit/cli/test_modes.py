@@ -235,7 +235,7 @@ def test_each_action_posts_to_its_path_with_the_reason(seams, engine, capsys, ac
     assert run_cli(seams, action, "customers", "--reason", "nightly load") == 0
     [request] = engine.requests
     assert (request.method, str(request.url)) == (
-        "POST", f"http://localhost:7071/api/manage/v1/modes/customers/{action}")
+        "POST", f"http://127.0.0.1:7071/api/manage/v1/modes/customers/{action}")
     assert request.headers["x-functions-key"] == "local-master-key"
     assert json.loads(request.content) == {"reason": "nightly load"}
     assert engine.views["customers"]["mode"] == after
@@ -320,7 +320,7 @@ def test_an_engine_that_is_not_running(capsys):
         raise httpx.ConnectError("connection refused", request=request)
 
     assert run_cli(Seams(transport=httpx.MockTransport(refused)), "status") == 1
-    assert "cannot reach the engine at http://localhost:7071" in " ".join(capsys.readouterr().err.split())
+    assert "cannot reach the engine at http://127.0.0.1:7071" in " ".join(capsys.readouterr().err.split())
 
 
 # --- resume --wait --------------------------------------------------------------------------------------

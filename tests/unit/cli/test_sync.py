@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core.cli import api
+from core.cli import api, config
 from core.cli.api import Seams
 from core.cli.main import app, main
 
@@ -130,7 +130,7 @@ def test_help_documents_the_exit_codes(seams, capsys):
 def test_initial_starts_a_run_with_the_contract_body_url_and_key(seams, engine):
     assert run_cli(seams, "initial", "customers", "vendors", "customers", "--no-wait") == 0
     [request] = engine.requests
-    assert (request.method, str(request.url)) == ("POST", "http://localhost:7071/api/manage/v1/sync/runs")
+    assert (request.method, str(request.url)) == ("POST", "http://127.0.0.1:7071/api/manage/v1/sync/runs")
     assert request.headers["x-functions-key"] == "local-master-key"
     assert json.loads(request.content) == {"kind": "initial", "maps": ["customers", "vendors"], "source": None,
                                            "dry_run": False, "retry_failed_of": None}
@@ -197,7 +197,7 @@ def test_key_from_local_settings_then_the_sample(seams, engine, tmp_path):
 def test_a_settings_file_without_the_key_falls_through(tmp_path):
     (tmp_path / "local.settings.json").write_text("{not json")
     (tmp_path / "local.settings.sample.json").write_text(json.dumps({"Values": {}}))
-    assert api.resolve_key(None, tmp_path) == "local-master-key"
+    assert config.resolve(directory=tmp_path).key == "local-master-key"
 
 
 def test_runs_lists_a_table_with_the_figures(seams, engine, capsys):
@@ -435,7 +435,7 @@ def test_an_engine_that_is_not_running(capsys):
 
     assert run_cli(Seams(transport=httpx.MockTransport(refused)), "runs") == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert "cannot reach the engine at http://localhost:7071" in err and "make run" in err
+    assert "cannot reach the engine at http://127.0.0.1:7071" in err and "make run" in err
 
 
 def test_cli_runner_with_the_seams(engine, sleeps):
