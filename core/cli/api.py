@@ -268,14 +268,13 @@ def when(value: object) -> str:
 
 Url = Annotated[str | None, typer.Option(
     "--url", show_default=False,
-    help=f"the engine's base URL (default: --profile's, else DUALWRITE_URL, else DUALWRITE_PROFILE's or the default "
-         f"profile's, else the local stack {config.LOCAL_URL})")]
+    help=f"the engine's base URL (default: --profile's, DUALWRITE_URL, DUALWRITE_PROFILE's or the default profile's, "
+         f"else the local stack, {config.LOCAL_URL})")]
 Key = Annotated[str | None, typer.Option(
     "--key", show_default=False,
-    help=f"function key, sent as {KEY_HEADER} (default: --profile's, else DUALWRITE_KEY, else DUALWRITE_PROFILE's or "
-         "the default profile's, else the local host's DEVHOST_MASTER_KEY: environment, local.settings.json, "
-         "local.settings.sample.json)")]
+    help=f"admin (master) key, sent as {KEY_HEADER} (default: --profile's, DUALWRITE_KEY, DUALWRITE_PROFILE's or the "
+         "default profile's, else the local host's DEVHOST_MASTER_KEY)")]
 ProfileName = Annotated[str | None, typer.Option(
     "--profile", metavar="NAME", show_default=False,
-    help="a profile of the profile file (dualwrite profile list); default: DUALWRITE_PROFILE, else the file's default")]
+    help="a profile of `dualwrite profile list` (default: DUALWRITE_PROFILE, else the profile file's default)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON as is")]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import maps, profile, sync
+from core.cli import errors, maps, profile, sync
 
 app = typer.Typer(
     name="dualwrite",
@@ -29,6 +29,7 @@ def version() -> None:
 # Command groups register here, one module each.
 app.add_typer(maps.app, name="maps")
 app.add_typer(sync.app, name="sync")
+app.add_typer(errors.app, name="errors")
 app.add_typer(profile.app, name="profile")
 
 
