@@ -270,8 +270,9 @@ Url = Annotated[str | None, typer.Option(
     "--url", show_default=False,
     help=f"the engine's base URL (default: --profile's, DUALWRITE_URL, DUALWRITE_PROFILE's or the default profile's, "
          f"else the local stack, {config.LOCAL_URL})")]
+# `--api-key` too: `dualwrite activity` has a `--key` of its own (a record's key, as on the route).
 Key = Annotated[str | None, typer.Option(
-    "--key", show_default=False,
+    "--key", "--api-key", show_default=False,
     help=f"admin (master) key, sent as {KEY_HEADER} (default: --profile's, DUALWRITE_KEY, DUALWRITE_PROFILE's or the "
          "default profile's, else the local host's DEVHOST_MASTER_KEY)")]
 ProfileName = Annotated[str | None, typer.Option(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import errors, maps, profile, sync
+from core.cli import activity, errors, maps, profile, sync
 
 app = typer.Typer(
     name="dualwrite",
@@ -30,6 +30,7 @@ def version() -> None:
 app.add_typer(maps.app, name="maps")
 app.add_typer(sync.app, name="sync")
 app.add_typer(errors.app, name="errors")
+app.add_typer(activity.app, name="activity")
 app.add_typer(profile.app, name="profile")
 
 
