@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import activity, errors, maps, profile, sync
+from core.cli import activity, errors, maps, ops, profile, sync
 
 app = typer.Typer(
     name="dualwrite",
@@ -25,6 +25,9 @@ def version() -> None:
     """Print the engine version."""
     sys.stdout.write(f"dualwrite {__version__}\n")
 
+
+app.command()(ops.health)
+app.command()(ops.deploy)
 
 # Command groups register here, one module each.
 app.add_typer(maps.app, name="maps")

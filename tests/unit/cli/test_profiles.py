@@ -219,7 +219,9 @@ def _recording() -> tuple[Seams, list[httpx.Request]]:
     return Seams(transport=httpx.MockTransport(handler)), requests
 
 
-@pytest.mark.parametrize("argv", [["maps", "status"], ["sync", "runs"], ["errors", "list"]])
+@pytest.mark.parametrize("argv", [
+    ["maps", "status"], ["sync", "runs"], ["errors", "list"], ["activity", "list"], ["health"], ["deploy"],
+])
 def test_every_client_command_takes_profile(two, argv):
     seams, requests = _recording()
     assert main([*argv, "--profile", "test"], obj=seams) in (0, 1)  # health of an empty answer is not healthy
