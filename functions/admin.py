@@ -14,15 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import azure.functions as func
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from core.events.errors import PayloadError
 from core.ops.activity import activity
+from core.ops.contracts import BulkAction
 from core.ops.errors import (
-    BULK_LIMIT,
     BulkOutcome,
-    ErrorNotFound,
-    ErrorNotOpen,
     discard,
     discard_matching,
     get_error,
@@ -31,8 +28,8 @@ from core.ops.errors import (
     resubmit_matching,
 )
 from core.store.activity import OUTCOMES
-from core.store.errors import CATEGORIES, STATUSES, Category, ErrorEntry
-from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
+from functions.http import BadParameter, answer, bad_parameter, json_response
 from functions.runtime import Runtime
 
 bp = func.Blueprint()
@@ -100,17 +97,6 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work)
 
 
-class BulkAction(BaseModel):
-    """Which open entries a bulk resubmit or discard takes: `ids`, else every open entry of `map` and
-    `category` (none of them: every open entry), newest first, at most `limit`."""
-
-    model_config = ConfigDict(extra="forbid")
-    map: str | None = None
-    category: Category | None = None
-    ids: list[str] | None = Field(None, max_length=BULK_LIMIT)
-    limit: int = Field(BULK_LIMIT, ge=1, le=BULK_LIMIT)
-
-
 def _bulk_body(req: func.HttpRequest) -> BulkAction:
     try:
         return BulkAction.model_validate_json(req.get_body() or b"{}")
@@ -161,11 +147,7 @@ async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            entry = await get_error(id, rt.errors, rt.dead_letters)
-        except ErrorNotFound as exc:
-            return problem(404, "Not found", str(exc))
-        return json_response(_error_json(entry, full=True))
+        return json_response(_error_json(await get_error(id, rt.errors, rt.dead_letters), full=True))
 
     return await answer(work)
 
@@ -175,18 +157,9 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            sent = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps,
-                                  buckets=rt.settings.apply_session_buckets)
-        except ErrorNotFound as exc:
-            return problem(404, "Not found", str(exc))
-        except ErrorNotOpen as exc:
-            return problem(409, "Not open", str(exc), status_now=exc.status)
-        except PayloadError as exc:  # a refused F&O event still refused: fix the map or the payload first
-            return problem(400, "Invalid payload", f"error {id!r} still cannot be ingested: {exc}",
-                           field=exc.field)
-        except ValueError as exc:
-            return problem(422, "Cannot resubmit", str(exc))
+        # A refused F&O event still refused is a 400 naming the field: fix the map or the payload first.
+        sent = await resubmit(id, errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps,
+                              buckets=rt.settings.apply_session_buckets)
         return json_response({"id": id, "status": "resubmitted", "message_id": sent.message_id,
                               "accepted": sent.accepted}, status=202)
 
@@ -198,12 +171,7 @@ async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
     id = req.route_params["id"]
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            await discard(id, errors=rt.errors, dead=rt.dead_letters)
-        except ErrorNotFound as exc:
-            return problem(404, "Not found", str(exc))
-        except ErrorNotOpen as exc:
-            return problem(409, "Not open", str(exc), status_now=exc.status)
+        await discard(id, errors=rt.errors, dead=rt.dead_letters)
         return json_response({"id": id, "status": "discarded"})
 
     return await answer(work)
@@ -219,13 +187,8 @@ async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
         return bad_parameter(error)
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            entries = await activity(rt.activity, map=req.params.get("map") or None,
-                                     key=req.params.get("key") or None, since=since, until=until,
-                                     outcome=outcome, limit=limit)
-        except ValueError as exc:  # the window (since/until) or the map name; the message names which
-            name = str(exc).split(" ", 1)[0].split(":", 1)[0]
-            return bad_parameter(BadParameter(name if name in ("since", "until", "map") else "since", str(exc)))
+        entries = await activity(rt.activity, map=req.params.get("map") or None, key=req.params.get("key") or None,
+                                 since=since, until=until, outcome=outcome, limit=limit)
         return json_response({"entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries]})
 
     return await answer(work)

@@ -18,12 +18,11 @@ from core.events.dataverse import parse_webhook, read_webhook
 from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
-from core.maps import MapDefinitionError, MapSet
+from core.maps import MapSet
 from core.ops.errors import record_refused_fno_event
-from core.settings import SettingsError
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
-from functions.http import json_response, problem
+from functions.http import json_response, problem, runtime_or_problem
 from functions.online import online_step
 from functions.runtime import Runtime, get_runtime
 
@@ -88,14 +87,10 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
     if len(body) > MAX_BODY:
         return problem(413, "Payload too large", f"the body has {len(body)} bytes; at most {MAX_BODY} are accepted",
                        field="body")
-    try:
-        rt = await get_runtime()
-        maps = rt.maps
-    except SettingsError as error:
-        return problem(500, "Invalid settings", str(error), invalid_settings=sorted(error.problems))
-    except MapDefinitionError as error:
-        log.error("maps cannot be loaded: %s", error)
-        return problem(500, "Invalid maps", str(error))
+    rt = await runtime_or_problem()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    maps = rt.maps
     try:
         events, skipped, test_message = parse(body, maps)
         result = await ingest(events, maps, rt.queue, buckets=rt.settings.apply_session_buckets, links=rt.links)

@@ -25,9 +25,8 @@ from typing import Any
 import azure.functions as func
 
 from core.connectors import jsonwire
-from core.maps import LoadedMap, MapDefinitionError
-from core.ops.mapversions import BadMapBody, RevisionNotFound, StaleRevision
-from core.store.mapversions import MAX_UNITS, BodyTooLarge, MapRevision, RevisionTaken
+from core.maps import LoadedMap
+from core.store.mapversions import MAX_UNITS, MapRevision
 from functions.http import BadParameter, answer, bad_parameter, caller, problem
 from functions.runtime import MAPS_CHECK_SECONDS, Runtime, refresh_maps
 
@@ -146,10 +145,7 @@ async def map_validate(req: func.HttpRequest) -> func.HttpResponse:
         return bad_parameter(BadParameter("body", "the body is not UTF-8 text"))
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            found = await rt.map_versions.check(name, text)
-        except BadMapBody as error:
-            return bad_parameter(BadParameter(error.field, str(error)))
+        found = await rt.map_versions.check(name, text)
         problems = [{"map": p.map, "field": p.field, "severity": p.severity, "message": p.message,
                      "origin": p.file} for p in found]
         return _json({"map": name, "valid": not any(p["severity"] == "error" for p in problems),
@@ -183,10 +179,7 @@ async def map_version(req: func.HttpRequest) -> func.HttpResponse:
         return bad_parameter(error)
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            return _json(_revision_json(await rt.map_versions.revision(name, number)))
-        except RevisionNotFound as error:
-            return problem(404, "Revision not found", str(error), map=name, revision=number)
+        return _json(_revision_json(await rt.map_versions.revision(name, number)))
 
     return await answer(work)
 
@@ -203,30 +196,15 @@ async def map_restore(req: func.HttpRequest) -> func.HttpResponse:
     by, reason = caller(req), _reason(req)
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            return await _store(rt, name, lambda: rt.map_versions.restore(name, number, by=by, reason=reason,
-                                                                           expected=expected))
-        except RevisionNotFound as error:
-            return problem(404, "Revision not found", str(error), map=name, revision=number)
+        return await _store(rt, name, lambda: rt.map_versions.restore(name, number, by=by, reason=reason,
+                                                                       expected=expected))
 
     return await answer(work)
 
 
 async def _store(rt: Runtime, name: str, store: Callable[[], Awaitable[MapRevision]]) -> func.HttpResponse:
     """Run a change (PUT or restore), answer what was stored, and run it here at once; a refusal is a problem."""
-    try:
-        stored = await store()
-    except BodyTooLarge as error:
-        return problem(413, "Map too large", str(error), field="body")
-    except BadMapBody as error:
-        return bad_parameter(BadParameter(error.field, str(error)))
-    except (StaleRevision, RevisionTaken) as error:
-        latest = error.latest if isinstance(error, StaleRevision) else error.revision
-        return problem(409, "Revision changed", str(error), map=name, latest_revision=latest)
-    except MapDefinitionError as error:
-        problems = [{"map": p.map, "field": p.field, "message": p.message, "origin": p.file} for p in error.problems]
-        return problem(422, "Invalid map", f"the maps with this change would not pass validation ({len(problems)} "
-                       "problem(s)); nothing was stored and the running maps stay", map=name, problems=problems)
+    stored = await store()  # a refusal is the problem functions.http maps it to
     await refresh_maps(rt)  # this instance runs it from the next invocation; the others within the check interval
     return _json({"map": name, "revision": stored.revision, "version": stored.version, "by": stored.by,
                   "at": stored.at, "reason": stored.reason, "takes_effect_within_seconds": int(MAPS_CHECK_SECONDS),

@@ -14,16 +14,11 @@ from typing import cast
 
 import azure.functions as func
 
-from core.sync.catchup import UnknownMap
-from core.sync.modes import ACTIONS, Action, ModeRefused
+from core.sync.modes import ACTIONS, Action
 from functions.http import BadParameter, answer, bad_parameter, caller, json_response, problem
 from functions.runtime import Runtime
 
 bp = func.Blueprint()
-
-
-def _unknown(error: UnknownMap) -> func.HttpResponse:
-    return problem(404, "Map not found", str(error), map=error.map)
 
 
 @bp.route(route="manage/v1/modes", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -41,10 +36,7 @@ async def mode_show(req: func.HttpRequest) -> func.HttpResponse:
     name = req.route_params["map"]
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            return json_response({**await rt.modes.view(name), "transitions": await rt.modes.history(name)})
-        except UnknownMap as error:
-            return _unknown(error)
+        return json_response({**await rt.modes.view(name), "transitions": await rt.modes.history(name)})
 
     return await answer(work)
 
@@ -65,12 +57,7 @@ async def mode_move(req: func.HttpRequest) -> func.HttpResponse:
     chosen = cast("Action", action)  # checked against ACTIONS above
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            await rt.modes.act(name, chosen, by=by, reason=reason)
-            return json_response(await rt.modes.view(name), status=202 if chosen == "resume" else 200)
-        except UnknownMap as error:
-            return _unknown(error)
-        except ModeRefused as error:
-            return problem(409, "Move not allowed", str(error), map=name, mode=error.mode, action=chosen)
+        await rt.modes.act(name, chosen, by=by, reason=reason)
+        return json_response(await rt.modes.view(name), status=202 if chosen == "resume" else 200)
 
     return await answer(work)

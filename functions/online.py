@@ -14,23 +14,18 @@ import azure.functions as func
 from azure.servicebus.exceptions import ServiceBusError
 
 from core.events.model import ChangeEvent
-from core.maps import MapDefinitionError
-from core.settings import SettingsError
 from core.sync.online import OnlineRefused, sync_online
-from functions.http import json_response, problem
-from functions.runtime import get_runtime, redeploying
+from functions.http import json_response, problem, runtime_or_problem
+from functions.runtime import redeploying
 
 log = logging.getLogger("functions.online")
 
 
 async def online_step(event: ChangeEvent) -> func.HttpResponse:
-    try:
-        rt = await get_runtime()
-        maps = rt.maps
-    except SettingsError as error:
-        return problem(500, "Invalid settings", str(error), invalid_settings=sorted(error.problems))
-    except MapDefinitionError as error:
-        return problem(500, "Invalid maps", str(error))
+    rt = await runtime_or_problem()
+    if isinstance(rt, func.HttpResponse):
+        return rt
+    maps = rt.maps
     try:
         result = await sync_online(event, maps, applier=rt.worker.applier, modes=rt.modes, queue=rt.queue,
                                    activity=rt.activity, links=rt.links, buckets=rt.settings.apply_session_buckets,

@@ -19,8 +19,8 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from core.sync.catchup import CatchUpJob
-from core.sync.initial import BadRun, RunNotFound, RunRequest
-from core.sync.runs import PageJob, RowOutcome, RunStateError
+from core.sync.initial import RunRequest
+from core.sync.runs import PageJob, RowOutcome
 from functions.http import BadParameter, answer, bad_parameter, json_response, problem
 from functions.runtime import Runtime, get_runtime
 
@@ -45,10 +45,6 @@ async def sync_page(message: func.ServiceBusMessage) -> None:
         await runtime.initial_sync.handle(job)
 
 
-def _not_found(error: RunNotFound) -> func.HttpResponse:
-    return problem(404, "Run not found", str(error), run=error.run_id)
-
-
 @bp.route(route="manage/v1/sync/runs", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def sync_run_start(req: func.HttpRequest) -> func.HttpResponse:
     try:
@@ -62,12 +58,7 @@ async def sync_run_start(req: func.HttpRequest) -> func.HttpResponse:
         return bad_parameter(BadParameter(name, f"{name}: {first['msg']}"))
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            run = await rt.initial_sync.start(request, requested_by=req.headers.get("x-ms-client-principal-name"))
-        except BadRun as error:
-            return bad_parameter(BadParameter(error.field, str(error)))
-        except RunNotFound as error:
-            return _not_found(error)
+        run = await rt.initial_sync.start(request, requested_by=req.headers.get("x-ms-client-principal-name"))
         return json_response(await rt.initial_sync.view(run.id), status=202,
                              headers={"Location": f"/api/manage/v1/sync/runs/{run.id}"})
 
@@ -89,10 +80,7 @@ async def sync_runs(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="manage/v1/sync/runs/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def sync_run(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            return json_response(await rt.initial_sync.view(req.route_params["id"]))
-        except RunNotFound as error:
-            return _not_found(error)
+        return json_response(await rt.initial_sync.view(req.route_params["id"]))
 
     return await answer(work)
 
@@ -100,12 +88,7 @@ async def sync_run(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="manage/v1/sync/runs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def sync_run_cancel(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            run = await rt.initial_sync.cancel(req.route_params["id"])
-        except RunNotFound as error:
-            return _not_found(error)
-        except RunStateError as error:
-            return problem(409, "Run not cancellable", str(error))
+        run = await rt.initial_sync.cancel(req.route_params["id"])
         return json_response(await rt.initial_sync.view(run.id))
 
     return await answer(work)
@@ -121,13 +104,8 @@ async def sync_run_drift(req: func.HttpRequest) -> func.HttpResponse:
         return bad_parameter(BadParameter("limit", f"limit={text!r} must be a whole number from 1 to 10000"))
 
     async def work(rt: Runtime) -> func.HttpResponse:
-        try:
-            items = await rt.initial_sync.drift(req.route_params["id"], map_name=req.params.get("map") or None,
-                                                outcome=kind, limit=int(text))
-        except RunNotFound as error:
-            return _not_found(error)
-        except BadRun as error:
-            return bad_parameter(BadParameter(error.field, str(error)))
+        items = await rt.initial_sync.drift(req.route_params["id"], map_name=req.params.get("map") or None,
+                                            outcome=kind, limit=int(text))
         return json_response({"items": items})
 
     return await answer(work)

@@ -43,6 +43,10 @@ UNKNOWN_MAP = "unknown"  # the map of an F&O event that could not be read far en
 FNO_EVENTS_PREFIX = "fno-events:"  # error ids of fno-events messages: never the same as a change's id
 
 
+class NotResubmittable(ValueError):
+    """The entry holds no change event to send again (a row written by hand, an older format)."""
+
+
 class ErrorNotOpen(Exception):
     """The error was already resubmitted or discarded."""
 
@@ -210,7 +214,7 @@ async def resubmit(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource
                    maps: MapSet, buckets: int = DEFAULT_BUCKETS) -> Resubmitted:
     """Send the failed change again (new message id, same session), or run the ingest of a refused F&O
     event again. Raises PayloadError when the F&O body still cannot be parsed (the entry stays open),
-    ValueError when a change entry holds no change event."""
+    NotResubmittable when a change entry holds no change event."""
     entry = await _open_entry(id, errors, dead)
     if entry.operation == INGEST:
         # Parsed and routed before anything is sent: a body that still fails leaves the entry as it is.
@@ -221,7 +225,7 @@ async def resubmit(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource
         try:
             event = ChangeEvent.from_json(entry.change)
         except ValueError as exc:
-            raise ValueError(f"error {id!r}: its change is not a change event and cannot be resubmitted: "
+            raise NotResubmittable(f"error {id!r}: its change is not a change event and cannot be resubmitted: "
                              f"{exc}") from None
         new_id = resubmit_id(id)
         # Sent first: if a later step fails, a retry computes the same new id and the broker drops the copy.

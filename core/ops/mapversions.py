@@ -13,18 +13,15 @@ import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
+from core.errors import BadInput
 from core.maps import MapDefinitionError, MapSet, Problem, StoredMap, load_maps, validate_maps
 from core.maps.loader import load_map_text
 from core.maps.overlay import overlay, stored_origin
 from core.store.mapversions import MapRevision, MapVersionStore, split_body
 
 
-class BadMapBody(ValueError):
+class BadMapBody(BadInput):
     """The body is not a map of this name at all (not JSON, not an object, another name); `field` says where."""
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(detail)
-        self.field = field
 
 
 class StaleRevision(Exception):

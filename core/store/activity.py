@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
+from core.errors import BadInput
 from core.store.tables import Tables
 from core.sync.domain import OUTCOMES, ActivityEntry
 from core.sync.domain import Outcome as Outcome  # re-exported: the old import path
@@ -45,7 +46,7 @@ def _row_key(at: datetime) -> str:
 
 def _check_map_name(name: str) -> str:
     if not name or any(c in name for c in "/\\#?|") or any(ord(c) < 0x20 for c in name):
-        raise ValueError(f"map {name!r}: a map name cannot be empty or contain / \\ # ? | or control characters")
+        raise BadInput("map", f"map {name!r}: a map name cannot be empty or contain / \\ # ? | or control characters")
     return name
 
 
@@ -141,15 +142,15 @@ class ActivityLog:
         since = until - DEFAULT_WINDOW if since is None else since
         for name, value in (("since", since), ("until", until)):
             if value.tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware")
+                raise BadInput(name, f"{name} must be timezone-aware")
         if since > until:
-            raise ValueError("since is after until")
+            raise BadInput("since", "since is after until")
         if until - since > MAX_WINDOW:
-            raise ValueError(f"since: the window is over {MAX_WINDOW.days} days; ask for a shorter one")
+            raise BadInput("since", f"since: the window is over {MAX_WINDOW.days} days; ask for a shorter one")
         if outcome is not None and outcome not in OUTCOMES:
-            raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+            raise BadInput("outcome", f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
         if limit < 1:
-            raise ValueError("limit must be at least 1")
+            raise BadInput("limit", "limit must be at least 1")
         names = [_check_map_name(map)] if map is not None else await self.maps()
         table = await self.tables.table("activity")
         conditions = ["PartitionKey eq @pk", "At ge @since", "At le @until"]

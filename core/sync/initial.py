@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.connectors.errors import ConnectorError
+from core.errors import BadInput
 from core.maps import MapSet, TableMap, plan_sync
 from core.maps.model import Side
 from core.store.runs import RunChanged, RunStore, new_run_id
@@ -68,12 +69,8 @@ class RunNotFound(LookupError):
         self.run_id = run_id
 
 
-class BadRun(ValueError):
+class BadRun(BadInput):
     """A run that cannot be started as asked; `field` names what is wrong."""
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(detail)
-        self.field = field
 
 
 class PageJobs(Protocol):

@@ -52,6 +52,7 @@ class ModeRefused(Exception):
         self.map = map_name
         self.mode = mode
         self.to = to
+        self.action = action
 
 
 @dataclass(frozen=True)

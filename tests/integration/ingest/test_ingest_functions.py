@@ -26,6 +26,7 @@ from core.store.activity import ActivityLog
 from core.store.errors import ErrorLog
 from core.store.tables import Tables
 from core.sync.ingest import DEFAULT_BUCKETS, bucket_of
+from devstack.azurite import connection_string
 from devstack.processes import free_port
 from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
@@ -294,3 +295,16 @@ def test_unreachable_queue_answers_503(devhost: Any, azurite: str) -> None:
     response = httpx.post(f"{host.url}/api/dataverse/webhook", content=payload("ref_1_7_1_update"),
                           headers={"x-functions-key": host.function_key}, timeout=120)
     assert problem_of(response, 503)["title"] == "Queue unavailable"
+
+
+def test_unreachable_table_storage_on_a_cold_instance_answers_503(devhost: Any,
+                                                                  servicebus_emulator: ServiceBusEmulator) -> None:
+    # A new instance reads the stored map revisions before it can route anything: without them it could miss a
+    # map added through the API and drop its changes. So it answers 503, and the sender sends again.
+    host = devhost(INGEST_APP, SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
+                   TABLE_STORAGE_CONNECTION=connection_string(free_port()), DATAVERSE_URL=UNUSED_URL,
+                   FNO_URL=UNUSED_URL, DEPLOY_ON_START="false")
+    for route, body in (("dataverse/webhook", payload("ref_1_7_1_update")), ("fno/events", payload("fno_data_update"))):
+        response = httpx.post(f"{host.url}/api/{route}", content=body, headers={"x-functions-key": host.function_key},
+                              timeout=120)
+        assert problem_of(response, 503)["title"] == "Dependency unavailable", route
