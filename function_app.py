@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, apply, console, deploy, health, ingest, maps, mapversions, modes, sync
+from functions import admin, apply, console, deploy, health, ingest, maps, mapversions, modes, openapi, sync
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -15,4 +15,5 @@ app.register_functions(apply.bp)
 app.register_functions(sync.bp)
 app.register_functions(modes.bp)
 app.register_functions(mapversions.bp)
+app.register_functions(openapi.bp)
 app.register_functions(console.bp)

@@ -1,0 +1,15 @@
+"""GET /api/manage/v1/openapi.json: the management API's OpenAPI 3.1 document (core.ops.openapi)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from core.ops.openapi import document_text
+
+bp = func.Blueprint()
+_TEXT = document_text()  # generated once per process: it depends on the code only
+
+
+@bp.route(route="manage/v1/openapi.json", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(_TEXT, status_code=200, mimetype="application/json")
