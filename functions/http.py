@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
+from pydantic import BaseModel, ValidationError
 
+from core.connectors import jsonwire
 from core.errors import BadInput
 from core.events.errors import PayloadError
-from core.maps import MapDefinitionError
+from core.maps import MapDefinitionError, ProjectionError
 from core.ops.errors import ErrorNotOpen, NotResubmittable
 from core.ops.mapversions import RevisionNotFound, StaleRevision
 from core.settings import Settings, SettingsError, get_settings
@@ -26,6 +28,7 @@ from core.sync.runs import RunStateError
 from functions.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _wire(value: Any) -> Any:
@@ -65,6 +68,18 @@ def bad_parameter(error: BadInput) -> func.HttpResponse:
     return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.field, "reason": str(error)}])
 
 
+def parsed(model: type[M], body: bytes) -> M:
+    """A JSON body as `model` (numbers with a fraction as Decimal); BadInput naming the first wrong field."""
+    try:
+        return model.model_validate(jsonwire.loads(body))
+    except ValueError as error:  # not JSON at all
+        if isinstance(error, ValidationError):
+            first = error.errors()[0]
+            name = ".".join(str(p) for p in first["loc"]) or "body"
+            raise BadInput(name, f"{name}: {first['msg']}") from None
+        raise BadInput("body", f"the body is not JSON: {error}") from None
+
+
 def _invalid_maps(error: MapDefinitionError) -> func.HttpResponse:
     problems = [{"map": p.map, "field": p.field, "message": p.message, "origin": p.file} for p in error.problems]
     return problem(422, "Invalid map", f"the maps with this change would not pass validation ({len(problems)} "
@@ -88,6 +103,7 @@ PROBLEMS: tuple[tuple[type[Exception], Callable[[Any], func.HttpResponse]], ...]
     (RevisionTaken, lambda e: problem(409, "Revision changed", str(e), map=e.map, latest_revision=e.revision)),
     (NotResubmittable, lambda e: problem(422, "Cannot resubmit", str(e))),
     (MapDefinitionError, _invalid_maps),
+    (ProjectionError, lambda e: problem(422, "Cannot project", str(e), map=e.map_name, field=e.field)),
 )
 
 

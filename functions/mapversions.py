@@ -7,6 +7,8 @@
                                                           the whole set with it is valid (422 naming each problem)
   POST manage/v1/maps/{map}/validate                      body: a draft; every problem of the set with it (200,
                                                           `valid`), nothing stored
+  POST manage/v1/maps/{map}/preview                       body: {direction, record, definition?}: the values the map
+                                                          (or the draft) would write for that record
   GET  manage/v1/maps/{map}/versions                      the stored revisions, newest first, without bodies
   GET  manage/v1/maps/{map}/versions/{revision}           one revision with its body
   POST manage/v1/maps/{map}/versions/{revision}/restore   store that revision's body again as the next revision
@@ -26,8 +28,10 @@ import azure.functions as func
 
 from core.connectors import jsonwire
 from core.maps import LoadedMap
+from core.ops.contracts import PreviewRequest
+from core.ops.mapversions import preview
 from core.store.mapversions import MAX_UNITS, MapRevision
-from functions.http import BadParameter, answer, bad_parameter, caller, problem
+from functions.http import BadParameter, answer, bad_parameter, caller, parsed, problem
 from functions.runtime import MAPS_CHECK_SECONDS, Runtime, refresh_maps
 
 bp = func.Blueprint()
@@ -150,6 +154,21 @@ async def map_validate(req: func.HttpRequest) -> func.HttpResponse:
                      "origin": p.file} for p in found]
         return _json({"map": name, "valid": not any(p["severity"] == "error" for p in problems),
                       "problems": problems})
+
+    return await answer(work)
+
+
+@bp.route(route="manage/v1/maps/{map}/preview", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def map_preview(req: func.HttpRequest) -> func.HttpResponse:
+    """What a map (or a draft of it) would write for a sample record: nothing is read or written."""
+    name = req.route_params["map"]
+
+    async def work(rt: Runtime) -> func.HttpResponse:
+        asked = parsed(PreviewRequest, req.get_body() or b"{}")  # numbers as Decimal: money previews exact
+        if asked.definition is not None and asked.definition.name != name:
+            raise BadParameter("definition.name", f"the draft is map {asked.definition.name!r}, not {name!r}")
+        values = preview(rt.maps, name, asked.direction, asked.record, asked.definition)
+        return _json({"map": name, "direction": asked.direction, "values": values})
 
     return await answer(work)
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.maps.model import TableMap
 from core.ops.errors import BULK_LIMIT
 from core.ops.health import HealthReport
 from core.store.errors import Category, ErrorStatus
@@ -228,6 +229,21 @@ class RevisionList(BaseModel):
     running_revision: int | None
     origin: str | None
     versions: list[Revision]
+
+
+class PreviewRequest(BaseModel):
+    """A sample record read on one side, and the map (the running one, or a draft) to send it through."""
+
+    model_config = ConfigDict(extra="forbid")
+    direction: Literal["to_fno", "to_dataverse"]
+    record: dict[str, Any] = Field(description="the source record: F&O field or Dataverse column -> value")
+    definition: TableMap | None = Field(None, description="a draft of the map to preview instead of the running one")
+
+
+class Preview(BaseModel):
+    map: str
+    direction: Literal["to_fno", "to_dataverse"]
+    values: dict[str, Any] = Field(description="what would be written; a lookup as {map, side, key}")
 
 
 # -- initial sync and reconciliation runs --------------------------------------------------------------------

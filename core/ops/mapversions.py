@@ -12,12 +12,25 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from core.errors import BadInput
-from core.maps import MapDefinitionError, MapSet, Problem, StoredMap, load_maps, validate_maps
+from core.maps import (
+    KeyRef,
+    MapDefinitionError,
+    MapSet,
+    Problem,
+    StoredMap,
+    TableMap,
+    load_maps,
+    project,
+    validate_maps,
+)
+from core.maps.convert import ProjectDirection
 from core.maps.loader import load_map_text
 from core.maps.overlay import overlay, stored_origin
 from core.store.mapversions import MapRevision, MapVersionStore, split_body
+from core.sync.catchup import UnknownMap
 
 
 class BadMapBody(BadInput):
@@ -148,3 +161,16 @@ def _check_names(name: str, text: str) -> None:
     if raw.get("name") != name:
         raise BadMapBody("name", f"the map's name is {raw.get('name')!r}, but it is sent to map {name!r}: "
                                  "they must be the same")
+
+
+def preview(maps: Mapping[str, TableMap], name: str, direction: ProjectDirection, record: Mapping[str, Any],
+            draft: TableMap | None = None) -> dict[str, Any]:
+    """The values map `name` (or a `draft` of it) would write for a sample `record` read on the other side:
+    pure, nothing read or written. A lookup shows as the key it would bind ({"map", "side", "key"}).
+    MapValueError (ProjectionError) names the field a value fails on."""
+    running = {**maps, name: draft} if draft is not None else maps
+    if name not in running:
+        raise UnknownMap(name)
+    out = project(running[name], direction, record, maps=running)
+    return {column: ({"map": value.map, "side": value.side, "key": dict(value.values)}
+                     if isinstance(value, KeyRef) else value) for column, value in out.items()}

@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from core.maps.model import TableMap
 from core.ops import contracts as c
+from core.ops.maphealth import MapsHealth
 from core.store.errors import CATEGORIES, STATUSES
 from core.sync.domain import OUTCOMES
 from core.sync.modes import ACTIONS
@@ -107,6 +108,8 @@ OPERATIONS: tuple[Operation, ...] = (
               (MAP, IF_MATCH, *REASON), body=TableMap, answers={201: c.MapStored}),
     Operation("post", "/maps/{map}/validate", "map_validate", "Check a draft as a change would be, storing nothing",
               "maps", (MAP,), body=TableMap, answers={200: c.MapValidation}),
+    Operation("post", "/maps/{map}/preview", "map_preview", "What the map (or a draft) would write for a sample record",
+              "maps", (MAP,), body=c.PreviewRequest, answers={200: c.Preview}),
     Operation("get", "/maps/{map}/versions", "map_versions", "A map's stored revisions, newest first", "maps",
               (MAP,), answers={200: c.RevisionList}),
     Operation("get", "/maps/{map}/versions/{revision}", "map_version", "One stored revision with its body", "maps",
@@ -126,6 +129,8 @@ OPERATIONS: tuple[Operation, ...] = (
         RUN_ID, _query("map", {"type": "string"}),
         _query("kind", {"enum": ["missing_on_target", "missing_on_source", "differs", "failed", "sample"]}),
         _limit(10000, 1000)), answers={200: c.DriftList}),
+    Operation("get", "/health", "maps_health_now", "Each map's mode, backlog, throughput and lag (last 10 minutes)",
+              "health", answers={200: MapsHealth}),
     Operation("post", "/deploy", "deploy_now", "Register webhook steps and F&O events for the running maps",
               "deployment", answers={200: c.DeployReport, 502: c.DeployReport}),
 )

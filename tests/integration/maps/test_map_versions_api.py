@@ -95,6 +95,27 @@ def test_a_draft_is_validated_without_being_stored(api: httpx.Client) -> None:
     assert api.get("/vendors").headers["etag"] == '"0"'
 
 
+def test_a_sample_record_is_previewed_through_the_running_map_or_a_draft(api: httpx.Client) -> None:
+    record = {"dataAreaId": "usmf", "VendorAccountNumber": "V-1", "VendorOrganizationName": "Litware",
+              "VendorGroupId": "10"}
+    shown = api.post("/vendors/preview", content=jsonwire.dumps({"direction": "to_dataverse", "record": record}))
+    assert shown.status_code == 200, shown.text
+    values = shown.json()["values"]
+    assert values["msdyn_vendorname"] == "Litware" and values["msdyn_vendoraccountnumber"] == "V-1"
+    assert values["msdyn_company"] == {"map": "legal-entities", "side": "dataverse",
+                                       "key": {"cdm_companycode": "USMF"}}
+    # A draft with a new column: previewed exactly (decimals kept), nothing stored.
+    draft = jsonwire.loads(with_credit_limit())
+    answer = api.post("/vendors/preview", content=jsonwire.dumps({
+        "direction": "to_dataverse", "record": {**record, "CreditLimit": None}, "definition": draft}))
+    assert answer.status_code == 200, answer.text
+    assert jsonwire.loads(answer.content)["values"]["msdyn_creditlimit"] == MONEY
+    assert problem(api.post("/vendors/preview", content=b'{"direction": "sideways", "record": {}}'), 400)[
+        "invalid_params"][0]["name"] == "direction"
+    assert problem(api.post("/nope/preview", content=b'{"direction": "to_fno", "record": {}}'), 404)["map"] == "nope"
+    assert api.get("/vendors/versions").json()["versions"] == []
+
+
 def test_a_stored_revision_runs_keeps_its_decimals_and_is_guarded_by_if_match(api: httpx.Client) -> None:
     stored = api.put("/vendors", content=with_credit_limit(), params={"reason": "credit limits"},
                      headers={"if-match": '"0"', "x-dualwrite-user": "ana"})
