@@ -94,7 +94,7 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
                                     status=None if status == "all" else status, category=category, limit=limit)
         return json_response({"errors": [_error_json(e, full=False) for e in entries]})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 def _bulk_body(req: func.HttpRequest) -> BulkAction:
@@ -124,7 +124,7 @@ async def errors_resubmit(req: func.HttpRequest) -> func.HttpResponse:
                                           category=chosen.category, ids=chosen.ids, limit=chosen.limit)
         return json_response(_bulk_json("resubmitted", outcome), status=202)
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/errors/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -139,7 +139,7 @@ async def errors_discard(req: func.HttpRequest) -> func.HttpResponse:
                                          category=chosen.category, ids=chosen.ids, limit=chosen.limit)
         return json_response(_bulk_json("discarded", outcome))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/errors/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -149,7 +149,7 @@ async def error_get(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return json_response(_error_json(await get_error(id, rt.errors, rt.dead_letters), full=True))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/errors/{id}/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -163,7 +163,7 @@ async def error_resubmit(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"id": id, "status": "resubmitted", "message_id": sent.message_id,
                               "accepted": sent.accepted}, status=202)
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/errors/{id}/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -174,7 +174,7 @@ async def error_discard(req: func.HttpRequest) -> func.HttpResponse:
         await discard(id, errors=rt.errors, dead=rt.dead_letters)
         return json_response({"id": id, "status": "discarded"})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/activity", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -191,4 +191,4 @@ async def activity_query(req: func.HttpRequest) -> func.HttpResponse:
                                  since=since, until=until, outcome=outcome, limit=limit)
         return json_response({"entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries]})
 
-    return await answer(work)
+    return await answer(work, req)

@@ -14,7 +14,7 @@ import azure.functions as func
 
 from core.ops.deploy import DeployReport, deploy
 from core.settings import Settings, SettingsError
-from functions.http import json_response, problem, settings_or_problem
+from functions.http import json_response, problem, roles_refusal, settings_or_problem
 from functions.runtime import get_runtime
 
 log = logging.getLogger("functions.deploy")
@@ -62,6 +62,9 @@ async def deploy_on_start(timer: func.TimerRequest) -> None:
 
 @bp.route(route="manage/v1/deploy", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def deploy_now(req: func.HttpRequest) -> func.HttpResponse:
+    refused = roles_refusal(req)
+    if refused is not None:
+        return refused
     settings = settings_or_problem()
     if isinstance(settings, func.HttpResponse):
         return settings

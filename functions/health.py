@@ -28,4 +28,4 @@ async def maps_health_now(req: func.HttpRequest) -> func.HttpResponse:
         report = await maps_health(rt.maps, modes=rt.modes, activity=rt.activity, errors=rt.errors)
         return json_response(report.model_dump(mode="json"))
 
-    return await answer(work)
+    return await answer(work, req)

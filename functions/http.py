@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -115,6 +116,29 @@ def problem_for(error: Exception) -> func.HttpResponse | None:
     return None
 
 
+OPERATOR_ROLE, READER_ROLE = "DualWrite.Operator", "DualWrite.Reader"
+
+
+def roles_refusal(req: func.HttpRequest) -> func.HttpResponse | None:
+    """In Azure, App Service authentication (Entra ID) passes the signed-in caller as `x-ms-client-principal` and
+    strips any such header a client sends: operators may call every management route, readers the GETs. Without
+    the header (the local stack, no authentication in front) the master key alone decides."""
+    header = req.headers.get("x-ms-client-principal")
+    if not header:
+        return None
+    try:
+        principal = json.loads(base64.b64decode(header))
+        role_type = principal.get("role_typ") or "roles"
+        roles = {str(c.get("val")) for c in principal.get("claims", []) if c.get("typ") in (role_type, "roles")}
+    except (ValueError, TypeError, AttributeError):
+        return problem(401, "Unauthenticated", "the x-ms-client-principal header cannot be read")
+    reading = (req.method or "").upper() == "GET"
+    if OPERATOR_ROLE in roles or (reading and READER_ROLE in roles):
+        return None
+    needed = f"{OPERATOR_ROLE} or {READER_ROLE}" if reading else OPERATOR_ROLE
+    return problem(403, "Forbidden", f"this call needs the app role {needed}", roles=sorted(roles))
+
+
 async def runtime_or_problem() -> Runtime | func.HttpResponse:
     """The runtime with its maps loaded, or the problem to answer a sender with: 500 for bad settings or maps (no
     retry helps), 503 while the stored map revisions cannot be read (Dataverse and F&O send again on a 503)."""
@@ -133,9 +157,14 @@ async def runtime_or_problem() -> Runtime | func.HttpResponse:
     return rt
 
 
-async def answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
-    """Run `work` with the runtime: bad settings are a 500 naming them, a core exception the problem PROBLEMS
+async def answer(work: Callable[[Runtime], Awaitable[func.HttpResponse]],
+                 req: func.HttpRequest | None = None) -> func.HttpResponse:
+    """Run `work` with the runtime, for a caller `req`'s app roles allow (roles_refusal): bad settings are a 500
+    naming them, a core exception the problem PROBLEMS
     maps it to, an unreachable or failing Table Storage / Service Bus a 503 (worth retrying), never a crash."""
+    refused = roles_refusal(req) if req is not None else None
+    if refused is not None:
+        return refused
     settings = settings_or_problem()
     if isinstance(settings, func.HttpResponse):
         return settings

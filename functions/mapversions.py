@@ -96,7 +96,7 @@ async def maps_running(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"maps": [_summary(maps.loaded(name)) for name in maps], "loaded_at": rt.maps_loaded_at,
                       "maps_problem": rt.maps_problem})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -113,7 +113,7 @@ async def map_show(req: func.HttpRequest) -> func.HttpResponse:
         return _json({**_summary(loaded), "latest_revision": latest or None,
                       "loaded_at": rt.maps_loaded_at, "definition": definition}, headers=_etag(latest))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}", methods=["PUT"], auth_level=func.AuthLevel.ADMIN)
@@ -136,7 +136,7 @@ async def map_put(req: func.HttpRequest) -> func.HttpResponse:
         return await _store(rt, name, lambda: rt.map_versions.change(name, text, by=by, reason=reason,
                                                                       expected=expected))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}/validate", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -155,7 +155,7 @@ async def map_validate(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"map": name, "valid": not any(p["severity"] == "error" for p in problems),
                       "problems": problems})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}/preview", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -170,7 +170,7 @@ async def map_preview(req: func.HttpRequest) -> func.HttpResponse:
         values = preview(rt.maps, name, asked.direction, asked.record, asked.definition)
         return _json({"map": name, "direction": asked.direction, "values": values})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}/versions", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -186,7 +186,7 @@ async def map_versions(req: func.HttpRequest) -> func.HttpResponse:
                       "origin": running.file if running else None,
                       "versions": [_revision_json(each) for each in history]})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}/versions/{revision}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -200,7 +200,7 @@ async def map_version(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return _json(_revision_json(await rt.map_versions.revision(name, number)))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/maps/{map}/versions/{revision}/restore", methods=["POST"],
@@ -218,7 +218,7 @@ async def map_restore(req: func.HttpRequest) -> func.HttpResponse:
         return await _store(rt, name, lambda: rt.map_versions.restore(name, number, by=by, reason=reason,
                                                                        expected=expected))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 async def _store(rt: Runtime, name: str, store: Callable[[], Awaitable[MapRevision]]) -> func.HttpResponse:

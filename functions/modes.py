@@ -28,7 +28,7 @@ async def modes_list(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"maps": await rt.modes.views(), "maps_loaded_at": rt.maps_loaded_at,
                               "maps_problem": rt.maps_problem})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/modes/{map}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -38,7 +38,7 @@ async def mode_show(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return json_response({**await rt.modes.view(name), "transitions": await rt.modes.history(name)})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/modes/{map}/{action}", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -60,4 +60,4 @@ async def mode_move(req: func.HttpRequest) -> func.HttpResponse:
         await rt.modes.act(name, chosen, by=by, reason=reason)
         return json_response(await rt.modes.view(name), status=202 if chosen == "resume" else 200)
 
-    return await answer(work)
+    return await answer(work, req)

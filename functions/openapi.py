@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from core.ops.openapi import document_text
+from functions.http import roles_refusal
 
 bp = func.Blueprint()
 _TEXT = document_text()  # generated once per process: it depends on the code only
@@ -12,4 +13,7 @@ _TEXT = document_text()  # generated once per process: it depends on the code on
 
 @bp.route(route="manage/v1/openapi.json", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    refused = roles_refusal(req)
+    if refused is not None:
+        return refused
     return func.HttpResponse(_TEXT, status_code=200, mimetype="application/json")

@@ -62,7 +62,7 @@ async def sync_run_start(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(await rt.initial_sync.view(run.id), status=202,
                              headers={"Location": f"/api/manage/v1/sync/runs/{run.id}"})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/sync/runs", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -74,7 +74,7 @@ async def sync_runs(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return json_response({"runs": await rt.initial_sync.recent(int(text))})
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/sync/runs/{id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -82,7 +82,7 @@ async def sync_run(req: func.HttpRequest) -> func.HttpResponse:
     async def work(rt: Runtime) -> func.HttpResponse:
         return json_response(await rt.initial_sync.view(req.route_params["id"]))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/sync/runs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
@@ -91,7 +91,7 @@ async def sync_run_cancel(req: func.HttpRequest) -> func.HttpResponse:
         run = await rt.initial_sync.cancel(req.route_params["id"])
         return json_response(await rt.initial_sync.view(run.id))
 
-    return await answer(work)
+    return await answer(work, req)
 
 
 @bp.route(route="manage/v1/sync/runs/{id}/drift", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -108,4 +108,4 @@ async def sync_run_drift(req: func.HttpRequest) -> func.HttpResponse:
                                             outcome=kind, limit=int(text))
         return json_response({"items": items})
 
-    return await answer(work)
+    return await answer(work, req)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -263,3 +265,23 @@ async def test_bad_settings_are_500_naming_the_setting(devhost: Callable[..., Ru
     assert response.status_code == 500
     assert response.json()["invalid_settings"] == ["SERVICEBUS_CONNECTION"]
     assert "not a connection string" not in response.text
+
+
+def principal(*roles: str) -> str:
+    """What App Service authentication passes for a signed-in caller with these app roles."""
+    body = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles",
+            "claims": [{"typ": "name", "val": "ops@contoso.example"}, *({"typ": "roles", "val": r} for r in roles)]}
+    return base64.b64encode(json.dumps(body).encode()).decode()
+
+
+async def test_app_roles_behind_app_service_authentication(http: httpx.AsyncClient) -> None:
+    reader, operator, nobody = principal("DualWrite.Reader"), principal("DualWrite.Operator"), principal()
+    missing = quote(f"nothing|{MAP}", safe="")
+    assert (await http.get("/errors", headers={"x-ms-client-principal": reader})).status_code == 200
+    refused = await http.post(f"/errors/{missing}/discard", headers={"x-ms-client-principal": reader})
+    assert refused.status_code == 403 and "DualWrite.Operator" in refused.json()["detail"]
+    assert refused.json()["roles"] == ["DualWrite.Reader"]
+    assert (await http.post(f"/errors/{missing}/discard",
+                            headers={"x-ms-client-principal": operator})).status_code == 404  # allowed, then not found
+    assert (await http.get("/activity", headers={"x-ms-client-principal": nobody})).status_code == 403
+    assert (await http.get("/errors", headers={"x-ms-client-principal": "not base64 json"})).status_code == 401
