@@ -215,8 +215,9 @@ def _trigger(name: str, binding: Binding) -> HttpTrigger | ServiceBusTrigger | T
                         None)
         if reserved is not None:
             # The Azure host refuses these ("The specified route conflicts with one or more built in routes").
-            raise IndexingError(f"function {name!r}: route {template!r} starts with {reserved!r}, which the Functions "
-                                "host reserves for its own API; it would not load in Azure (use e.g. manage/...)")
+            raise IndexingError(f"function {name!r}: The specified route conflicts with one or more built in routes. "
+                                f"Route {template!r} starts with {reserved!r}, which the Functions host reserves for "
+                                "its own API; it would not load in Azure (use e.g. manage/...)")
         try:
             route = compile_route(template)
         except RouteTemplateError as exc:

@@ -60,7 +60,8 @@ def _app_with(decorate) -> object:
         ),
         (
             lambda app, func: app.route(route="admin/errors")(lambda req: None),
-            "starts with 'admin', which the Functions host reserves",
+            "The specified route conflicts with one or more built in routes. Route 'admin/errors' starts with "
+            "'admin', which the Functions host reserves",
         ),
         (
             lambda app, func: app.route(route="Runtime/status")(lambda req: None),
@@ -116,3 +117,14 @@ def test_get_functions_is_called_once_per_app() -> None:
     # The library refuses a second call on the same app instance; the host must never make one.
     with pytest.raises(IndexingError, match="cannot be indexed"):
         index_app(app)
+
+
+def test_the_apps_own_routes_all_pass_as_azure_would_take_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CHANGES_QUEUE", "FNO_EVENTS_QUEUE", "SYNC_PAGES_QUEUE"):  # the %SETTING% names the triggers use
+        monkeypatch.setenv(name, name.lower())
+    import function_app
+
+    specs = index_app(function_app.app)
+    routes = [s.trigger.route.template for s in specs if hasattr(s.trigger, "route")]
+    assert "manage/v1/errors" in routes and "dataverse/webhook" in routes
+    assert not [r for r in routes if r.strip("/").lower().startswith(("admin", "runtime"))]
