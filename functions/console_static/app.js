@@ -35,7 +35,7 @@ function h(tag, attrs, ...children) {
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(plain(child)));
   }
   return el;
 }
@@ -89,11 +89,34 @@ function progressBar(fraction, { done = false, indeterminate = false } = {}) {
 // Maps keep every digit of their decimals (the API sends them exact): read numbers that a double cannot
 // hold as they were written, so a definition shown in the editor and saved back is the same map.
 const EXACT = typeof JSON.rawJSON === "function";
+
+function decimalDigits(text) {
+  // "-12.340e3" -> "-1234e1": the same number written the same way, to compare a source with a double's digits
+  const match = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (!match) return text;
+  let digits = (match[2] || "") + (match[3] || "");
+  let exponent = Number(match[4] || 0) - (match[3] || "").length;
+  const lead = digits.match(/^0*/)[0].length;
+  digits = digits.slice(lead);
+  const trail = digits.match(/0*$/)[0].length;
+  digits = digits.slice(0, digits.length - trail);
+  exponent += trail;
+  return digits ? `${match[1]}${digits}e${exponent}` : "0";
+}
+
 function parseExact(text) {
   if (!EXACT) return JSON.parse(text);
   return JSON.parse(text, (key, value, context) =>
-    typeof value === "number" && context && context.source !== undefined && String(value) !== context.source
-      ? JSON.rawJSON(context.source) : value);
+    typeof value === "number" && context && context.source !== undefined
+      && decimalDigits(String(value)) !== decimalDigits(context.source) ? JSON.rawJSON(context.source) : value);
+}
+
+function plain(value) {
+  // a number kept exact (JSON.rawJSON) as its digits; anything else as text
+  if (value && typeof value === "object" && typeof JSON.isRawJSON === "function" && JSON.isRawJSON(value)) {
+    return value.rawJSON;
+  }
+  return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
 }
 
 // -- the key and the API -----------------------------------------------------------------------------
@@ -123,7 +146,7 @@ function askForKey(why) {
   $("#key-input").focus();
 }
 
-async function api(method, path, { body, headers = {}, allow = [] } = {}) {
+async function api(method, path, { body, headers = {}, allow = [], exact = false } = {}) {
   const key = sessionStorage.getItem(KEY_STORE);
   if (!key && path.startsWith("manage/")) {
     askForKey();
@@ -139,7 +162,7 @@ async function api(method, path, { body, headers = {}, allow = [] } = {}) {
   const text = await response.text();
   let data = null;
   if (text) {
-    try { data = parseExact(text); } catch { data = text; }
+    try { data = exact ? parseExact(text) : JSON.parse(text); } catch { data = text; }
   }
   if (response.status === 401) {
     sessionStorage.removeItem(KEY_STORE);
@@ -296,7 +319,7 @@ async function loadMaps(arg) {
       h("span", { class: "muted small" }, m.revision ? `r${m.revision}` : `v${m.version}`)))));
   const definitions = {};
   await Promise.all(state.maps.map(async (name) => {
-    const { data: shown, headers } = await api("GET", `manage/v1/maps/${enc(name)}`);
+    const { data: shown, headers } = await api("GET", `manage/v1/maps/${enc(name)}`, { exact: true });
     definitions[name] = { ...shown, etag: (headers.get("ETag") || "").replace(/"/g, "") };
   }));
   drawGraph(definitions, chosen);
@@ -312,84 +335,86 @@ function dependencies(definition) {
   return out;
 }
 
-// Levels from the required dependencies (what core/maps/graph.py cannot defer); an optional lookup that
-// points at the same or a later level closes a cycle and is written in a second pass (dashed).
-function layers(definitions) {
+// The sync plan as core/maps/graph.py makes it: every required dependency kept; the optional lookups, in order
+// of map and lookup, kept unless one closes a cycle (that one is written in a second pass: "deferred"); then
+// rounds of the maps whose dependencies are done, by name. A map's round is its column in the drawing.
+function syncPlan(definitions) {
   const names = Object.keys(definitions).sort();
-  const level = {};
-  const visiting = new Set();
-  const depth = (name) => {
-    if (level[name] !== undefined) return level[name];
-    if (visiting.has(name) || !definitions[name]) return 0;
-    visiting.add(name);
-    const required = dependencies(definitions[name].definition).filter((d) => d.required && d.target !== name);
-    const value = required.length ? 1 + Math.max(...required.map((d) => depth(d.target))) : 0;
-    visiting.delete(name);
-    level[name] = value;
-    return value;
+  const edges = [];
+  for (const name of names) {
+    for (const dep of dependencies(definitions[name].definition)) {
+      if (dep.target !== name && definitions[dep.target]) edges.push({ from: name, to: dep.target, via: dep.via, required: dep.required, deferred: false });
+    }
+  }
+  const kept = edges.filter((e) => e.required);
+  const reaches = (start, goal) => {
+    const seen = new Set([start]);
+    const todo = [start];
+    while (todo.length) {
+      const at = todo.pop();
+      if (at === goal) return true;
+      for (const e of kept) if (e.from === at && !seen.has(e.to)) { seen.add(e.to); todo.push(e.to); }
+    }
+    return false;
   };
-  names.forEach(depth);
-  return level;
+  const optional = edges.filter((e) => !e.required).sort((a, b) => (a.from + "\u0000" + a.via < b.from + "\u0000" + b.via ? -1 : 1));
+  for (const e of optional) {
+    if (reaches(e.to, e.from)) e.deferred = true;
+    else kept.push(e);
+  }
+  const pending = new Map(names.map((n) => [n, new Set(kept.filter((e) => e.from === n).map((e) => e.to))]));
+  const rounds = [];
+  while (pending.size) {
+    let ready = [...pending].filter(([, deps]) => !deps.size).map(([n]) => n).sort();
+    if (!ready.length) ready = [[...pending.keys()].sort()[0]]; // a cycle of required lookups: core refuses it
+    rounds.push(ready);
+    ready.forEach((n) => pending.delete(n));
+    for (const deps of pending.values()) ready.forEach((n) => deps.delete(n));
+  }
+  return { rounds, edges, order: rounds.flat() };
 }
 
 function drawGraph(definitions, current) {
-  const level = layers(definitions);
-  const columns = {};
-  for (const name of Object.keys(level).sort()) (columns[level[name]] = columns[level[name]] || []).push(name);
-  const order = Object.keys(columns).map(Number).sort((a, b) => a - b).flatMap((l) => columns[l]);
-  const W = 112, H = 24, GAPX = 26, GAPY = 12, PAD = 8;
+  const { rounds, edges, order } = syncPlan(definitions);
+  const W = 132, H = 26, GAPX = 44, GAPY = 12, PAD = 10;
   const place = {};
-  const depths = Object.keys(columns).map(Number);
-  for (const l of depths) columns[l].forEach((name, i) => { place[name] = { x: PAD + l * (W + GAPX), y: PAD + i * (H + GAPY) }; });
-  const width = PAD * 2 + (Math.max(0, ...depths) + 1) * (W + GAPX) - GAPX;
-  const height = PAD * 2 + Math.max(1, ...Object.values(columns).map((c) => c.length)) * (H + GAPY) - GAPY;
+  rounds.forEach((names, column) => names.forEach((name, i) => { place[name] = { x: PAD + column * (W + GAPX), y: PAD + i * (H + GAPY) }; }));
+  const width = PAD * 2 + Math.max(1, rounds.length) * (W + GAPX) - GAPX;
+  const height = PAD * 2 + Math.max(1, ...rounds.map((c) => c.length)) * (H + GAPY) - GAPY + 24;
   const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "map dependencies: a map right of another references it");
-  const make = (tag, attrs) => {
+  const make = (tag, attrs, text) => {
     const el = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text !== undefined) el.textContent = text;
     return el;
   };
-  const seen = new Set();
-  for (const name of order) {
-    for (const dep of dependencies(definitions[name].definition)) {
-      const from = place[name], to = place[dep.target];
-      if (!from || !to || dep.target === name || seen.has(`${name}>${dep.target}`)) continue;
-      seen.add(`${name}>${dep.target}`);
-      const deferred = !dep.required && level[dep.target] >= level[name];
-      const x1 = from.x, y1 = from.y + H / 2, x2 = to.x + W, y2 = to.y + H / 2;
-      const d = deferred
-        ? `M${from.x + W / 2},${from.y + H} C${from.x + W / 2},${from.y + H + 26} ${to.x + W / 2},${to.y + H + 26} ${to.x + W / 2},${to.y + H}`
-        : `M${x1},${y1} C${x1 - GAPX / 2},${y1} ${x2 + GAPX / 2},${y2} ${x2},${y2}`;
-      const path = make("path", { d, class: deferred ? "edge deferred" : "edge" });
-      const title = make("title", {});
-      title.textContent = `${name}.${dep.via} -> ${dep.target}${deferred ? " (patched after the first pass)" : ""}`;
-      path.append(title);
-      svg.append(path);
-    }
+  const svg = make("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img",
+    "aria-label": "map dependencies: each map is drawn right of the maps it references" });
+  for (const e of edges) {
+    const from = place[e.from], to = place[e.to];
+    const d = e.deferred
+      ? `M${from.x + W / 2},${from.y + H} C${from.x + W / 2},${from.y + H + 30} ${to.x + W / 2},${to.y + H + 30} ${to.x + W / 2},${to.y + H}`
+      : `M${from.x},${from.y + H / 2} C${from.x - GAPX / 2},${from.y + H / 2} ${to.x + W + GAPX / 2},${to.y + H / 2} ${to.x + W},${to.y + H / 2}`;
+    const path = make("path", { d, class: e.deferred ? "edge deferred" : "edge" });
+    path.append(make("title", {}, `${e.from}.${e.via} \u2192 ${e.to}${e.deferred ? " (closes a cycle: patched after the first pass)" : ""}`));
+    svg.append(path);
   }
   for (const name of order) {
     const p = place[name];
     const g = make("g", { class: name === current ? "node current" : "node", "data-map": name });
-    const rect = make("rect", { x: p.x, y: p.y, width: W, height: H, rx: 5 });
-    const text = make("text", { x: p.x + W / 2, y: p.y + H / 2 + 4, "text-anchor": "middle" });
-    text.textContent = name.length > 17 ? name.slice(0, 16) + "\u2026" : name;
-    const title = make("title", {});
-    title.textContent = name;
-    g.append(rect, text, title);
+    g.append(make("rect", { x: p.x, y: p.y, width: W, height: H, rx: 6 }),
+      make("text", { x: p.x + W / 2, y: p.y + H / 2 + 4, "text-anchor": "middle" }, name.length > 19 ? name.slice(0, 18) + "\u2026" : name),
+      make("title", {}, name));
     g.addEventListener("click", () => { window.location.hash = `#maps/${enc(name)}`; });
     svg.append(g);
   }
-  $("#map-graph").replaceChildren(svg);
+  state.graph = svg;
   $("#map-plan").replaceChildren(...order.map((name) => {
-    const deps = dependencies(definitions[name].definition).filter((d) => d.target !== name);
-    const later = deps.filter((d) => !d.required && level[d.target] >= level[name]).map((d) => d.via);
-    return h("li", { dataset: { map: name } }, name,
-      deps.length ? h("span", {}, ` after ${[...new Set(deps.filter((d) => !later.includes(d.via)).map((d) => d.target))].join(", ") || "\u2014"}`) : "",
-      later.length ? h("span", {}, `; ${later.join(", ")} patched after`) : "");
+    const after = [...new Set(edges.filter((e) => e.from === name && !e.deferred).map((e) => e.to))];
+    const later = edges.filter((e) => e.from === name && e.deferred);
+    return h("li", { dataset: { map: name } }, h("a", { href: `#maps/${enc(name)}` }, name),
+      after.length ? h("span", { class: "muted" }, ` after ${after.join(", ")}`) : "",
+      later.map((e) => h("div", { class: "deferred" }, `then ${e.via} \u2192 ${e.to}`)));
   }));
 }
 
@@ -407,6 +432,7 @@ function showMap(shown) {
       badge(shown.enabled ? "running" : "stopped", shown.enabled ? "enabled" : "disabled"),
       h("span", { class: "muted small" }, `version ${shown.version} \u00b7 ${origin}`)),
     h("div", { id: "map-unplaced" }),
+    h("div", { id: "map-graph", class: "graph" }, state.graph || ""),
     h("div", { id: "map-structure" }),
     h("h3", {}, "Edit"),
     h("p", { class: "muted small" }, "The running definition as JSON. It is checked as you type; each problem is shown ",
@@ -473,7 +499,7 @@ function renderStructure(definition, problems) {
     h("thead", {}, h("tr", {}, h("th", {}, "setting"), h("th", {}, "value"), h("th", {}, ""))),
     h("tbody", {}, settings.map(([name, value], i) => h("tr", { dataset: { field: name }, class: rowClass(settingProblems[i]) },
       h("td", { class: "mono" }, name),
-      h("td", { class: "mono wrap" }, value === undefined || value === null || value === "" ? h("span", { class: "muted" }, "\u2014") : String(value)),
+      h("td", { class: "mono wrap" }, value === undefined || value === null || value === "" ? h("span", { class: "muted" }, "\u2014") : plain(value)),
       problemCell(settingProblems[i])))));
 
   const fields = Array.isArray(d.fields) ? d.fields : [];
@@ -482,9 +508,9 @@ function renderStructure(definition, problems) {
     const found = here([item.fno, item.dataverse].filter(Boolean), `fields[${i}]`);
     return h("tr", { dataset: { field: item.fno || item.dataverse || `fields[${i}]`, index: i }, class: rowClass(found) },
       h("td", { class: "mono" }, item.fno || h("span", { class: "muted" }, "\u2014")),
-      h("td", { class: "dir", title: item.direction || "" }, ARROWS[item.direction] || String(item.direction ?? "?")),
+      h("td", { class: "dir", title: plain(item.direction ?? "") }, ARROWS[item.direction] || plain(item.direction ?? "?")),
       h("td", { class: "mono" }, item.dataverse || h("span", { class: "muted" }, "\u2014")),
-      h("td", {}, item.type || ""),
+      h("td", {}, plain(item.type ?? "")),
       h("td", {}, (Array.isArray(item.transform) ? item.transform : []).map((t) => h("span", { class: "transform", title: JSON.stringify(t) },
         describeTransform(t)))),
       problemCell(found));
@@ -495,7 +521,7 @@ function renderStructure(definition, problems) {
     const found = here([item.dataverse, ...Object.keys(obj(item.fno))].filter(Boolean), `lookups[${i}]`);
     return h("tr", { dataset: { field: item.dataverse || `lookups[${i}]`, index: i }, class: rowClass(found) },
       h("td", { class: "mono" }, Object.entries(obj(item.fno)).map(([ours, theirs]) => `${ours} = ${theirs}`).join(", ")),
-      h("td", { class: "dir" }, ARROWS[item.direction || "both"] || String(item.direction)),
+      h("td", { class: "dir" }, ARROWS[item.direction || "both"] || plain(item.direction)),
       h("td", { class: "mono" }, item.dataverse || ""),
       h("td", {}, h("a", { href: `#maps/${enc(item.map || "")}` }, item.map || "")),
       h("td", {}, item.required === false ? "optional" : "required"),
@@ -747,7 +773,7 @@ function activityFilters() {
 const entryId = (a) => [a.at, a.map, a.key, a.event_id, a.message_id, a.outcome, a.reason].join("|");
 
 function activityRow(a) {
-  return h("tr", { dataset: { map: a.map, key: a.key, outcome: a.outcome } },
+  return h("tr", { dataset: { map: a.map, key: a.key, outcome: a.outcome, op: a.operation } },
     timeCell(a.at),
     h("td", {}, a.map),
     h("td", { class: "mono" }, a.key),
@@ -864,7 +890,7 @@ async function refresh(arg) {
   const view = state.view;
   try {
     await VIEWS[view](arg);
-    document.body.dataset.loaded = view;
+    if (state.view === view) document.body.dataset.loaded = view; // what tests wait for
   } catch (error) {
     if (error.status !== 401) toast(`${view}: ${error.message}`, true);
   }
