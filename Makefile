@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck deps clean
+.PHONY: run test lint typecheck deps chromium clean
 
 # A stamp per installer, so a changed requirements file or package.json re-installs, and nothing else does.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -18,7 +18,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-deps: $(VENV)/.installed node_modules/.installed
+# The console's browser tests (tests/browser) drive Debian's Chromium through its chromedriver: installed from
+# Debian's packages when missing (as root: CI and these machines run as root); without root, say what to run.
+chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "make: the browser tests need /usr/bin/chromium and /usr/bin/chromedriver; install them as root:" \
+	       "sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi; \
+	echo "installing chromium and chromium-driver (Debian packages) for the browser tests ..."; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+
+deps: $(VENV)/.installed node_modules/.installed chromium
 
 run: deps
 	$(PY) -m devstack.up
