@@ -3,7 +3,8 @@
 For the URL and for the key, the first of these that gives one wins:
 
 1. `--url` / `--key`;
-2. the profile named by `--profile NAME` (command line beats environment);
+2. the profile named by `--profile NAME` (command line beats environment; DUALWRITE_PROFILE and the default profile
+   are then not asked);
 3. `DUALWRITE_URL` / `DUALWRITE_KEY`;
 4. the profile named by `DUALWRITE_PROFILE`, else the profile file's `default`;
 5. the local stack of `make run`: `http://127.0.0.1:7071` (devstack/up.py) and the master key the local host
@@ -251,9 +252,9 @@ def resolve(url: str | None = None, key: str | None = None, profile: str | None 
     if profile or env_profile or not (url or env_url) or not (key or env_key):
         profiles = load_profiles()
         warnings = tuple(profiles.warnings)
-        if profile:
+        if profile:  # the command line's profile: DUALWRITE_PROFILE and the default are not asked
             flag_profile = _chosen(profiles, profile, "--profile")
-        if env_profile:
+        elif env_profile:
             quiet_profile = _chosen(profiles, env_profile, PROFILE_ENV)
         elif profiles.default:
             quiet_profile = _chosen(profiles, profiles.default, f"the default of {profiles.path}")

@@ -12,7 +12,7 @@ import tomllib
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.cli import config
@@ -95,6 +95,11 @@ def test_the_profile_flag_beats_the_environment(two, monkeypatch):
     monkeypatch.setenv("DUALWRITE_PROFILE", "test")
     assert config.resolve(profile="prod") == Connection(PROD, "prod-key-0123456789", "profile prod", "profile prod",
                                                         "prod")
+
+
+def test_with_the_profile_flag_dualwrite_profile_is_not_asked(two, monkeypatch):
+    monkeypatch.setenv("DUALWRITE_PROFILE", "gone")  # stale: names no profile
+    assert config.resolve(profile="test").url == TEST
 
 
 def test_url_and_key_resolve_each_on_their_own(two, monkeypatch):
@@ -185,6 +190,7 @@ def test_a_file_others_can_read_is_warned_about(profile_file):
         f"the profile file {profile_file} holds keys and others can read it (mode 0644): chmod 600 {profile_file}"]
 
 
+@settings(deadline=None, max_examples=60)  # each example writes a file (and syncs it to disk)
 @given(url=st.text(min_size=1), key=st.text(min_size=1), default=st.sampled_from([None, "p-1"]))
 def test_what_is_written_reads_back_the_same(tmp_path_factory, url, key, default):
     path = tmp_path_factory.mktemp("profiles") / "profiles.toml"
