@@ -1,8 +1,8 @@
 """The `dualwrite` CLI against the whole local stack, run as a user runs it (a process of its own, `python -m
-core.cli.main`): health and deploy, the connection from flags, the environment and a profile; error entries made
-by a change Dataverse refuses, listed, shown, resubmitted and discarded one by one and in bulk (through the bulk
-routes, and one id at a time as against an engine without them); the activity log listed and followed (`tail -f`,
-ended with Ctrl-C).
+core.cli.main`): health (with each map's figures) and deploy, the connection from flags, the environment and a
+profile; error entries made by a change Dataverse refuses, listed, shown, resubmitted and discarded one by one and in
+bulk (through the bulk routes, and one id at a time as against an engine without them); the activity log listed and
+followed (`tail -f`, ended with Ctrl-C); the maps and sync commands.
 
 Its own stack (Azurite and Service Bus emulator included): bulk actions take every open entry of a map, and must
 neither meet nor take the entries of other modules.
@@ -133,7 +133,12 @@ def test_health_and_deploy_with_flags_the_environment_and_the_profile(cli_stack:
     assert any(line.startswith("Dataverse step dw-oss: ") and " unchanged" in line for line in out)
     assert any(line.startswith("F&O data event CustomersV3.") for line in out)
     assert out[-1].startswith("deployed: ") and out[-1].endswith(" unchanged")
-    assert cli.json("health")["status"] == "healthy"
+    health = cli.json("health")
+    assert health["status"] == "healthy"
+    assert {"customers", "vendors"} <= {m["map"] for m in health["map_health"]["maps"]}
+    out = squeezed(cli.ok("health"))
+    assert "maps, over the last 10 min" in out
+    assert any(line.split()[:2] == ["customers", "running"] for line in out)
 
     listed = cli.ok("profile", "list")
     assert "e2e" in listed and stack.host.url in listed and "default" in listed

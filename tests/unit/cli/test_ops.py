@@ -1,9 +1,11 @@
 """`dualwrite deploy` and `dualwrite health` against fake answers of the routes in functions/deploy.py and
-functions/health.py (the report shapes come from core.ops.deploy.DeployReport and core.ops.health.HealthReport)."""
+functions/health.py (the answers are built with the engine's own models: core.ops.deploy.DeployReport,
+core.ops.health.HealthReport, core.ops.maphealth.MapsHealth)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from core.cli.api import Seams
 from core.cli.main import main
 from core.ops.deploy import DeployReport
 from core.ops.health import DependencyHealth, HealthReport
+from core.ops.maphealth import MapHealth, MapsHealth
 
 
 def serving(*answers: httpx.Response) -> tuple[Seams, list[httpx.Request]]:
@@ -105,18 +108,67 @@ def test_nothing_to_deploy(capsys):
 # --- health ---------------------------------------------------------------------------------------------
 
 
-def test_health_prints_the_version_and_each_dependency(capsys):
-    seams, requests = serving(httpx.Response(200, json=a_health()))
+def a_maps_health(**customers: Any) -> dict[str, Any]:
+    at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    rows = [MapHealth(map="customers", mode="running", parked_records=0, open_errors=2, applied=125, failed=1,
+                      applied_per_min=12.5, lag_ms_p50=140.2, lag_ms_p95=1830.0, last_applied_at=at, sampled=False),
+            MapHealth(map="vendors", mode="catching_up", parked_records=1200, open_errors=0, applied=0, failed=0,
+                      applied_per_min=0.0, lag_ms_p50=None, lag_ms_p95=None, last_applied_at=None, sampled=False)]
+    rows[0] = rows[0].model_copy(update=customers)
+    return MapsHealth(window_minutes=10, at=at, maps=rows).model_dump(mode="json")
+
+
+def routes(health: httpx.Response, maps: httpx.Response) -> tuple[Seams, list[httpx.Request]]:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return {"/api/health": health, "/api/manage/v1/health": maps}[request.url.path]
+
+    return Seams(transport=httpx.MockTransport(handler)), requests
+
+
+def test_health_prints_the_version_each_dependency_and_each_maps_figures(capsys):
+    seams, requests = routes(httpx.Response(200, json=a_health()), httpx.Response(200, json=a_maps_health()))
     assert main(["health"], obj=seams) == 0
-    assert (requests[0].method, str(requests[0].url)) == ("GET", "http://127.0.0.1:7071/api/health")
+    assert [(r.method, str(r.url)) for r in requests] == [("GET", "http://127.0.0.1:7071/api/health"),
+                                                          ("GET", "http://127.0.0.1:7071/api/manage/v1/health")]
+    assert requests[1].headers["x-functions-key"] == "local-master-key"
     out = squeezed(capsys.readouterr().out)
     assert out[0] == "healthy, version 0.1.0"
     assert out[1] == "dependency answers latency error"
-    assert out[2:] == ["table storage yes 3.2 ms", "service bus yes 5,000.0 ms"]
+    assert out[2:4] == ["table storage yes 3.2 ms", "service bus yes 5,000.0 ms"]
+    assert out[5] == "maps, over the last 10 min"
+    assert out[6] == "map mode parked open errors applied per min failed lag p50 lag p95 last applied"
+    assert out[7] == "customers running 0 2 125 12.5 1 140 ms 1,830 ms 2024-05-01 10:00:00"
+    assert out[8] == "vendors catching up 1,200 0 0 0.0 0"
+
+
+def test_figures_read_from_a_sample_say_they_are_at_least_that(capsys):
+    seams, _ = routes(httpx.Response(200, json=a_health()),
+                      httpx.Response(200, json=a_maps_health(applied=1000, applied_per_min=100.0, sampled=True)))
+    assert main(["health"], obj=seams) == 0
+    assert "customers running 0 2 1,000+ 100.0+ 1" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_engine_without_figures_per_map_shows_the_rest(capsys):
+    seams, _ = routes(httpx.Response(200, json=a_health()), httpx.Response(404))
+    assert main(["health"], obj=seams) == 0
+    captured = capsys.readouterr()
+    assert "maps, over" not in captured.out and captured.err == ""
+
+
+def test_without_the_admin_key_health_still_answers(capsys):
+    seams, _ = routes(httpx.Response(200, json=a_health()), httpx.Response(401))
+    assert main(["health", "--key", "wrong"], obj=seams) == 0
+    captured = capsys.readouterr()
+    assert squeezed(captured.out)[0] == "healthy, version 0.1.0"
+    assert "no figures per map: HTTP 401 Unauthorized" in " ".join(captured.err.split())
 
 
 def test_degraded_exits_1_with_the_error(capsys):
-    seams, _ = serving(httpx.Response(200, json=a_health("degraded", "no answer within 5 s")))
+    seams, _ = routes(httpx.Response(200, json=a_health("degraded", "no answer within 5 s")),
+                      httpx.Response(200, json=a_maps_health()))
     assert main(["health"], obj=seams) == 1
     out = squeezed(capsys.readouterr().out)
     assert out[0] == "degraded, version 0.1.0"
@@ -124,16 +176,23 @@ def test_degraded_exits_1_with_the_error(capsys):
 
 
 @pytest.mark.parametrize("status", [200, 503])
-def test_health_json_is_the_answer(capsys, status):
-    answer = a_health("degraded", "down")
-    seams, _ = serving(httpx.Response(status, json=answer))
+def test_health_json_is_the_answer_with_the_figures_per_map(capsys, status):
+    answer, figures = a_health("degraded", "down"), a_maps_health()
+    seams, _ = routes(httpx.Response(status, json=answer), httpx.Response(200, json=figures))
     assert main(["health", "--json"], obj=seams) == 1
+    assert json.loads(capsys.readouterr().out) == {**answer, "map_health": figures}
+
+
+def test_health_json_of_an_engine_without_figures_per_map_is_its_answer(capsys):
+    answer = a_health()
+    seams, _ = routes(httpx.Response(200, json=answer), httpx.Response(405))
+    assert main(["health", "--json"], obj=seams) == 0
     assert json.loads(capsys.readouterr().out) == answer
 
 
 def test_dependencies_added_later_are_shown_too(capsys):
     answer = {**a_health(), "dataverse": {"reachable": True, "latency_ms": 12, "error": None}, "lag_s": 3}
-    seams, _ = serving(httpx.Response(200, json=answer))
+    seams, _ = routes(httpx.Response(200, json=answer), httpx.Response(404))
     assert main(["health"], obj=seams) == 0
     assert "dataverse yes 12.0 ms" in squeezed(capsys.readouterr().out)
 
