@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -111,11 +112,17 @@ def wait_for_deployment(settings: dict[str, str], stop: threading.Event, timeout
     return False
 
 
+def console_url(settings: dict[str, str]) -> str:
+    """The operator console with the local master key: the page keeps the key in the tab and out of the address."""
+    return f"{HOST}/api/console?code={quote(settings.get('DEVHOST_MASTER_KEY', 'local-master-key'), safe='')}"
+
+
 def where_to_look(settings: dict[str, str]) -> list[str]:
     function_key = settings.get("DEVHOST_FUNCTION_KEY", "local-function-key")
     master_key = settings.get("DEVHOST_MASTER_KEY", "local-master-key")
     return [
         "Where to look:",
+        f"  console       {console_url(settings)}   (open it in a browser)",
         f"  health        curl {HOST}/api/health",
         f"  maps          curl -H 'x-functions-key: {function_key}' {HOST}/api/maps",
         f"  errors        curl -H 'x-functions-key: {master_key}' {HOST}/api/manage/v1/errors",
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = read_values(resolve_settings_path(None))
         wait_for_deployment(settings, stop)
         log.info("\n%s", "\n".join(where_to_look(settings)))
-        log.info("Press Ctrl-C to stop.")
+        log.info("\nOperator console: %s\nPress Ctrl-C to stop.", console_url(settings))
         while not stop.is_set():
             dead = [p for p in started if not p.running]
             if dead:

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from devstack.azurite import azurite_table, connection_string
+from tests.browser.chrome import chrome, missing
 from tests.e2e.conftest import Stack, running_stack
 from tests.fixtures.devhost import RunningHost
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT = 30.0  # seconds an explicit wait allows: the dashboard refreshes every 5 s, a change syncs in about one
 
 
@@ -43,21 +42,10 @@ def console_stack(console_azurite: str, servicebus_emulator: Any,
 
 @pytest.fixture(scope="package")
 def driver() -> Iterator[Any]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} missing: `make deps` installs Debian's chromium and chromium-driver "
+    if missing():
+        pytest.fail(f"{' and '.join(missing())} missing: `make deps` installs Debian's chromium and chromium-driver "
                     "(as root: apt-get install -y chromium chromium-driver)", pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1440,1000", "--force-device-scale-factor=1", "--lang=en-US"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    browser.set_page_load_timeout(30)
+    browser = chrome()
     try:
         yield browser
     finally:
