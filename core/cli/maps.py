@@ -454,6 +454,12 @@ class MapsApi(ManagementApi):
         return dict(self.call("POST", f"/maps/{segment(map_name)}/versions/{revision}/restore",
                               params=_reason(reason), exact=True))
 
+    def check(self, map_name: str, text: bytes) -> dict[str, Any]:
+        return dict(self.call("POST", f"/maps/{segment(map_name)}/validate", content=text, exact=True))
+
+    def preview(self, map_name: str, body: bytes) -> dict[str, Any]:
+        return dict(self.call("POST", f"/maps/{segment(map_name)}/preview", content=body, exact=True))
+
 
 ChangeReason = Annotated[str | None, typer.Option("--reason", show_default=False,
                                                   help="why, recorded with the revision and shown in versions")]
@@ -536,14 +542,7 @@ def put(
 ) -> None:
     """Store FILE as the next revision of the map it names: it beats the map's file and runs on every instance
     within 30 s. Refused (exit 1, each problem listed, nothing stored) when the maps with it would not validate."""
-    try:
-        text = file.read_bytes()
-        definition = jsonwire.loads(text)
-    except (OSError, ValueError) as error:
-        raise typer.BadParameter(f"{file}: {error}", param_hint="FILE") from None
-    name = definition.get("name") if isinstance(definition, dict) else None
-    if not isinstance(name, str) or not name:
-        raise typer.BadParameter(f"{file}: not a map (it has no \"name\")", param_hint="FILE")
+    text, _, name = _map_file(file)
     _stored(ctx, url, key, profile, as_json, lambda api: api.put(name, text, reason))
 
 
@@ -589,3 +588,71 @@ def restore(
 ) -> None:
     """Store REVISION's body again as the next revision of MAP (validated as a put is)."""
     _stored(ctx, url, key, profile, as_json, lambda api: api.restore(map_name, revision, reason))
+
+
+def _map_file(file: Path) -> tuple[bytes, Any, str]:
+    """A map file's bytes, its JSON (decimals exact) and the map's name; a usage error naming FILE otherwise."""
+    try:
+        text = file.read_bytes()
+        definition = jsonwire.loads(text)
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(f"{file}: {error}", param_hint="FILE") from None
+    name = definition.get("name") if isinstance(definition, dict) else None
+    if not isinstance(name, str) or not name:
+        raise typer.BadParameter(f"{file}: not a map (it has no \"name\")", param_hint="FILE")
+    return text, definition, name
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False, help="a draft of a map (JSON)")],
+    as_json: AsJson = False,
+    url: Url = None,
+    key: Key = None,
+    profile: ProfileName = None,
+) -> None:
+    """Check FILE against the running engine, as `put` would (with the maps that run there), storing nothing:
+    every problem listed; exit 1 when it would be refused."""
+    text, _, name = _map_file(file)
+    with connect(ctx, url, key, MapsApi, profile) as api:
+        answer = api.check(name, text)
+    if as_json:
+        print_json(answer)
+    else:
+        problems = [p for p in answer.get("problems") or [] if isinstance(p, dict)]
+        verdict = "would be accepted" if answer.get("valid") else "would be refused"
+        stream_console().print(Text(f"{name}: {verdict} ({len(problems)} problem(s))"))
+        if problems:
+            stream_console().print(_problems_table(problems))
+    if not answer.get("valid"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    map_name: MapName,
+    record: Annotated[Path, typer.Argument(metavar="RECORD", show_default=False,
+                                           help="a sample record read on the source side (JSON object)")],
+    to: Annotated[str, typer.Option("--to", help="the side written: fno or dataverse")] = "fno",
+    draft: Annotated[Path | None, typer.Option("--draft", show_default=False,
+                                               help="preview this draft of the map instead of the running one")]
+    = None,
+    url: Url = None,
+    key: Key = None,
+    profile: ProfileName = None,
+) -> None:
+    """The values MAP (or --draft) would write to --to for the sample RECORD; nothing is read or written."""
+    if to not in ("fno", "dataverse"):
+        raise typer.BadParameter("fno or dataverse", param_hint="--to")
+    try:
+        sample = jsonwire.loads(record.read_bytes())
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(f"{record}: {error}", param_hint="RECORD") from None
+    body: dict[str, Any] = {"direction": f"to_{to}", "record": sample}
+    if draft is not None:
+        body["definition"] = _map_file(draft)[1]
+    with connect(ctx, url, key, MapsApi, profile) as api:
+        answer = api.preview(map_name, jsonwire.dumps(body))
+    print_json(answer.get("values"))
