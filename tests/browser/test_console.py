@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -60,6 +61,18 @@ def shoot(driver: WebDriver, name: str) -> None:
         driver.save_screenshot(str(folder / name))
 
 
+def press(driver: WebDriver, selector: str) -> None:
+    """Click what `selector` finds once it is there and enabled; a table redrawn meanwhile is looked up again."""
+    def clicked(d: WebDriver) -> bool:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        if not found or not found[0].is_enabled():
+            return False
+        found[0].click()
+        return True
+
+    until(driver, clicked, f"{selector} clicked")
+
+
 def mode_of(stack: Stack, name: str) -> str:
     response = stack.admin.get(f"/api/manage/v1/modes/{name}")
     response.raise_for_status()
@@ -102,17 +115,32 @@ def test_the_page_asks_for_the_key_when_it_has_none_and_after_a_refusal(
     assert row(driver, "dash-table", map="customers") is not None
 
 
-def test_pause_and_resume_buttons_move_the_map(console: WebDriver, console_stack: Stack) -> None:
+@pytest.fixture
+def customers_running_after(console_stack: Stack) -> Iterator[None]:
+    """Whatever the test leaves, customers runs again afterwards: the later tests sync customers."""
+    yield
+    if mode_of(console_stack, "customers") == "paused":
+        console_stack.admin.post("/api/manage/v1/modes/customers/resume")
+    eventually(lambda: mode_of(console_stack, "customers") == "running", timeout=120, what="customers running again")
+
+
+def test_pause_and_resume_buttons_move_the_map(
+        console: WebDriver, console_stack: Stack, customers_running_after: None) -> None:
     loaded(console, "dashboard")
     console.find_element(By.ID, "move-reason").send_keys("browser test window")
-    row(console, "dash-table", map="customers").find_element(By.CSS_SELECTOR, 'button[data-action="pause"]').click()
-    until(console, lambda d: row(d, "dash-table", map="customers", mode="paused"), "customers shown paused")
-    assert mode_of(console_stack, "customers") == "paused"
-    paused = row(console, "dash-table", map="customers")
-    assert "browser test window" in paused.text and "console" in paused.text  # why and by whom
-    assert not paused.find_element(By.CSS_SELECTOR, 'button[data-action="pause"]').is_enabled()
+    press(console, '#dash-table tr[data-map="customers"] button[data-action="pause"]')
 
-    paused.find_element(By.CSS_SELECTOR, 'button[data-action="resume"]').click()
+    def paused(d: WebDriver) -> bool:
+        shown = row(d, "dash-table", map="customers", mode="paused")
+        return bool(shown) and "browser test window" in shown.text and "by console" in shown.text  # why, by whom
+
+    until(console, paused, "customers shown paused, with the reason and who")
+    assert mode_of(console_stack, "customers") == "paused"
+    until(console, lambda d: not d.find_element(
+        By.CSS_SELECTOR, '#dash-table tr[data-map="customers"] button[data-action="pause"]').is_enabled(),
+        "pause no longer offered")
+
+    press(console, '#dash-table tr[data-map="customers"] button[data-action="resume"]')
     until(console, lambda d: row(d, "dash-table", map="customers", mode="catching_up")
           or row(d, "dash-table", map="customers", mode="running"), "customers shown catching up or running")
     # the dashboard refreshes by itself: the catch-up ends and the map runs again
@@ -149,7 +177,7 @@ def test_an_error_from_a_bad_change_is_shown_in_full_and_resubmits_from_the_page
         "entity": "CustomersV3", "company": "usmf", "filter": f"CustomerAccount eq '{account}'",
         "set": {"CreditLimit": "9000.5"}, "raiseEvents": False}, timeout=30)
     assert fixed.status_code < 300, fixed.text
-    row(console, "error-table", id=error["id"]).find_element(By.CSS_SELECTOR, 'button[data-act="resubmit"]').click()
+    press(console, f'#error-table tr[data-id="{error["id"]}"] button[data-act="resubmit"]')
     until(console, lambda d: any("resubmitted" in t.text for t in d.find_elements(By.CSS_SELECTOR, "#toasts .toast")),
           "the resubmit confirmed")
     assert stack.admin.get(f"/api/manage/v1/errors/{quote(error['id'], safe='')}").json()["status"] == "resubmitted"
