@@ -240,22 +240,25 @@ function catchUpCell(view) {
       : `${progress.sent} sent, ${progress.left} left of ${total}${rate}`));
 }
 
+function lagText(ms) {
+  if (ms === null || ms === undefined) return "";
+  return ms < 1000 ? `${Math.round(ms)} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${(ms / 60000).toFixed(1)} min`;
+}
+
+// The figures per map come from GET manage/v1/health: open errors from the error log; applied per minute and the
+// lag (source change -> target write, p50/p95) from the activity log over its window (10 minutes).
 async function loadDashboard() {
-  const since = new Date(Date.now() - 10 * 60 * 1000).toISOString();
-  const [modes, errors, applied] = await Promise.all([
-    api("GET", "manage/v1/modes"),
-    api("GET", "manage/v1/errors" + query({ status: "open", limit: 1000 })),
-    api("GET", "manage/v1/activity" + query({ outcome: "applied", since, limit: 1000 })),
-  ]);
+  const [modes, health] = await Promise.all([api("GET", "manage/v1/modes"), api("GET", "manage/v1/health")]);
   const views = modes.data.maps;
   state.maps = views.map((v) => v.map);
   showBanner(modes.data.maps_problem ? `The newest maps do not run: ${modes.data.maps_problem}` : "");
-  const openByMap = {};
-  for (const e of errors.data.errors) openByMap[e.map] = (openByMap[e.map] || 0) + 1;
-  const appliedByMap = {};
-  for (const a of applied.data.entries) appliedByMap[a.map] = (appliedByMap[a.map] || 0) + 1;
-  const capped = applied.data.entries.length >= 1000;
-  setErrorCount(errors.data.errors.length);
+  const figures = Object.fromEntries(health.data.maps.map((m) => [m.map, m]));
+  const minutes = health.data.window_minutes;
+  const openErrors = health.data.maps.reduce((n, m) => n + m.open_errors, 0);
+  const perMinute = health.data.maps.reduce((n, m) => n + m.applied_per_min, 0);
+  const sampled = health.data.maps.some((m) => m.sampled);
+  const p95s = health.data.maps.map((m) => m.lag_ms_p95).filter((x) => x !== null && x !== undefined);
+  setErrorCount(openErrors);
 
   const byMode = {};
   for (const v of views) byMode[v.mode] = (byMode[v.mode] || 0) + 1;
@@ -267,25 +270,33 @@ async function loadDashboard() {
     card(byMode.running || 0, "running", "card-running"),
     card(views.length - (byMode.running || 0), "not running", "card-other"),
     card(parked, "parked changes", "card-parked"),
-    card(errors.data.errors.length, "open errors", "card-errors"),
-    card((applied.data.entries.length / 10).toFixed(1) + (capped ? "+" : ""), "applied / min (10 min)", "card-rate"),
+    card(openErrors, "open errors", "card-errors"),
+    card(perMinute.toFixed(1) + (sampled ? "+" : ""), `applied / min (${minutes} min)`, "card-rate"),
+    card(p95s.length ? lagText(Math.max(...p95s)) : "\u2014", "worst lag p95", "card-lag"),
   );
   $("#dash-meta").textContent = modes.data.maps_loaded_at ? `maps loaded ${ago(modes.data.maps_loaded_at)}` : "";
+  $("#dash-window").textContent = `${minutes} minutes`;
 
-  const rows = views.map((v) => h("tr", { dataset: { map: v.map, mode: v.mode } },
-    h("td", {}, h("a", { href: `#maps/${enc(v.map)}` }, v.map)),
-    h("td", { class: "mode" }, badge(v.mode, v.label)),
-    h("td", { class: "small" }, v.since ? h("span", { title: v.since }, ago(v.since)) : h("span", { class: "muted" }, "never moved"),
-      v.by ? h("span", { class: "muted" }, ` by ${v.by}`) : "", v.reason ? h("div", { class: "muted" }, v.reason) : ""),
-    h("td", { class: "num", title: `${v.parked.changes} changes over ${v.parked.records} records` },
-      v.parked.records ? `${v.parked.records} / ${v.parked.changes}` : "0"),
-    catchUpCell(v),
-    h("td", { class: "num errors" }, openByMap[v.map]
-      ? h("a", { href: `#errors?map=${enc(v.map)}` }, String(openByMap[v.map])) : "0"),
-    h("td", { class: "num rate" }, ((appliedByMap[v.map] || 0) / 10).toFixed(1)),
-    h("td", {}, actionButtons(v)),
-  ));
-  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(8, "no maps run")]));
+  const rows = views.map((v) => {
+    const f = figures[v.map] || {};
+    return h("tr", { dataset: { map: v.map, mode: v.mode } },
+      h("td", {}, h("a", { href: `#maps/${enc(v.map)}` }, v.map)),
+      h("td", { class: "mode" }, badge(v.mode, v.label)),
+      h("td", { class: "small" }, v.since ? h("span", { title: v.since }, ago(v.since)) : h("span", { class: "muted" }, "never moved"),
+        v.by ? h("span", { class: "muted" }, ` by ${v.by}`) : "", v.reason ? h("div", { class: "muted" }, v.reason) : ""),
+      h("td", { class: "num", title: `${v.parked.changes} changes over ${v.parked.records} records` },
+        v.parked.records ? `${v.parked.records} / ${v.parked.changes}` : "0"),
+      catchUpCell(v),
+      h("td", { class: "num errors" }, f.open_errors
+        ? h("a", { href: `#errors?map=${enc(v.map)}` }, String(f.open_errors)) : "0"),
+      h("td", { class: "num rate", title: f.last_applied_at ? `last applied ${when(f.last_applied_at)}` : "" },
+        (f.applied_per_min || 0).toFixed(1) + (f.sampled ? "+" : "")),
+      h("td", { class: "num lag small" }, f.lag_ms_p50 === null || f.lag_ms_p50 === undefined
+        ? h("span", { class: "muted" }, "\u2014") : `${lagText(f.lag_ms_p50)} / ${lagText(f.lag_ms_p95)}`),
+      h("td", {}, actionButtons(v)),
+    );
+  });
+  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(9, "no maps run")]));
 }
 
 async function moveMap(name, action) {

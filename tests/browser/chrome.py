@@ -42,6 +42,9 @@ def screenshot(url: str, out: Path, view: str = "dashboard", timeout: float = 30
         browser.get(url)
         WebDriverWait(browser, timeout).until(
             lambda d: d.execute_script("return document.body.dataset.loaded") == view, f"the {view} view loaded")
+        WebDriverWait(browser, timeout).until(  # the health pill answers on its own (Service Bus takes a second)
+            lambda d: d.execute_script("return document.getElementById('health').textContent") != "\u2026",
+            "the health pill")
         out.parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(out))
     finally:

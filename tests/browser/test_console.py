@@ -266,7 +266,11 @@ def test_the_live_tail_shows_a_new_change_without_a_reload(console: WebDriver, c
     shoot(console, "console-activity.png")
     console.find_element(By.ID, "live-tail").click()  # off again
     assert not console.find_element(By.ID, "live-tail").is_selected()
-    go(console, "#dashboard", "dashboard")  # what the earlier tests left: the README's screenshot
+    go(console, "#dashboard", "dashboard")
+    # the changes of the last minutes count in the customers row: applied per minute and their lag
+    customers = until(console, lambda d: row(d, "dash-table", map="customers"), "the customers row")
+    assert float(customers.find_element(By.CSS_SELECTOR, "td.rate").text.rstrip("+")) > 0
+    assert " / " in customers.find_element(By.CSS_SELECTOR, "td.lag").text
     shoot(console, "console-dashboard.png")
 
 
