@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck deps chromium clean
+.PHONY: run test lint typecheck deps stack-deps chromium clean
 
 # A stamp per installer, so a changed requirements file or package.json re-installs, and nothing else does.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -28,9 +28,12 @@ chromium:
 	echo "installing chromium and chromium-driver (Debian packages) for the browser tests ..."; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 
-deps: $(VENV)/.installed node_modules/.installed chromium
+# What the stack needs to run; the tests need Chromium as well (make run must not ask for it).
+stack-deps: $(VENV)/.installed node_modules/.installed
 
-run: deps
+deps: stack-deps chromium
+
+run: stack-deps
 	$(PY) -m devstack.up
 
 lint: $(VENV)/.installed

@@ -457,6 +457,20 @@ function showMap(shown) {
         h("button", { type: "button", id: "map-save", class: "primary", onclick: saveMap }, "Save"),
         h("button", { type: "button", id: "map-reset", onclick: () => showMap(shown) }, "Discard edits")),
       h("ul", { id: "map-problems", class: "problems" })),
+    h("h3", {}, "Preview"),
+    h("p", { class: "muted small" }, "A sample record as read on one side, sent through the draft above: the values it ",
+      "would write on the other side. Nothing is read or written."),
+    h("div", { class: "editor" },
+      h("textarea", { id: "map-sample", spellcheck: "false", "aria-label": "sample record JSON", rows: 6,
+        placeholder: '{"accountnumber": "US-001", "name": "Contoso"}' }),
+      h("div", { class: "editor-bar" },
+        h("label", { class: "muted small" }, "from ",
+          h("select", { id: "map-direction" },
+            h("option", { value: "to_fno" }, "Dataverse \u2192 F&O"),
+            h("option", { value: "to_dataverse" }, "F&O \u2192 Dataverse"))),
+        h("span", { class: "sep" }),
+        h("button", { type: "button", id: "map-preview", onclick: previewSample }, "Preview")),
+      h("pre", { id: "map-preview-out", class: "mono small" }, "")),
   );
   renderStructure(shown.definition, []);
   setCheck("", "");
@@ -633,6 +647,37 @@ function showProblems(definition, problems) {
   setCheck(errors.length ? "bad" : "ok", errors.length
     ? `${errors.length} problem${errors.length > 1 ? "s" : ""}`
     : problems.length ? `valid, ${problems.length} warning${problems.length > 1 ? "s" : ""}` : "valid");
+}
+
+async function previewSample() {
+  const out = $("#map-preview-out");
+  const sample = $("#map-sample").value.trim() || "{}";
+  const draft = $("#map-editor").value;
+  for (const [text, what] of [[sample, "the sample record"], [draft, "the draft"]]) {
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      out.className = "mono small bad";
+      out.textContent = `${what} is not JSON: ${error.message}`;
+      return;
+    }
+  }
+  // sent as written: the record's and the draft's decimals keep every digit
+  const body = `{"direction": ${JSON.stringify($("#map-direction").value)}, "record": ${sample}, "definition": ${draft}}`;
+  try {
+    const answer = await api("POST", `manage/v1/maps/${enc(state.map.name)}/preview`, { body, exact: true, allow: [400, 404, 422] });
+    if (answer.status !== 200) {
+      const problem = answer.data || {};
+      out.className = "mono small bad";
+      out.textContent = `${problem.title || answer.status}: ${problem.detail || ""}`;
+      return;
+    }
+    out.className = "mono small";
+    out.textContent = JSON.stringify(answer.data.values, null, 2); // numbers kept exact (rawJSON) print as sent
+  } catch (error) {
+    out.className = "mono small bad";
+    out.textContent = error.message;
+  }
 }
 
 async function saveMap() {

@@ -251,6 +251,24 @@ def test_a_map_edit_with_a_mistake_shows_the_problem_next_to_the_field(
     assert running["revision"] is None and running["definition"]["conflict"] == "latest_wins"
 
 
+def test_a_sample_record_is_previewed_through_the_draft(console: WebDriver) -> None:
+    go(console, "#maps/vendors", "maps")
+    until(console, lambda d: d.find_elements(By.ID, "map-sample"), "the preview panel")
+    sample = console.find_element(By.ID, "map-sample")
+    sample.send_keys('{"dataAreaId": "usmf", "VendorAccountNumber": "V-9", "VendorOrganizationName": "Litware",'
+                     ' "VendorGroupId": "10"}')
+    console.find_element(By.CSS_SELECTOR, '#map-direction option[value="to_dataverse"]').click()
+    press(console, "#map-preview")
+    shown = until(console, lambda d: d.find_element(By.ID, "map-preview-out").text, "the previewed values")
+    values = json.loads(shown)
+    assert values["msdyn_vendorname"] == "Litware" and values["msdyn_vendoraccountnumber"] == "V-9"
+    assert values["msdyn_company"]["key"] == {"cdm_companycode": "USMF"}
+    sample.clear()
+    sample.send_keys("{not json")
+    press(console, "#map-preview")
+    until(console, lambda d: "not JSON" in d.find_element(By.ID, "map-preview-out").text, "a bad sample said so")
+
+
 def test_the_live_tail_shows_a_new_change_without_a_reload(console: WebDriver, console_stack: Stack) -> None:
     account = f"T{uuid.uuid4().hex[:6].upper()}"
     new_customer(console_stack, account)
