@@ -303,3 +303,41 @@ def test_the_maps_and_sync_commands_answer_against_the_stack(cli: Cli) -> None:
                   if line.startswith("run ") and " completed" in line)
     assert any(run["id"] == run_id for run in cli.json("sync", "runs")["runs"])
     assert cli.json("sync", "show", run_id)["status"] == "completed"
+
+
+def test_the_remaining_maps_sync_and_profile_commands_answer_against_the_stack(cli: Cli, tmp_path: Path) -> None:
+    assert cli.ok("maps", "stop", "vendor-groups", "--reason", "cli e2e").startswith("vendor-groups: stopped")
+    assert cli.ok("maps", "start", "vendor-groups").startswith("vendor-groups: running")
+
+    definition = json.loads(cli.ok("maps", "show", "vendors"))
+    draft = tmp_path / "vendors.json"
+    draft.write_text(json.dumps({**definition, "conflict": "whoever_shouts_loudest"}))
+    refused = cli("maps", "check", str(draft))
+    assert refused.returncode == 1 and "would be refused" in refused.stdout and "conflict" in refused.stdout
+    draft.write_text(json.dumps({**definition, "version": "1.0.1", "title": "Vendors (cli e2e)"}))
+    assert "would be accepted" in cli.ok("maps", "check", str(draft))
+
+    record = tmp_path / "vendor.json"
+    record.write_text(json.dumps({"dataAreaId": "usmf", "VendorAccountNumber": "V-9",
+                                  "VendorOrganizationName": "Litware", "VendorGroupId": "10"}))
+    values = json.loads(cli.ok("maps", "preview", "vendors", str(record), "--to", "dataverse", "--draft", str(draft)))
+    assert values["msdyn_vendorname"] == "Litware" and values["msdyn_company"]["key"] == {"cdm_companycode": "USMF"}
+
+    assert "stored as revision 1" in cli.ok("maps", "put", str(draft), "--reason", "cli e2e")
+    assert cli.json("maps", "versions", "vendors")["running_revision"] == 1
+    assert "stored as revision 2" in cli.ok("maps", "restore", "vendors", "1", "--reason", "again")
+    assert [v["revision"] for v in cli.json("maps", "versions", "vendors")["versions"]] == [2, 1]
+
+    compared = cli("sync", "reconcile", "vendors")
+    assert compared.returncode in (0, 3), (compared.stdout, compared.stderr)  # 3: it found drift, which is fine
+    run_id = next(line.split()[1] for line in compared.stdout.splitlines() + compared.stderr.splitlines()
+                  if line.startswith("run ") and " completed" in line)
+    assert cli("sync", "drift", run_id).returncode == 0
+    cancelled = cli("sync", "cancel", run_id)  # a completed run cannot be cancelled: the engine says so
+    assert cancelled.returncode == 1 and "cancel" in (cancelled.stdout + cancelled.stderr).lower()
+
+    cli.ok("profile", "add", "scratch", "--url", "http://127.0.0.1:9", stdin="not-a-real-key\n")
+    listed = cli.ok("profile", "list")
+    assert "scratch" in listed and "e2e" in listed and "not-a-real-key" not in listed
+    cli.ok("profile", "remove", "scratch")
+    assert "scratch" not in cli.ok("profile", "list")
