@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import azure.functions as func
-from pydantic import ValidationError
 
 from core.ops.activity import activity
 from core.ops.contracts import BulkAction
@@ -29,7 +28,7 @@ from core.ops.errors import (
 )
 from core.store.activity import OUTCOMES
 from core.store.errors import CATEGORIES, STATUSES, ErrorEntry
-from functions.http import BadParameter, answer, bad_parameter, json_response
+from functions.http import BadParameter, answer, bad_parameter, json_response, parsed
 from functions.runtime import Runtime
 
 bp = func.Blueprint()
@@ -97,15 +96,6 @@ async def errors_list(req: func.HttpRequest) -> func.HttpResponse:
     return await answer(work, req)
 
 
-def _bulk_body(req: func.HttpRequest) -> BulkAction:
-    try:
-        return BulkAction.model_validate_json(req.get_body() or b"{}")
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BadParameter(name, f"{name}: {first['msg']}") from None
-
-
 def _bulk_json(verb: str, outcome: BulkOutcome) -> dict[str, Any]:
     return {verb: len(outcome.done), "ids": outcome.done,
             "failed": [{"id": id, "detail": detail} for id, detail in outcome.failed]}
@@ -113,12 +103,8 @@ def _bulk_json(verb: str, outcome: BulkOutcome) -> dict[str, Any]:
 
 @bp.route(route="manage/v1/errors/resubmit", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def errors_resubmit(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        chosen = _bulk_body(req)
-    except BadParameter as error:
-        return bad_parameter(error)
-
     async def work(rt: Runtime) -> func.HttpResponse:
+        chosen = parsed(BulkAction, req.get_body() or b"{}")
         outcome = await resubmit_matching(errors=rt.errors, dead=rt.dead_letters, queue=rt.queue, maps=rt.maps,
                                           buckets=rt.settings.apply_session_buckets, map=chosen.map,
                                           category=chosen.category, ids=chosen.ids, limit=chosen.limit)
@@ -129,12 +115,8 @@ async def errors_resubmit(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="manage/v1/errors/discard", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def errors_discard(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        chosen = _bulk_body(req)
-    except BadParameter as error:
-        return bad_parameter(error)
-
     async def work(rt: Runtime) -> func.HttpResponse:
+        chosen = parsed(BulkAction, req.get_body() or b"{}")
         outcome = await discard_matching(errors=rt.errors, dead=rt.dead_letters, map=chosen.map,
                                          category=chosen.category, ids=chosen.ids, limit=chosen.limit)
         return json_response(_bulk_json("discarded", outcome))

@@ -9,13 +9,13 @@ A refused move (not allowed from the map's mode) is a 409 problem naming the mod
 
 from __future__ import annotations
 
-import json
 from typing import cast
 
 import azure.functions as func
 
+from core.ops.contracts import ModeMove
 from core.sync.modes import ACTIONS, Action
-from functions.http import BadParameter, answer, bad_parameter, caller, json_response, problem
+from functions.http import BadParameter, answer, bad_parameter, caller, json_response, parsed
 from functions.runtime import Runtime
 
 bp = func.Blueprint()
@@ -46,17 +46,11 @@ async def mode_move(req: func.HttpRequest) -> func.HttpResponse:
     name, action = req.route_params["map"], req.route_params["action"]
     if action not in ACTIONS:
         return bad_parameter(BadParameter("action", f"action {action!r} is not one of {', '.join(ACTIONS)}"))
-    try:
-        body = json.loads(req.get_body() or b"{}")
-    except json.JSONDecodeError as error:
-        return problem(400, "Invalid JSON", f"the body is not JSON: {error}")
-    reason = body.get("reason", "") if isinstance(body, dict) else None
-    if not isinstance(reason, str):
-        return bad_parameter(BadParameter("reason", "reason must be a string"))
     by = caller(req)
     chosen = cast("Action", action)  # checked against ACTIONS above
 
     async def work(rt: Runtime) -> func.HttpResponse:
+        reason = parsed(ModeMove, req.get_body() or b"{}").reason  # a bad body is a 400 naming the field
         await rt.modes.act(name, chosen, by=by, reason=reason)
         return json_response(await rt.modes.view(name), status=202 if chosen == "resume" else 200)
 

@@ -12,7 +12,6 @@ a round of a map's catch-up (functions/modes.py).
 
 from __future__ import annotations
 
-import json
 import logging
 
 import azure.functions as func
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 from core.sync.catchup import CatchUpJob
 from core.sync.initial import RunRequest
 from core.sync.runs import PageJob, RowOutcome
-from functions.http import BadParameter, answer, bad_parameter, json_response, problem
+from functions.http import BadParameter, answer, bad_parameter, json_response, parsed
 from functions.runtime import Runtime, get_runtime
 
 bp = func.Blueprint()
@@ -47,17 +46,8 @@ async def sync_page(message: func.ServiceBusMessage) -> None:
 
 @bp.route(route="manage/v1/sync/runs", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def sync_run_start(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        body = json.loads(req.get_body() or b"{}")
-        request = RunRequest.model_validate(body)
-    except json.JSONDecodeError as error:
-        return problem(400, "Invalid JSON", f"the body is not JSON: {error}")
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "body"
-        return bad_parameter(BadParameter(name, f"{name}: {first['msg']}"))
-
     async def work(rt: Runtime) -> func.HttpResponse:
+        request = parsed(RunRequest, req.get_body() or b"{}")  # a bad body is a 400 naming the field
         run = await rt.initial_sync.start(request, requested_by=req.headers.get("x-ms-client-principal-name"))
         return json_response(await rt.initial_sync.view(run.id), status=202,
                              headers={"Location": f"/api/manage/v1/sync/runs/{run.id}"})

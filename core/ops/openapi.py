@@ -64,8 +64,8 @@ def _limit(top: int, default: int) -> Param:
 
 
 MAP = _path("map", "the map's name", {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*$", "maxLength": 100})
-# Ids are one path segment: no `/`, `\\`, `?` or `#` (an error id's `|` is URL-encoded).
-_SEGMENT = {"type": "string", "pattern": r"^[^/\\?#%]+$", "minLength": 1, "maxLength": 200}
+# Ids are one path segment: no `/`, `\\`, `?`, `#` or control characters (an error id's `|` is URL-encoded).
+_SEGMENT = {"type": "string", "pattern": r"^[^\x00-\x1f\x7f/\\?#%]+$", "minLength": 1, "maxLength": 200}
 ERROR_ID = _path("id", "the error's id (a Service Bus message id: URL-encode its `|`)", _SEGMENT)
 RUN_ID = _path("id", "the run's id", _SEGMENT)
 REVISION = _path("revision", "a stored revision number", {"type": "integer", "minimum": 1})

@@ -44,7 +44,7 @@ def test_the_served_document_is_the_committed_one(contract_stack: Stack) -> None
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case: schemathesis.Case, contract_stack: Stack) -> None:
     host = contract_stack.host
     case.call_and_validate(base_url=host.url, headers={"x-functions-key": host.master_key}, timeout=120,
