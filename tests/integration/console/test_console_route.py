@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from functions.console import STATIC, asset
-from tests.fixtures.devhost import RunningHost
+from tests.fixtures.devhost import RunningHost, fresh_function_app
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +125,7 @@ def test_asset_finds_the_folder_s_files() -> None:
 
 
 def test_the_app_serves_the_console_anonymously_on_a_route_azure_accepts() -> None:
-    from function_app import app
-
-    [console] = [f for f in app.get_functions() if f.get_function_name() == "console"]
+    [console] = [f for f in fresh_function_app().get_functions() if f.get_function_name() == "console"]
     trigger = console.get_trigger()
     assert trigger.route == "console/{*path}" and trigger.auth_level.name == "ANONYMOUS"
     assert not trigger.route.lower().startswith(("admin", "runtime"))

@@ -8,7 +8,7 @@ import pytest
 
 from devstack.host.indexing import IndexingError, index_app
 from devstack.processes import ROOT, free_port, python_module
-from tests.fixtures.devhost import write_settings
+from tests.fixtures.devhost import fresh_function_app, write_settings
 
 
 def _run_host(app: str, tmp_path) -> subprocess.CompletedProcess[str]:
@@ -122,9 +122,7 @@ def test_get_functions_is_called_once_per_app() -> None:
 def test_the_apps_own_routes_all_pass_as_azure_would_take_them(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CHANGES_QUEUE", "FNO_EVENTS_QUEUE", "SYNC_PAGES_QUEUE"):  # the %SETTING% names the triggers use
         monkeypatch.setenv(name, name.lower())
-    import function_app
-
-    specs = index_app(function_app.app)
+    specs = index_app(fresh_function_app())
     routes = [s.trigger.route.template for s in specs if hasattr(s.trigger, "route")]
     assert "manage/v1/errors" in routes and "dataverse/webhook" in routes
     assert not [r for r in routes if r.strip("/").lower().startswith(("admin", "runtime"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from core.ops.openapi import COMMITTED, OPERATIONS, PREFIX, document, document_text, main
+from tests.fixtures.devhost import fresh_function_app
 
 
 def test_committed_document_is_current() -> None:
@@ -13,10 +14,8 @@ def test_committed_document_is_current() -> None:
 
 
 def test_every_management_route_of_the_app_is_described() -> None:
-    import function_app
-
     routes = set()
-    for function in function_app.app.get_functions():
+    for function in fresh_function_app().get_functions():
         binding = function.get_trigger()
         route = getattr(binding, "route", None)
         if route and route.startswith("manage/v1/") and not route.endswith("openapi.json"):
