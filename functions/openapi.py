@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import azure.functions as func
 
 from core.ops.openapi import document_text
 from functions.http import roles_refusal
 
 bp = func.Blueprint()
-_TEXT = document_text()  # generated once per process: it depends on the code only
+_document = functools.cache(document_text)  # once per process, when first asked: it depends on the code only
 
 
 @bp.route(route="manage/v1/openapi.json", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
@@ -16,4 +18,4 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     refused = roles_refusal(req)
     if refused is not None:
         return refused
-    return func.HttpResponse(_TEXT, status_code=200, mimetype="application/json")
+    return func.HttpResponse(_document(), status_code=200, mimetype="application/json")

@@ -47,7 +47,7 @@ from core.cli.api import (
 )
 from core.connectors import jsonwire
 from core.connectors.metadata import MetadataError, fetch_dataverse_schemas, fetch_fno_schemas
-from core.maps import LoadedMap, Problem, check_metadata, load_maps, plan_sync, validate_maps
+from core.maps import LoadedMap, Problem, check_metadata, load_maps, plan_sync, set_problems
 from core.maps.loader import SCHEMA_FILE_NAME
 from core.maps.schema import map_json_schema_text
 from core.sync.modes import LABELS
@@ -95,7 +95,7 @@ def validate(
     if not result.maps and not result.problems:
         _write(f"no map files in {' '.join(paths)}", sys.stderr)
         raise typer.Exit(2)
-    problems = result.problems + validate_maps(result.maps)
+    problems = set_problems(result)
     if dataverse_url or fno_url:
         shared = token or os.environ.get("DUALWRITE_TOKEN")
         try:
@@ -139,7 +139,7 @@ async def _live_problems(
 def order(paths: Paths = None) -> None:
     """Print the dependency order and how cycles are broken."""
     result = load_maps(paths or DEFAULT_PATHS)
-    problems = result.problems + validate_maps(result.maps)
+    problems = set_problems(result)
     if _report(problems):
         raise typer.Exit(1)
     plan = plan_sync([item.map for item in result.maps])

@@ -10,7 +10,7 @@ from core.maps.graph import SyncPlan, plan_sync
 from core.maps.hashing import stable_hash
 from core.maps.keys import KeyRef, decode_key, encode_key, order_key, record_key
 from core.maps.loader import LoadedMap, LoadResult, load_maps
-from core.maps.mapset import MapSet
+from core.maps.mapset import MapSet, set_problems
 from core.maps.model import Direction, FieldMapping, Lookup, Side, TableMap
 from core.maps.overlay import StoredMap, overlay
 from core.maps.problems import MapDefinitionError, Problem
@@ -50,6 +50,7 @@ __all__ = [
     "project",
     "record_key",
     "render",
+    "set_problems",
     "stable_hash",
     "validate_maps",
 ]

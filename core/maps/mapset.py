@@ -11,9 +11,14 @@ from core.maps.graph import SyncPlan, plan_sync
 from core.maps.loader import LoadedMap, LoadResult, load_maps
 from core.maps.model import TableMap
 from core.maps.overlay import StoredMap, overlay
-from core.maps.problems import MapDefinitionError
+from core.maps.problems import MapDefinitionError, Problem
 from core.maps.project import project
 from core.maps.validation import validate_maps
+
+
+def set_problems(result: LoadResult) -> list[Problem]:
+    """Every problem of a load: each file's own (syntax, structure), then the set's (names, lookups, cycles)."""
+    return result.problems + validate_maps(result.maps)
 
 
 class MapSet(Mapping[str, TableMap]):
@@ -31,7 +36,7 @@ class MapSet(Mapping[str, TableMap]):
     @classmethod
     def checked(cls, result: LoadResult) -> MapSet:
         """The maps of `result` once they pass validation as a set; else MapDefinitionError with every error."""
-        problems = result.problems + validate_maps(result.maps)
+        problems = set_problems(result)
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise MapDefinitionError(errors)

@@ -8,13 +8,13 @@ from typing import Any
 
 from core.maps.graph import plan_sync
 from core.maps.loader import load_maps
-from core.maps.validation import validate_maps
+from core.maps.mapset import set_problems
 
 
 def maps_overview(paths: Iterable[str | Path]) -> dict[str, Any]:
     """Every map file under `paths`, summarised, with the sync plan and every problem found."""
     result = load_maps(paths)
-    problems = result.problems + validate_maps(result.maps)
+    problems = set_problems(result)
     plan = plan_sync(loaded.map for loaded in result.maps)
     return {
         "valid": not any(p.severity == "error" for p in problems),

@@ -9,6 +9,7 @@ the queue shows as lag once it is applied.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -82,9 +83,12 @@ async def maps_health(names: Iterable[str], *, modes: ModeViews, activity: Activ
     now = now or datetime.now(UTC)
     views = {v["map"]: v for v in await modes.views()}
     open_by_map = Counter(e.map for e in await errors.list(status="open", limit=1000))
+    names = list(names)
+    # one activity query per map, all at once: a page asks this every few seconds
+    windows = await asyncio.gather(*(activity.query(map=name, since=now - window, until=now, limit=_SAMPLE)
+                                     for name in names))
     out = []
-    for name in names:
-        entries = await activity.query(map=name, since=now - window, until=now, limit=_SAMPLE)
+    for name, entries in zip(names, windows, strict=True):
         view: dict[str, Any] = dict(views.get(name, {}))
         parked = view.get("parked") or {}
         out.append(summarise(name, str(view.get("mode", "running")), int(parked.get("records", 0)),

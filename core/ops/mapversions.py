@@ -24,7 +24,7 @@ from core.maps import (
     TableMap,
     load_maps,
     project,
-    validate_maps,
+    set_problems,
 )
 from core.maps.convert import ProjectDirection
 from core.maps.loader import load_map_text
@@ -97,32 +97,32 @@ class MapVersions:
         if expected is not None and expected != current:
             raise StaleRevision(name, expected, current)
         candidate = StoredMap(name, current + 1, text)
-        maps = await self._with(candidate, latest)
+        own, overlaid = await self._among(candidate, latest)
+        if own:  # not a map at all: its own problems, not the set's ("map 'x' does not exist" in its users)
+            raise MapDefinitionError(own)
+        maps = await asyncio.to_thread(MapSet.load, self.paths, overlaid)
         stored = await self.store.add(name, candidate.revision, text, version=maps[name].version, by=by,
                                       reason=reason)
         self._read[name, stored.revision] = candidate
         return stored
 
-    async def _with(self, candidate: StoredMap, latest: Mapping[str, int]) -> MapSet:
-        """The running set with `candidate` in its map's place; MapDefinitionError when it does not pass."""
-        _, problems = load_map_text(candidate.text, stored_origin(candidate.revision), name=candidate.name,
-                                    revision=candidate.revision)
-        if problems:  # not a map at all: its own problems, not the set's ("map 'x' does not exist" in its users)
-            raise MapDefinitionError(problems)
-        others = [each for each in await self.stored(latest) if each.name != candidate.name]
-        return await asyncio.to_thread(MapSet.load, self.paths, [*others, candidate])
+    async def _among(self, candidate: StoredMap, latest: Mapping[str, int]) -> tuple[list[Problem], list[StoredMap]]:
+        """`candidate`'s own problems when it is no valid map, else the stored revisions with it in its map's place."""
+        _, own = load_map_text(candidate.text, stored_origin(candidate.revision), name=candidate.name,
+                               revision=candidate.revision)
+        if own:
+            return own, []
+        return [], [*(each for each in await self.stored(latest) if each.name != candidate.name), candidate]
 
     async def check(self, name: str, text: str) -> list[Problem]:
         """A draft of map `name` checked as a change would be, storing nothing: every problem (errors and
         warnings) of the set with it; none when it would be accepted. BadMapBody when it is no map body."""
         _check_names(name, text)
         latest = await self.latest()
-        candidate = StoredMap(name, latest.get(name, 0) + 1, text)
-        _, problems = load_map_text(text, stored_origin(candidate.revision), name=name, revision=candidate.revision)
-        if problems:
-            return problems
-        others = [each for each in await self.stored(latest) if each.name != name]
-        return await asyncio.to_thread(_set_problems, self.paths, [*others, candidate])
+        own, overlaid = await self._among(StoredMap(name, latest.get(name, 0) + 1, text), latest)
+        if own:
+            return own
+        return await asyncio.to_thread(lambda: set_problems(overlay(load_maps(self.paths), overlaid)))
 
     async def restore(self, name: str, revision: int, *, by: str, reason: str = "",
                       expected: int | None = None) -> MapRevision:
@@ -142,11 +142,6 @@ class MapVersions:
         if found is None:
             raise RevisionNotFound(name, revision)
         return found
-
-
-def _set_problems(paths: Sequence[str], stored: Sequence[StoredMap]) -> list[Problem]:
-    result = overlay(load_maps(paths), stored)
-    return result.problems + validate_maps(result.maps)
 
 
 def _check_names(name: str, text: str) -> None:

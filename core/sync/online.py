@@ -68,8 +68,9 @@ async def sync_online(event: ChangeEvent, maps: MapSet, *, applier: Applier, mod
     holds only while the registered images are those of the running maps: `images_current` False (maps
     reloaded, deployment still bringing the steps in line) sends every change the asynchronous way."""
     result = OnlineResult()
+    targets = target_maps(event, maps)
     now: list[str] = []
-    for table_map in target_maps(event, maps):
+    for table_map in targets:
         if not (table_map.online and images_current):
             continue
         if (await modes.admission(table_map.name, from_catch_up=False))[0] == "apply":
@@ -89,7 +90,7 @@ async def sync_online(event: ChangeEvent, maps: MapSet, *, applier: Applier, mod
         result.applied.append(name)
         await _record(activity, _entry(copy, maps, applied.outcome, f"online: {applied.reason}", key=applied.key,
                                        target_id=applied.target_id))
-    rest = {m.name for m in target_maps(event, maps)} - set(result.applied)
+    rest = {m.name for m in targets} - set(result.applied)
     if rest:
         known = await known_order_keys([event], maps, links)
         changes = [c for c in route_all([event], maps, buckets=buckets, known=known).changes if c.event.map in rest]
