@@ -114,11 +114,35 @@ class Settings(BaseSettings):
     engine_user_id: str | None = Field(
         None, description="Entra object id the engine writes as: events it initiated are flagged as echoes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # ---- metrics, tracing, alerts (core/ops/metrics, core/ops/telemetry, core/ops/alerts, core/ops/notify) ----
+    telemetry_enabled: bool = Field(
+        True, description="Count what apply does per map and minute (metrics, alerts) and trace each change from "
+        "ingest to the target write; false: neither (the bench measures what they cost)")
+    metrics_flush_seconds: float = Field(
+        10.0, gt=0, le=300, description="How often an instance writes its counts to Table Storage (`metrics`): "
+        "the metrics and alerts see an instance's work this late at most")
+    alerts_schedule: str = Field(
+        "0 */1 * * * *", min_length=1, description="NCRONTAB schedule of the alert evaluation timer")
+    alert_webhook_url: AnyHttpUrl | None = Field(
+        None, description="Where alert notifications are POSTed (unset: no webhook notifications)")
+    alert_webhook_format: Literal["json", "teams", "slack"] = Field(
+        "json", description="Body of the webhook notification: json (documented), teams (MessageCard) or slack")
+    alert_smtp_host: str | None = Field(None, description="SMTP server for alert e-mails (unset: no e-mail)")
+    alert_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    alert_smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (587), tls (implicit TLS, 465) or none (a local relay only)")
+    alert_smtp_user: str | None = Field(None, description="SMTP user name (unset: no login)")
+    alert_smtp_password: SecretStr | None = Field(
+        None, description="SMTP password (a Key Vault reference in Azure)")
+    alert_email_from: str | None = Field(None, description="Sender address of alert e-mails")
+    alert_email_to: str | None = Field(
+        None, description="Default recipients of alert e-mails, comma-separated (a rule may name its own)")
 
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)
     _storage = field_validator("table_storage_connection")(_check_storage)
 
-    @field_validator("app_url", "ingest_key", "engine_user_id", mode="before")
+    @field_validator("app_url", "ingest_key", "engine_user_id", "alert_webhook_url", "alert_smtp_host",
+                     "alert_smtp_user", "alert_smtp_password", "alert_email_from", "alert_email_to", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
