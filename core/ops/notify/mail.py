@@ -25,7 +25,7 @@ class EmailChannel:
     password: str | None = field(repr=False)
     sender: str
     recipients: list[str]
-    timeout: float = 30.0
+    timeout: float = 15.0  # seconds per SMTP connection and command
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     name: str = "email"
 
