@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import activity, errors, maps, ops, profile, sync
+from core.cli import activity, alerts, errors, maps, metrics, ops, profile, sync
 
 app = typer.Typer(
     name="dualwrite",
@@ -28,12 +28,14 @@ def version() -> None:
 
 app.command()(ops.health)
 app.command()(ops.deploy)
+app.command()(metrics.metrics)
 
 # Command groups register here, one module each.
 app.add_typer(maps.app, name="maps")
 app.add_typer(sync.app, name="sync")
 app.add_typer(errors.app, name="errors")
 app.add_typer(activity.app, name="activity")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(profile.app, name="profile")
 
 
