@@ -7,7 +7,7 @@ const API = document.querySelector('meta[name="dw-api"]').content; // e.g. "/api
 const BASE = document.querySelector('meta[name="dw-base"]').content; // e.g. "/api/console/"
 const KEY_STORE = "dualwrite.console.key";
 const TAIL_MS = 2000;
-const REFRESH_MS = { dashboard: 5000, runs: 3000 };
+const REFRESH_MS = { dashboard: 5000, runs: 3000, alerts: 5000 };
 const VALIDATE_DEBOUNCE_MS = 400;
 
 const state = {
@@ -248,7 +248,8 @@ function lagText(ms) {
 // The figures per map come from GET manage/v1/health: open errors from the error log; applied per minute and the
 // lag (source change -> target write, p50/p95) from the activity log over its window (10 minutes).
 async function loadDashboard() {
-  const [modes, health] = await Promise.all([api("GET", "manage/v1/modes"), api("GET", "manage/v1/health")]);
+  const [modes, health, metrics, alerts] = await Promise.all([api("GET", "manage/v1/modes"),
+    api("GET", "manage/v1/health"), optional("manage/v1/metrics"), optional("manage/v1/alerts")]);
   const views = modes.data.maps;
   state.maps = views.map((v) => v.map);
   showBanner(modes.data.maps_problem ? `The newest maps do not run: ${modes.data.maps_problem}` : "");
@@ -259,6 +260,9 @@ async function loadDashboard() {
   const sampled = health.data.maps.some((m) => m.sampled);
   const p95s = health.data.maps.map((m) => m.lag_ms_p95).filter((x) => x !== null && x !== undefined);
   setErrorCount(openErrors);
+  const byMap = metricsByMap(metrics);
+  const firing = alerts ? (alerts.alerts || []).filter((a) => a.state === "firing") : null;
+  if (firing) setAlertCount(firing.length);
 
   const byMode = {};
   for (const v of views) byMode[v.mode] = (byMode[v.mode] || 0) + 1;
@@ -273,6 +277,7 @@ async function loadDashboard() {
     card(openErrors, "open errors", "card-errors"),
     card(perMinute.toFixed(1) + (sampled ? "+" : ""), `applied / min (${minutes} min)`, "card-rate"),
     card(p95s.length ? lagText(Math.max(...p95s)) : "\u2014", "worst lag p95", "card-lag"),
+    ...metricsCards(metrics, firing, card),
   );
   $("#dash-meta").textContent = modes.data.maps_loaded_at ? `maps loaded ${ago(modes.data.maps_loaded_at)}` : "";
   $("#dash-window").textContent = `${minutes} minutes`;
@@ -293,10 +298,85 @@ async function loadDashboard() {
         (f.applied_per_min || 0).toFixed(1) + (f.sampled ? "+" : "")),
       h("td", { class: "num lag small" }, f.lag_ms_p50 === null || f.lag_ms_p50 === undefined
         ? h("span", { class: "muted" }, "\u2014") : `${lagText(f.lag_ms_p50)} / ${lagText(f.lag_ms_p95)}`),
+      ...metricsCells(byMap[v.map] || []),
       h("td", {}, actionButtons(v)),
     );
   });
-  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(9, "no maps run")]));
+  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(12, "no maps run")]));
+}
+
+// GET manage/v1/metrics (per map and direction, per side) and manage/v1/alerts: an engine from before them (404),
+// or a failing one, leaves their cells empty rather than the dashboard.
+async function optional(path) {
+  try {
+    const { status, data } = await api("GET", path, { allow: [404, 405] });
+    return status === 200 && data && typeof data === "object" ? data : null;
+  } catch (error) {
+    if (error.status === 401) throw error;
+    return null;
+  }
+}
+
+const DIRECTIONS = { to_dataverse: "to Dataverse", to_fno: "to F&O" };
+const SIDES = { dataverse: "Dataverse", fno: "F&O" };
+
+function secondsText(s) {
+  return s === null || s === undefined ? "" : lagText(s * 1000);
+}
+
+function metricsByMap(metrics) {
+  const byMap = {};
+  for (const m of (metrics && metrics.maps) || []) (byMap[m.map] = byMap[m.map] || []).push(m);
+  if (metrics) $("#dash-metrics-window").textContent = `${metrics.window_minutes} minutes`;
+  return byMap;
+}
+
+function dash() {
+  return h("span", { class: "muted" }, "\u2014");
+}
+
+// Lag p95 per direction, the oldest waiting change of the map, and its error rate over both directions.
+function metricsCells(directions) {
+  const lags = directions.filter((d) => d.lag_p95_s !== null && d.lag_p95_s !== undefined);
+  const ages = directions.map((d) => d.backlog_age_s).filter((x) => x !== null && x !== undefined);
+  const failed = directions.reduce((n, d) => n + (d.failed || 0), 0);
+  const done = failed + directions.reduce((n, d) => n + (d.applied || 0), 0);
+  const rates = directions.filter((d) => d.error_rate_pct !== null && d.error_rate_pct !== undefined)
+    .map((d) => `${DIRECTIONS[d.direction] || d.direction}: ${d.error_rate_pct.toFixed(1)} %`);
+  return [
+    h("td", { class: "num lag-dir small" }, lags.length ? lags.map((d) => h("div", { dataset: { direction: d.direction } },
+      `${DIRECTIONS[d.direction] || d.direction} ${secondsText(d.lag_p95_s)}`)) : dash()),
+    h("td", { class: "num backlog small", title: directions.map((d) => `${DIRECTIONS[d.direction] || d.direction}: `
+      + (secondsText(d.backlog_age_s) || "nothing waiting")).join("\n") }, ages.length ? secondsText(Math.max(...ages)) : dash()),
+    h("td", { class: "num error-rate small", title: rates.join("\n") },
+      done ? `${(100 * failed / done).toFixed(1)} %` : dash()),
+  ];
+}
+
+// Throttling per side, firing alerts and the last deployment, as cards next to the maps' own.
+function metricsCards(metrics, firing, card) {
+  const cards = [];
+  for (const side of (metrics && metrics.sides) || []) {
+    cards.push(card((side.throttled_per_min || 0).toFixed(1), `${SIDES[side.side] || side.side} throttled (429) / min`,
+      `card-throttled-${side.side}`));
+  }
+  if (firing) {
+    const el = card(h("a", { href: "#alerts" }, String(firing.length)), "alerts firing", "card-alerts");
+    if (firing.length) el.classList.add("alarm");
+    cards.push(el);
+  }
+  const deployment = metrics && metrics.deployment;
+  if (deployment) {
+    const el = card(deployment.status, "last deployment", "card-deployment");
+    el.title = [deployment.at ? when(deployment.at) : "", deployment.detail || ""].filter(Boolean).join(": ");
+    if (deployment.status === "failed") el.classList.add("alarm");
+    cards.push(el);
+  }
+  return cards;
+}
+
+function setAlertCount(n) {
+  $("#nav-alerts").textContent = n ? String(n) : "";
 }
 
 async function moveMap(name, action) {
@@ -878,6 +958,113 @@ function setTail(on) {
   }
 }
 
+// -- alerts ------------------------------------------------------------------------------------------
+// The rules (GET manage/v1/alerts/rules), what fires now per rule and subject (GET manage/v1/alerts) and the
+// latest history entries (GET manage/v1/alerts/history); the engine evaluates every minute, "Evaluate now" at once.
+const HISTORY_SHOWN = 50;
+
+function figure(value) {
+  if (value === null || value === undefined) return "";
+  return Number.isInteger(value) ? String(value) : String(Math.round(value * 100) / 100);
+}
+
+function ruleCondition(rule) {
+  const what = rule.metric + (rule.category ? ` (${rule.category})` : "");
+  return `${what} ${rule.op} ${figure(rule.threshold)} over ${figure(rule.window_minutes)} min`;
+}
+
+function ruleScope(rule) {
+  const scope = rule.scope || {};
+  return `${scope.map || "every map"}${scope.direction ? ` ${DIRECTIONS[scope.direction] || scope.direction}` : ""}`;
+}
+
+function ruleActions(rule) {
+  const done = [];
+  if (rule.notify) {
+    const who = (rule.recipients || []).join(", ");
+    done.push(`notify${who ? ` ${who}` : ""} (cool-down ${figure(rule.cooldown_minutes)} min)`);
+  }
+  if (rule.pause) done.push(`pause the map${rule.resume_when_clear ? ", resume when clear" : ""}`);
+  return done.length ? done.join("; ") : "history only";
+}
+
+function notificationsText(notifications) {
+  return Object.entries(notifications || {}).map(([channel, outcome]) => `${channel}: ${outcome}`).join(", ");
+}
+
+async function loadAlerts() {
+  const [rules, alerts, history] = await Promise.all([api("GET", "manage/v1/alerts/rules"),
+    api("GET", "manage/v1/alerts"), api("GET", "manage/v1/alerts/history" + query({ limit: HISTORY_SHOWN }))]);
+  const firing = alerts.data.alerts.filter((a) => a.state === "firing");
+  setAlertCount(firing.length);
+  $("#alerts-meta").textContent = `${rules.data.rules.length} rules, ${firing.length} firing`;
+
+  $("#alert-firing tbody").replaceChildren(...(firing.length ? firing.map((a) => h("tr",
+    { dataset: { rule: a.rule, subject: a.subject } },
+    h("td", {}, a.rule),
+    h("td", { class: "subject" }, a.subject === "*" ? "the engine" : a.subject),
+    h("td", { class: "num value" }, figure(a.value)),
+    h("td", { class: "num threshold" }, figure(a.threshold)),
+    h("td", { class: "small" }, a.condition),
+    h("td", { class: "small", title: a.since }, ago(a.since)),
+    h("td", { class: "small", title: notificationsText(a.notifications) }, a.last_notified_at
+      ? `${when(a.last_notified_at)} (${notificationsText(a.notifications) || "none"})` : h("span", { class: "muted" }, "not yet")),
+    h("td", {}, a.paused_map ? badge("paused", "paused") : ""))) : [emptyRow(8, "nothing fires")]));
+
+  const rows = rules.data.rules.map((rule) => {
+    const on = firing.filter((a) => a.rule === rule.name).map((a) => a.subject);
+    const now = on.length ? "firing" : rule.enabled ? "ok" : "disabled";
+    return h("tr", { dataset: { rule: rule.name, state: now, enabled: String(rule.enabled) } },
+      h("td", {}, h("strong", {}, rule.name), rule.description ? h("div", { class: "muted small" }, rule.description) : ""),
+      h("td", { class: "condition small" }, ruleCondition(rule)),
+      h("td", { class: "scope small" }, ruleScope(rule)),
+      h("td", { class: "actions-text small" }, ruleActions(rule)),
+      h("td", { class: "enabled" }, rule.enabled ? "yes" : "no"),
+      h("td", { class: "state" }, badge(now), on.length ? h("div", { class: "small" }, on.join(", ")) : ""),
+      h("td", {}, h("button", { type: "button", dataset: { toggle: rule.name },
+        onclick: () => toggleRule(rule) }, rule.enabled ? "Disable" : "Enable")));
+  });
+  $("#alert-rules tbody").replaceChildren(...(rows.length ? rows : [emptyRow(7, "no rules")]));
+
+  const entries = history.data.entries.map((e) => h("tr", { dataset: { rule: e.rule, subject: e.subject, kind: e.kind } },
+    timeCell(e.at),
+    h("td", {}, e.rule),
+    h("td", {}, e.subject),
+    h("td", {}, badge(e.kind)),
+    h("td", { class: "num" }, figure(e.value)),
+    h("td", { class: "num" }, figure(e.threshold)),
+    h("td", { class: "small" }, e.condition),
+    h("td", { class: "small" }, (e.actions || []).join(", ")),
+    h("td", { class: "small wrap" }, notificationsText(e.notifications))));
+  $("#alert-history tbody").replaceChildren(...(entries.length ? entries : [emptyRow(9, "no alert has fired yet")]));
+}
+
+async function evaluateAlerts() {
+  const button = $("#alerts-evaluate");
+  button.disabled = true;
+  try {
+    const { data } = await api("POST", "manage/v1/alerts/evaluate", { headers: { "x-dualwrite-user": "console" } });
+    toast(`evaluated ${data.rules} rules: ${data.fired.length} fired, ${data.resolved.length} resolved`);
+  } catch (error) {
+    if (error.status !== 401) toast(`evaluate failed: ${error.message}`, true);
+  } finally {
+    button.disabled = false;
+  }
+  if (state.view === "alerts") await refresh();
+}
+
+async function toggleRule(rule) {
+  try {
+    const { data: stored } = await api("GET", `manage/v1/alerts/rules/${enc(rule.name)}`);
+    await api("PUT", `manage/v1/alerts/rules/${enc(rule.name)}`,
+      { body: { ...stored, enabled: !stored.enabled }, headers: { "x-dualwrite-user": "console" } });
+    toast(`${rule.name}: ${stored.enabled ? "disabled" : "enabled"}`);
+  } catch (error) {
+    if (error.status !== 401) toast(`${rule.name}: ${error.message}`, true);
+  }
+  if (state.view === "alerts") await refresh();
+}
+
 // -- runs --------------------------------------------------------------------------------------------
 function mapProgress(m) {
   if (m.status === "done") return progressBar(1, { done: true });
@@ -915,7 +1102,8 @@ async function loadRuns() {
 }
 
 // -- routing -----------------------------------------------------------------------------------------
-const VIEWS = { dashboard: loadDashboard, maps: loadMaps, errors: loadErrors, activity: loadActivity, runs: loadRuns };
+const VIEWS = { dashboard: loadDashboard, maps: loadMaps, errors: loadErrors, activity: loadActivity, alerts: loadAlerts,
+  runs: loadRuns };
 
 function route() {
   const hash = window.location.hash.replace(/^#/, "");
@@ -972,6 +1160,7 @@ async function start() {
   $("#bulk-resubmit").addEventListener("click", () => bulkOnErrors("resubmit"));
   $("#bulk-discard").addEventListener("click", () => bulkOnErrors("discard"));
   $("#live-tail").addEventListener("change", (event) => setTail(event.target.checked));
+  $("#alerts-evaluate").addEventListener("click", evaluateAlerts);
   window.addEventListener("hashchange", show);
   const meta = await fetch(BASE + "meta.json", { cache: "no-store" });
   state.meta = await meta.json();
