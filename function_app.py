@@ -2,7 +2,21 @@
 
 import azure.functions as func
 
-from functions import admin, apply, console, deploy, health, ingest, maps, mapversions, modes, openapi, sync
+from functions import (
+    admin,
+    alerts,
+    apply,
+    console,
+    deploy,
+    health,
+    ingest,
+    maps,
+    mapversions,
+    metrics,
+    modes,
+    openapi,
+    sync,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -17,3 +31,5 @@ app.register_functions(modes.bp)
 app.register_functions(mapversions.bp)
 app.register_functions(openapi.bp)
 app.register_functions(console.bp)
+app.register_functions(metrics.bp)
+app.register_functions(alerts.bp)

@@ -121,12 +121,10 @@ class Settings(BaseSettings):
     metrics_flush_seconds: float = Field(
         10.0, gt=0, le=300, description="How often an instance writes its counts to Table Storage (`metrics`): "
         "the metrics and alerts see an instance's work this late at most")
-    alerts_schedule: str = Field(
-        "0 */1 * * * *", min_length=1, description="NCRONTAB schedule of the alert evaluation timer")
     alert_webhook_url: AnyHttpUrl | None = Field(
         None, description="Where alert notifications are POSTed (unset: no webhook notifications)")
     alert_webhook_format: Literal["json", "teams", "slack"] = Field(
-        "json", description="Body of the webhook notification: json (documented), teams (MessageCard) or slack")
+        "json", description="Body of the webhook notification: json (documented), teams (an Adaptive Card) or slack")
     alert_smtp_host: str | None = Field(None, description="SMTP server for alert e-mails (unset: no e-mail)")
     alert_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
     alert_smtp_tls: Literal["starttls", "tls", "none"] = Field(

@@ -6,6 +6,8 @@ Only when the worker cannot record or re-send at all does it raise: the host aba
 and the broker delivers it again.
 """
 
+from datetime import UTC, datetime
+
 import azure.functions as func
 
 from core.sync.worker import Delivery
@@ -18,7 +20,11 @@ def delivery(message: func.ServiceBusMessage) -> Delivery:
     properties = {str(k): str(v) for k, v in (message.application_properties or {}).items()}
     return Delivery(body=message.get_body(), message_id=message.message_id or "",
                     session_id=message.session_id or "", delivery_count=message.delivery_count or 1,
-                    properties=properties)
+                    properties=properties, enqueued_at=_utc(message.enqueued_time_utc))
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 @bp.service_bus_queue_trigger(arg_name="messages", queue_name="%CHANGES_QUEUE%", connection="SERVICEBUS_CONNECTION",

@@ -69,16 +69,22 @@ def bad_parameter(error: BadInput) -> func.HttpResponse:
     return problem(400, "Bad parameter", str(error), invalid_params=[{"name": error.field, "reason": str(error)}])
 
 
-def parsed(model: type[M], body: bytes) -> M:
-    """A JSON body as `model` (numbers with a fraction as Decimal); BadInput naming the first wrong field."""
+def parsed_json(body: bytes) -> Any:
+    """A JSON body (numbers with a fraction as Decimal); BadInput naming the body when it is not JSON."""
     try:
-        return model.model_validate(jsonwire.loads(body))
-    except ValueError as error:  # not JSON at all
-        if isinstance(error, ValidationError):
-            first = error.errors()[0]
-            name = ".".join(str(p) for p in first["loc"]) or "body"
-            raise BadInput(name, f"{name}: {first['msg']}") from None
+        return jsonwire.loads(body)
+    except ValueError as error:
         raise BadInput("body", f"the body is not JSON: {error}") from None
+
+
+def parsed(model: type[M], body: bytes) -> M:
+    """A JSON body as `model`; BadInput naming the first wrong field."""
+    try:
+        return model.model_validate(parsed_json(body))
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadInput(name, f"{name}: {first['msg']}") from None
 
 
 def _invalid_maps(error: MapDefinitionError) -> func.HttpResponse:

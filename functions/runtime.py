@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -30,13 +31,17 @@ MAPS_CHECK_SECONDS = 30.0  # a changed map (file or stored revision) runs within
 if TYPE_CHECKING:
     from core.connectors.dataverse import DataverseClient
     from core.connectors.fno import FnoClient
+    from core.ops.alerts.service import Alerts
     from core.ops.errors import DeadLetterSource
     from core.ops.mapversions import MapVersions
+    from core.ops.meter import Meter, OutcomeCounter
+    from core.ops.metrics import Metrics
     from core.ops.steps import OwnSteps
     from core.store.activity import ActivityLog
     from core.store.errors import ErrorLog
     from core.store.holds import HoldStore
     from core.store.links import LinkStore
+    from core.store.metrics import MetricStore
     from core.store.tables import Tables
     from core.sync.catchup import MapModes
     from core.sync.initial import InitialSync
@@ -142,7 +147,28 @@ class Runtime:
     def activity(self) -> ActivityLog:
         from core.store.activity import ActivityLog
 
-        return ActivityLog(self.tables)
+        meter = self.meter
+        return ActivityLog(self.tables, observe=None if meter is None else meter.observe)
+
+    @cached_property
+    def metric_store(self) -> MetricStore:
+        from core.store.metrics import MetricStore
+
+        return MetricStore(self.tables)
+
+    @cached_property
+    def meter(self) -> Meter | None:
+        """This instance's per-minute counts (core.ops.meter); None when TELEMETRY_ENABLED is false."""
+        if not self.settings.telemetry_enabled:
+            return None
+        from core.ops.meter import Meter
+
+        def throttled(client: str) -> Callable[[], int]:
+            # only a client this instance made can have been throttled; asking must not make one
+            return lambda: self.__dict__[client].stats.throttled if client in self.__dict__ else 0
+
+        return Meter(self.metric_store, flush_seconds=self.settings.metrics_flush_seconds,
+                     throttles={"dataverse": throttled("dataverse"), "fno": throttled("fno")}, otel=_otel_counter())
 
     @cached_property
     def errors(self) -> ErrorLog:
@@ -227,7 +253,31 @@ class Runtime:
                       retry_horizon=timedelta(seconds=settings.apply_retry_horizon_seconds),
                       backoff_cap=settings.apply_backoff_cap_seconds, engine_user=self.engine_user,
                       modes=self.modes, auto_pause_after=timedelta(seconds=settings.apply_auto_pause_seconds)
-                      if settings.apply_auto_pause_seconds else None)
+                      if settings.apply_auto_pause_seconds else None, waits=self.meter)
+
+    # ---- metrics and alerts (functions/metrics.py, functions/alerts.py) --------------------------------
+    async def metrics(self, window: timedelta) -> Metrics:
+        """Every map's figures over the last `window`, all instances' counts together."""
+        from core.ops.metrics import collect, map_directions
+        from core.store.modes import ParkedStore
+
+        states = await self.modes.modes.all()
+        directions = map_directions((m.name, m.sends_to("dataverse"), m.sends_to("fno")) for m in self.maps.values())
+        return await collect(directions, minutes=self.metric_store, errors=self.errors, parked=ParkedStore(self.tables),
+                             modes={name: state.mode for name, state in states.items()}, window=window)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """Alert rules, their evaluation (every minute and on request) and notifications."""
+        from core.ops.alerts.service import Alerts
+        from core.ops.notify import channels_from_settings
+        from core.store.alerts import AlertStore
+
+        settings = self.settings
+        channels = channels_from_settings(settings, httpx.AsyncClient(timeout=30))
+        console = f"{str(settings.app_url).rstrip('/')}/api/console" if settings.app_url else None
+        return Alerts(AlertStore(self.tables), figures=self.metrics, open_errors=self.errors.open_summary,
+                      modes=self.modes, channels=channels, console_url=console)
 
     @cached_property
     def page_jobs(self) -> PageJobQueue:
@@ -282,6 +332,11 @@ class Runtime:
         if self.settings.engine_user_id:
             return self.settings.engine_user_id
         return LOCAL_ENGINE_OID if self.settings.auth_mode == "local" else ""
+
+
+def _otel_counter() -> OutcomeCounter | None:
+    """The same counts as OpenTelemetry metrics, when core.ops.telemetry offers them."""
+    return None
 
 
 _runtime: Runtime | None = None

@@ -12,8 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.maps.model import TableMap
+from core.ops.alerts.evaluate import AlertState
+from core.ops.alerts.rules import AlertRule
 from core.ops.errors import BULK_LIMIT
 from core.ops.health import HealthReport
+from core.store.alerts import HistoryEntry
 from core.store.errors import Category, ErrorStatus
 from core.sync.domain import Outcome
 from core.sync.initial import RunRequest
@@ -301,3 +304,20 @@ class BulkAction(BaseModel):
     ids: list[str] | None = Field(None, max_length=BULK_LIMIT)
     limit: int = Field(BULK_LIMIT, ge=1, le=BULK_LIMIT)
 
+
+
+# -- metrics and alerts ---------------------------------------------------------------------------------------
+class AlertRuleList(BaseModel):
+    rules: list[AlertRule]
+
+
+class AlertList(BaseModel):
+    """Every alert (a rule and a subject: a map, a side or `*`) with its state."""
+
+    alerts: list[AlertState]
+
+
+class AlertHistory(BaseModel):
+    """Firings and resolutions, newest first."""
+
+    entries: list[HistoryEntry]

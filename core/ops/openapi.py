@@ -20,7 +20,10 @@ from pydantic.json_schema import models_json_schema
 
 from core.maps.model import TableMap
 from core.ops import contracts as c
+from core.ops.alerts.rules import AlertRule
+from core.ops.alerts.service import Evaluation
 from core.ops.maphealth import MapsHealth
+from core.ops.metrics import Metrics
 from core.store.errors import CATEGORIES, STATUSES
 from core.sync.domain import OUTCOMES
 from core.sync.modes import ACTIONS
@@ -40,7 +43,7 @@ class Param:
 
 @dataclass(frozen=True)
 class Operation:
-    method: Literal["get", "post", "put"]
+    method: Literal["get", "post", "put", "delete"]
     path: str
     id: str
     summary: str
@@ -48,6 +51,7 @@ class Operation:
     params: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
     answers: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    media: str = "application/json"  # of the answers
 
 
 def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> Param:
@@ -71,6 +75,11 @@ RUN_ID = _path("id", "the run's id", _SEGMENT)
 REVISION = _path("revision", "a stored revision number", {"type": "integer", "minimum": 1})
 IF_MATCH = Param("If-Match", "header", {"type": "string", "pattern": r'^(W/)?"?\d{1,10}"?$|^\*$'},
                  'the latest revision the caller saw, in quotes ("0": none stored yet); a stale one is a 409')
+RULE = _path("name", "the rule's name", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"})
+RULE_MATCH = Param("If-Match", "header", {"type": "string"}, "the rule's ETag as read (`*`: any existing "
+                   "version); a changed rule is a 412")
+WINDOW = _query("window_minutes", {"type": "number", "exclusiveMinimum": 0, "maximum": 1440, "default": 15},
+                "the window the figures are over, in minutes")
 REASON = [Param("x-dualwrite-reason", "header", {"type": "string"}, "why, recorded with the revision"),
           _query("reason", {"type": "string"}, "why, recorded with the revision (when not in the header)")]
 
@@ -131,6 +140,23 @@ OPERATIONS: tuple[Operation, ...] = (
         _limit(10000, 1000)), answers={200: c.DriftList}),
     Operation("get", "/health", "maps_health_now", "Each map's mode, backlog, throughput and lag (last 10 minutes)",
               "health", answers={200: MapsHealth}),
+    Operation("get", "/metrics", "metrics_now", "Each map and direction's figures over a window: throughput, lag, "
+              "backlog, errors; throttling per side", "metrics", (WINDOW,), answers={200: Metrics}),
+    Operation("get", "/metrics/prometheus", "metrics_prometheus", "The same figures in Prometheus's text format",
+              "metrics", (WINDOW,), answers={200: None}, media="text/plain"),
+    Operation("get", "/alerts", "alerts_now", "Every alert (rule and subject) with its state", "alerts",
+              answers={200: c.AlertList}),
+    Operation("get", "/alerts/history", "alerts_history", "Firings and resolutions, newest first", "alerts",
+              (_limit(1000, 100), _query("rule", {"type": "string"})), answers={200: c.AlertHistory}),
+    Operation("post", "/alerts/evaluate", "alerts_evaluate", "Evaluate every rule now (the timer does every minute)",
+              "alerts", answers={200: Evaluation}),
+    Operation("get", "/alerts/rules", "alert_rules", "The alert rules", "alerts", answers={200: c.AlertRuleList}),
+    Operation("get", "/alerts/rules/{name}", "alert_rule", "One alert rule (its ETag for If-Match)", "alerts",
+              (RULE,), answers={200: AlertRule}),
+    Operation("put", "/alerts/rules/{name}", "alert_rule_put", "Create or replace an alert rule; the next evaluation "
+              "uses it", "alerts", (RULE, RULE_MATCH), body=AlertRule, answers={200: AlertRule, 201: AlertRule}),
+    Operation("delete", "/alerts/rules/{name}", "alert_rule_delete", "Delete an alert rule", "alerts", (RULE,),
+              answers={204: None}),
     Operation("post", "/deploy", "deploy_now", "Register webhook steps and F&O events for the running maps",
               "deployment", answers={200: c.DeployReport, 502: c.DeployReport}),
 )
@@ -154,7 +180,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.body is not None:
         out["requestBody"] = {"required": op.body is TableMap, "content": _json(op.body)}
     out["responses"] = {str(status): {"description": model.__doc__.strip().splitlines()[0] if model and
-                                      model.__doc__ else "OK", "content": _json(model)}
+                                      model.__doc__ else "OK", **({"content": _json(model, op.media)}
+                                                                  if status != 204 else {})}
                         for status, model in sorted(op.answers.items())}
     # Every refusal is problem+json (functions.http.PROBLEMS): 400 bad input, 404, 409, 413, 422, 503.
     out["responses"]["default"] = {"description": "a problem (RFC 9457)",

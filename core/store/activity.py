@@ -9,15 +9,15 @@ a query is (hours in the window) x (maps) partition reads, each cheap.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables import UpdateMode
 
 from core.errors import BadInput
-from core.store.tables import Tables
+from core.store.tables import Tables, newest_first_key
 from core.sync.domain import OUTCOMES, ActivityEntry
 from core.sync.domain import Outcome as Outcome  # re-exported: the old import path
 
@@ -26,8 +26,6 @@ DEFAULT_WINDOW = timedelta(hours=24)
 _BATCH = 100  # Table Storage transaction limits: 100 operations and 4 MiB of payload
 _BATCH_BYTES = 3 * 1024 * 1024
 _MAX_DETAIL = 30_000  # characters: keeps one entry well under the 64 KiB property limit
-_EPOCH_TICKS = 621_355_968_000_000_000
-_MAX_TICKS = 10**19 - 1
 
 
 def _hour(at: datetime) -> str:
@@ -38,10 +36,6 @@ def _partition(map_name: str, at: datetime) -> str:
     return f"{map_name}|{_hour(at)}"
 
 
-def _row_key(at: datetime) -> str:
-    micros = int((at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-    ticks = _EPOCH_TICKS + micros * 10
-    return f"{_MAX_TICKS - ticks:019d}-{uuid.uuid4().hex[:8]}"
 
 
 def _check_map_name(name: str) -> str:
@@ -60,7 +54,7 @@ def _to_entity(entry: ActivityEntry) -> dict[str, Any]:
         detail = detail[:_MAX_DETAIL] + " ... (cut here; the error log keeps the full text)"
     entity: dict[str, Any] = {
         "PartitionKey": _partition(_check_map_name(entry.map), entry.at),
-        "RowKey": _row_key(entry.at),
+        "RowKey": newest_first_key(entry.at),
         "Map": entry.map, "Key": entry.key, "Source": entry.source, "Operation": entry.operation,
         "Outcome": entry.outcome, "Reason": entry.reason, "EventId": entry.event_id,
         "MessageId": entry.message_id, "At": entry.at.astimezone(UTC),
@@ -96,8 +90,9 @@ def _batches(entities: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 class ActivityLog:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, observe: Callable[[list[ActivityEntry]], None] | None = None) -> None:
         self.tables = tables
+        self.observe = observe  # shown every entry once written (core.ops.meter counts them)
         self._known_maps: set[str] = set()
 
     async def record(self, entries: list[ActivityEntry]) -> None:
@@ -113,6 +108,8 @@ class ActivityLog:
         for group in by_partition.values():
             for batch in _batches(group):
                 await table.submit_transaction([("create", e) for e in batch])
+        if self.observe is not None:
+            self.observe(entries)
 
     async def _remember_maps(self, names: set[str]) -> None:
         new = names - self._known_maps

@@ -11,6 +11,8 @@ meant to stay small (resubmit or discard), so the scan reads the open errors, no
 
 from __future__ import annotations
 
+import builtins
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,14 @@ _CHUNK = 16_000  # characters per property
 _ENTRY_TEXT_CHUNKS = 12
 _MAX_CHANGE_CHARS = 256 * 1024
 _ROW_TEXT_CHUNKS = 28
+
+
+@dataclass(frozen=True)
+class OpenError:
+    map: str
+    source: str
+    category: str
+    first_at: datetime
 
 
 class ErrorNotFound(LookupError):
@@ -142,6 +152,15 @@ class ErrorLog:
                  async for e in table.query_entities(" and ".join(conditions), parameters=params)]
         found.sort(key=lambda e: e.last_at, reverse=True)
         return found[:limit]
+
+    async def open_summary(self) -> builtins.list[OpenError]:
+        """Every open entry's map, source, category and first failure: what the metrics count (no texts read)."""
+        table = await self.tables.table("errors")
+        return [OpenError(map=e.get("Map") or "unknown", source=e.get("Source") or "", category=e.get("Category") or "",
+                          first_at=_utc(e["FirstAt"]))
+                async for e in table.query_entities("RowKey eq @row and Status eq 'open'",
+                                                    parameters={"row": _ENTRY_ROW},
+                                                    select=["Map", "Source", "Category", "FirstAt"])]
 
     async def set_status(self, id: str, status: ErrorStatus) -> None:
         if status not in STATUSES:

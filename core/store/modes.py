@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from core.events.model import ChangeEvent
-from core.maps.keys import encode_key
+from core.maps.keys import decode_key, encode_key
 from core.store.tables import Tables
 from core.sync.modes import CatchUp, MapMode, MapState, Transition
 
@@ -181,6 +181,19 @@ class ParkedStore:
             records += 1
             changes += int(row.get("Changes") or 1)
         return records, changes
+
+    async def by_source(self, map_name: str) -> dict[str, tuple[int, datetime | None]]:
+        """Parked records of a map per side their change came from, and the oldest one's first parking."""
+        table = await self.tables.table("parked")
+        partition = map_name.replace("'", "''")
+        out: dict[str, tuple[int, datetime | None]] = {}
+        async for row in table.query_entities(f"PartitionKey eq '{partition}'", select=["RowKey", "FirstAt"]):
+            parts = decode_key(row["RowKey"])
+            source = parts[1] if len(parts) > 2 else ""
+            records, oldest = out.get(source, (0, None))
+            first = _utc(row.get("FirstAt"))
+            out[source] = (records + 1, first if oldest is None or (first is not None and first < oldest) else oldest)
+        return out
 
     async def remove(self, changes: list[ParkedChange]) -> list[ParkedChange]:
         """Remove parked changes that were sent on; the ones replaced meanwhile by a later change of their

@@ -5,11 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_EPOCH_TICKS = 621_355_968_000_000_000  # .NET ticks at 1970-01-01
+_MAX_TICKS = 10**19 - 1
+
+
+def newest_first_key(at: datetime) -> str:
+    """A RowKey that sorts newest first (inverted .NET ticks) and is unique (a short uuid after it)."""
+    micros = int((at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    return f"{_MAX_TICKS - (_EPOCH_TICKS + micros * 10):019d}-{uuid.uuid4().hex[:8]}"
 
 
 class Tables:

@@ -81,6 +81,10 @@ class Modes(Protocol):
     async def auto_pause(self, map_name: str, side: Side, reason: str) -> MapState: ...
 
 
+class QueueWaits(Protocol):
+    def waited(self, map_name: str, source: str, seconds: float) -> None: ...
+
+
 class Holds(Protocol):
     async def holds(self, session_id: str) -> dict[str, Hold]: ...
     async def hold(self, session_id: str, hold: Hold) -> None: ...
@@ -94,6 +98,7 @@ class Delivery:
     session_id: str
     delivery_count: int
     properties: Mapping[str, str] = field(default_factory=dict)
+    enqueued_at: datetime | None = None  # when the broker took the message (its queue wait, for the metrics)
 
     @property
     def origin(self) -> str:
@@ -148,8 +153,9 @@ class Worker:
                  requeue: Requeue, holds: Holds, links: LinkFinder | None = None, max_attempts: int = 5,
                  retry_horizon: timedelta = timedelta(days=1), backoff_base: float = 0.5,
                  backoff_cap: float = 300.0, engine_user: str = "", modes: Modes | None = None,
-                 auto_pause_after: timedelta | None = None) -> None:
+                 auto_pause_after: timedelta | None = None, waits: QueueWaits | None = None) -> None:
         self.applier = applier
+        self.waits = waits  # told how long each change waited on the queue before this batch took it
         self.activity = activity
         self.errors = errors
         self.requeue = requeue
@@ -183,11 +189,23 @@ class Worker:
         by_session: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
             by_session[item.delivery.session_id].append(item)
+        self._queue_waits(items)
         for session_id, session_items in by_session.items():
             await self._session(out, session_id, session_items)
         await self.requeue.send(out.requeue)
         await self.activity.record(out.activity)
         return out.handled
+
+    def _queue_waits(self, items: list[_Item]) -> None:
+        """First deliveries only: a retry was scheduled to wait, which says nothing of the queue's backlog."""
+        if self.waits is None:
+            return
+        now = datetime.now(UTC)
+        for item in items:
+            d = item.delivery
+            if d.enqueued_at is not None and d.delivery_count <= 1 and ATTEMPTS not in d.properties:
+                self.waits.waited(item.event.map or "unmapped", item.event.source,
+                                  (now - d.enqueued_at).total_seconds())
 
     async def _session(self, out: _Outcome, session_id: str, items: list[_Item]) -> None:
         lanes: dict[str, list[_Item]] = defaultdict(list)
