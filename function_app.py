@@ -2,6 +2,8 @@
 
 import azure.functions as func
 
+from core.ops import telemetry
+from core.settings import SettingsError, get_settings
 from functions import (
     admin,
     alerts,
@@ -19,6 +21,19 @@ from functions import (
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+def _configure_telemetry() -> None:
+    """Traces and metrics export, once per process, before any function runs (core.ops.telemetry). Bad settings are
+    left to the runtime, which answers every call with what is wrong."""
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return
+    telemetry.configure(settings)
+
+
+_configure_telemetry()
 
 app.register_functions(health.bp)
 app.register_functions(maps.bp)

@@ -13,12 +13,14 @@ from collections.abc import Callable
 
 import azure.functions as func
 from azure.servicebus.exceptions import ServiceBusError
+from opentelemetry.trace import Span, SpanKind
 
 from core.events.dataverse import parse_webhook, read_webhook
 from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
 from core.maps import MapSet
+from core.ops import telemetry
 from core.ops.errors import record_refused_fno_event
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
@@ -63,9 +65,15 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
     rt = await get_runtime()
     body = msg.get_body()
     try:
-        parsed = parse_fno(body, rt.maps)
-        result = await ingest(parsed.events, rt.maps, rt.queue, buckets=rt.settings.apply_session_buckets,
-                              links=rt.links)
+        with telemetry.span("ingest", kind=SpanKind.PRODUCER) as span:
+            try:
+                parsed = parse_fno(body, rt.maps)
+                result = await ingest(parsed.events, rt.maps, rt.queue, buckets=rt.settings.apply_session_buckets,
+                                      links=rt.links)
+            except PayloadError as error:
+                telemetry.failed(span, f"invalid payload: {error.field}")
+                raise
+            _traced(span, "fno", len(parsed.events), result)
     except PayloadError as error:
         # A sender may leave the message id out; the sequence number is as stable across redeliveries.
         message_id = msg.message_id or f"seq-{msg.sequence_number}"
@@ -91,22 +99,33 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
     if isinstance(rt, func.HttpResponse):
         return rt
     maps = rt.maps
-    try:
-        events, skipped, test_message = parse(body, maps)
-        result = await ingest(events, maps, rt.queue, buckets=rt.settings.apply_session_buckets, links=rt.links)
-    except PayloadError as error:
-        log.warning("%s payload rejected: %s", source, error)
-        return problem(400, "Invalid payload", error.message, field=error.field)
-    except (ServiceBusError, OSError) as error:
-        log.error("%s payload not queued, the changes queue is unreachable: %s", source, error)
-        return problem(503, "Queue unavailable", "the changes queue cannot be reached; nothing was queued, "
-                       "send the payload again later")
-    result = IngestResult(result.accepted, skipped + result.skipped)
+    with telemetry.span("ingest", kind=SpanKind.PRODUCER) as span:  # parse and enqueue: the trace's root
+        try:
+            events, skipped, test_message = parse(body, maps)
+            result = await ingest(events, maps, rt.queue, buckets=rt.settings.apply_session_buckets, links=rt.links)
+        except PayloadError as error:
+            telemetry.failed(span, f"invalid payload: {error.field}")
+            log.warning("%s payload rejected: %s", source, error)
+            return problem(400, "Invalid payload", error.message, field=error.field)
+        except (ServiceBusError, OSError) as error:
+            telemetry.failed(span, "queue unavailable")
+            log.error("%s payload not queued, the changes queue is unreachable: %s", source, error)
+            return problem(503, "Queue unavailable", "the changes queue cannot be reached; nothing was queued, "
+                           "send the payload again later")
+        result = IngestResult(result.accepted, skipped + result.skipped)
+        _traced(span, source, len(events), result)
     await _record_skipped(rt, source, result.skipped)
     answer: dict[str, object] = {"accepted": result.accepted, "skipped": [s.model_dump() for s in result.skipped]}
     if test_message:
         answer["test_message"] = True
     return json_response(answer, status=202)
+
+
+def _traced(span: Span, source: str, events: int, result: IngestResult) -> None:
+    """The ingest span's attributes: counts only (no keys, no values)."""
+    if span.is_recording():
+        span.set_attributes({"dualwrite.source": source, "dualwrite.events": events,
+                             "dualwrite.accepted": result.accepted, "dualwrite.skipped": len(result.skipped)})
 
 
 async def _record_skipped(rt: Runtime, source: str, skipped: list[Skipped]) -> None:

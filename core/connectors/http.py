@@ -32,6 +32,7 @@ from core.connectors.errors import (
     ValidationFailed,
     error_details,
 )
+from core.ops import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +208,18 @@ class ODataHttp:
         attempt = 0
         waited = 0.0
         limits = _patience.get() or Patience(self.max_retries, self.max_total_wait)
+        batcher = None if multipart_ok or alone or target.path.endswith("/$batch") else self.batcher
         while True:
             self.stats.requests += 1
             try:
-                if self.batcher is not None and not multipart_ok and not alone and not target.path.endswith("/$batch"):
-                    response = await self.batcher.request(method, target, content=content, headers=send_headers)
-                else:
-                    response = await self.client.request(method, target, content=content, headers=send_headers)
+                # One client span per attempt (core.ops.telemetry): method, path without key values, status.
+                with telemetry.http_span(method, target.path, resend=attempt, batched=batcher is not None,
+                                         host=target.host, port=target.port) as span:
+                    if batcher is not None:
+                        response = await batcher.request(method, target, content=content, headers=send_headers)
+                    else:
+                        response = await self.client.request(method, target, content=content, headers=send_headers)
+                    telemetry.http_status(span, response.status_code)
             except TokenError as exc:
                 raise AuthFailed(f"no token: {exc}", method=method, url=_safe_url(target)) from exc
             except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusSender
 from azure.servicebus.exceptions import ServiceBusError
 
 from core.events.model import ChangeEvent
+from core.ops import telemetry
 from core.store.bus import service_bus_client
 from core.sync.runs import PageJob
 
@@ -37,12 +38,13 @@ class QueuedChange:
 
     def message(self) -> ServiceBusMessage:
         event = self.event
-        properties = {"map": event.map or "", "source": event.source, "entity": event.entity,
-                      "operation": event.operation, **self.properties}
-        # cast: the SDK wants a dict keyed by str | bytes (invariant), so our dict[str, str] does not fit as typed.
+        properties: dict[str, Any] = {"map": event.map or "", "source": event.source, "entity": event.entity,
+                                      "operation": event.operation, **self.properties}
+        # The trace context: the change's own when it is sent again (a retry keeps its first trace), else the
+        # current one (the ingest span); core.ops.telemetry.
         return ServiceBusMessage(event.to_json(), message_id=self.message_id, session_id=self.session_id,
                                  content_type="application/json",
-                                 application_properties=cast("dict[str | bytes, Any]", properties),
+                                 application_properties=telemetry.outgoing(properties),
                                  scheduled_enqueue_time_utc=self.scheduled_at)
 
 

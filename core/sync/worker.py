@@ -22,9 +22,10 @@ no-op detection).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -36,6 +37,7 @@ from core.connectors.http import patience
 from core.events.model import ChangeEvent
 from core.maps import MapSet, encode_key
 from core.maps.model import Side
+from core.ops import telemetry
 from core.store.activity import ActivityEntry
 from core.store.errors import ErrorEntry
 from core.store.holds import Hold
@@ -224,7 +226,8 @@ class Worker:
 
         async def run(lane: str, lane_items: list[_Item]) -> None:
             async with gate:
-                await self._lane_run(out, session_id, lane, lane_items, holds.get(lane))
+                with _apply_span(out, lane_items):
+                    await self._lane_run(out, session_id, lane, lane_items, holds.get(lane))
 
         await asyncio.gather(*(run(lane, lane_items) for lane, lane_items in lanes.items()))
 
@@ -430,3 +433,24 @@ def _outage(error: BaseException) -> bool:
 def _short(error: BaseException) -> str:
     text = error.message if isinstance(error, ConnectorError) and error.message else str(error)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def _apply_span(out: _Outcome, items: list[_Item]) -> Iterator[None]:
+    """The `apply` span of one record's changes in a batch (core.ops.telemetry): child of its first message's trace,
+    linked to the others'. Attributes: map, source side, entity, message ids and outcome counts, never values."""
+    with telemetry.consumer_span("apply", (item.delivery.properties for item in items)) as span:
+        recording = span.is_recording()
+        if recording:
+            event = items[0].event
+            span.set_attributes({"dualwrite.map": event.map or "", "dualwrite.source": event.source,
+                                 "dualwrite.entity": event.entity, "messaging.message.id": items[0].delivery.origin,
+                                 "messaging.batch.message_count": len(items)})
+        yield
+        if recording:
+            outcomes: dict[str, int] = defaultdict(int)
+            for item in items:
+                outcomes[out.handled.get(item.delivery.message_id, "none")] += 1
+            span.set_attributes({f"dualwrite.{outcome}": n for outcome, n in outcomes.items()})
+            if outcomes.get("failed"):
+                telemetry.failed(span, f"{outcomes['failed']} change(s) failed")
