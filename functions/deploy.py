@@ -15,7 +15,7 @@ import azure.functions as func
 from core.ops.deploy import DeployReport, deploy
 from core.settings import Settings, SettingsError
 from functions.http import json_response, problem, roles_refusal, settings_or_problem
-from functions.runtime import get_runtime
+from functions.runtime import Runtime, get_runtime
 
 log = logging.getLogger("functions.deploy")
 bp = func.Blueprint()
@@ -32,8 +32,24 @@ async def run_deploy() -> DeployReport:
     settings = rt.settings
     assert settings.app_url is not None and settings.ingest_key is not None  # checked by the callers
     async with _one_at_a_time:
-        return await deploy(rt.maps, dataverse=rt.dataverse, fno_admin=rt.fno_admin, app_url=str(settings.app_url),
-                            ingest_key=settings.ingest_key.get_secret_value())
+        try:
+            report = await deploy(rt.maps, dataverse=rt.dataverse, fno_admin=rt.fno_admin,
+                                  app_url=str(settings.app_url), ingest_key=settings.ingest_key.get_secret_value())
+        except Exception as error:
+            await _remember(rt, ok=False, detail=f"{type(error).__name__}: {str(error)[:500]}")
+            raise
+    await _remember(rt, ok=report.ok, detail=", ".join(f"{k} {v}" for k, v in report.counts().items()) + (
+        "" if report.ok else "; failed: " + "; ".join(f"{i.kind} {i.name}: {i.detail}" for i in report.items
+                                                      if i.status == "failed")))
+    return report
+
+
+async def _remember(rt: Runtime, *, ok: bool, detail: str) -> None:
+    """The outcome for the metrics and the `deployment_failed` alert; not being able to write it fails nothing."""
+    try:
+        await rt.metric_store.record_deployment(ok, detail)
+    except Exception as error:
+        log.warning("deploy: the outcome could not be recorded (%s)", type(error).__name__)
 
 
 @bp.timer_trigger(schedule="0 */30 * * * *", arg_name="timer", run_on_startup=True)

@@ -163,7 +163,7 @@ class Alerts:
         if rule is not None and quiet is None and state.paused_map and rule.resume_when_clear and self.modes:
             actions.append(await self._resume(rule, state.subject))
         notices: dict[str, str] = {}
-        if rule is not None and quiet is None and rule.notify and state.last_notified_at is not None:
+        if rule is not None and quiet is None and rule.notify and "sent" in state.notifications.values():
             notices = await self._notify(rule, saved, "resolved", value, now, actions, self.channels)
             await self.store.save_state(saved.model_copy(update={"notifications": notices}))
         await self.store.add_history(HistoryEntry(at=now, rule=state.rule, subject=state.subject, kind="resolved",
