@@ -335,8 +335,11 @@ class Runtime:
 
 
 def _otel_counter() -> OutcomeCounter | None:
-    """The same counts as OpenTelemetry metrics, when core.ops.telemetry offers them."""
-    return None
+    """The same counts as OpenTelemetry metrics, when telemetry is set up (core.ops.telemetry)."""
+    from core.ops import telemetry
+    from core.ops.meter import OtelOutcomes
+
+    return OtelOutcomes(telemetry.instruments()) if telemetry.enabled() else None
 
 
 _runtime: Runtime | None = None

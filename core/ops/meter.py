@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from core.sync.domain import ActivityEntry
 
@@ -82,9 +82,10 @@ class Tally:
         seen = 0
         for index, count in enumerate(self.lag):
             if count and seen + count >= rank:
+                if index == len(LAG_BOUNDS):
+                    return LAG_BOUNDS[-1]  # past the last bound: "at least a day" is all that is known
                 low = LAG_BOUNDS[index - 1] if index > 0 else 0.0
-                high = LAG_BOUNDS[index] if index < len(LAG_BOUNDS) else max(low, self.lag_sum / total)
-                return round(low + (high - low) * max(0.0, rank - seen) / count, 3)
+                return round(low + (LAG_BOUNDS[index] - low) * max(0.0, rank - seen) / count, 3)
             seen += count
         return None
 
@@ -118,6 +119,26 @@ class OutcomeCounter(Protocol):
     def outcome(self, map: str, direction: Direction, outcome: str, lag_seconds: float | None) -> None: ...
 
     def throttled(self, side: str, count: int) -> None: ...
+
+    def waited(self, map: str, seconds: float) -> None: ...
+
+
+class OtelOutcomes:
+    """OutcomeCounter over the OpenTelemetry instruments of core.ops.telemetry (exported where it is set up)."""
+
+    def __init__(self, instruments: Any) -> None:
+        self.i = instruments
+
+    def outcome(self, map: str, direction: Direction, outcome: str, lag_seconds: float | None) -> None:
+        self.i.changes.add(1, {"map": map, "direction": direction, "outcome": outcome})
+        if lag_seconds is not None:
+            self.i.lag.record(lag_seconds, {"map": map, "direction": direction})
+
+    def throttled(self, side: str, count: int) -> None:
+        self.i.throttled.add(count, {"side": side})
+
+    def waited(self, map: str, seconds: float) -> None:
+        self.i.queue_wait.record(seconds, {"map": map})
 
 
 def instance_id() -> str:
@@ -176,6 +197,8 @@ class Meter:
         """A change was taken off the queue after waiting `seconds` there (the queue's backlog age)."""
         tally = self._tally(self.clock(), map_name, direction_of(source))
         tally.wait_max = _max(tally.wait_max, max(0.0, seconds))
+        if self.otel is not None:
+            self.otel.waited(map_name, max(0.0, seconds))
 
     def _take_throttles(self, minute: str) -> None:
         for side, read in self.throttles.items():
