@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from core.ops.notify import AlertNotice, EmailChannel, WebhookChannel, deliver
 from devstack.processes import free_port
 from tests.fixtures.fno import TlsFiles, local_tls
 from tests.fixtures.http_receiver import HttpReceiver, serve
+from tests.fixtures.smtp import Mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +30,6 @@ NOTICE = AlertNotice(
     window_minutes=15, at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC), actions=["paused map customers"],
     console_url="http://127.0.0.1:7071/api/console")
 FAST = 0.01  # backoff seconds
-
-
-@dataclass
-class Mailbox:
-    """aiosmtpd handler: keeps every envelope it is given."""
-
-    envelopes: list[Envelope] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def only(self) -> tuple[Envelope, EmailMessage]:
-        assert len(self.envelopes) == 1
-        envelope = self.envelopes[0]
-        assert isinstance(envelope.content, bytes)
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        return envelope, message
 
 
 def login_as(user: str, password: str) -> Any:
