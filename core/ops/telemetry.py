@@ -113,8 +113,13 @@ def _install(chosen: str) -> str:
     from opentelemetry.sdk.trace import TracerProvider
 
     if chosen == "functions-worker":
-        log.info("telemetry: the Functions worker's Azure Monitor set-up (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)")
-        return chosen
+        if isinstance(trace.get_tracer_provider(), TracerProvider):
+            log.info("telemetry: the Functions worker's Azure Monitor set-up (PYTHON_APPLICATIONINSIGHTS_ENABLE_"
+                     "TELEMETRY)")
+            return chosen
+        log.warning("telemetry: PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is true but nothing set up tracing "
+                    "before the app was imported (not under the Functions Python worker?); the other settings decide")
+        chosen = plan({k: v for k, v in os.environ.items() if k != "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"})
     if chosen != "none" and isinstance(trace.get_tracer_provider(), TracerProvider):
         log.info("telemetry: a tracer provider is set up already; using it (no %s exporter added)", chosen)
         return "existing"

@@ -172,6 +172,17 @@ def test_plan_follows_the_documented_order(environ: dict[str, str], chosen: str)
     assert telemetry.plan(environ) == chosen
 
 
+def test_the_workers_set_up_is_used_only_when_it_happened(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "true")
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider())  # the worker's, set before import
+    assert telemetry._install("functions-worker") == "functions-worker"
+    # Not under the worker (nothing set up before): the other settings decide, none here, so nothing is installed.
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+    assert telemetry._install("functions-worker") == "none"
+
+
 def test_instruments_have_names_and_units() -> None:
     assert telemetry.instruments() is telemetry.instruments()  # made once; no meter provider here: a no-op
     telemetry.instruments().changes.add(1, {"map": "customers", "direction": "to_dataverse", "outcome": "applied"})
