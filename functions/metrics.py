@@ -26,8 +26,8 @@ def window_of(req: func.HttpRequest) -> timedelta:
         minutes = float(text)
     except ValueError:
         minutes = -1.0
-    if not 0 < minutes <= MAX_WINDOW.total_seconds() / 60 or minutes != minutes:
-        raise BadParameter("window_minutes", f"window_minutes {text!r} must be a number of minutes from over 0 to "
+    if not 1 <= minutes <= MAX_WINDOW.total_seconds() / 60:  # counted per minute: less says nothing
+        raise BadParameter("window_minutes", f"window_minutes {text!r} must be a number of minutes from 1 to "
                            f"{MAX_WINDOW.total_seconds() / 60:g}")
     return timedelta(minutes=minutes)
 

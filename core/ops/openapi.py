@@ -78,7 +78,7 @@ IF_MATCH = Param("If-Match", "header", {"type": "string", "pattern": r'^(W/)?"?\
 RULE = _path("name", "the rule's name", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"})
 RULE_MATCH = Param("If-Match", "header", {"type": "string"}, "the rule's ETag as read (`*`: any existing "
                    "version); a changed rule is a 412")
-WINDOW = _query("window_minutes", {"type": "number", "exclusiveMinimum": 0, "maximum": 1440, "default": 15},
+WINDOW = _query("window_minutes", {"type": "number", "minimum": 1, "maximum": 1440, "default": 15},
                 "the window the figures are over, in minutes")
 REASON = [Param("x-dualwrite-reason", "header", {"type": "string"}, "why, recorded with the revision"),
           _query("reason", {"type": "string"}, "why, recorded with the revision (when not in the header)")]

@@ -49,7 +49,7 @@ class AlertRule(BaseModel):
                            "throttled_per_min: 429 answers per side; deployment_failed: 1 when the last failed")
     op: Op = ">"
     threshold: float = Field(ge=0)
-    window_minutes: float = Field(15, gt=0, le=1440)
+    window_minutes: float = Field(15, ge=1, le=1440, description="counted per minute: at least 1")
     category: Category | None = Field(None, description="errors of this category only (metric errors)")
     scope: Scope = Field(default_factory=Scope)
     notify: bool = True

@@ -118,7 +118,7 @@ def test_cool_down_counts_from_the_last_notification() -> None:
     ({"metric": "lag_p95_s", "category": "application"}, "category"),
     ({"metric": "deployment_failed", "scope": {"map": "customers"}}, "scope.map"),
     ({"threshold": -1}, "threshold"),
-    ({"window_minutes": 0}, "window_minutes"),
+    ({"window_minutes": 0.5}, "window_minutes"),
     ({"metric": "nonsense"}, "metric"),
     ({"recipients": ["not an address"]}, "recipients"),
     ({"colour": "red"}, "colour"),
