@@ -102,10 +102,11 @@ def _rule(**fields: object) -> AlertRule:
 
 # Shipped once into an empty rule table; docs/alerts.md explains each.
 DEFAULT_RULES: tuple[AlertRule, ...] = (
+    # Microsoft's documented example, told rather than acted on: a shipped rule that paused production sync
+    # would surprise; `pause: true` (and `resume_when_clear`) make it Microsoft's threshold behaviour.
     _rule(name="application-errors", metric="errors", category="application", threshold=10, op=">=",
-          window_minutes=15, pause=True, cooldown_minutes=60,
-          description="10 application errors within 15 minutes pause the map (Microsoft's documented threshold); "
-                      "resume it once the cause is fixed and the errors resubmitted"),
+          window_minutes=15, cooldown_minutes=60,
+          description="10 application errors within 15 minutes in a map (set pause to stop the map as well)"),
     _rule(name="dead-letters", metric="dead_letters", threshold=0, op=">", window_minutes=5, cooldown_minutes=240,
           description="a map has changes in the error log"),
     _rule(name="lag", metric="lag_p95_s", threshold=300, op=">", window_minutes=15, cooldown_minutes=60,

@@ -134,7 +134,7 @@ def test_the_shipped_rules_are_valid_and_named_once() -> None:
     assert len(names) == len(set(names)) >= 5
     first = DEFAULT_RULES[0]
     assert (first.metric, first.op, first.threshold, first.window_minutes, first.pause) == (
-        "errors", ">=", 10, 15, True)
+        "errors", ">=", 10, 15, False)  # told, not acted on, until someone says so
 
 
 # -- the service, with fakes of its ports ------------------------------------------------------------------
