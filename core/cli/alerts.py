@@ -31,6 +31,7 @@ from core.cli.api import (
     when,
 )
 from core.cli.metrics import RawApi, direction
+from core.ops.alerts.rules import UNITS
 
 MAX_HISTORY = 1000
 
@@ -44,7 +45,7 @@ app = typer.Typer(
 
 
 class Metric(StrEnum):
-    """What a rule watches (the engine's alert metrics)."""
+    """What a rule watches (core.ops.alerts.rules.METRICS; a test keeps them equal)."""
 
     errors = "errors"
     error_rate_pct = "error_rate_pct"
@@ -52,12 +53,14 @@ class Metric(StrEnum):
     backlog_age_s = "backlog_age_s"
     parked_records = "parked_records"
     dead_letters = "dead_letters"
-    deployment_failed = "deployment_failed"
-    throttled_per_min = "throttled_per_min"
     applied_per_s = "applied_per_s"
+    throttled_per_min = "throttled_per_min"
+    deployment_failed = "deployment_failed"
 
 
 class Op(StrEnum):
+    """How the figure is compared with the threshold (core.ops.alerts.rules.COMPARE; a test keeps them equal)."""
+
     gt = ">"
     ge = ">="
     lt = "<"
@@ -65,6 +68,8 @@ class Op(StrEnum):
 
 
 class Direction(StrEnum):
+    """core.ops.meter.DIRECTIONS (a test keeps them equal)."""
+
     to_dataverse = "to_dataverse"
     to_fno = "to_fno"
 
@@ -77,18 +82,33 @@ class AlertsApi(RawApi):
         answer = self.call("GET", "/alerts/rules")
         return [r for r in (answer.get("rules") if isinstance(answer, dict) else None) or [] if isinstance(r, dict)]
 
-    def rule(self, name: str) -> dict[str, Any] | None:
-        """The rule; None when there is no rule of that name."""
+    def rule(self, name: str) -> tuple[dict[str, Any], str | None] | None:
+        """The rule and its ETag; None when there is no rule of that name."""
         try:
-            return dict(self.call("GET", f"/alerts/rules/{segment(name)}"))
+            response = self.send("GET", f"/alerts/rules/{segment(name)}")
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ApiError(f"GET /alerts/rules/{name}: the engine's answer is no rule: {response.text[:200]}")
+        return answer, response.headers.get("etag")
 
-    def put(self, name: str, rule: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """The rule as stored, and whether it is new (201)."""
-        response = self.send("PUT", f"/alerts/rules/{segment(name)}", body=rule)
+    def put(self, name: str, rule: dict[str, Any], if_match: str | None = None) -> tuple[dict[str, Any], bool]:
+        """The rule as stored, and whether it is new (201). With `if_match` (the ETag the rule was read with), a rule
+        changed meanwhile is refused (412) rather than overwritten."""
+        headers = {"if-match": if_match} if if_match else None
+        try:
+            response = self.send("PUT", f"/alerts/rules/{segment(name)}", body=rule, headers=headers)
+        except ApiError as error:
+            if error.status == 412:
+                raise ApiError(f"{error}: nothing was changed; run the command again to change the rule as it is "
+                               "now", status=412, problem=error.problem) from None
+            raise
         try:
             answer = response.json()
         except ValueError:
@@ -198,21 +218,34 @@ def figure(value: object) -> str:
 
 
 def condition(rule: dict[str, Any]) -> str:
-    """`lag_p95_s > 60 over 15 min`, with the category a rule of errors counts."""
-    text = f"{rule.get('metric')} {rule.get('op')} {figure(rule.get('threshold'))}"
-    if isinstance(rule.get("window_minutes"), int | float):
-        text += f" over {figure(rule.get('window_minutes'))} min"
-    if rule.get("category"):
-        text += f", category {rule.get('category')}"
-    return text
+    """`lag_p95_s > 60 s over 15 min`, `errors (application) >= 10 errors over 15 min`: as the engine words it in
+    alerts and their history (core.ops.alerts.rules.AlertRule.condition)."""
+    metric = str(rule.get("metric"))
+    what = metric + (f" ({rule.get('category')})" if rule.get("category") else "")
+    threshold, window = rule.get("threshold"), rule.get("window_minutes")
+    unit = UNITS.get(metric, "")
+    text = f"{what} {rule.get('op')} {_g(threshold)}{' ' + unit if unit else ''}"
+    return text + (f" over {_g(window)} min" if isinstance(window, int | float) else "")
+
+
+def _g(value: object) -> str:
+    return format(value, "g") if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def scope(rule: dict[str, Any]) -> str:
-    """`customers to F&O`, `every map`, ..."""
+    """`customers to F&O`, `every map`; for the engine's own figures, `each side` (throttling: the direction names
+    the side written to) or `the engine` (deployment)."""
     found = rule.get("scope")
     part: dict[str, Any] = found if isinstance(found, dict) else {}
+    if rule.get("metric") == "throttled_per_min":
+        return SIDE_OF.get(str(part.get("direction")), "each side")
+    if rule.get("metric") == "deployment_failed":
+        return "the engine"
     text = str(part.get("map") or "every map")
     return text + (f" {direction(part.get('direction'))}" if part.get("direction") else "")
+
+
+SIDE_OF = {"to_dataverse": "Dataverse", "to_fno": "F&O"}
 
 
 def actions(rule: dict[str, Any]) -> str:
@@ -371,8 +404,12 @@ def set_(
     key: Key = None,
     profile: ProfileName = None,
 ) -> None:
-    """Create or change the rule NAME: from --file, or with options that change only what they give (the stored
-    rule is read first and PUT back with them)."""
+    """Create or change the rule NAME: from --file, or with options that change only what they give.
+
+    With options alone, the stored rule is read first and PUT back with them (If-Match: a rule changed meanwhile is
+    refused, not overwritten); a new rule is the options and the engine's defaults. The engine uses it at its next
+    evaluation, on every instance.
+    """
     if direction is not None and direction not in (*ANY, *(str(d) for d in Direction)):
         raise typer.BadParameter(f"{direction!r} is none of to_dataverse, to_fno ('' or '*': both)",
                                  param_hint="--direction")
@@ -383,10 +420,12 @@ def set_(
     base = read_rule_file(file, name) if file is not None else None
     if base is None and not changes:
         raise typer.BadParameter("give the rule: --file RULE.json, or the options to set (--metric, --threshold, ...)")
+    etag = None
     with connect(ctx, url, key, AlertsApi, profile) as api:
         if base is None:
-            base = api.rule(name)  # None: a new rule, made of the options alone
-        stored, created = api.put(name, merge_rule(base, name, changes))
+            found = api.rule(name)  # None: a new rule, made of the options alone
+            base, etag = found if found is not None else (None, None)
+        stored, created = api.put(name, merge_rule(base, name, changes), if_match=etag)
     if as_json:
         print_json(stored)
         return
@@ -403,7 +442,7 @@ def delete(
     key: Key = None,
     profile: ProfileName = None,
 ) -> None:
-    """Delete the rule NAME (an alert it has firing ends with it; its history stays)."""
+    """Delete the rule NAME (an alert of it that fires resolves at the next evaluation; its history stays)."""
     with connect(ctx, url, key, AlertsApi, profile) as api:
         api.delete(name)
     stream_console().print(Text(f"rule {name} deleted"))

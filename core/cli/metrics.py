@@ -38,11 +38,12 @@ class RawApi(ManagementApi):
     """The management API's answers that are not a JSON object: a text (Prometheus), or nothing at all (204)."""
 
     def send(self, method: str, path: str, *, body: object = None, params: dict[str, Any] | None = None,
-             accept: str = "application/json") -> httpx.Response:
+             accept: str = "application/json", headers: dict[str, str] | None = None) -> httpx.Response:
         """The answer as it came; an error answer or an unreachable engine is an ApiError, as `call` makes it, its
         message naming the field (or each problem's) a problem+json answer names."""
         try:
-            response = self._client.request(method, path, json=body, params=params, headers={"accept": accept})
+            response = self._client.request(method, path, json=body, params=params,
+                                            headers={"accept": accept, **(headers or {})})
         except httpx.TransportError as error:
             raise ApiError(
                 f"cannot reach the engine at {self._base_url} ({type(error).__name__}: {error}); "
@@ -80,14 +81,17 @@ class MetricsApi(RawApi):
     """GET /metrics, GET /metrics/prometheus."""
 
     def metrics(self, window_minutes: float | None) -> dict[str, Any]:
-        params = None if window_minutes is None else {"window_minutes": f"{window_minutes:g}"}
-        answer = self.call("GET", "/metrics", params=params)
+        answer = self.call("GET", "/metrics", params=_window(window_minutes))
         if not isinstance(answer, dict) or not isinstance(answer.get("maps"), list):
             raise ApiError(f"the engine's answer to GET /metrics is no metrics report: {str(answer)[:200]}")
         return answer
 
-    def prometheus(self) -> str:
-        return self.send("GET", "/metrics/prometheus", accept="text/plain").text
+    def prometheus(self, window_minutes: float | None) -> str:
+        return self.send("GET", "/metrics/prometheus", params=_window(window_minutes), accept="text/plain").text
+
+
+def _window(minutes: float | None) -> dict[str, Any] | None:
+    return None if minutes is None else {"window_minutes": f"{minutes:g}"}
 
 
 # --- output ---------------------------------------------------------------------------------------------
@@ -195,7 +199,8 @@ def metrics(
         "--window", metavar="MINUTES", min=0, show_default=False,
         help="the window the figures are counted over, in minutes (default: the engine's, 15)")] = None,
     prometheus: Annotated[bool, typer.Option(
-        "--prometheus", help="print GET .../metrics/prometheus as it is (Prometheus text format)")] = False,
+        "--prometheus", help="print GET .../metrics/prometheus as it is (Prometheus text format, with the alerts "
+                             "firing now)")] = False,
     as_json: AsJson = False,
     url: Url = None,
     key: Key = None,
@@ -206,11 +211,11 @@ def metrics(
     Per map and direction: changes applied (and per second), failed, lag p50/p95 (source change to target write),
     backlog age, parked records and the oldest one's age, open errors, error rate, last applied.
     """
-    if prometheus and (as_json or window is not None):
-        raise typer.BadParameter("--prometheus prints the engine's text as it is: without --json or --window")
+    if prometheus and as_json:
+        raise typer.BadParameter("--prometheus prints the engine's text as it is: without --json")
     with connect(ctx, url, key, MetricsApi, profile) as api:
         if prometheus:
-            text = api.prometheus()
+            text = api.prometheus(window)
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
             return
         report = api.metrics(window)

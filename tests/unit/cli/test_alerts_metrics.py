@@ -12,9 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from core.cli.alerts import merge_rule, rule_changes
+from core.cli.alerts import Direction, Metric, Op, condition, merge_rule, rule_changes
 from core.cli.api import Seams
 from core.cli.main import main
+from core.ops.alerts.rules import COMPARE, DEFAULT_RULES, AlertRule
+from core.ops.alerts.rules import METRICS as RULE_METRICS
+from core.ops.meter import DIRECTIONS
 
 PREFIX = "/api/manage/v1"
 
@@ -43,6 +46,21 @@ def squeezed(text: str) -> list[str]:
 def problem(status: int, title: str, detail: str, **more: Any) -> httpx.Response:
     return httpx.Response(status, json={"type": "about:blank", "status": status, "title": title, "detail": detail,
                                         **more}, headers={"content-type": "application/problem+json"})
+
+
+# --- the engine's vocabulary ---------------------------------------------------------------------------
+
+
+def test_the_options_offer_what_the_engine_takes():
+    assert [str(m) for m in Metric] == list(RULE_METRICS)
+    assert [str(o) for o in Op] == list(COMPARE)
+    assert [str(d) for d in Direction] == list(DIRECTIONS)
+    AlertRule.model_validate(A_RULE)  # the sample rule of these tests is one the engine takes
+
+
+def test_a_condition_is_worded_as_the_engine_words_it():
+    for rule in DEFAULT_RULES:
+        assert condition(rule.model_dump(mode="json")) == rule.condition()
 
 
 # --- options -> rule ------------------------------------------------------------------------------------
@@ -89,9 +107,12 @@ def rules_store(rules: dict[str, dict[str, Any]]) -> Callable[[httpx.Request], h
             return httpx.Response(200, json={"alerts": []})
         name = path.removeprefix("/alerts/rules/")
         if request.method == "GET":
-            return httpx.Response(200, json=rules[name]) if name in rules else problem(
-                404, "Not found", f"no alert rule {name!r}")
+            return httpx.Response(200, json=rules[name], headers={"ETag": f'"{len(str(rules[name]))}"'}) \
+                if name in rules else problem(404, "Not found", f"no alert rule {name!r}")
         if request.method == "PUT":
+            if_match = request.headers.get("if-match")
+            if if_match is not None and (name not in rules or if_match != f'"{len(str(rules[name]))}"'):
+                return problem(412, "Rule changed", f"rule {name!r} changed since the ETag in If-Match was read")
             body = json.loads(request.content)
             if body.get("metric") not in ("errors", "lag_p95_s"):
                 return problem(422, "Invalid rule", "metric: not a metric", field="metric")
@@ -114,9 +135,10 @@ def test_set_reads_the_rule_then_puts_it_back_with_only_the_options_changed(caps
     assert [(r.method, r.url.path) for r in requests] == [
         ("GET", f"{PREFIX}/alerts/rules/lag"), ("PUT", f"{PREFIX}/alerts/rules/lag")]
     assert json.loads(requests[1].content) == {**A_RULE, "threshold": 90, "pause": True, "resume_when_clear": True}
+    assert requests[1].headers["if-match"] == f'"{len(str(A_RULE))}"'  # the rule as it was read, or nothing
     out = squeezed(capsys.readouterr().out)
     assert out[0] == "rule lag updated"
-    assert "condition lag_p95_s > 90 over 15 min" in out
+    assert "condition lag_p95_s > 90 s over 15 min" in out
     assert "scope customers to F&O" in out
     assert "actions notify ops@example.com (cool-down 30 min); pause the map, resume when clear" in out
 
@@ -133,6 +155,23 @@ def test_set_creates_a_rule_from_a_file_and_says_so(tmp_path: Path, capsys):
     file.write_text(json.dumps({**A_RULE, "name": "other"}))
     assert main(["alerts", "set", "lag2", "--file", str(file)], obj=seams) == 2  # a file of another rule
     assert "not 'lag2'" in capsys.readouterr().err
+
+
+def test_a_rule_changed_between_the_read_and_the_put_is_not_overwritten(capsys):
+    rules = {"lag": dict(A_RULE)}
+    store = rules_store(rules)
+
+    def meanwhile(request: httpx.Request) -> httpx.Response:
+        answer = store(request)
+        if request.method == "GET":
+            rules["lag"] = {**A_RULE, "threshold": 5}  # someone else's change after our read
+        return answer
+
+    seams, _ = serving(meanwhile)
+    assert main(["alerts", "set", "lag", "--window", "5"], obj=seams) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Rule changed: rule 'lag' changed since the ETag in If-Match was read: nothing was changed" in err
+    assert rules["lag"] == {**A_RULE, "threshold": 5}
 
 
 def test_a_refused_rule_names_the_field_and_exits_1(capsys):
@@ -184,10 +223,9 @@ def test_list_shows_each_rule_with_where_it_fires(capsys):
     assert main(["alerts", "list"], obj=seams) == 0
     out = squeezed(capsys.readouterr().out)
     assert out[0] == "rule enabled condition scope actions state"
-    assert out[1].startswith("lag yes lag_p95_s > 60 over 15 min customers to F&O notify ops@example.com")
+    assert out[1].startswith("lag yes lag_p95_s > 60 s over 15 min customers to F&O notify ops@example.com")
     assert out[1].endswith("firing: customers")
-    assert out[2] == ("errors no errors >= 1 over 15 min, category conflict every map none (history only) "
-                      "disabled")
+    assert out[2] == "errors no errors (conflict) >= 1 errors over 15 min every map none (history only) disabled"
     assert "firing now: 1" in out
     assert out[-1] == "lag customers 75.25 60 2025-01-02 03:04:05 2025-01-02 03:04:06 (email: sent) yes"
     assert main(["alerts", "list", "--json"], obj=seams) == 0
@@ -260,9 +298,10 @@ def test_metrics_prometheus_prints_the_text_as_it_is(capsys):
     text = "# HELP dualwrite_applied_total x\ndualwrite_applied_total{map=\"customers\"} 120\n"
     seams, requests = serving(lambda request: httpx.Response(200, text=text,
                                                               headers={"content-type": "text/plain"}))
-    assert main(["metrics", "--prometheus"], obj=seams) == 0
+    assert main(["metrics", "--prometheus", "--window", "5"], obj=seams) == 0
     assert capsys.readouterr().out == text
     assert requests[0].url.path == f"{PREFIX}/metrics/prometheus"
+    assert dict(requests[0].url.params) == {"window_minutes": "5"}
     assert main(["metrics", "--prometheus", "--json"], obj=seams) == 2
 
 
