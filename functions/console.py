@@ -3,7 +3,8 @@
   GET console                 the page (functions/console_static/index.html)
   GET console/{*path}         its assets (app.js, style.css, ...) from functions/console_static/ only
   GET console/meta.json       what the page needs to know about the engine: modes and the moves they allow,
-                              outcomes, error categories and statuses (from core, so the page never repeats them)
+                              outcomes, error categories and statuses, alert metrics' units (from core, so the
+                              page never repeats them)
 
 Anonymous: the page and its assets hold no secret and no data. Everything it shows comes from the management
 API (`manage/v1/...`), which needs the admin key; the page sends the key it was opened with
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from core import __version__
+from core.ops.alerts.rules import UNITS as ALERT_UNITS
 from core.store.activity import OUTCOMES
 from core.store.errors import CATEGORIES, STATUSES
 from core.sync.modes import ACTIONS, LABELS, TARGETS, TRANSITIONS
@@ -61,6 +63,7 @@ def meta() -> dict[str, object]:
         "outcomes": list(OUTCOMES),
         "categories": list(CATEGORIES),
         "statuses": list(STATUSES),
+        "alert_units": dict(ALERT_UNITS),  # each alert metric's unit, as the engine words a rule's condition
     }
 
 

@@ -297,12 +297,13 @@ async function loadDashboard() {
       h("td", { class: "num rate", title: f.last_applied_at ? `last applied ${when(f.last_applied_at)}` : "" },
         (f.applied_per_min || 0).toFixed(1) + (f.sampled ? "+" : "")),
       h("td", { class: "num lag small" }, f.lag_ms_p50 === null || f.lag_ms_p50 === undefined
-        ? h("span", { class: "muted" }, "\u2014") : `${lagText(f.lag_ms_p50)} / ${lagText(f.lag_ms_p95)}`),
+        ? h("span", { class: "muted" }, "\u2014") : `${lagText(f.lag_ms_p50)} / ${lagText(f.lag_ms_p95)}`,
+      lagByDirection(byMap[v.map] || [])),
       ...metricsCells(byMap[v.map] || []),
       h("td", {}, actionButtons(v)),
     );
   });
-  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(12, "no maps run")]));
+  $("#dash-table tbody").replaceChildren(...(rows.length ? rows : [emptyRow(11, "no maps run")]));
 }
 
 // GET manage/v1/metrics (per map and direction, per side) and manage/v1/alerts: an engine from before them (404),
@@ -335,17 +336,24 @@ function dash() {
   return h("span", { class: "muted" }, "\u2014");
 }
 
-// Lag p95 per direction, the oldest waiting change of the map, and its error rate over both directions.
+// Under the lag of the activity log: the metrics' p95 per direction, "to Dataverse / to F&O" (nothing when neither
+// has one).
+function lagByDirection(directions) {
+  const lag = (name) => directions.find((d) => d.direction === name && d.lag_p95_s !== null && d.lag_p95_s !== undefined);
+  if (!lag("to_dataverse") && !lag("to_fno")) return "";
+  const text = (name) => (lag(name) ? secondsText(lag(name).lag_p95_s) : "\u2014");
+  return h("div", { class: "lag-dir muted", title: `lag p95 to Dataverse: ${text("to_dataverse")}\nlag p95 to F&O: ${text("to_fno")}` },
+    `\u2192DV ${text("to_dataverse")} / \u2192F&O ${text("to_fno")}`);
+}
+
+// The oldest waiting change of the map, and its error rate over both directions.
 function metricsCells(directions) {
-  const lags = directions.filter((d) => d.lag_p95_s !== null && d.lag_p95_s !== undefined);
   const ages = directions.map((d) => d.backlog_age_s).filter((x) => x !== null && x !== undefined);
   const failed = directions.reduce((n, d) => n + (d.failed || 0), 0);
   const done = failed + directions.reduce((n, d) => n + (d.applied || 0), 0);
   const rates = directions.filter((d) => d.error_rate_pct !== null && d.error_rate_pct !== undefined)
     .map((d) => `${DIRECTIONS[d.direction] || d.direction}: ${d.error_rate_pct.toFixed(1)} %`);
   return [
-    h("td", { class: "num lag-dir small" }, lags.length ? lags.map((d) => h("div", { dataset: { direction: d.direction } },
-      `${DIRECTIONS[d.direction] || d.direction} ${secondsText(d.lag_p95_s)}`)) : dash()),
     h("td", { class: "num backlog small", title: directions.map((d) => `${DIRECTIONS[d.direction] || d.direction}: `
       + (secondsText(d.backlog_age_s) || "nothing waiting")).join("\n") }, ages.length ? secondsText(Math.max(...ages)) : dash()),
     h("td", { class: "num error-rate small", title: rates.join("\n") },
@@ -356,9 +364,13 @@ function metricsCells(directions) {
 // Throttling per side, firing alerts and the last deployment, as cards next to the maps' own.
 function metricsCards(metrics, firing, card) {
   const cards = [];
-  for (const side of (metrics && metrics.sides) || []) {
-    cards.push(card((side.throttled_per_min || 0).toFixed(1), `${SIDES[side.side] || side.side} throttled (429) / min`,
-      `card-throttled-${side.side}`));
+  const sides = (metrics && metrics.sides) || [];
+  if (sides.length) {
+    const el = card(sides.map((side) => (side.throttled_per_min || 0).toFixed(1)).join(" / "),
+      `429s / min: ${sides.map((side) => SIDES[side.side] || side.side).join(" / ")}`, "card-throttled");
+    el.title = sides.map((side) => `${SIDES[side.side] || side.side}: ${side.throttled} throttled in ${metrics.window_minutes} min`).join("\n");
+    sides.forEach((side) => { el.dataset[side.side] = String(side.throttled_per_min); });
+    cards.push(el);
   }
   if (firing) {
     const el = card(h("a", { href: "#alerts" }, String(firing.length)), "alerts firing", "card-alerts");
@@ -968,13 +980,18 @@ function figure(value) {
   return Number.isInteger(value) ? String(value) : String(Math.round(value * 100) / 100);
 }
 
+// as the engine words it in alerts and their history (core.ops.alerts.rules.AlertRule.condition)
 function ruleCondition(rule) {
   const what = rule.metric + (rule.category ? ` (${rule.category})` : "");
-  return `${what} ${rule.op} ${figure(rule.threshold)} over ${figure(rule.window_minutes)} min`;
+  const unit = (state.meta.alert_units || {})[rule.metric];
+  return `${what} ${rule.op} ${figure(rule.threshold)}${unit ? ` ${unit}` : ""} over ${figure(rule.window_minutes)} min`;
 }
 
 function ruleScope(rule) {
   const scope = rule.scope || {};
+  // the engine's own figures: throttling is per side (the direction names the side written to), deployment one
+  if (rule.metric === "throttled_per_min") return scope.direction ? SIDES[scope.direction.replace("to_", "")] : "each side";
+  if (rule.metric === "deployment_failed") return "the engine";
   return `${scope.map || "every map"}${scope.direction ? ` ${DIRECTIONS[scope.direction] || scope.direction}` : ""}`;
 }
 
@@ -1055,9 +1072,11 @@ async function evaluateAlerts() {
 
 async function toggleRule(rule) {
   try {
-    const { data: stored } = await api("GET", `manage/v1/alerts/rules/${enc(rule.name)}`);
-    await api("PUT", `manage/v1/alerts/rules/${enc(rule.name)}`,
-      { body: { ...stored, enabled: !stored.enabled }, headers: { "x-dualwrite-user": "console" } });
+    // the rule as stored now, put back with only `enabled` changed; If-Match: a change made meanwhile is not undone
+    const { data: stored, headers } = await api("GET", `manage/v1/alerts/rules/${enc(rule.name)}`);
+    const sent = { "x-dualwrite-user": "console" };
+    if (headers.get("ETag")) sent["If-Match"] = headers.get("ETag");
+    await api("PUT", `manage/v1/alerts/rules/${enc(rule.name)}`, { body: { ...stored, enabled: !stored.enabled }, headers: sent });
     toast(`${rule.name}: ${stored.enabled ? "disabled" : "enabled"}`);
   } catch (error) {
     if (error.status !== 401) toast(`${rule.name}: ${error.message}`, true);
@@ -1161,12 +1180,14 @@ async function start() {
   $("#bulk-discard").addEventListener("click", () => bulkOnErrors("discard"));
   $("#live-tail").addEventListener("change", (event) => setTail(event.target.checked));
   $("#alerts-evaluate").addEventListener("click", evaluateAlerts);
-  window.addEventListener("hashchange", show);
   const meta = await fetch(BASE + "meta.json", { cache: "no-store" });
   state.meta = await meta.json();
   loadHealth();
   setInterval(loadHealth, 15000);
   if (!sessionStorage.getItem(KEY_STORE)) askForKey();
+  // only now: an address changed while meta.json loaded is shown once, here (it was shown twice at once, the second
+  // drawing replacing elements a user or a test already held)
+  window.addEventListener("hashchange", show);
   await show();
 }
 
