@@ -374,8 +374,8 @@ def set_(
                                           help="how the value is compared with the threshold")] = None,
     threshold: Annotated[float | None, typer.Option(show_default=False, help="the value compared with")] = None,
     window: Annotated[float | None, typer.Option(
-        "--window", metavar="MINUTES", min=0, show_default=False,
-        help="the minutes the metric is counted over")] = None,
+        "--window", metavar="MINUTES", min=1, show_default=False,
+        help="the minutes the metric is counted over (counted per minute: at least 1)")] = None,
     map_name: Annotated[str | None, typer.Option(
         "--map", metavar="MAP", show_default=False, help="only this map ('' or '*': every map)")] = None,
     direction: Annotated[str | None, typer.Option(

@@ -196,7 +196,7 @@ def print_metrics(out: Console, report: dict[str, Any]) -> None:
 def metrics(
     ctx: typer.Context,
     window: Annotated[float | None, typer.Option(
-        "--window", metavar="MINUTES", min=0, show_default=False,
+        "--window", metavar="MINUTES", min=1, show_default=False,
         help="the window the figures are counted over, in minutes (default: the engine's, 15)")] = None,
     prometheus: Annotated[bool, typer.Option(
         "--prometheus", help="print GET .../metrics/prometheus as it is (Prometheus text format, with the alerts "
