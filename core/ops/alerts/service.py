@@ -154,7 +154,8 @@ class Alerts:
     async def _resolve(self, rule: AlertRule | None, state: AlertState, value: float | None, now: datetime,
                        report: Evaluation, *, quiet: str | None = None) -> None:
         ok = state.model_copy(update={"state": "ok", "since": now, "value": value, "paused_map": False,
-                                      "notifications": {}})
+                                      "notifications": {}, **({"threshold": rule.threshold,
+                                                               "condition": rule.condition()} if rule else {})})
         saved = await self.store.save_state(ok)
         if saved is None:
             return
@@ -166,8 +167,11 @@ class Alerts:
         if rule is not None and quiet is None and rule.notify and "sent" in state.notifications.values():
             notices = await self._notify(rule, saved, "resolved", value, now, actions, self.channels)
             await self.store.save_state(saved.model_copy(update={"notifications": notices}))
+        # the rule as it is now (an edit may be what resolved it), else as it was when it fired
+        threshold, condition = (rule.threshold, rule.condition()) if rule is not None else (state.threshold,
+                                                                                             state.condition)
         await self.store.add_history(HistoryEntry(at=now, rule=state.rule, subject=state.subject, kind="resolved",
-                                                  value=value, threshold=state.threshold, condition=state.condition,
+                                                  value=value, threshold=threshold, condition=condition,
                                                   actions=actions, notifications=notices))
         log.info("alert %s resolved for %s (value %s)", state.rule, state.subject, value)
 
