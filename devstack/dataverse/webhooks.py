@@ -244,10 +244,14 @@ class WebhookPipeline:
             outcome, detail = "Failed", f"{type(exc).__name__}: {exc}"
         if outcome == "Succeeded" and step.asyncautodelete:
             return
-        await self._record_job(step, event, operation_id, started, outcome, detail)
+        # The job keeps the context it was to deliver (column `data`), so a failed delivery can be read back and
+        # replayed: what the real service keeps there for a webhook step is not documented ([Unconfirmed]).
+        data = wire_body(body)[0] if outcome == "Failed" else None
+        await self._record_job(step, event, operation_id, started, outcome, detail, data)
 
     async def _record_job(
-        self, step: Step, event: Event, operation_id: str, started: str, outcome: JobOutcome, detail: str
+        self, step: Step, event: Event, operation_id: str, started: str, outcome: JobOutcome, detail: str,
+        data: str | None = None,
     ) -> None:
         table = self.schema.table("asyncoperation")
         now = utcnow_text()
@@ -261,7 +265,7 @@ class WebhookPipeline:
             if event.table.logical_name in table.columns["regardingobjectid"].targets else None,
             "statecode": JOB_COMPLETED, "statuscode": JOB_STATUSCODE[outcome],
             "message": detail or None, "friendlymessage": (f"Webhook delivery failed: {detail}" if detail else None),
-            "errorcode": -2147204719 if outcome == "Failed" else None,
+            "errorcode": -2147204719 if outcome == "Failed" else None, "data": data,
             "createdon": now, "modifiedon": now, "createdby": user, "modifiedby": user,
         }
         async with self.db.unit():
@@ -272,7 +276,7 @@ class WebhookPipeline:
     # -- the HTTP request ---------------------------------------------------------------------------------
 
     async def deliver(self, step: Step, event: Event, body: dict[str, Any]) -> None:
-        text = dumps(body, escape_slash=True)
+        text, trimmed = wire_body(body)
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "x-request-id": str(uuid.uuid4()),
@@ -281,9 +285,7 @@ class WebhookPipeline:
             "x-ms-dynamics-request-name": event.message,
             "x-ms-correlation-request-id": event.ctx.correlation_id,
         }
-        if len(text.encode()) > TRIM_THRESHOLD:
-            body = {k: v for k, v in body.items() if k not in TRIMMED_PROPERTIES}
-            text = dumps(body, escape_slash=True)
+        if trimmed:
             headers["x-ms-dynamics-msg-size-exceeded"] = "true"
         params, extra = auth_parts(step.endpoint)
         headers.update(extra)
@@ -429,6 +431,15 @@ class WebhookPipeline:
             context["UserAzureActiveDirectoryObjectId"] = ctx.caller.aad_object_id
         context["UserId"] = user
         return context
+
+
+def wire_body(body: dict[str, Any]) -> tuple[str, bool]:
+    """The body as sent (`/` escaped as the WCF serializer does) and whether it was trimmed: over 256 KB the
+    context loses ParentContext, InputParameters and the images (reference §1.6)."""
+    text = dumps(body, escape_slash=True)
+    if len(text.encode()) <= TRIM_THRESHOLD:
+        return text, False
+    return dumps({k: v for k, v in body.items() if k not in TRIMMED_PROPERTIES}, escape_slash=True), True
 
 
 def auth_parts(endpoint: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
