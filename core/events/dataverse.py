@@ -3,6 +3,17 @@
 Reference: shared/reference/protocols.md §1.4-1.7. Pure: no I/O. The WCF DataContract value
 decoding here (key/value lists, `__type`-tagged values, `/Date(ms)/`) is also how F&O data events
 are written, so core.events.fno reuses it.
+
+Hostile input (issue 18): `load_json` bounds the body before and while parsing (size, nesting depth, the
+digits and exponent of every number, lone UTF-16 surrogates), so whatever follows works on bounded values
+and cannot block the event loop; anything it refuses, and anything the parsers refuse after it, is a
+PayloadError naming the field. Column values: strings, numbers, booleans, null, dates, Money,
+OptionSetValue (and lists of them: multi-select choices), EntityReference, BooleanManagedProperty and
+AliasedValue (their `Value`) are decoded; any other value (EntityCollection of a party list, an
+EntityReferenceCollection, a type not known yet) is accepted and carried as a marker,
+`{"@unsupported": {"type": <its __type>}}`, without its content. A column no map uses is thereby
+ignored as before; a mapped one fails projection on apply (an application error naming the column),
+so the rest of the change is never lost to one odd column.
 """
 
 from __future__ import annotations
@@ -15,6 +26,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from pydantic import ValidationError
 
 from core.events.errors import PayloadError
 from core.events.model import ChangeEvent, Operation, lookup_ref
@@ -29,30 +42,116 @@ SYNCHRONOUS_MODE = 0  # sdkmessageprocessingstep.mode: 0 synchronous, 1 asynchro
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The ms of /Date(ms)/ Python can hold: 0001-01-01 to 9999-12-31 (UTC).
+_MIN_MS = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * 1000
+_MAX_MS = int((datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH).total_seconds() * 1000)
+
+MAX_BODY = 1024 * 1024  # bytes; Dataverse trims its bodies at 256 KB, F&O batches stay well below
+MAX_DEPTH = 64  # nesting levels of objects and lists; a RemoteExecutionContext with ParentContexts needs ~20
+MAX_DIGITS = 40  # significant digits of a number: Dataverse decimals have at most 22, int64 19, doubles 17
+MAX_EXPONENT = 400  # |exponent| of a number: doubles reach 1.8E+308 and 4.9E-324
+INT32 = (-(2**31), 2**31 - 1)  # an OptionSetValue is an int
+_SURROGATE = re.compile("[\ud800-\udfff]")
+UNSUPPORTED = "@unsupported"
 
 
 # -- generic decoding of the WCF DataContract JSON ----------------------------------------------------------
 
 
 def load_json(body: bytes) -> Any:
-    """The body as JSON with every number that has a fraction as Decimal (never float)."""
+    """The body as JSON with every number that has a fraction as Decimal (never float), bounded: at most
+    MAX_BODY bytes, MAX_DEPTH levels, MAX_DIGITS digits and MAX_EXPONENT exponent per number, and no lone
+    UTF-16 surrogate in any string or name. PayloadError names the body or the field."""
+    if len(body) > MAX_BODY:
+        raise PayloadError("body", f"the body has {len(body)} bytes; at most {MAX_BODY} are accepted")
     if not body or not body.strip():
         raise PayloadError("body", "empty body")
     try:
-        return json.loads(body.decode("utf-8-sig"), parse_float=Decimal)
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise PayloadError("body", f"not UTF-8 text: {error}") from None
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_int=_integer, parse_constant=_not_json)
+    except RecursionError:  # the C scanner stops at the interpreter's recursion limit, long before the stack
+        raise PayloadError("body", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as error:
         raise PayloadError("body", f"malformed JSON: {error}") from None
+    _check_bounds(data)
+    return data
 
 
-def wcf_date(text: str) -> datetime | None:
+def _integer(text: str) -> int | Decimal:
+    # A long integer stays Decimal (linear to make; int() of it is quadratic and limited to 4300 digits)
+    # for _check_bounds to refuse with its path.
+    return int(text) if len(text) <= MAX_DIGITS else Decimal(text)
+
+
+def _not_json(name: str) -> Any:
+    raise PayloadError("body", f"malformed JSON: {name} is not a JSON number")
+
+
+def _check_bounds(data: Any) -> None:
+    """Walk the parsed document once, without recursion: depth, numbers and strings (and names)."""
+    # (value, depth, parent entry, step): the path is only built for the value that is refused.
+    stack: list[tuple[Any, int, Any, str]] = [(data, 0, None, "")]
+    while stack:
+        entry = stack.pop()
+        value, depth, _, _ = entry
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                raise PayloadError(_path_of(entry), f"nested deeper than {MAX_DEPTH} levels")
+            for name, item in value.items():
+                if not name.isascii() and _SURROGATE.search(name):
+                    raise PayloadError(_path_of((None, 0, entry, "." + _printable(name))),
+                                       "a name holds a lone UTF-16 surrogate (invalid Unicode)")
+                stack.append((item, depth + 1, entry, "." + name))
+        elif isinstance(value, list):
+            if depth >= MAX_DEPTH:
+                raise PayloadError(_path_of(entry), f"nested deeper than {MAX_DEPTH} levels")
+            stack.extend((item, depth + 1, entry, f"[{index}]") for index, item in enumerate(value))
+        elif isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise PayloadError(_path_of(entry), "the text holds a lone UTF-16 surrogate (invalid Unicode)")
+        elif isinstance(value, Decimal):
+            digits = len(value.as_tuple().digits)
+            if digits > MAX_DIGITS:
+                raise PayloadError(_path_of(entry), f"a number of {digits} digits; at most {MAX_DIGITS} are accepted")
+            if abs(value.adjusted()) > MAX_EXPONENT:
+                raise PayloadError(_path_of(entry), f"a number beyond 1E+/-{MAX_EXPONENT}")
+
+
+def _path_of(entry: Any) -> str:
+    steps = []
+    while entry is not None and entry[3]:
+        steps.append(entry[3])
+        entry = entry[2]
+    return "".join(reversed(steps)).lstrip(".") or "$"
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:80]
+
+
+def unsupported(kind: str) -> dict[str, Any]:
+    """The marker a value the parser does not decode travels as (its type, never its content)."""
+    return {UNSUPPORTED: {"type": kind}}
+
+
+def is_unsupported(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(UNSUPPORTED), dict)
+
+
+def wcf_date(text: str, path: str = "date") -> datetime | None:
     """`/Date(ms)/` or `/Date(ms+hhmm)/` as an aware UTC datetime (the ms are UTC either way);
-    None when `text` is not in that form."""
-    match = _DATE.match(text)
+    None when `text` is not in that form; PayloadError at `path` when it is out of range."""
+    match = _DATE.match(text) if text.startswith("/Date(") else None
     if match is None:
         return None
-    return _EPOCH + timedelta(milliseconds=int(match.group(1)))
+    digits = match.group(1)
+    millis = int(digits) if len(digits) <= 20 else None
+    if millis is None or not _MIN_MS <= millis <= _MAX_MS:
+        raise PayloadError(path, f"{_printable(text[:40])} is out of range (years 1 to 9999)")
+    return _EPOCH + timedelta(milliseconds=millis)
 
 
 def key_values(value: Any, path: str) -> list[tuple[str, Any, str]]:
@@ -79,38 +178,53 @@ def type_name(value: Mapping[str, Any]) -> str | None:
 
 
 def typed_value(value: Any, path: str) -> Any:
-    """One attribute value in the change event's typed form."""
+    """One attribute value in the change event's typed form (a marker for a value not decoded)."""
     if value is None or isinstance(value, bool | int | Decimal):
         return value
     if isinstance(value, str):
-        date = wcf_date(value)
+        date = wcf_date(value, path)
         return value if date is None else date
     if isinstance(value, list):
-        choices = []
-        for index, item in enumerate(value):
-            if not (isinstance(item, dict) and type_name(item) == "OptionSetValue"):
-                raise PayloadError(f"{path}[{index}]", "a list value must hold OptionSetValue objects only")
-            choices.append(typed_value(item, f"{path}[{index}]"))
-        return choices
+        if all(isinstance(item, dict) and type_name(item) == "OptionSetValue" for item in value):
+            return [_choice(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        if all(isinstance(item, dict) and type_name(item) == "EntityReference" for item in value):
+            return unsupported("EntityReferenceCollection")
+        return unsupported("list")
     if not isinstance(value, dict):
-        raise PayloadError(path, f"unexpected value {kind_of(value)}")
+        return unsupported(type(value).__name__)  # not from JSON; kept total
     kind = type_name(value)
-    if kind in ("Money", "OptionSetValue"):
-        number = value.get("Value")
-        if isinstance(number, bool) or not isinstance(number, int | Decimal):
-            raise PayloadError(f"{path}.Value", f"{kind} needs a number, found {kind_of(number)}")
-        if kind == "Money":
-            return Decimal(number)
-        if isinstance(number, Decimal):
-            if number != number.to_integral_value():
-                raise PayloadError(f"{path}.Value", f"OptionSetValue {number} is not an integer")
-            return int(number)
-        return number
+    if kind == "Money":
+        return _number(value, kind, path)
+    if kind == "OptionSetValue":
+        return _choice(value, path)
     if kind == "EntityReference":
         return lookup_ref(required_string(value, "LogicalName", path), guid(value.get("Id"), f"{path}.Id"))
-    if kind is None:
-        raise PayloadError(f"{path}.__type", "an object value needs a __type")
-    raise PayloadError(f"{path}.__type", f"unsupported value type {kind!r}")
+    if kind == "BooleanManagedProperty" and isinstance(value.get("Value"), bool):
+        return value["Value"]
+    if kind == "AliasedValue" and "Value" in value:
+        return typed_value(value["Value"], f"{path}.Value")
+    return unsupported(kind or "object")
+
+
+def _number(value: Mapping[str, Any], kind: str, path: str) -> Decimal | int:
+    number = value.get("Value")
+    if isinstance(number, bool) or not isinstance(number, int | Decimal):
+        raise PayloadError(f"{path}.Value", f"{kind} needs a number, found {kind_of(number)}")
+    return Decimal(number) if kind == "Money" else number
+
+
+def _choice(value: Mapping[str, Any], path: str) -> int:
+    number = _number(value, "OptionSetValue", path)
+    # Bounded by load_json (40 digits, exponent 400), so these comparisons are cheap.
+    if isinstance(number, Decimal):
+        if number != number.to_integral_value():
+            raise PayloadError(f"{path}.Value", f"OptionSetValue {number} is not an integer")
+        if not INT32[0] <= number <= INT32[1]:
+            raise PayloadError(f"{path}.Value", f"OptionSetValue {number} is not a 32-bit integer")
+        return int(number)
+    if not INT32[0] <= number <= INT32[1]:
+        raise PayloadError(f"{path}.Value", f"OptionSetValue {number} is not a 32-bit integer")
+    return number
 
 
 def entity_attributes(entity: Any, path: str) -> dict[str, Any]:
@@ -153,7 +267,7 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 def context_time(context: Mapping[str, Any], name: str) -> datetime:
     value = context.get(name)
-    date = wcf_date(value) if isinstance(value, str) else None
+    date = wcf_date(value, name) if isinstance(value, str) else None
     if date is None:
         raise PayloadError(name, f"expected a /Date(ms)/ text, found {kind_of(value)}")
     return date
@@ -173,6 +287,25 @@ def required_string(obj: Mapping[str, Any], name: str, path: str = "") -> str:
     if not isinstance(value, str) or not value:
         raise PayloadError(f"{path}.{name}" if path else name, f"expected a non-empty string, found {kind_of(value)}")
     return value
+
+
+# The payload field behind each field of the change event, for a ValidationError of the model.
+WEBHOOK_FIELDS = {"event_id": "OperationId", "entity": "PrimaryEntityName", "record_id": "PrimaryEntityId",
+                  "occurred_at": "OperationCreatedOn", "initiated_by": "InitiatingUserId",
+                  "correlation_id": "CorrelationId", "values": "InputParameters", "pre": "PreEntityImages",
+                  "version": "RowVersion"}
+
+
+def change_event(names: Mapping[str, str], **fields: Any) -> ChangeEvent:
+    """The change event of `fields`; a ValidationError of the model (a value no parser check caught) is a
+    PayloadError naming the payload field (`names`: model field -> payload field) instead of a crash."""
+    try:
+        return ChangeEvent(**fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        name = names.get(loc[0], loc[0]) if loc else "$"
+        raise PayloadError(".".join([name, *loc[1:]]), f"{first['msg']}") from None
 
 
 def kind_of(value: Any) -> str:
@@ -211,7 +344,7 @@ def read_webhook(body: bytes, headers: Mapping[str, str]) -> tuple[ChangeEvent, 
 
 def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> ChangeEvent:
     message = context.get("MessageName")
-    if message not in MESSAGES:
+    if not isinstance(message, str) or message not in MESSAGES:
         shown = message if isinstance(message, str) else kind_of(message)
         raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
     operation = MESSAGES[message]
@@ -232,7 +365,8 @@ def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) ->
     if trimmed:
         # Over 256 KB Dataverse drops InputParameters and the images: apply re-reads the row
         # (a deleted row cannot be re-read; the id is all there is).
-        return ChangeEvent(**common, operation="delete" if operation == "delete" else "refetch", partial=True)
+        return change_event(WEBHOOK_FIELDS, **common, operation="delete" if operation == "delete" else "refetch",
+                            partial=True)
 
     target, target_path = _target(inputs)
     pre_images = images(context, "PreEntityImages")
@@ -241,7 +375,7 @@ def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) ->
         if not (isinstance(target, dict) and type_name(target) == "EntityReference"):
             raise PayloadError(target_path, "a Delete Target must be an EntityReference")
         guid(target.get("Id"), f"{target_path}.Id")
-        return ChangeEvent(**common, operation="delete", pre=pre, partial=True,
+        return change_event(WEBHOOK_FIELDS, **common, operation="delete", pre=pre, partial=True,
                            version=_row_version(pre_images))
 
     if not isinstance(target, dict) or type_name(target) not in (None, "Entity"):
@@ -250,7 +384,8 @@ def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) ->
     full_images = [image for image in post_images if image[0] != ASYNC_PRIMARY_NAME_IMAGE]
     values = {**_merged(post_images), **entity_attributes(target, target_path)}
     version = _row_version(full_images) or _version_text(target.get("RowVersion"), f"{target_path}.RowVersion")
-    return ChangeEvent(**common, operation=operation, values=values, pre=pre, partial=not full_images,
+    return change_event(WEBHOOK_FIELDS, **common, operation=operation, values=values, pre=pre,
+                        partial=not full_images,
                        version=version)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from core.events.dataverse import (
+    change_event,
     context_time,
     entity_attributes,
     guid,
@@ -36,6 +37,12 @@ CHANGE_TYPES: dict[str, Operation] = {"Create": "refetch", "Update": "refetch", 
 DATA_MESSAGES: dict[str, Operation] = {"Create": "refetch", "Update": "refetch", "Delete": "delete"}
 ATTRIBUTE_PREFIX = "mserp_"
 _FRACTION = re.compile(r"\.\d+")
+# The payload field behind each field of the change event, for a ValidationError of the model.
+BUSINESS_FIELDS = {"event_id": "EventId", "occurred_at": "EventTime", "version": "ControlNumber",
+                   "initiated_by": "InitiatingUserAADObjectId", "company": "LegalEntity"}
+DATA_FIELDS = {"event_id": "OperationId", "entity": "PrimaryEntityName", "record_id": "PrimaryEntityId",
+               "occurred_at": "OperationCreatedOn", "initiated_by": "InitiatingUserId",
+               "correlation_id": "CorrelationId", "keys": "InputParameters", "version": "ControlNumber"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
         return Skipped(entity=event_name, reason=f"no map lists business event {event_name}",
                        event_id=_source_id(item, "EventId"))
     change = item.get("ChangeType", "Update")
-    if change not in CHANGE_TYPES:
+    if not isinstance(change, str) or change not in CHANGE_TYPES:
         raise PayloadError("ChangeType", f"{change!r} is not one of Create, Update, Delete")
     keys: dict[str, Any] = {}
     for name in table_map.key_fields("fno"):
@@ -108,7 +115,8 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
         keys[table_map.company.fno] = legal.lower()
         company = legal.upper()
     user = optional_string(item, "InitiatingUserAADObjectId")
-    return ChangeEvent(
+    return change_event(
+        BUSINESS_FIELDS,
         event_id="fno:" + required_string(item, "EventId"),
         source="fno",
         entity=table_map.fno.entity_set,
@@ -129,7 +137,7 @@ def _source_id(item: Mapping[str, Any], name: str) -> str:
 
 def _event_time(item: Mapping[str, Any]) -> datetime:
     value = item.get("EventTime")
-    when = wcf_date(value) if isinstance(value, str) else None
+    when = wcf_date(value, "EventTime") if isinstance(value, str) else None
     if when is not None:
         return when
     iso = item.get("EventTimeIso8601")
@@ -141,7 +149,10 @@ def _event_time(item: Mapping[str, Any]) -> datetime:
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:  # year 1 or 9999 moved out of range by the offset
+                raise PayloadError("EventTimeIso8601", "out of range in UTC") from None
     raise PayloadError("EventTime", "missing: needs EventTime (/Date(ms)/) or EventTimeIso8601 with a zone")
 
 
@@ -150,7 +161,7 @@ def _event_time(item: Mapping[str, Any]) -> datetime:
 
 def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
     message = item.get("MessageName")
-    if message not in DATA_MESSAGES:
+    if not isinstance(message, str) or message not in DATA_MESSAGES:
         shown = message if isinstance(message, str) else kind_of(message)
         raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
     entity_name = required_string(item, "PrimaryEntityName")
@@ -187,7 +198,8 @@ def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
         if not isinstance(code, str):
             raise PayloadError(target_path, f"{ATTRIBUTE_PREFIX}{table_map.company.fno.lower()} is not a text")
         company = code.upper()
-    return ChangeEvent(
+    return change_event(
+        DATA_FIELDS,
         event_id="fno:" + guid(item.get("OperationId"), "OperationId"),
         source="fno",
         entity=table_map.fno.entity_set,

@@ -77,7 +77,10 @@ class ChangeEvent(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("occurred_at must be timezone-aware")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # an offset moving year 1 or 9999 out of range: a ValueError, as pydantic needs
+            raise ValueError("occurred_at is out of range in UTC") from None
 
     @field_serializer("keys", "values", "pre")
     def _wire(self, value: dict[str, Any] | None) -> Any:
