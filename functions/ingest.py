@@ -7,15 +7,16 @@ be reached (Dataverse retries 502/503/504 once, F&O retries its deliveries).
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.servicebus.exceptions import ServiceBusError
 from opentelemetry.trace import Span, SpanKind
 
-from core.events.dataverse import parse_webhook, read_webhook
+from core.events.dataverse import read_webhook
 from core.events.errors import PayloadError
 from core.events.fno import parse_fno
 from core.events.model import ChangeEvent, Skipped
@@ -39,13 +40,21 @@ MAX_BODY = 1024 * 1024  # 1 MiB; Dataverse trims its bodies at 256 KB, F&O batch
 async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
     headers = dict(req.headers)
     body = req.get_body() or b""
+    refused: PayloadError | None = None
     if len(body) <= MAX_BODY:
-        with contextlib.suppress(PayloadError):  # a bad payload is answered by _answer, as for any other
-            event, synchronous = read_webhook(body, headers)
+        try:
+            event, synchronous = await _off_loop(read_webhook, body, headers)
+        except PayloadError as error:  # a bad payload is answered by _answer, as for any other (parsed once)
+            refused = error
+        else:
             if synchronous:
                 return await online_step(event)
             return await _answer(req, "dataverse", lambda _body, _maps: ([event], [], False))
-    return await _answer(req, "dataverse", lambda body, _maps: ([parse_webhook(body, headers)], [], False))
+
+    def answer_refused(body: bytes, _maps: MapSet) -> tuple[list[ChangeEvent], list[Skipped], bool]:
+        raise refused if refused is not None else PayloadError("body", "too large")  # 413 before this
+
+    return await _answer(req, "dataverse", answer_refused)
 
 
 @bp.route(route="fno/events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -88,6 +97,17 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
 
 
 Parser = Callable[[bytes, MapSet], tuple[list[ChangeEvent], list[Skipped], bool]]
+OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is parsed in a worker thread
+T = TypeVar("T")
+
+
+async def _off_loop(parse: Callable[[bytes, Any], T], body: bytes, other: Any) -> T:
+    """`parse(body, other)`: on the loop for a small body (no thread hop for a usual webhook), in a worker
+    thread for a larger one, so a body that is slow to parse (up to 1 MiB of tiny values: a few hundred ms)
+    never stalls health, ingest and apply on the event loop."""
+    if len(body) <= OFF_LOOP_BYTES:
+        return parse(body, other)
+    return await asyncio.to_thread(parse, body, other)
 
 
 async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.HttpResponse:
@@ -101,7 +121,7 @@ async def _answer(req: func.HttpRequest, source: str, parse: Parser) -> func.Htt
     maps = rt.maps
     with telemetry.span("ingest", kind=SpanKind.PRODUCER) as span:  # parse and enqueue: the trace's root
         try:
-            events, skipped, test_message = parse(body, maps)
+            events, skipped, test_message = await _off_loop(parse, body, maps)
             result = await ingest(events, maps, rt.queue, buckets=rt.settings.apply_session_buckets, links=rt.links)
         except PayloadError as error:
             telemetry.failed(span, f"invalid payload: {error.field}")

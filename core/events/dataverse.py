@@ -91,33 +91,46 @@ def _not_json(name: str) -> Any:
 
 
 def _check_bounds(data: Any) -> None:
-    """Walk the parsed document once, without recursion: depth, numbers and strings (and names)."""
-    # (value, depth, parent entry, step): the path is only built for the value that is refused.
+    """Walk the parsed document once, without recursion: depth, numbers and strings (and names). Scalars are
+    checked where they sit; only containers go on the stack, with their parent, so a path is built only for
+    what is refused."""
+    if not isinstance(data, dict | list):
+        _check_scalar(data, (None, 0, None, ""))
+        return
+    # (container, depth, parent entry, step from the parent)
     stack: list[tuple[Any, int, Any, str]] = [(data, 0, None, "")]
     while stack:
         entry = stack.pop()
-        value, depth, _, _ = entry
-        if isinstance(value, dict):
-            if depth >= MAX_DEPTH:
-                raise PayloadError(_path_of(entry), f"nested deeper than {MAX_DEPTH} levels")
-            for name, item in value.items():
+        container, depth = entry[0], entry[1]
+        if depth >= MAX_DEPTH:
+            raise PayloadError(_path_of(entry), f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(container, dict):
+            for name, item in container.items():
                 if not name.isascii() and _SURROGATE.search(name):
-                    raise PayloadError(_path_of((None, 0, entry, "." + _printable(name))),
+                    raise PayloadError(_path_of((None, 0, entry, "." + printable(name))),
                                        "a name holds a lone UTF-16 surrogate (invalid Unicode)")
-                stack.append((item, depth + 1, entry, "." + name))
-        elif isinstance(value, list):
-            if depth >= MAX_DEPTH:
-                raise PayloadError(_path_of(entry), f"nested deeper than {MAX_DEPTH} levels")
-            stack.extend((item, depth + 1, entry, f"[{index}]") for index, item in enumerate(value))
-        elif isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                raise PayloadError(_path_of(entry), "the text holds a lone UTF-16 surrogate (invalid Unicode)")
-        elif isinstance(value, Decimal):
-            digits = len(value.as_tuple().digits)
-            if digits > MAX_DIGITS:
-                raise PayloadError(_path_of(entry), f"a number of {digits} digits; at most {MAX_DIGITS} are accepted")
-            if abs(value.adjusted()) > MAX_EXPONENT:
-                raise PayloadError(_path_of(entry), f"a number beyond 1E+/-{MAX_EXPONENT}")
+                if isinstance(item, dict | list):
+                    stack.append((item, depth + 1, entry, "." + name))
+                elif isinstance(item, str | Decimal):
+                    _check_scalar(item, (None, 0, entry, "." + name))
+        else:
+            for index, item in enumerate(container):
+                if isinstance(item, dict | list):
+                    stack.append((item, depth + 1, entry, f"[{index}]"))
+                elif isinstance(item, str | Decimal):
+                    _check_scalar(item, (None, 0, entry, f"[{index}]"))
+
+
+def _check_scalar(value: Any, entry: tuple[Any, int, Any, str]) -> None:
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise PayloadError(_path_of(entry), "the text holds a lone UTF-16 surrogate (invalid Unicode)")
+    elif isinstance(value, Decimal):
+        digits = len(value.as_tuple().digits)
+        if digits > MAX_DIGITS:
+            raise PayloadError(_path_of(entry), f"a number of {digits} digits; at most {MAX_DIGITS} are accepted")
+        if abs(value.adjusted()) > MAX_EXPONENT:
+            raise PayloadError(_path_of(entry), f"a number beyond 1E+/-{MAX_EXPONENT}")
 
 
 def _path_of(entry: Any) -> str:
@@ -128,7 +141,7 @@ def _path_of(entry: Any) -> str:
     return "".join(reversed(steps)).lstrip(".") or "$"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:80]
 
 
@@ -150,7 +163,7 @@ def wcf_date(text: str, path: str = "date") -> datetime | None:
     digits = match.group(1)
     millis = int(digits) if len(digits) <= 20 else None
     if millis is None or not _MIN_MS <= millis <= _MAX_MS:
-        raise PayloadError(path, f"{_printable(text[:40])} is out of range (years 1 to 9999)")
+        raise PayloadError(path, f"{printable(text[:40])} is out of range (years 1 to 9999)")
     return _EPOCH + timedelta(milliseconds=millis)
 
 
@@ -345,7 +358,7 @@ def read_webhook(body: bytes, headers: Mapping[str, str]) -> tuple[ChangeEvent, 
 def _change(context: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> ChangeEvent:
     message = context.get("MessageName")
     if not isinstance(message, str) or message not in MESSAGES:
-        shown = message if isinstance(message, str) else kind_of(message)
+        shown = printable(message) if isinstance(message, str) else kind_of(message)
         raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
     operation = MESSAGES[message]
     entity = required_string(context, "PrimaryEntityName", "")

@@ -25,6 +25,7 @@ from core.events.dataverse import (
     kind_of,
     load_json,
     optional_string,
+    printable,
     required_string,
     type_name,
     wcf_date,
@@ -100,7 +101,8 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
                        event_id=_source_id(item, "EventId"))
     change = item.get("ChangeType", "Update")
     if not isinstance(change, str) or change not in CHANGE_TYPES:
-        raise PayloadError("ChangeType", f"{change!r} is not one of Create, Update, Delete")
+        shown = printable(change) if isinstance(change, str) else kind_of(change)
+        raise PayloadError("ChangeType", f"{shown!r} is not one of Create, Update, Delete")
     keys: dict[str, Any] = {}
     for name in table_map.key_fields("fno"):
         value = item.get(name)
@@ -162,7 +164,7 @@ def _event_time(item: Mapping[str, Any]) -> datetime:
 def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
     message = item.get("MessageName")
     if not isinstance(message, str) or message not in DATA_MESSAGES:
-        shown = message if isinstance(message, str) else kind_of(message)
+        shown = printable(message) if isinstance(message, str) else kind_of(message)
         raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
     entity_name = required_string(item, "PrimaryEntityName")
     table_map = next((m for m in maps.values() if m.fno.event_entity == entity_name), None)
