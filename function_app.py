@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from core.ops import telemetry
+from core.ops import redact, telemetry
 from core.settings import SettingsError, get_settings
 from functions import (
     admin,
@@ -17,6 +17,7 @@ from functions import (
     metrics,
     modes,
     openapi,
+    sweep,
     sync,
 )
 
@@ -25,11 +26,14 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 def _configure_telemetry() -> None:
     """Traces and metrics export, once per process, before any function runs (core.ops.telemetry). Bad settings are
-    left to the runtime, which answers every call with what is wrong."""
+    left to the runtime, which answers every call with what is wrong. Before anything logs: secrets out of every log
+    line (core.ops.redact), the settings' values and anything shaped like a credential."""
+    redact.install()
     try:
         settings = get_settings()
     except SettingsError:
         return
+    redact.install(redact.secrets_of(settings))
     telemetry.configure(settings)
 
 
@@ -48,3 +52,4 @@ app.register_functions(openapi.bp)
 app.register_functions(console.bp)
 app.register_functions(metrics.bp)
 app.register_functions(alerts.bp)
+app.register_functions(sweep.bp)

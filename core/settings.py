@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     ingest_key: SecretStr | None = Field(
         None, description="Function key Dataverse (WebhookKey) and F&O send to the ingest functions")
     deploy_on_start: bool = Field(True, description="Register webhook steps and activate F&O events at start")
+    sweep_enabled: bool = Field(
+        True, description="At start and on SWEEP_SCHEDULE, find changes whose delivery failed while the app was down "
+        "(Dataverse: failed System Jobs of our webhook steps; F&O: rows modified since the last sweep) and send them "
+        "through the normal path (core/sync/sweep.py)")
+    sweep_schedule: str = Field(
+        "0 */5 * * * *", min_length=1, description="NCRONTAB schedule of the sweep timer (it also runs at start)")
+    sweep_overlap_seconds: int = Field(
+        60, ge=0, le=3600, description="Each sweep reads again this far before its checkpoint, for changes "
+        "committed late; what it already sent from there is not sent twice")
     apply_max_attempts: int = Field(
         5, ge=1, le=9, description="Deliveries of a change before a transient failure goes to the error log "
         "(below the queue's MaxDeliveryCount)")

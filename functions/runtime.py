@@ -274,10 +274,15 @@ class Runtime:
         from core.store.alerts import AlertStore
 
         settings = self.settings
-        channels = channels_from_settings(settings, httpx.AsyncClient(timeout=30))
+        channels = channels_from_settings(settings, self.alert_http)
         console = f"{str(settings.app_url).rstrip('/')}/api/console" if settings.app_url else None
         return Alerts(AlertStore(self.tables), figures=self.metrics, open_errors=self.errors.open_summary,
                       modes=self.modes, channels=channels, console_url=console)
+
+    @cached_property
+    def alert_http(self) -> httpx.AsyncClient:
+        """The alert webhook channel's client (kept here so that close() closes it)."""
+        return httpx.AsyncClient(timeout=30)
 
     @cached_property
     def page_jobs(self) -> PageJobQueue:
@@ -325,6 +330,33 @@ class Runtime:
         from core.store.holds import HoldStore
 
         return HoldStore(self.tables)
+
+    async def close(self) -> None:
+        """Close every client this runtime made, and only those (closing must not make one): the counts not
+        written yet first, Table Storage last. The local host calls it on a graceful stop (close_runtime); in
+        Azure nothing does, and the process ending closes them. A client that fails to close is logged by the
+        name of its error (its text may carry an address or a key) and the others are still closed."""
+        made = self.__dict__
+        for task in list(_background):
+            task.cancel()
+        closers: list[tuple[str, Callable[[], Any]]] = []
+        if made.get("meter") is not None:
+            closers.append(("meter", made["meter"].close))
+        for name in ("dataverse", "fno", "fno_admin", "alert_http"):
+            if name in made:
+                closers.append((name, made[name].aclose))
+        for name in ("queue", "page_jobs"):
+            if name in made:
+                closers.append((name, made[name].close))
+        for source in made.get("dead_letters", ()):
+            closers.append((f"dead letters of {source.carries}", source.letters.close))
+        if "tables" in made:
+            closers.append(("tables", made["tables"].close))
+        for name, close in closers:
+            try:
+                await close()
+            except Exception as error:
+                log.warning("runtime: closing %s failed (%s)", name, type(error).__name__)
 
     @property
     def engine_user(self) -> str:
@@ -397,6 +429,15 @@ def redeploying() -> bool:
     """Whether this instance is still deploying a reloaded map set (its webhook steps and images may be those
     of the previous set; online mode goes asynchronous meanwhile, core.sync.online)."""
     return bool(_background)
+
+
+async def close_runtime() -> None:
+    """Close the process-wide runtime's clients, if one was built (the local host calls this when it stops); the
+    next get_runtime() builds a new one."""
+    global _runtime
+    runtime, _runtime = _runtime, None
+    if runtime is not None:
+        await runtime.close()
 
 
 def reset_runtime(value: Any = None) -> None:

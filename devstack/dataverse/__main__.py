@@ -8,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from core.ops import redact
 from devstack.dataverse import DEFAULT_PORT
 from devstack.dataverse.app import Settings, create_app
 from devstack.dataverse.limits import Limits
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise SystemExit("--ssl-certfile and --ssl-keyfile go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact.install()  # webhook calls carry the endpoint's key in `code` (httpx logs each URL)
     settings = Settings(
         db_path=args.db, seed=args.seed,
         limits=Limits(requests=args.limit_requests, window_seconds=args.limit_window,

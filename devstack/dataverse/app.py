@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from devstack import disconnects
 from devstack.dataverse import direct
 from devstack.dataverse.api import JSON, WebApi, prefer_items
 from devstack.dataverse.auth import Caller, caller_for_object_id, caller_from_authorization
@@ -238,7 +239,7 @@ def create_app(settings: Settings) -> Starlette:
         *direct.routes(sim.records),  # /_sim/load, /_sim/update, /_sim/delete: writes without webhooks
         Route("/api/data/v9.2", sim.endpoint, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
         Route("/api/data/v9.2/{rest:path}", sim.endpoint, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan, exception_handlers=disconnects.handlers("devstack.dataverse"))
     app.state.simulator = sim
     app.state.started = time.time()
     return app

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack import disconnects
 from devstack.fno import batch, events, load, wire
 from devstack.fno.auth import Caller, caller_from_header
 from devstack.fno.delivery import Dispatcher, EndpointError
@@ -105,6 +106,8 @@ class Simulator:
             else:
                 reply = self.odata.handle(Call(request.method, target, query, headers, body, base_url), caller)
             return _response(reply)
+        except ClientDisconnect:
+            raise  # not a bug of ours: one line (devstack.disconnects)
         except Exception as exc:  # a bug of ours still answers in the OData error shape
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             failure = ODataError(500, "An error has occurred.", inner=f"{type(exc).__name__}: {exc}")
@@ -329,7 +332,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/outage", sim.admin_outage, methods=["GET", "POST", "DELETE"]),
         ],
         lifespan=lifespan,
-        exception_handlers={_BadAdminBody: bad_body, _AdminProblem: bad_admin_request, load.LoadError: _row_problem},
+        exception_handlers={_BadAdminBody: bad_body, _AdminProblem: bad_admin_request, load.LoadError: _row_problem,
+                            **disconnects.handlers("devstack.fno")},
     )
     app.state.simulator = sim
     return app

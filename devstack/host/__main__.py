@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from core.ops import redact
 from devstack.host.config import HostConfigError, resolve_settings_path
 from devstack.host.indexing import IndexingError
 from devstack.host.server import FunctionHost, serve
@@ -28,8 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     except (IndexingError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    redact.install([host.config.function_key, host.config.master_key])  # and whatever has a key's shape
+    _apply_log_level(os.environ.get("LOG_LEVEL", ""))
     serve(host, args.port, args.bind)
     return 0
+
+
+def _apply_log_level(name: str) -> None:
+    """The app's LOG_LEVEL setting (DEBUG, INFO, WARNING, ERROR) as the host's level, once the settings are read.
+    DEBUG opens the SDK's loggers as well: everything there is to see."""
+    level = logging.getLevelName(name.strip().upper() or "INFO")
+    if not isinstance(level, int):
+        return  # the app's settings check names a bad LOG_LEVEL; the host keeps INFO
+    logging.getLogger().setLevel(level)
+    if level <= logging.DEBUG:
+        logging.getLogger("azure").setLevel(logging.DEBUG)
 
 
 if __name__ == "__main__":

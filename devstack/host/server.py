@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class FunctionHost:
         log.info("host stopping: finishing invocations in flight")
         await asyncio.gather(*(t.stop() for t in self.timers), *(p.stop() for p in self.pumps))
         await self.invoker.outputs.close()
+        await _close_app_clients()
         self.invoker.executor.shutdown(wait=True)
         log.info("host stopped")
 
@@ -85,6 +87,19 @@ class FunctionHost:
             elif isinstance(trigger, TimerTrigger):
                 lines.append(f"  {spec.name}: timerTrigger schedule={trigger.schedule.expression}")
         return lines
+
+
+async def _close_app_clients() -> None:
+    """The clients the app made (Table Storage, Service Bus, HTTP), when the app keeps them in
+    functions.runtime (function_app.py does): closed once no invocation runs any more. The Functions host has no
+    such hook (in Azure the process ends with them); here a stop then leaves nothing unclosed behind."""
+    close = getattr(sys.modules.get("functions.runtime"), "close_runtime", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as error:
+        log.warning("host: closing the app's clients failed (%s)", type(error).__name__)
 
 
 def serve(host: FunctionHost, port: int, bind: str = "127.0.0.1") -> None:

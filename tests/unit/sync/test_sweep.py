@@ -1,0 +1,75 @@
+"""The sweep's pure parts: checkpoints, the System Job query, a job or an F&O row as a change event."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from core.maps import MapSet
+from core.sync.sweep import MAX_SEEN, Checkpoint, advanced, fno_change, job_change, job_filter, odata_time
+
+MAPS = MapSet.load(["maps"])
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+STEP = "5f1c2a4e-0000-4000-8000-000000000001"
+ROW = "0a1b2c3d-0000-4000-8000-0000000000aa"
+JOB = "9e8d7c6b-0000-4000-8000-0000000000bb"
+
+
+def context(**extra: object) -> str:
+    return json.dumps({
+        "MessageName": "Update", "PrimaryEntityName": "account", "PrimaryEntityId": ROW, "OperationId": JOB,
+        "OperationCreatedOn": "/Date(1767323045000)/", "Mode": 1,
+        "InputParameters": [{"key": "Target", "value": {
+            "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts", "LogicalName": "account", "Id": ROW,
+            "Attributes": [{"key": "accountid", "value": ROW}, {"key": "telephone1", "value": "555"}]}}],
+        "PreEntityImages": [], "PostEntityImages": [], **extra})
+
+
+def test_the_job_query_is_the_reference_query_with_a_time() -> None:
+    text = job_filter([STEP, STEP], T0)
+    assert text == f"statuscode eq 31 and (_owningextensionid_value eq {STEP}) and completedon ge 2026-01-02T03:04:05Z"
+    assert odata_time(T0.replace(microsecond=999_999)) == "2026-01-02T03:04:05Z"
+
+
+def test_a_failed_job_is_replayed_with_the_webhook_event_id() -> None:
+    found = job_change({"asyncoperationid": JOB, "data": context(), "completedon": "2026-01-02T03:04:06Z",
+                        "messagename": "Update", "primaryentitytype": "account", "_regardingobjectid_value": ROW})
+    assert found.problem is None and found.event is not None
+    assert found.event.event_id == f"dv:{JOB}"  # the one the delivery would have had: the broker drops a twin
+    assert (found.event.operation, found.event.record_id, found.event.values["telephone1"]) == ("update", ROW, "555")
+    assert found.at == T0 + timedelta(seconds=1) and "replayed" in found.how
+
+
+def test_a_job_without_a_readable_body_reads_its_row_again_or_deletes() -> None:
+    base = {"asyncoperationid": JOB, "completedon": "2026-01-02T03:04:06Z", "createdon": "2026-01-02T03:04:05Z",
+            "primaryentitytype": "account", "_regardingobjectid_value": ROW.upper()}
+    update = job_change({**base, "messagename": "Update", "data": "<xml/>"})
+    assert update.event is not None and update.event.operation == "refetch" and update.event.record_id == ROW
+    assert update.event.occurred_at == T0 and "not a webhook body" in update.how
+    delete = job_change({**base, "messagename": "Delete", "data": None})
+    assert delete.event is not None and delete.event.operation == "delete"
+    nothing = job_change({**base, "messagename": "Associate", "data": None})
+    assert nothing.event is None and nothing.problem
+
+
+def test_a_changed_fno_row_is_a_keyed_change_stable_per_version() -> None:
+    customers = MAPS["customers"]
+    row = {"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z"}
+    found = fno_change(customers, row)
+    assert found.event is not None and found.event.keys == {"CustomerAccount": "US-001", "dataAreaId": "usmf"}
+    assert (found.event.company, found.event.operation, found.at) == ("USMF", "update", T0)
+    assert fno_change(customers, dict(row)).event.event_id == found.event.event_id  # type: ignore[union-attr]
+    later = fno_change(customers, {**row, "ModifiedDateTime": "2026-01-02T03:04:09Z"})
+    assert later.source_id == found.source_id and later.event.event_id != found.event.event_id  # type: ignore[union-attr]
+    assert fno_change(customers, {**row, "CustomerAccount": ""}).problem
+
+
+def test_the_checkpoint_moves_to_the_newest_time_and_keeps_the_overlap() -> None:
+    start = Checkpoint(since=T0)
+    moved = advanced(start, [("a", T0 + timedelta(seconds=5)), ("b", T0 + timedelta(seconds=100))],
+                     timedelta(seconds=60))
+    assert moved.since == T0 + timedelta(seconds=100) and set(moved.seen) == {"b"}  # a is older than the overlap
+    assert advanced(moved, [], timedelta(seconds=60)) == moved
+    many = advanced(start, [(str(i), T0 + timedelta(milliseconds=i)) for i in range(MAX_SEEN + 50)],
+                    timedelta(seconds=60))
+    assert len(many.seen) == MAX_SEEN and str(MAX_SEEN + 49) in many.seen  # the newest are kept
