@@ -112,7 +112,7 @@ def advanced(checkpoint: Checkpoint, found: Iterable[tuple[str, datetime]], over
     ids within the overlap before it (newest first, at most MAX_SEEN)."""
     seen = {**checkpoint.seen, **{source_id: at.astimezone(UTC).isoformat() for source_id, at in found}}
     since = max([checkpoint.since, *(parse_time(at) or checkpoint.since for at in seen.values())])
-    floor = since - overlap
+    floor = (since - overlap).replace(microsecond=0)  # where the next sweep reads from (whole seconds, odata_time)
     kept = sorted(((at, i) for i, at in seen.items() if (parse_time(at) or since) >= floor), reverse=True)
     return Checkpoint(since=since, seen={i: at for at, i in kept[:MAX_SEEN]})
 
@@ -235,8 +235,9 @@ class Sweep:
                       find: Callable[[datetime], Awaitable[list[Found]]]) -> None:
         checkpoint = await self.checkpoints.get(source)
         if checkpoint is None:
-            # The first sweep starts now: what failed before the engine first ran is initial sync's business.
-            await self.checkpoints.put(source, Checkpoint(since=self.clock()))
+            # The first sweep starts now: what failed before the engine first ran is initial sync's business. The
+            # next one reads from `since - overlap`, so `since` is set that far ahead: it reads from now exactly.
+            await self.checkpoints.put(source, Checkpoint(since=self.clock() + self.overlap))
             report.found[source] = 0
             return
         try:

@@ -73,3 +73,10 @@ def test_the_checkpoint_moves_to_the_newest_time_and_keeps_the_overlap() -> None
     many = advanced(start, [(str(i), T0 + timedelta(milliseconds=i)) for i in range(MAX_SEEN + 50)],
                     timedelta(seconds=60))
     assert len(many.seen) == MAX_SEEN and str(MAX_SEEN + 49) in many.seen  # the newest are kept
+
+
+def test_an_id_the_next_sweep_reads_again_is_kept_even_within_the_second() -> None:
+    """The next sweep reads from `since - overlap` cut to the second (the sources keep whole seconds): an id of that
+    second is kept, or it would be sent again."""
+    moved = advanced(Checkpoint(since=T0 + timedelta(milliseconds=700)), [("a", T0)], timedelta(0))
+    assert moved.since == T0 + timedelta(milliseconds=700) and set(moved.seen) == {"a"}
