@@ -188,7 +188,8 @@ def handle(broker: Broker, entity: SubQueue, link: Link, request: Message) -> Me
     props = {str(k): v for k, v in (request.properties or {}).items()}
     operation = str(props.get("operation", ""))
     body = request.body if isinstance(request.body, dict) else {}
-    log.debug("%s on %s: %r", operation, entity.path, body)
+    # the body's fields, not their values: scheduled messages and session state carry the changes' data
+    log.debug("%s on %s: fields %s", operation, entity.path, sorted(map(str, body)))
     try:
         handler = OPERATIONS.get(operation)
         if handler is None:
