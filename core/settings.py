@@ -95,6 +95,10 @@ class Settings(BaseSettings):
         "through the normal path (core/sync/sweep.py)")
     sweep_schedule: str = Field(
         "0 */5 * * * *", min_length=1, description="NCRONTAB schedule of the sweep timer (it also runs at start)")
+    sweep_dataverse: Literal["jobs", "changes", "both"] = Field(
+        "jobs", description="What the sweep reads in Dataverse: jobs (the failed System Jobs of our webhook steps, "
+        "replayed), changes (change tracking of the mapped tables since the last delta token: every change, the "
+        "engine's own writes included, is read again once) or both")
     sweep_overlap_seconds: int = Field(
         60, ge=0, le=3600, description="Each sweep reads again this far before its checkpoint, for changes "
         "committed late; what it already sent from there is not sent twice")

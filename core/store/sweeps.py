@@ -1,6 +1,7 @@
 """Sweep checkpoints in Table Storage (table `sweeps`): per source, up to when it has been swept.
 
-One row per source (`dataverse-jobs`, `fno|<entity set>`): `Since`, the newest change time seen there (the
+One row per source (`dataverse-jobs`, `dataverse-changes|<table>`, `fno|<entity set>`): `Token`, the last
+change-tracking delta link (Dataverse change tracking); `Since`, the newest change time seen there (the
 source's own clock: a System Job's `completedon`, a row's `ModifiedDateTime`), and `Seen`, the ids already
 sent whose time is within the overlap before `Since` (JSON), so the overlap read again is not sent twice.
 """
@@ -32,14 +33,14 @@ class SweepStore:
             return None
         since = entity["Since"]
         return Checkpoint(since=datetime.fromtimestamp(since.timestamp(), UTC),
-                          seen=dict(json.loads(entity.get("Seen") or "{}")))
+                          seen=dict(json.loads(entity.get("Seen") or "{}")), token=entity.get("Token") or None)
 
     async def put(self, source: str, checkpoint: Checkpoint) -> None:
         table = await self.tables.table(TABLE)
         await table.upsert_entity({
             "PartitionKey": PARTITION, "RowKey": _row_key(source), "Source": source,
             "Since": checkpoint.since.astimezone(UTC), "Seen": json.dumps(checkpoint.seen),
-            "SweptAt": datetime.now(UTC)}, mode=UpdateMode.REPLACE)
+            "Token": checkpoint.token or "", "SweptAt": datetime.now(UTC)}, mode=UpdateMode.REPLACE)
 
 
 def _row_key(source: str) -> str:

@@ -52,6 +52,7 @@ JOB_COLUMNS = ("asyncoperationid", "data", "completedon", "createdon", "messagen
 class Checkpoint:
     since: datetime
     seen: dict[str, str] = field(default_factory=dict)  # id -> its change time (ISO), within the overlap
+    token: str | None = None  # Dataverse change tracking: the last `@odata.deltaLink`
 
 
 class Checkpoints(Protocol):
@@ -156,6 +157,58 @@ async def failed_jobs(client: Query, step_ids: Sequence[str], since: datetime) -
     return rows
 
 
+# -- Dataverse: change tracking (reference §2.7) ----------------------------------------------------------------
+class DeltaHttp(Protocol):
+    """The part of the Dataverse client's HTTP layer (core.connectors.http.ODataHttp) a delta read uses."""
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                      params: Mapping[str, str] | None = None, alone: bool = False) -> Any: ...
+
+
+def changes_source(table: str) -> str:
+    return f"dataverse-changes|{table}"
+
+
+async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
+                     delta_link: str | None) -> tuple[list[dict[str, Any]], str]:
+    """Every entry of a change-tracking read (changed rows, then `$deletedEntity` entries) and the next
+    `@odata.deltaLink`: the initial read (all rows) when `delta_link` is None, else the changes since it."""
+    headers = {"Prefer": "odata.track-changes,odata.maxpagesize=5000"}
+    url, params = (entity_set, {"$select": primary_id}) if delta_link is None else (delta_link, None)
+    entries: list[dict[str, Any]] = []
+    while True:
+        response = await http.request("GET", url, headers=headers, params=params, alone=True)
+        body = json.loads(response.content)
+        entries += list(body.get("value", []))
+        if body.get("@odata.nextLink"):
+            url, params = body["@odata.nextLink"], None
+            continue
+        link = body.get("@odata.deltaLink")
+        if not isinstance(link, str) or not link:
+            raise ValueError(f"{entity_set}: the change-tracking answer has no @odata.deltaLink (is Track changes on?)")
+        return entries, link
+
+
+def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime) -> Found:
+    """A change-tracking entry as a change event: a changed row is read again (its version from the etag, so a
+    stale one is skipped), a deleted one deleted (its key through the link index)."""
+    if entry.get("reason") == "deleted" or "$deletedEntity" in str(entry.get("@odata.context", "")):
+        row = str(entry.get("id") or "").lower()
+        event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:deleted", source="dataverse", entity=table,
+                            operation="delete", record_id=row, partial=True, occurred_at=now) if row else None
+        return Found(f"{table}:{row}", now, event, "deleted in Dataverse (change tracking)",
+                     None if row else f"{table}: a deleted entry without an id")
+    row = str(entry.get(primary_id) or "").lower()
+    etag = str(entry.get("@odata.etag") or "")
+    version = "".join(c for c in etag if c.isdigit()) or None
+    if not row:
+        return Found(f"{table}:?", now, None, "", f"{table}: a changed row without {primary_id}")
+    event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:{version or now.isoformat()}", source="dataverse",
+                        entity=table, operation="refetch", record_id=row, version=version, partial=True,
+                        occurred_at=now)
+    return Found(f"{table}:{row}", now, event, "changed in Dataverse (change tracking)")
+
+
 # -- F&O: rows changed since the checkpoint ---------------------------------------------------------------------
 def fno_source(entity_set: str) -> str:
     return f"fno|{entity_set}"
@@ -183,6 +236,15 @@ def fno_change(table_map: TableMap, row: Mapping[str, Any]) -> Found:
     return Found(source_id, at, event, f"changed in F&O at {modified} (ModifiedDateTime)")
 
 
+def dataverse_tables(maps: MapSet) -> dict[str, TableMap]:
+    """Table -> a map that sends it to F&O (one change-tracking read per table serves all its maps)."""
+    found: dict[str, TableMap] = {}
+    for table_map in maps.values():
+        if table_map.enabled and table_map.sends_to("fno"):
+            found.setdefault(table_map.dataverse.table, table_map)
+    return found
+
+
 def fno_entities(maps: MapSet) -> dict[str, TableMap]:
     """Entity set -> a map that sends it to Dataverse (one read per entity serves all its maps)."""
     found: dict[str, TableMap] = {}
@@ -197,7 +259,10 @@ class Sweep:
     def __init__(self, maps: MapSet, checkpoints: Checkpoints, queue: ChangeSender, activity: ActivitySink, *,
                  dataverse: Query, fno: Query, step_ids: Callable[[], Awaitable[list[str]]],
                  links: LinkFinder | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
+                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`dataverse_mode`: `jobs` (failed System Jobs), `changes` (change tracking, needs `delta_http`) or
+        `both`."""
         self.maps = maps
         self.checkpoints = checkpoints
         self.queue = queue
@@ -208,12 +273,18 @@ class Sweep:
         self.links = links
         self.buckets = buckets
         self.overlap = overlap
+        self.dataverse_mode = dataverse_mode
+        self.delta_http = delta_http
         self.clock = clock
 
     async def run(self) -> SweepReport:
         """Sweep both sides; one source failing (down, refusing the query) is reported and the others go on."""
         report = SweepReport()
-        await self._source(report, JOBS_SOURCE, self._dataverse_jobs)
+        if self.dataverse_mode in ("jobs", "both"):
+            await self._source(report, JOBS_SOURCE, self._dataverse_jobs)
+        if self.dataverse_mode in ("changes", "both") and self.delta_http is not None:
+            for table_map in dataverse_tables(self.maps).values():
+                await self._changes(report, table_map)
         for entity_set, table_map in fno_entities(self.maps).items():
             async def rows(since: datetime, table_map: TableMap = table_map) -> list[Found]:
                 return await self._fno_rows(table_map, since)
@@ -230,6 +301,29 @@ class Sweep:
                                     select=[*dict.fromkeys([*fields, "ModifiedDateTime"])],
                                     orderby="ModifiedDateTime asc")
         return [fno_change(table_map, row) for row in rows]
+
+    async def _changes(self, report: SweepReport, table_map: TableMap) -> None:
+        """Dataverse change tracking of one table: the changes since the stored delta link (the first sweep only
+        keeps the link of an initial read)."""
+        assert self.delta_http is not None
+        table, source = table_map.dataverse.table, changes_source(table_map.dataverse.table)
+        try:
+            checkpoint = await self.checkpoints.get(source)
+            entries, link = await delta_read(self.delta_http, table_map.dataverse.entity_set,
+                                             table_map.dataverse.primary_id, checkpoint.token if checkpoint else None)
+        except Exception as error:  # a side down or refusing: the next sweep reads from the same token
+            report.problems.append(f"{source}: {type(error).__name__}: {str(error)[:300]}")
+            log.warning("sweep: %s not swept: %s", source, error)
+            return
+        found = [] if checkpoint is None else [
+            delta_change(table, table_map.dataverse.primary_id, entry, self.clock()) for entry in entries]
+        report.found[source] = len(found)
+        report.problems += [f"{source}: {f.problem}" for f in found if f.problem]
+        if any(f.event for f in found):
+            await self._send(report, [f for f in found if f.event is not None])
+        await self.checkpoints.put(source, Checkpoint(since=self.clock(), token=link))
+        if found:
+            log.info("sweep: %s: %d change(s) found", source, len(found))
 
     async def _source(self, report: SweepReport, source: str,
                       find: Callable[[datetime], Awaitable[list[Found]]]) -> None:
@@ -268,7 +362,7 @@ class Sweep:
             map=change.event.map or "unmapped", key=record_label(change.event, self.maps), source=change.event.source,
             operation=change.event.operation, outcome="retrying",
             reason=f"sweep: {how[change.event.event_id].how} {how[change.event.event_id].source_id}"
-            if change.event.source == "dataverse" else f"sweep: {how[change.event.event_id].how}",
+            if change.event.event_id.startswith("dv:") else f"sweep: {how[change.event.event_id].how}",
             event_id=change.event.event_id, message_id=change.message_id) for change in routing.changes]
         try:
             await self.activity.record(entries)

@@ -27,7 +27,7 @@ from core.store.activity import ActivityLog
 from core.store.queues import ChangeQueue, QueuedChange
 from core.store.sweeps import SweepStore
 from core.store.tables import Tables
-from core.sync.sweep import JOBS_SOURCE, Sweep, fno_source
+from core.sync.sweep import JOBS_SOURCE, Sweep, changes_source, fno_source
 from devstack.processes import free_port
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 from tests.fixtures.fno import FnoSimulator, start_fno
@@ -89,13 +89,13 @@ class Parts:
         self.activity = ActivityLog(self.tables)
         self.connection, self.queue_name = connection, queue
 
-    def sweep(self) -> Sweep:
+    def sweep(self, **options: Any) -> Sweep:
         async def step_ids() -> list[str]:
             await self.steps.refresh()
             return sorted({i for ids in self.steps.ids().values() for i in ids})
 
         return Sweep(MAPS, SweepStore(self.tables), self.recorder, self.activity, dataverse=self.dv, fno=self.fo,
-                     step_ids=step_ids, overlap=timedelta(seconds=2))
+                     step_ids=step_ids, overlap=timedelta(seconds=2), **options)
 
     async def received(self) -> list[tuple[str, str, ChangeEvent]]:
         """The messages sent since the last call, read back from their sessions on the queue (and completed)."""
@@ -199,3 +199,34 @@ async def test_a_side_that_does_not_answer_keeps_its_checkpoint(parts: Parts, fn
     assert any(p.startswith("fno|CustomersV3") for p in report.problems)
     assert await SweepStore(parts.tables).get(fno_source("CustomersV3")) == before
     assert report.found.get(JOBS_SOURCE) == 0  # the other side was swept all the same
+
+
+async def test_dataverse_change_tracking_finds_changes_and_deletes_since_the_last_token(
+        parts: Parts, dataverse: DataverseSim) -> None:
+    """SWEEP_DATAVERSE=changes: no webhook at all is needed; what changed since the stored delta link is read again
+    (with its version, so a stale one is skipped) and a deleted row is deleted."""
+    sweep = parts.sweep(dataverse_mode="changes", delta_http=parts.dv.http)
+    first = await sweep.run()  # the initial read only keeps its delta link
+    assert first.found[changes_source("account")] == 0 and first.problems == []
+    assert JOBS_SOURCE not in first.found
+    assert (await SweepStore(parts.tables).get(changes_source("account"))).token  # type: ignore[union-attr]
+    with dataverse.client() as api:
+        company = api.get("cdm_companies", params={"$filter": "cdm_companycode eq 'usmf'"}).json()["value"][0]
+        bind = f"/cdm_companies({company['cdm_companyid']})"
+        ids = []
+        for name in ("tracked", "gone"):
+            created = api.post("accounts", headers={"Prefer": "return=representation"}, json={
+                "name": name, "accountnumber": f"CT-{uuid.uuid4().hex[:6]}", "msdyn_company@odata.bind": bind})
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["accountid"])
+        assert api.patch(f"accounts({ids[0]})", json={"telephone1": "555 0199"}).status_code == 204
+        assert api.delete(f"accounts({ids[1]})").status_code == 204
+    second = await sweep.run()
+    assert second.problems == [] and second.found[changes_source("account")] == 2
+    events = {(e.event.operation, e.event.record_id) for e in parts.recorder.sent if e.event.entity == "account"}
+    assert events == {("refetch", ids[0]), ("delete", ids[1])}
+    tracked = next(c.event for c in parts.recorder.sent if c.event.record_id == ids[0])
+    assert tracked.version and int(tracked.version) > 0
+    await parts.received()
+    third = await sweep.run()
+    assert third.found[changes_source("account")] == 0 and parts.recorder.sent == []
