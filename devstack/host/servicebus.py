@@ -166,10 +166,12 @@ class QueuePump:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        # Every invocation has finished: stop renewing before the receivers still closing are gone, or a renewal
+        # racing a close makes the SDK log a traceback ("Handler shutting down") on a graceful stop.
         if self._renewer is not None:
             await self._renewer.close()
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
         if self._client is not None:
             await self._client.close()
 
