@@ -4,7 +4,8 @@ A stack of this module's own runs with LOG_LEVEL=DEBUG (the host then logs the S
 simulator at DEBUG, with distinctive secret values in every setting that holds one: the master and function keys,
 the ingest key, the Service Bus shared access key, the alert SMTP password, a client secret and the alert webhook's
 URL (such URLs carry a token). Then what a working day does: deployment (which hands the ingest key to both sides),
-a Dataverse webhook (the key in its `code` parameter) and an F&O event (the key in a header) through live sync,
+a Dataverse webhook (the key in its `code` parameter; F&O down meanwhile, so its write fails and is retried) and an
+F&O event (the key in a header) through live sync,
 refused calls (wrong key, the function key on an admin route, invalid bodies), an alert fired with an e-mail sent
 with the SMTP login and a webhook call. Every log file of the host, the simulators and the Service Bus emulator
 is then read for those values and for a marker that was only ever inside request bodies. The Table Storage account
@@ -141,14 +142,16 @@ def _exercise(stack: SecretStack) -> None:
         # deployment again on request: the ingest key goes to both sides once more
         assert admin.post("manage/v1/deploy").status_code == 200
 
-        # a change in Dataverse: a webhook with the key as `code`, a body holding an unmapped column's marker
+        # a change in Dataverse: a webhook with the key as `code`, a body holding an unmapped column's marker; F&O
+        # answers 503 for two seconds meanwhile, so the write fails and is retried (the failure paths log too)
         accounts = dv.get("accounts", params={"$filter": "accountnumber eq 'US-001'", "$select": "accountid"}).json()
         account_id = accounts["value"][0]["accountid"]
+        httpx.post(f"{stack.fno.admin_url}outage", json={"seconds": 2}, timeout=30).raise_for_status()
         changed = dv.patch(f"accounts({account_id})", json={"telephone1": "+1 555 0142", "fax": BODY_MARKER})
         assert changed.status_code == 204, changed.text
-        _eventually(lambda: any(e["source"] == "dataverse" for e in admin.get(
+        _eventually(lambda: any(e["source"] == "dataverse" and e["outcome"] == "applied" for e in admin.get(
             "manage/v1/activity", params={"map": "customers", "key": "USMF|US-001", "limit": 100}).json()["entries"]),
-            "the Dataverse change in the activity log")
+            "the Dataverse change applied in F&O after the outage")
 
         # a change in F&O: a data event with the key in a header
         patched = fo.patch("CustomersV3(dataAreaId='usmf',CustomerAccount='US-002')", params={"cross-company": "true"},
