@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from core.store.holds import HoldStore
     from core.store.links import LinkStore
     from core.store.metrics import MetricStore
+    from core.store.queuedepth import QueueDepthReader
     from core.store.tables import Tables
     from core.sync.catchup import MapModes
     from core.sync.initial import InitialSync
@@ -264,7 +265,14 @@ class Runtime:
         states = await self.modes.modes.all()
         directions = map_directions((m.name, m.sends_to("dataverse"), m.sends_to("fno")) for m in self.maps.values())
         return await collect(directions, minutes=self.metric_store, errors=self.errors, parked=ParkedStore(self.tables),
-                             modes={name: state.mode for name, state in states.items()}, window=window)
+                             modes={name: state.mode for name, state in states.items()}, window=window,
+                             queue_depth=self.queue_depth)
+
+    @cached_property
+    def queue_depth(self) -> QueueDepthReader:
+        from core.store.queuedepth import QueueDepthReader
+
+        return QueueDepthReader(self.settings.servicebus_connection.get_secret_value(), self.settings.changes_queue)
 
     @cached_property
     def alerts(self) -> Alerts:

@@ -3,8 +3,8 @@
 Counted continuously and cheaply: every instance's per-minute counts (core.ops.meter, table `metrics`) give
 applied, failed, skipped, lag percentiles, the longest queue wait and the throttling per side; the error log
 gives the open errors (and those that first failed inside the window); the parked table the parked records and
-the oldest one's age. The queue's depth needs Service Bus's management API, which the emulator lacks: it is
-reported when a depth reader is given, else null with the reason.
+the oldest one's age. The changes queue's depth comes from Service Bus's management API
+(core.store.queuedepth), which the emulators lack: there it is null with the reason.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Metrics(BaseModel):
         return next((m for m in self.maps if m.map == map_name and m.direction == direction), None)
 
 
-QueueDepth = Callable[[], Awaitable[int | None]]
+QueueDepth = Callable[[], Awaitable[tuple[int | None, str]]]  # (active messages, what that is) or (None, why)
 
 
 async def collect(directions: Mapping[str, Iterable[Direction]], *, minutes: MinuteReader, errors: OpenErrors,
@@ -97,7 +97,7 @@ async def collect(directions: Mapping[str, Iterable[Direction]], *, minutes: Min
     now = now or datetime.now(UTC)
     since = now - window
     names = list(directions)
-    (tallies, throttled), open_errors, parked_maps, deployment, depth = await asyncio.gather(
+    (tallies, throttled), open_errors, parked_maps, deployment, (depth, note) = await asyncio.gather(
         minutes.window(since, now), errors.open_summary(), asyncio.gather(*(parked.by_source(n) for n in names)),
         minutes.deployment(), _depth(queue_depth))
     minutes_in_window = window.total_seconds() / 60
@@ -122,15 +122,14 @@ async def collect(directions: Mapping[str, Iterable[Direction]], *, minutes: Min
                 last_applied_at=t.last_applied_at))
     sides = [SideFigures(side=side, throttled=throttled.get(side, 0),
                          throttled_per_min=round(throttled.get(side, 0) / minutes_in_window, 2)) for side in SIDES]
-    note = ("active messages on the changes queue" if depth is not None else
-            "the queue's depth needs Service Bus's management API (not given here): what waits there shows as "
-            "queue_wait_max_s once it is applied")
     return Metrics(at=now, window_minutes=round(minutes_in_window, 3), maps=rows, sides=sides,
                    open_errors=len(open_errors), queue=QueueFigures(depth=depth, note=note), deployment=deployment)
 
 
-async def _depth(reader: QueueDepth | None) -> int | None:
-    return None if reader is None else await reader()
+async def _depth(reader: QueueDepth | None) -> tuple[int | None, str]:
+    if reader is None:
+        return None, "the queue's depth is not read here: what waits there shows as queue_wait_max_s once applied"
+    return await reader()
 
 
 def _max_or_none(a: float | None, b: float | None) -> float | None:
