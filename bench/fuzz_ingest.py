@@ -119,7 +119,8 @@ def hostile_values(rng: random.Random) -> Any:
     pick = rng.randrange(22)
     if pick == 0:
         return Raw(rng.choice(["1E+2147483648", "-1E+2147483648", "1e-2147483648", "1E400", "NaN", "Infinity",
-                               "-Infinity", "1E+999999999"]))
+                               "-Infinity", "1E+999999999", "1E+99999999999999999999", "-2.5e-99999999999999999999",
+                               f"1E{rng.randint(-(10**30), 10**30)}"]))
     if pick == 1:
         return Raw(("-" if rng.random() < 0.5 else "") + "9" * rng.choice([20, 41, 4301, 5000, 20000]))
     if pick == 2:

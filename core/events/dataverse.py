@@ -71,7 +71,7 @@ def load_json(body: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise PayloadError("body", f"not UTF-8 text: {error}") from None
     try:
-        data = json.loads(text, parse_float=Decimal, parse_int=_integer, parse_constant=_not_json)
+        data = json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=_not_json)
     except RecursionError:  # the C scanner stops at the interpreter's recursion limit, long before the stack
         raise PayloadError("body", f"nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as error:
@@ -84,6 +84,14 @@ def _integer(text: str) -> int | Decimal:
     # A long integer stays Decimal (linear to make; int() of it is quadratic and limited to 4300 digits)
     # for _check_bounds to refuse with its path.
     return int(text) if len(text) <= MAX_DIGITS else Decimal(text)
+
+
+def _decimal(text: str) -> Decimal:
+    # Decimal refuses an exponent past 10**18 (decimal.InvalidOperation, and here no path to name): such a
+    # number becomes Infinity, which JSON cannot hold otherwise (parse_constant refuses it), for _check_bounds
+    # to refuse with its path.
+    exponent = text.lower().partition("e")[2]
+    return Decimal("Infinity") if len(exponent.lstrip("+-")) > 9 else Decimal(text)
 
 
 def _not_json(name: str) -> Any:
@@ -126,6 +134,8 @@ def _check_scalar(value: Any, entry: tuple[Any, int, Any, str]) -> None:
         if not value.isascii() and _SURROGATE.search(value):
             raise PayloadError(_path_of(entry), "the text holds a lone UTF-16 surrogate (invalid Unicode)")
     elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PayloadError(_path_of(entry), f"a number beyond 1E+/-{MAX_EXPONENT}")
         digits = len(value.as_tuple().digits)
         if digits > MAX_DIGITS:
             raise PayloadError(_path_of(entry), f"a number of {digits} digits; at most {MAX_DIGITS} are accepted")

@@ -11,22 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 from bench.fuzz_ingest import run
-from tests.fixtures.servicebus import ServiceBusEmulator
+from tests.fixtures.devhost import RunningHost
 
 INPUTS = int(os.environ.get("FUZZ_INPUTS", "3000"))
-FUZZ_APP = "tests.fuzz.fuzz_app:app"
-UNUSED_URL = "http://127.0.0.1:9"  # ingest never calls Dataverse or F&O
 
 
-def test_fuzz_both_ingest_routes(devhost: Any, servicebus_emulator: ServiceBusEmulator, azurite: str,
-                                 tmp_path: Path) -> None:
-    host = devhost(FUZZ_APP, SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
-                   TABLE_STORAGE_CONNECTION=azurite, CHANGES_QUEUE=servicebus_emulator.take("changes"),
-                   FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"), DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL,
-                   DEPLOY_ON_START="false", LOG_LEVEL="WARNING")
+def test_fuzz_both_ingest_routes(fuzz_host: RunningHost, tmp_path: Path) -> None:
+    host = fuzz_host
     failures = tmp_path / "fuzz-failures"
     result = asyncio.run(run(host.url, host.function_key, INPUTS, seed=int(os.environ.get("FUZZ_SEED", "18")),
                              concurrency=8, failures=failures))

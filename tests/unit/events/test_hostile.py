@@ -137,7 +137,9 @@ def test_a_valid_surrogate_pair_is_text() -> None:
 
 
 @pytest.mark.parametrize("number", [b"9" * 5000, b"-" + b"9" * 5000, b"1" * (MAX_DIGITS + 1),
-                                    b"1." + b"1" * 5000, b"1E+999999999", b"1e-999999999"])
+                                    b"1." + b"1" * 5000, b"1E+999999999", b"1e-999999999",
+                                    # past Decimal's own exponent limit (10**18): decimal.InvalidOperation
+                                    b"1E+99999999999999999999", b"-1.5e-99999999999999999999", b"1E" + b"9" * 5000])
 def test_numbers_too_long_or_too_large_are_refused_naming_the_field(number: bytes) -> None:
     assert error_of(with_attribute(number)).field == f"{ATTRS}[8].value"
 

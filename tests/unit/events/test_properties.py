@@ -61,7 +61,8 @@ NUMBERS = st.one_of(
     st.integers(), st.integers(-(2**70), 2**70),
     st.decimals(allow_nan=False, allow_infinity=False),
     st.sampled_from(["1E+2147483648", "-1e-999999", "9" * 5000, "1." + "0" * 100, "NaN", "-Infinity", "1E400",
-                     "0.1234567890123456789012345678901234567890123"]).map(Raw),
+                     "0.1234567890123456789012345678901234567890123", "1E+99999999999999999999"]).map(Raw),
+    st.builds(lambda m, e: Raw(f"{m}E{e}"), st.integers(-99, 99), st.integers(-(10**25), 10**25)),
 )
 GUIDS = st.sampled_from(["acf5b83d-06a1-4ef3-b78f-c2eca283e6ad", "{ACF5B83D-06A1-4EF3-B78F-C2ECA283E6AD}", "x"])
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, DATES, GUIDS,
