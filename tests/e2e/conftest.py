@@ -25,6 +25,7 @@ from devstack.processes import free_port
 from tests.fixtures.dataverse import DataverseSim, start_dataverse
 from tests.fixtures.devhost import FUNCTION_KEY, RunningHost
 from tests.fixtures.fno import FnoSimulator, start_fno
+from tests.security.logscan import read_logs, secret_lines
 
 T = TypeVar("T")
 # Low enough that a burst of changes meets 429s, high enough for the suite to move.
@@ -219,6 +220,11 @@ def running_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[...,
         host.process.stop()
         dataverse.stop()
         fno.process.stop()
+    # Reached when the stack ends normally: no log of the run holds a key (issue 18, security checks).
+    leaks = secret_lines(read_logs({"host": host.process.log_path, "dataverse simulator": dataverse.process.log_path,
+                                    "F&O simulator": fno.process.log_path}),
+                         {"function (ingest) key": FUNCTION_KEY, "master key": host.master_key})
+    assert leaks == [], "secrets in the logs of the e2e stack:\n" + "\n".join(leaks)
 
 
 @pytest.fixture(scope="package")

@@ -33,6 +33,7 @@ from tests.fixtures.devhost import RunningHost
 from tests.fixtures.fno import FnoSimulator, start_fno
 from tests.fixtures.http_receiver import HttpReceiver, serve
 from tests.fixtures.smtp import Mailbox, smtp_server
+from tests.security.logscan import secret_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -92,7 +93,9 @@ def _deployed(dataverse: DataverseSim, fno: FnoSimulator) -> bool:
 
 
 @pytest.fixture(scope="module")
-def secret_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., RunningHost]) -> Iterator[SecretStack]:
+def secret_stack(own_azurite: str, servicebus_emulator: Any,
+                 devhost: Callable[..., RunningHost]) -> Iterator[SecretStack]:
+    # Its own Azurite: an activity log shared with other tests' stacks would show their changes of the same records.
     connection = servicebus_emulator.connection_string.replace(
         "SharedAccessKey=SAS_KEY_VALUE", f"SharedAccessKey={SECRETS['Service Bus shared access key']}")
     assert SECRETS["Service Bus shared access key"] in connection
@@ -109,7 +112,7 @@ def secret_stack(azurite: str, servicebus_emulator: Any, devhost: Callable[..., 
                 INGEST_KEY=SECRETS["function key (the ingest key)"], APP_URL=f"http://127.0.0.1:{port}",
                 DEPLOY_ON_START="true", DATAVERSE_URL=dataverse.url, FNO_URL=fno.url, AUTH_MODE="local",
                 CLIENT_SECRET=SECRETS["client secret"], SERVICEBUS_CONNECTION=connection,
-                TABLE_STORAGE_CONNECTION=azurite, CHANGES_QUEUE=servicebus_emulator.take("changes"),
+                TABLE_STORAGE_CONNECTION=own_azurite, CHANGES_QUEUE=servicebus_emulator.take("changes"),
                 FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"), SYNC_PAGES_QUEUE=servicebus_emulator.take("pages"),
                 ALERT_SMTP_HOST="127.0.0.1", ALERT_SMTP_PORT=str(controller.port), ALERT_SMTP_TLS="none",
                 ALERT_SMTP_USER=SMTP_USER, ALERT_SMTP_PASSWORD=SECRETS["SMTP password"],
@@ -153,7 +156,9 @@ def _exercise(stack: SecretStack) -> None:
             "manage/v1/activity", params={"map": "customers", "key": "USMF|US-001", "limit": 100}).json()["entries"]),
             "the Dataverse change applied in F&O after the outage")
 
-        # a change in F&O: a data event with the key in a header
+        # a change in F&O (up again): a data event with the key in a header
+        _eventually(lambda: not httpx.get(f"{stack.fno.admin_url}outage", timeout=30).json()["active"],
+                    "the end of the F&O outage")
         patched = fo.patch("CustomersV3(dataAreaId='usmf',CustomerAccount='US-002')", params={"cross-company": "true"},
                            json={"PrimaryContactPhone": "+1 555 0143"})
         assert patched.status_code == 204, patched.text
@@ -191,9 +196,7 @@ def test_no_secret_and_no_whole_body_in_any_log_and_a_clean_stop(secret_stack: S
     assert secret_stack.host.process.stop() == 0, secret_stack.host.log()[-3000:]
     logs = _logs(secret_stack)
     assert "DEBUG" in logs["host"] and "DEBUG" in logs["F&O simulator"], "the stack did not log at DEBUG"
-    found = [f"{what} in the {name} log, line {number}: {line[:300]}"
-             for name, text in logs.items() for number, line in enumerate(text.splitlines(), 1)
-             for what, value in {**SECRETS, "a request body's marker": BODY_MARKER}.items() if value in line]
+    found = secret_lines(logs, {**SECRETS, "a request body's marker": BODY_MARKER})
     assert found == [], "\n".join(found)
     host_log = logs["host"]
     assert "host stopped" in host_log
