@@ -174,7 +174,8 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
     """Every entry of a change-tracking read (changed rows, then `$deletedEntity` entries) and the next
     `@odata.deltaLink`: the initial read (all rows) when `delta_link` is None, else the changes since it."""
     headers = {"Prefer": "odata.track-changes,odata.maxpagesize=5000"}
-    url, params = (entity_set, {"$select": primary_id}) if delta_link is None else (delta_link, None)
+    url, params = (entity_set, {"$select": f"{primary_id},_modifiedby_value"}) if delta_link is None else \
+        (delta_link, None)
     entries: list[dict[str, Any]] = []
     while True:
         response = await http.request("GET", url, headers=headers, params=params, alone=True)
@@ -189,9 +190,12 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
         return entries, link
 
 
-def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime) -> Found:
+def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime,
+                 users: Mapping[str, str] | None = None) -> Found:
     """A change-tracking entry as a change event: a changed row is read again (its version from the etag, so a
-    stale one is skipped), a deleted one deleted (its key through the link index)."""
+    stale one is skipped), a deleted one deleted (its key through the link index). `users`: systemuserid -> the
+    Entra object id the engine knows itself by, so a row the engine wrote last is recognised as its own write (as
+    a webhook's InitiatingUserAzureActiveDirectoryObjectId is), not taken for a change with Dataverse's defaults."""
     if entry.get("reason") == "deleted" or "$deletedEntity" in str(entry.get("@odata.context", "")):
         row = str(entry.get("id") or "").lower()
         event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:deleted", source="dataverse", entity=table,
@@ -203,9 +207,10 @@ def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: dat
     version = "".join(c for c in etag if c.isdigit()) or None
     if not row:
         return Found(f"{table}:?", now, None, "", f"{table}: a changed row without {primary_id}")
+    modified_by = str(entry.get("_modifiedby_value") or "").lower() or None
     event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:{version or now.isoformat()}", source="dataverse",
                         entity=table, operation="refetch", record_id=row, version=version, partial=True,
-                        occurred_at=now)
+                        occurred_at=now, initiated_by=(users or {}).get(modified_by or "", modified_by))
     return Found(f"{table}:{row}", now, event, "changed in Dataverse (change tracking)")
 
 
@@ -231,8 +236,11 @@ def fno_change(table_map: TableMap, row: Mapping[str, Any]) -> Found:
     event_id = "fno-sweep:" + hashlib.sha256(f"{identity}|{modified}".encode()).hexdigest()[:40]
     if any(v is None or v == "" for v in keys.values()):
         return Found(source_id, at, None, "", f"{table_map.fno.entity_set}: a changed row without its key fields")
+    # ModifiedBy as the initiating user: a row the engine wrote last is its own write, as the live event's
+    # initiating user says (the simulator's ModifiedBy is the caller's object id; a real F&O's is its user id).
     event = ChangeEvent(event_id=event_id, source="fno", entity=table_map.fno.entity_set, operation="update",
-                        company=company, keys=keys, partial=True, occurred_at=at)
+                        company=company, keys=keys, partial=True, occurred_at=at,
+                        initiated_by=str(row.get("ModifiedBy") or "") or None)
     return Found(source_id, at, event, f"changed in F&O at {modified} (ModifiedDateTime)")
 
 
@@ -259,7 +267,7 @@ class Sweep:
     def __init__(self, maps: MapSet, checkpoints: Checkpoints, queue: ChangeSender, activity: ActivitySink, *,
                  dataverse: Query, fno: Query, step_ids: Callable[[], Awaitable[list[str]]],
                  links: LinkFinder | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
-                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None,
+                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None, engine_user: str = "",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`dataverse_mode`: `jobs` (failed System Jobs), `changes` (change tracking, needs `delta_http`) or
         `both`."""
@@ -275,6 +283,8 @@ class Sweep:
         self.overlap = overlap
         self.dataverse_mode = dataverse_mode
         self.delta_http = delta_http
+        self.engine_user = engine_user.strip("{}").lower()
+        self._users: dict[str, str] | None = None
         self.clock = clock
 
     async def run(self) -> SweepReport:
@@ -298,9 +308,24 @@ class Sweep:
     async def _fno_rows(self, table_map: TableMap, since: datetime) -> list[Found]:
         fields = [*table_map.key_fields("fno"), *([table_map.company.fno] if table_map.company else [])]
         rows = await self.fno.query(table_map.fno.entity_set, filter=f"ModifiedDateTime ge {odata_time(since)}",
-                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime"])],
+                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime", "ModifiedBy"])],
                                     orderby="ModifiedDateTime asc")
         return [fno_change(table_map, row) for row in rows]
+
+    async def _engine_users(self) -> dict[str, str]:
+        """The engine's systemuserid -> its Entra object id (looked up once; {} when unknown or not found)."""
+        if self._users is None:
+            self._users = {}
+            if self.engine_user:
+                try:
+                    rows = await self.dataverse.query("systemusers", select=["systemuserid"], filter=(
+                        f"azureactivedirectoryobjectid eq {self.engine_user}"))
+                except Exception as error:  # then its writes are recognised by their values, as without the id
+                    log.warning("sweep: the engine's systemuser could not be looked up (%s)", error)
+                    self._users = None
+                    return {}
+                self._users = {str(r["systemuserid"]).lower(): self.engine_user for r in rows}
+        return self._users
 
     async def _changes(self, report: SweepReport, table_map: TableMap) -> None:
         """Dataverse change tracking of one table: the changes since the stored delta link (the first sweep only
@@ -315,8 +340,9 @@ class Sweep:
             report.problems.append(f"{source}: {type(error).__name__}: {str(error)[:300]}")
             log.warning("sweep: %s not swept: %s", source, error)
             return
+        users = await self._engine_users() if checkpoint is not None and entries else {}
         found = [] if checkpoint is None else [
-            delta_change(table, table_map.dataverse.primary_id, entry, self.clock()) for entry in entries]
+            delta_change(table, table_map.dataverse.primary_id, entry, self.clock(), users) for entry in entries]
         report.found[source] = len(found)
         report.problems += [f"{source}: {f.problem}" for f in found if f.problem]
         if any(f.event for f in found):

@@ -6,7 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from core.maps import MapSet
-from core.sync.sweep import MAX_SEEN, Checkpoint, advanced, fno_change, job_change, job_filter, odata_time
+from core.sync.sweep import (
+    MAX_SEEN,
+    Checkpoint,
+    advanced,
+    delta_change,
+    fno_change,
+    job_change,
+    job_filter,
+    odata_time,
+)
 
 MAPS = MapSet.load(["maps"])
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -80,3 +89,21 @@ def test_an_id_the_next_sweep_reads_again_is_kept_even_within_the_second() -> No
     second is kept, or it would be sent again."""
     moved = advanced(Checkpoint(since=T0 + timedelta(milliseconds=700)), [("a", T0)], timedelta(0))
     assert moved.since == T0 + timedelta(milliseconds=700) and set(moved.seen) == {"a"}
+
+
+def test_who_changed_a_row_last_is_its_initiating_user() -> None:
+    """A row the engine wrote last is recognised as its own write (apply's echo rule), as a live event's initiating
+    user is: F&O's ModifiedBy; Dataverse's modifiedby through the engine's systemuser."""
+    row = {"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z",
+           "ModifiedBy": "7f1c0000-0000-4000-8000-000000000e01"}
+    assert fno_change(MAPS["customers"], row).event.initiated_by == row["ModifiedBy"]  # type: ignore[union-attr]
+    engine, user = "7f1c0000-0000-4000-8000-000000000e01", "11110000-0000-4000-8000-000000000001"
+    entry = {"accountid": ROW, "@odata.etag": 'W/"4711"', "_modifiedby_value": user.upper()}
+    ours = delta_change("account", "accountid", entry, T0, {user: engine})
+    assert ours.event is not None and (ours.event.operation, ours.event.version) == ("refetch", "4711")
+    assert ours.event.initiated_by == engine
+    theirs = delta_change("account", "accountid", entry, T0, {})
+    assert theirs.event is not None and theirs.event.initiated_by == user
+    gone = delta_change("account", "accountid", {"@odata.context": "x/$metadata#accounts/$deletedEntity",
+                                                 "id": ROW, "reason": "deleted"}, T0)
+    assert gone.event is not None and (gone.event.operation, gone.event.record_id) == ("delete", ROW)
