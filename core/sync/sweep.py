@@ -17,7 +17,8 @@ stale checks make a change found twice, or already applied, harmless:
 
 Checkpoints (core.store.sweeps) are in the source's own clock (the newest `completedon` / `ModifiedDateTime`
 seen); each sweep reads again `overlap` before it, for changes committed late, and skips the ids it already
-sent from there. Whatever was found is in the activity log (outcome `retrying`, reason `sweep: ...`).
+sent from there. A row whose last writer is the engine itself (F&O `ModifiedBy`, Dataverse `modifiedby`) is not
+sent: nothing was lost there. Whatever was found is in the activity log (outcome `retrying`, reason `sweep: ...`).
 """
 
 from __future__ import annotations
@@ -310,7 +311,16 @@ class Sweep:
         rows = await self.fno.query(table_map.fno.entity_set, filter=f"ModifiedDateTime ge {odata_time(since)}",
                                     select=[*dict.fromkeys([*fields, "ModifiedDateTime", "ModifiedBy"])],
                                     orderby="ModifiedDateTime asc")
-        return [fno_change(table_map, row) for row in rows]
+        return [self._unless_ours(fno_change(table_map, row)) for row in rows]
+
+    def _unless_ours(self, found: Found) -> Found:
+        """A row the engine itself wrote last is not sent: the engine knows what it wrote (the live event of that
+        write, if any, says so), and apply would only skip it as the engine's own write. It still moves the
+        checkpoint."""
+        event = found.event
+        if event is None or not self.engine_user or (event.initiated_by or "").strip("{}").lower() != self.engine_user:
+            return found
+        return Found(found.source_id, found.at, None, "the engine's own write")
 
     async def _engine_users(self) -> dict[str, str]:
         """The engine's systemuserid -> its Entra object id (looked up once; {} when unknown or not found)."""
@@ -342,7 +352,8 @@ class Sweep:
             return
         users = await self._engine_users() if checkpoint is not None and entries else {}
         found = [] if checkpoint is None else [
-            delta_change(table, table_map.dataverse.primary_id, entry, self.clock(), users) for entry in entries]
+            self._unless_ours(delta_change(table, table_map.dataverse.primary_id, entry, self.clock(), users))
+            for entry in entries]
         report.found[source] = len(found)
         report.problems += [f"{source}: {f.problem}" for f in found if f.problem]
         if any(f.event for f in found):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from core.maps import MapSet
 from core.sync.sweep import (
     MAX_SEEN,
     Checkpoint,
+    Sweep,
     advanced,
     delta_change,
     fno_change,
@@ -107,3 +109,57 @@ def test_who_changed_a_row_last_is_its_initiating_user() -> None:
     gone = delta_change("account", "accountid", {"@odata.context": "x/$metadata#accounts/$deletedEntity",
                                                  "id": ROW, "reason": "deleted"}, T0)
     assert gone.event is not None and (gone.event.operation, gone.event.record_id) == ("delete", ROW)
+
+
+class _Memory:
+    def __init__(self) -> None:
+        self.rows: dict[str, Checkpoint] = {}
+
+    async def get(self, source: str) -> Checkpoint | None:
+        return self.rows.get(source)
+
+    async def put(self, source: str, checkpoint: Checkpoint) -> None:
+        self.rows[source] = checkpoint
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+        self.entries: list[Any] = []
+
+    async def send(self, changes: list[Any]) -> None:
+        self.changes += changes
+
+    async def record(self, entries: list[Any]) -> None:
+        self.entries += entries
+
+
+class _Fno:
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    async def query(self, entity_set: str, **options: Any) -> list[dict[str, Any]]:
+        return self.rows if entity_set == "CustomersV3" else []
+
+
+async def test_rows_the_engine_wrote_last_are_not_sent_but_move_the_checkpoint() -> None:
+    engine = "7f1c0000-0000-4000-8000-000000000e01"
+    rows = [{"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z",
+             "ModifiedBy": engine.upper()},
+            {"dataAreaId": "usmf", "CustomerAccount": "US-002", "ModifiedDateTime": "2026-01-02T03:04:09Z",
+             "ModifiedBy": "Admin"}]
+    memory, sent = _Memory(), _Sent()
+
+    async def no_steps() -> list[str]:
+        return []
+
+    sweep = Sweep(MAPS, memory, sent, sent, dataverse=_Fno([]), fno=_Fno(rows), step_ids=no_steps,
+                  engine_user=engine, overlap=timedelta(seconds=10), clock=lambda: T0 - timedelta(minutes=1))
+    await sweep.run()  # checkpoints set
+    report = await sweep.run()
+    assert report.found["fno|CustomersV3"] == 2 and report.queued == len(sent.changes)
+    assert {c.event.keys["CustomerAccount"] for c in sent.changes} == {"US-002"}
+    assert {e.reason for e in sent.entries} == {"sweep: changed in F&O at 2026-01-02T03:04:09Z (ModifiedDateTime)"}
+    assert memory.rows["fno|CustomersV3"].since == T0 + timedelta(seconds=4)
+    again = await sweep.run()
+    assert again.queued == 0
