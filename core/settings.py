@@ -90,11 +90,12 @@ class Settings(BaseSettings):
         None, description="Function key Dataverse (WebhookKey) and F&O send to the ingest functions")
     deploy_on_start: bool = Field(True, description="Register webhook steps and activate F&O events at start")
     sweep_enabled: bool = Field(
-        True, description="At start and on SWEEP_SCHEDULE, find changes whose delivery failed while the app was down "
-        "(Dataverse: failed System Jobs of our webhook steps; F&O: rows modified since the last sweep) and send them "
-        "through the normal path (core/sync/sweep.py)")
-    sweep_schedule: str = Field(
-        "0 */5 * * * *", min_length=1, description="NCRONTAB schedule of the sweep timer (it also runs at start)")
+        True, description="At start and every SWEEP_INTERVAL_SECONDS, find changes whose delivery failed while the "
+        "app was down (Dataverse: failed System Jobs of our webhook steps; F&O: rows modified since the last sweep) "
+        "and send them through the normal path (core/sync/sweep.py)")
+    sweep_interval_seconds: int = Field(
+        60, ge=0, le=86400, description="Least time between two sweeps of an instance (its timer looks every minute; "
+        "it also sweeps at start)")
     sweep_dataverse: Literal["jobs", "changes", "both"] = Field(
         "jobs", description="What the sweep reads in Dataverse: jobs (the failed System Jobs of our webhook steps, "
         "replayed), changes (change tracking of the mapped tables since the last delta token: every change, the "

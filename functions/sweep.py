@@ -1,10 +1,14 @@
-"""The sweep timer: at start and on SWEEP_SCHEDULE, changes whose delivery failed while the app was down are
-found and sent through the normal path (core.sync.sweep). SWEEP_ENABLED=false leaves it idle."""
+"""The sweep timer: at start and every SWEEP_INTERVAL_SECONDS, changes whose delivery failed while the app was down
+are found and sent through the normal path (core.sync.sweep). SWEEP_ENABLED=false leaves it idle.
+
+The timer's schedule is fixed (every minute) rather than an app setting: a `%SETTING%` schedule that an upgraded
+app's settings lack stops the host from indexing the app at all."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 import azure.functions as func
@@ -18,6 +22,7 @@ from functions.runtime import Runtime, get_runtime
 log = logging.getLogger("functions.sweep")
 bp = func.Blueprint()
 _one_at_a_time = asyncio.Lock()  # the startup run and a timer tick must not sweep one checkpoint twice at once
+_last: float | None = None  # when this instance last swept (monotonic)
 
 
 def sweep_of(rt: Runtime) -> Sweep:
@@ -42,8 +47,9 @@ async def run_sweep() -> SweepReport:
         return await sweep_of(rt).run()
 
 
-@bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=True)
+@bp.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=True)
 async def sweep(timer: func.TimerRequest) -> None:
+    global _last
     try:
         settings = (await get_runtime()).settings
     except SettingsError as error:
@@ -52,6 +58,10 @@ async def sweep(timer: func.TimerRequest) -> None:
     if not settings.sweep_enabled:
         log.info("sweep: not run, SWEEP_ENABLED is false")
         return
+    now = time.monotonic()
+    if _last is not None and now - _last < settings.sweep_interval_seconds - 1:  # a tick early is on time
+        return
+    _last = now
     try:
         report = await run_sweep()
     except Exception:  # a sweep problem must never take the host down; the next one reads from the same checkpoint

@@ -37,10 +37,10 @@ NEW = 6  # made on each side while down
 def stack(request: pytest.FixtureRequest, azurite: str, servicebus_emulator: Any,
           devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
     """A stack of this module's own (its host is killed); Dataverse without low limits, so the figures are the
-    sweep's and not the throttling's. The timer also runs every 20 s: what start misses, it finds. Dataverse is
+    sweep's and not the throttling's. The timer also sweeps every minute: what start misses, it finds. Dataverse is
     swept once by its failed System Jobs, once by change tracking (SWEEP_DATAVERSE)."""
     with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(), SWEEP_DATAVERSE=request.param,
-                       SWEEP_SCHEDULE="*/20 * * * * *", SWEEP_OVERLAP_SECONDS="10") as running:
+                       SWEEP_INTERVAL_SECONDS="0", SWEEP_OVERLAP_SECONDS="10") as running:
         yield running
 
 

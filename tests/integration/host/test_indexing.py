@@ -122,7 +122,6 @@ def test_get_functions_is_called_once_per_app() -> None:
 def test_the_apps_own_routes_all_pass_as_azure_would_take_them(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CHANGES_QUEUE", "FNO_EVENTS_QUEUE", "SYNC_PAGES_QUEUE"):  # the %SETTING% names the triggers use
         monkeypatch.setenv(name, name.lower())
-    monkeypatch.setenv("SWEEP_SCHEDULE", "0 */5 * * * *")  # the sweep timer's schedule (functions/sweep.py)
     specs = index_app(fresh_function_app())
     routes = [s.trigger.route.template for s in specs if hasattr(s.trigger, "route")]
     assert "manage/v1/errors" in routes and "dataverse/webhook" in routes
