@@ -34,7 +34,8 @@ from typing import Any, Protocol
 from core.events.dataverse import parse_webhook
 from core.events.errors import PayloadError
 from core.events.model import ChangeEvent
-from core.maps import MapSet, TableMap
+from core.maps import MapSet, MapValueError, TableMap
+from core.maps.keys import record_key
 from core.sync.decide import record_label
 from core.sync.domain import ActivityEntry
 from core.sync.ingest import ChangeSender, LinkFinder, known_order_keys, route_all
@@ -66,6 +67,12 @@ class Query(Protocol):
 
     async def query(self, entity_set: str, *, filter: str | None = None, select: Sequence[str] | None = None,
                     orderby: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class Links(LinkFinder, Protocol):
+    """The link index (routing by row id) and the links themselves (what was applied, and when)."""
+
+    async def get(self, map: str, key: tuple[str, ...]) -> Any: ...
 
 
 class ActivitySink(Protocol):
@@ -267,7 +274,7 @@ def fno_entities(maps: MapSet) -> dict[str, TableMap]:
 class Sweep:
     def __init__(self, maps: MapSet, checkpoints: Checkpoints, queue: ChangeSender, activity: ActivitySink, *,
                  dataverse: Query, fno: Query, step_ids: Callable[[], Awaitable[list[str]]],
-                 links: LinkFinder | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
+                 links: Links | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
                  dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None, engine_user: str = "",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`dataverse_mode`: `jobs` (failed System Jobs), `changes` (change tracking, needs `delta_http`) or
@@ -311,7 +318,24 @@ class Sweep:
         rows = await self.fno.query(table_map.fno.entity_set, filter=f"ModifiedDateTime ge {odata_time(since)}",
                                     select=[*dict.fromkeys([*fields, "ModifiedDateTime", "ModifiedBy"])],
                                     orderby="ModifiedDateTime asc")
-        return [self._unless_ours(fno_change(table_map, row)) for row in rows]
+        return [await self._unless_applied(table_map, self._unless_ours(fno_change(table_map, row))) for row in rows]
+
+    async def _unless_applied(self, table_map: TableMap, found: Found) -> Found:
+        """A row whose link the engine updated after the row's change was delivered live: not sent again (the
+        sweep is for what the live path missed; sending every change twice filled the activity log with
+        re-applies that change nothing). ModifiedDateTime has whole seconds, so the link must be at least a second
+        later to count: a change within the same second as the last applied one is sent again, which is harmless.
+        """
+        event = found.event
+        if event is None or self.links is None:
+            return found
+        try:
+            link = await self.links.get(table_map.name, record_key(table_map, "fno", event.keys))
+        except MapValueError:
+            return found
+        if link is not None and link.updated_at is not None and link.updated_at >= found.at + timedelta(seconds=1):
+            return Found(found.source_id, found.at, None, "applied live already")
+        return found
 
     def _unless_ours(self, found: Found) -> Found:
         """A row the engine itself wrote last is not sent: the engine knows what it wrote (the live event of that

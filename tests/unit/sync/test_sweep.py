@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.maps import MapSet
+from core.sync.domain import Link
 from core.sync.sweep import (
     MAX_SEEN,
     Checkpoint,
@@ -163,3 +164,34 @@ async def test_rows_the_engine_wrote_last_are_not_sent_but_move_the_checkpoint()
     assert memory.rows["fno|CustomersV3"].since == T0 + timedelta(seconds=4)
     again = await sweep.run()
     assert again.queued == 0
+
+
+class _Links:
+    def __init__(self, updated: dict[tuple[str, ...], datetime]) -> None:
+        self.updated = updated
+
+    async def find(self, map: str, side: str, record_id: str) -> Any:
+        return None
+
+    async def get(self, map: str, key: tuple[str, ...]) -> Any:
+        at = self.updated.get(key)
+        return None if at is None else Link(map=map, key=key, updated_at=at)
+
+
+async def test_a_row_whose_change_was_applied_live_is_not_sent_again() -> None:
+    rows = [{"dataAreaId": "usmf", "CustomerAccount": account, "ModifiedDateTime": "2026-01-02T03:04:05Z",
+             "ModifiedBy": "Admin"} for account in ("US-001", "US-002", "US-003")]
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    links = _Links({("USMF", "US-001"): at + timedelta(seconds=2),  # applied after the change: seen live
+                    ("USMF", "US-002"): at + timedelta(milliseconds=400)})  # same second: maybe an earlier change
+    memory, sent = _Memory(), _Sent()
+
+    async def no_steps() -> list[str]:
+        return []
+
+    sweep = Sweep(MAPS, memory, sent, sent, dataverse=_Fno([]), fno=_Fno(rows), step_ids=no_steps, links=links,
+                  overlap=timedelta(seconds=10), clock=lambda: T0 - timedelta(minutes=1))
+    await sweep.run()
+    report = await sweep.run()
+    assert report.found["fno|CustomersV3"] == 3
+    assert sorted(c.event.keys["CustomerAccount"] for c in sent.changes) == ["US-002", "US-003"]
