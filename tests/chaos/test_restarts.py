@@ -55,7 +55,7 @@ def bus() -> Iterator[ServiceBusEmulator]:
 @pytest.fixture(scope="module")
 def stack(azurite: str, bus: ServiceBusEmulator, devhost: Callable[..., RunningHost]) -> Iterator[ChaosStack]:
     with chaos_stack(azurite, bus, devhost, proxies=False, SWEEP_DATAVERSE="both",
-                     SWEEP_SCHEDULE="*/15 * * * * *", SWEEP_OVERLAP_SECONDS="10") as running:
+                     SWEEP_INTERVAL_SECONDS="0", SWEEP_OVERLAP_SECONDS="10") as running:
         yield running
 
 

@@ -39,8 +39,9 @@ def stack(request: pytest.FixtureRequest, azurite: str, servicebus_emulator: Any
     """A stack of this module's own (its host is killed); Dataverse without low limits, so the figures are the
     sweep's and not the throttling's. The timer also sweeps every minute: what start misses, it finds. Dataverse is
     swept once by its failed System Jobs, once by change tracking (SWEEP_DATAVERSE)."""
-    with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(), SWEEP_DATAVERSE=request.param,
-                       SWEEP_INTERVAL_SECONDS="0", SWEEP_OVERLAP_SECONDS="10") as running:
+    with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(), SWEEP_ENABLED="true",
+                       SWEEP_DATAVERSE=request.param, SWEEP_INTERVAL_SECONDS="0",
+                       SWEEP_OVERLAP_SECONDS="10") as running:
         yield running
 
 
