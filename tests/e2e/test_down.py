@@ -27,6 +27,7 @@ from tests.e2e.conftest import (
     reset_stats,
     running_stack,
 )
+from tests.fixtures.azurite import own_tables
 from tests.fixtures.devhost import RunningHost
 
 RECORDS = 24  # made (and synced) before the downtime
@@ -34,15 +35,18 @@ NEW = 6  # made on each side while down
 
 
 @pytest.fixture(scope="module", params=["jobs", "changes"])
-def stack(request: pytest.FixtureRequest, azurite: str, servicebus_emulator: Any,
+def stack(request: pytest.FixtureRequest, servicebus_emulator: Any,
           devhost: Callable[..., RunningHost]) -> Iterator[Stack]:
-    """A stack of this module's own (its host is killed); Dataverse without low limits, so the figures are the
-    sweep's and not the throttling's. The timer also sweeps every minute: what start misses, it finds. Dataverse is
-    swept once by its failed System Jobs, once by change tracking (SWEEP_DATAVERSE)."""
-    with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(), SWEEP_ENABLED="true",
-                       SWEEP_DATAVERSE=request.param, SWEEP_INTERVAL_SECONDS="0",
-                       SWEEP_OVERLAP_SECONDS="10") as running:
-        yield running
+    """A stack of this module's own (its host is killed), on an Azurite of each run's own: the activity log, links
+    and sweep checkpoints of one run must not meet another's, nor the shared Azurite's later tests, which change the
+    same seeded records. Dataverse without low limits, so the figures are the sweep's and not the throttling's. The
+    timer also sweeps every minute: what start misses, it finds. Dataverse is swept once by its failed System Jobs,
+    once by change tracking (SWEEP_DATAVERSE)."""
+    for azurite in own_tables():
+        with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(), SWEEP_ENABLED="true",
+                           SWEEP_DATAVERSE=request.param, SWEEP_INTERVAL_SECONDS="0",
+                           SWEEP_OVERLAP_SECONDS="10") as running:
+            yield running
 
 
 def failed_jobs(stack: Stack) -> int:
