@@ -294,9 +294,15 @@ async def test_instances_evaluating_at_once_act_once() -> None:
     world = World(rule(pause=True))
     world.errors = [error() for _ in range(3)]
     first, second = world.alerts(), world.alerts()
-    stale = await world.store.states()  # both read "no alert yet"
+    stale = await world.store.states()  # both read "no alert yet" ...
     assert stale == []
-    results = [await first.evaluate(NOW), await second.evaluate(NOW)]
+    results = [await first.evaluate(NOW)]
+
+    async def as_read_before() -> list[AlertState]:
+        return stale
+
+    world.store.states = as_read_before  # type: ignore[method-assign]
+    results.append(await second.evaluate(NOW))  # ... so only the etag guard stops the second
     assert sum(len(r.fired) for r in results) == 1
     assert len(world.channel.sent) == 1 and len(world.modes.calls) == 1
 
