@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -262,16 +263,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((name, "\n".join(map(str, rows))))
 
 
-def settle(stack: Stack, *, map: str, key: str, quiet: float = 1.5, timeout: float = 60.0) -> list[dict[str, Any]]:
+def settle(stack: Stack, *, map: str, key: str, quiet: float = 1.5, timeout: float = 60.0,
+           since: datetime | None = None) -> list[dict[str, Any]]:
     """Wait until both simulators have delivered their events and the engine has stopped recording
-    activity for the record (echoes included); return that activity, newest first."""
+    activity for the record (echoes included); return that activity, newest first: only what was recorded from
+    `since` on when given (a test counting a record's writes must not count an earlier test's)."""
     deadline = time.monotonic() + timeout
     seen = -1
     while time.monotonic() < deadline:
         stack.dataverse.drain()
         httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
         time.sleep(quiet)
-        entries = stack.activity(map=map, key=key)
+        entries = [e for e in stack.activity(map=map, key=key)
+                   if since is None or datetime.fromisoformat(e["at"]) >= since]
         if len(entries) == seen and not any(e["outcome"] == "retrying" for e in entries[:1]):
             return entries
         seen = len(entries)
