@@ -25,11 +25,13 @@ from devstack.dataverse.query import (
     parse_select,
     select_rows,
 )
-from devstack.dataverse.records import API_PREFIX, OperationContext, Records
+from devstack.dataverse.records import API_PREFIX, OperationContext, Pipeline, Records
 from devstack.dataverse.represent import FORMATTED, etag, represent, wants_annotation
 from devstack.dataverse.resources import KeyMatch, split_path
 from devstack.dataverse.schema import Schema, Table
 from devstack.dataverse.store import Database
+from devstack.dataverse.virtual import VirtualTables
+from devstack.dataverse.vtevents import action_of, on_external, register_filters
 from devstack.dataverse.wire import dumps, loads
 from devstack.querycache import QueryCache
 
@@ -50,10 +52,13 @@ def prefer_items(headers: dict[str, str]) -> dict[str, str]:
 
 
 class WebApi:
-    def __init__(self, db: Database, schema: Schema, records: Records) -> None:
+    def __init__(self, db: Database, schema: Schema, records: Records, events: Pipeline | None = None) -> None:
         self.db = db
         self.schema = schema
         self.records = records
+        # Where OnExternal* actions queue their webhook steps (the webhook pipeline: they write no row).
+        self.events = events or records.pipeline
+        self.virtual = VirtualTables(db, schema)
         self._csdl: bytes | None = None
         self._selections: QueryCache[list[tuple[str, int, dict[str, Any]]]] = QueryCache()
 
@@ -92,6 +97,13 @@ class WebApi:
                 "BusinessUnitId": BUSINESS_UNIT_ID, "UserId": ctx.caller.systemuserid,
                 "OrganizationId": ORGANIZATION_ID,
             })
+        if path == "EntityDefinitions" and method == "POST":
+            return await self._define_virtual(req, ctx, base)
+        if method == "POST" and action_of(path):
+            bound = self.schema.table_for_set(path.split("/", 1)[0]) if "/" in path else None
+            await on_external(self.records, self.events, self.db, action_of(path) or "", loads(req.body or b"{}"),
+                              bound, ctx)
+            return InnerResponse(204, {"OData-Version": "4.0"}, b"")
         if path.startswith("EntityDefinitions"):
             if method != "GET":
                 raise DataverseError(405, "0x80060888", "The simulator's metadata is read-only.")
@@ -104,6 +116,9 @@ class WebApi:
         table = self.schema.table_for_set(target.entity_set)
         prefer = prefer_items(headers)
         prefer_raw = headers.get("prefer")
+        if table.virtual is not None:
+            return await self.virtual.handle(table, method, target.key, target.rest, params, prefer, req.body or b"",
+                                             base, path)
         if target.key is None:
             if not target.rest:
                 if method == "GET":
@@ -134,6 +149,23 @@ class WebApi:
                 await self.records.delete(table, match.row_id, ctx, if_match=headers.get("if-match"))
             return InnerResponse(204, {"OData-Version": "4.0"}, b"")
         raise DataverseError(405, "0x80060888", f"{method} is not supported on '{path}'.")
+
+    async def _define_virtual(self, req: InnerRequest, ctx: OperationContext, base: str) -> InnerResponse:
+        """POST EntityDefinitions: the simulator creates virtual tables only (its other tables come from
+        schema.json)."""
+        body = loads(req.body or b"{}")
+        async with self.db.unit():
+            table = self.virtual.define(body)
+            try:
+                await register_filters(self.records, table, ctx)
+            except BaseException:
+                self.schema.tables.pop(table.logical_name, None)
+                self.schema.by_set.pop(table.entity_set, None)
+                raise
+        self._csdl = None
+        assert table.virtual is not None
+        return InnerResponse(204, {"OData-Version": "4.0",
+                                   "OData-EntityId": f"{base}EntityDefinitions({table.virtual.metadata_id})"}, b"")
 
     # -- reads ---------------------------------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ class Simulator:
         self.outage = Outage()
         self.records = Records(self.db, self.schema, CountingPipeline(self.webhooks, self.stats))
         self.protection = ServiceProtection(settings.limits)
-        self.api = WebApi(self.db, self.schema, self.records)
+        self.api = WebApi(self.db, self.schema, self.records, events=self.webhooks)
 
     # -- the door -------------------------------------------------------------------------------------------
 
@@ -229,6 +229,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         await sim.webhooks.close()
+        await sim.api.virtual.close()
 
     app = Starlette(routes=[
         Route("/_sim/health", health),

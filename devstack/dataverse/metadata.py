@@ -36,7 +36,12 @@ def entity_metadata(table: Table) -> dict[str, Any]:
         "PrimaryNameAttribute": table.primary_name, "ChangeTrackingEnabled": table.change_tracking,
         "IsCustomEntity": table.logical_name.startswith(("msdyn_", "cdm_")), "IsActivity": False,
         "IsIntersect": False, "OwnershipType": "OrganizationOwned" if table.system else "UserOwned",
-        "IsOptimisticConcurrencyEnabled": True,
+        "IsOptimisticConcurrencyEnabled": table.virtual is None,
+        "TableType": "Standard" if table.virtual is None else "Virtual",
+        "DataProviderId": None if table.virtual is None else table.virtual.data_provider_id,
+        "DataSourceId": None if table.virtual is None else table.virtual.data_source_id,
+        "ExternalName": None if table.virtual is None else table.virtual.external_name,
+        "ExternalCollectionName": None if table.virtual is None else table.virtual.external_collection_name,
     }
 
 
@@ -55,6 +60,7 @@ def attribute_metadata(table: Table, column: Column, *, expand_options: bool = F
         "IsPrimaryId": column.name == table.primary_id, "IsPrimaryName": column.name == table.primary_name,
         "IsValidForCreate": not column.read_only, "IsValidForUpdate": not column.read_only,
         "IsValidForRead": column.valid_for_read, "IsCustomAttribute": column.name.startswith(("msdyn_", "cdm_")),
+        "ExternalName": column.external_name,
     }
     if column.type in ("string", "memo"):
         out["MaxLength"] = column.max_length

@@ -25,7 +25,7 @@ from devstack.dataverse.schema import PAYLOAD_ERROR, VALIDATION_ERROR, Ref, Sche
 from devstack.dataverse.store import Database, KeyConflict
 
 API_PREFIX = "/api/data/v9.2/"
-Message = Literal["Create", "Update", "Delete"]
+Message = Literal["Create", "Update", "Delete", "OnExternalCreated", "OnExternalUpdated", "OnExternalDeleted"]
 
 # How a body's `@odata.bind` value finds its row: reference text -> (table, row id).
 Resolve = Callable[[str], tuple[Table, str]]

@@ -94,6 +94,8 @@ class Column:
     # What deleting the referenced row does to this lookup: clear it (most relationships) or delete this
     # row too (parental relationships such as contact.parentcustomerid).
     on_delete: Literal["RemoveLink", "Cascade"] = "RemoveLink"
+    # A virtual table's column: the property name in the external OData service (AttributeMetadata.ExternalName).
+    external_name: str | None = None
 
     @property
     def is_lookup(self) -> bool:
@@ -220,6 +222,17 @@ class Relationship:
     column: str
 
 
+@dataclass(frozen=True)
+class VirtualSource:
+    """What makes a table virtual: the data provider, its data source row and the external names."""
+
+    data_provider_id: str
+    data_source_id: str
+    external_name: str
+    external_collection_name: str
+    metadata_id: str
+
+
 @dataclass
 class Table:
     logical_name: str
@@ -232,6 +245,8 @@ class Table:
     keys: list[AlternateKey]
     relationships: list[Relationship]
     system: bool = False
+    # Set on a virtual table: where its rows live (EntityMetadata DataProviderId, DataSourceId, ExternalName...).
+    virtual: VirtualSource | None = None
 
     @cached_property
     def by_value_property(self) -> dict[str, Column]:
@@ -274,6 +289,11 @@ class Schema:
     def table(self, logical_name: str) -> Table:
         return self.tables[logical_name]
 
+    def add(self, table: Table) -> None:
+        """A table defined at run time (a virtual table created through EntityDefinitions)."""
+        self.tables[table.logical_name] = table
+        self.by_set[table.entity_set] = table
+
     def table_for_set(self, entity_set: str) -> Table:
         try:
             return self.by_set[entity_set]
@@ -294,7 +314,7 @@ def _column(table: str, spec: dict[str, Any]) -> Column:
         targets=list(spec.get("targets", [])), navigation=dict(spec.get("navigation", {})),
         read_only=bool(spec.get("readOnly", False)), valid_for_read=bool(spec.get("validForRead", True)),
         computed=spec.get("computed"), date_only=spec.get("format") == "DateOnly",
-        on_delete=spec.get("onDelete", "RemoveLink"),
+        on_delete=spec.get("onDelete", "RemoveLink"), external_name=spec.get("externalName"),
     )
 
 

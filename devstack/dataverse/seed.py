@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from devstack.dataverse.auth import BUSINESS_UNIT_ID, ORGANIZATION_ID
 from devstack.dataverse.resources import key_texts
 from devstack.dataverse.schema import Ref
+from devstack.dataverse.virtual import ODATA_V4_PROVIDER_ID, ODATA_V4_PROVIDER_NAME
 
 if TYPE_CHECKING:
     from devstack.dataverse.app import Simulator
@@ -22,6 +23,8 @@ SEED_NS = uuid.UUID("9a3c5e7f-1b2d-4f6a-8c0e-2d4f6a8c0e1b")
 SYSTEM_USER_ID = "7f3e2a10-0000-4000-8000-000000000001"
 SEED_TIME = "2026-01-01T00:00:00Z"
 MESSAGES = ("Create", "Update", "Delete", "Retrieve", "RetrieveMultiple", "Assign", "SetState")
+# The virtual table event messages; their sdkmessagefilters are made per virtual table when it is created.
+EXTERNAL_MESSAGES = ("OnExternalCreated", "OnExternalUpdated", "OnExternalDeleted")
 COMPANIES = {"usmf": ("Contoso Entertainment System USA", "USD", "US"),
              "demf": ("Contoso Entertainment System Germany", "EUR", "DE")}
 CURRENCIES = [("USD", "US Dollar", "$", "1"), ("EUR", "Euro", "€", "0.9212345678"),
@@ -81,6 +84,10 @@ def seed_system(sim: Simulator) -> None:
                 "name": f"{message} of {table.logical_name}", "primaryobjecttypecode": table.logical_name,
                 "secondaryobjecttypecode": "none", "sdkmessageid": Ref("sdkmessage", message_id),
             })
+    for message in EXTERNAL_MESSAGES:
+        _insert(sim, "sdkmessage", seed_id("sdkmessage", message), {"name": message})
+    _insert(sim, "entitydataprovider", ODATA_V4_PROVIDER_ID,
+            {"name": ODATA_V4_PROVIDER_NAME, "datasourcelogicalname": "msdyn_odatav4ds"})
     sim.db.conn.execute("COMMIT")
 
 
