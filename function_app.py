@@ -16,6 +16,7 @@ from functions import (
     mapversions,
     metrics,
     modes,
+    odata,
     openapi,
     sweep,
     sync,
@@ -53,3 +54,4 @@ app.register_functions(console.bp)
 app.register_functions(metrics.bp)
 app.register_functions(alerts.bp)
 app.register_functions(sweep.bp)
+app.register_functions(odata.bp)

@@ -150,11 +150,27 @@ class Settings(BaseSettings):
     alert_email_to: str | None = Field(
         None, description="Default recipients of alert e-mails, comma-separated (a rule may name its own)")
 
+    # ---- virtual tables: the OData v4 service Dataverse's OData v4 Data Provider reads (core/virtual) ----
+    virtual_tables_path: str = Field("virtualtables", description="folder of virtual table definitions (JSON)")
+    virtual_tables_key: SecretStr | None = Field(
+        None, description="Key the data source sends (a request parameter of msdyn_odatav4ds) in the "
+        "VIRTUAL_TABLES_KEY_HEADER header or the VIRTUAL_TABLES_KEY_PARAM query parameter; unset: the service "
+        "answers every request with 401")
+    virtual_tables_key_header: str = Field("x-vt-key", min_length=1, description="header carrying the key")
+    virtual_tables_key_param: str = Field("vtkey", min_length=1, description="query parameter carrying the key")
+    virtual_tables_sql_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the SQL database of SQL-backed virtual tables (their url_setting "
+        "default), e.g. postgresql+psycopg://..., mssql+pyodbc://..., sqlite:///path")
+    virtual_tables_sql_echo: bool = Field(
+        False, description="Log each SQL statement a virtual table issues (its text with placeholders, never the "
+        "values): shows what a $filter became")
+
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)
     _storage = field_validator("table_storage_connection")(_check_storage)
 
     @field_validator("app_url", "ingest_key", "engine_user_id", "alert_webhook_url", "alert_smtp_host",
-                     "alert_smtp_user", "alert_smtp_password", "alert_email_from", "alert_email_to", mode="before")
+                     "alert_smtp_user", "alert_smtp_password", "alert_email_from", "alert_email_to",
+                     "virtual_tables_key", "virtual_tables_sql_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,107 @@
+"""The composition of the virtual table service from settings: definitions, a source per table, the key index."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from core.settings import Settings
+from core.virtual.catalog import load_folder
+from core.virtual.model import FnoSource, SqlSource, TablesSource, VirtualTable
+from core.virtual.service import KeyCheck, VirtualService
+from core.virtual.source import VirtualSource
+
+log = logging.getLogger("core.virtual.sql")
+
+
+def sql_engine(url: str, echo: bool = False) -> Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if echo:
+        # The statement's text only: its parameters are the caller's values (never logged), and the text
+        # shows that they stayed parameters.
+        @sa.event.listens_for(engine, "before_cursor_execute")
+        def _log(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+            log.info("virtual table SQL: %s", " ".join(statement.split()))
+
+    return engine
+
+
+class Sources:
+    """Builds each table's source on first use; one SQL engine per database URL, one F&O client, one Tables."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.engines: dict[str, Engine] = {}
+        self._fno: Any = None
+        self._tables: Any = None
+
+    def sql_url(self, name: str) -> str:
+        if name.upper() == "VIRTUAL_TABLES_SQL_URL" and self.settings.virtual_tables_sql_url is not None:
+            return self.settings.virtual_tables_sql_url.get_secret_value()
+        url = self.env.get(name) or self.env.get(name.upper())
+        if not url:
+            raise ValueError(f"app setting {name} (the SQL database of a virtual table) is not set")
+        return url
+
+    def __call__(self, table: VirtualTable) -> VirtualSource:
+        source = table.source
+        if isinstance(source, SqlSource):
+            from core.virtual.sql import SqlSource as Sql
+
+            url = self.sql_url(source.url_setting)
+            if url not in self.engines:
+                self.engines[url] = sql_engine(url, self.settings.virtual_tables_sql_echo)
+            return Sql(table, self.engines[url], source.table, source.schema_name)
+        if isinstance(source, FnoSource):
+            from core.virtual.fno import FnoEntitySource
+
+            return FnoEntitySource(table, source, self.fno())
+        if isinstance(source, TablesSource):
+            from core.virtual.tables import TableStorageSource
+
+            return TableStorageSource(table, source, self.tables())
+        raise TypeError(f"unknown source {source!r}")
+
+    def fno(self) -> Any:
+        if self._fno is None:
+            from core.connectors.auth import LOCAL_ENGINE_OID, LocalTokens, MsalTokens, TokenSource
+            from core.connectors.fno import FnoClient
+
+            settings = self.settings
+            url = str(settings.fno_url).rstrip("/")
+            tokens: TokenSource
+            if settings.auth_mode == "local":
+                tokens = LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
+            elif settings.auth_mode == "msal" and settings.tenant_id and settings.client_id and settings.client_secret:
+                secret = settings.client_secret.get_secret_value()
+                tokens = MsalTokens(settings.tenant_id, settings.client_id, secret, url + "/.default")
+            else:
+                raise ValueError(
+                    f"F&O-backed virtual tables read F&O with AUTH_MODE local or msal, not {settings.auth_mode}"
+                )
+            self._fno = FnoClient(url, tokens)
+        return self._fno
+
+    def tables(self) -> Any:
+        if self._tables is None:
+            from core.store.tables import Tables
+
+            self._tables = Tables(self.settings.table_storage_connection.get_secret_value())
+        return self._tables
+
+
+def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> VirtualService:
+    from core.store.tables import Tables
+    from core.virtual.keystore import TableKeyIndex
+
+    tables = load_folder(settings.virtual_tables_path)
+    key = settings.virtual_tables_key.get_secret_value() if settings.virtual_tables_key else None
+    check = KeyCheck(key, settings.virtual_tables_key_header, settings.virtual_tables_key_param)
+    index = TableKeyIndex(Tables(settings.table_storage_connection.get_secret_value()))
+    return VirtualService(tables, Sources(settings, os.environ if env is None else env), index, check)

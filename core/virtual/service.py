@@ -1,0 +1,402 @@
+"""The OData v4 service over the virtual tables: one call, `serve(request)`, from a plain request to a plain reply.
+
+The entry point (functions/odata.py) only turns the Functions request into a `Request` and the `Reply` back; the
+key check, routing, query options, paging, counting and writes are all here, testable without a host."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from core.connectors import jsonwire
+from core.errors import BadInput
+from core.virtual.csdl import metadata_xml, service_document
+from core.virtual.filter import Node, all_of, conjuncts, matches, walk
+from core.virtual.keys import KeyIndex, RecentIds, id_of, key_of
+from core.virtual.model import DerivedKey, GuidColumnKey, VirtualTable
+from core.virtual.query import Query, parse_query, skiptoken_of
+from core.virtual.source import Row, SourceError, VirtualSource
+from core.virtual.values import from_json
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json; odata.metadata=minimal; charset=utf-8"
+PROBLEM = "application/problem+json"
+_BY_KEY = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?:[A-Za-z_][A-Za-z0-9_]*=)?(?P<key>[^()]*)\)$")
+_SET = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?P<count>/\$count)?$")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # after the service root, e.g. "", "$metadata", "Products", "Products(1b0c...)", URL-decoded
+    base_url: str  # the service root as the caller reached it, ending in "/"
+    params: Mapping[str, str] = field(default_factory=dict)  # query string, URL-decoded
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    """An answer other than 2xx, with what to tell the caller."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Reply:
+    """RFC 9457 problem+json, plus OData's `error` object: Dataverse's provider and OData clients read
+    `error.message`, which lands in the plug-in trace log in words a user understands."""
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+        "error": {"code": str(status), "message": detail},
+    }
+    return Reply(status, json.dumps(body).encode(), PROBLEM, {"OData-Version": "4.0"})
+
+
+def _bad(error: BadInput) -> Reply:
+    return problem(400, "Bad request", str(error), invalid_params=[{"name": error.field, "reason": str(error)}])
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """The shared key a data source sends as one of its request parameters (header or query string)."""
+
+    key: str | None
+    header: str = "x-vt-key"
+    param: str = "vtkey"
+
+    def allows(self, request: Request) -> bool:
+        given = request.headers.get(self.header.lower()) or request.params.get(self.param) or ""
+        if not self.key:
+            return False  # no key set: the service serves nobody rather than everybody
+        return hmac.compare_digest(given.encode(), self.key.encode())
+
+
+class VirtualService:
+    def __init__(
+        self,
+        tables: Sequence[VirtualTable],
+        sources: Callable[[VirtualTable], VirtualSource],
+        index: KeyIndex,
+        keys: KeyCheck,
+    ) -> None:
+        self.tables = {t.entity_set: t for t in tables}
+        self._source_of = sources
+        self._sources: dict[str, VirtualSource] = {}
+        self.index = index
+        self.keys = keys
+        self.recent = RecentIds()
+
+    def source(self, table: VirtualTable) -> VirtualSource:
+        if table.entity_set not in self._sources:
+            self._sources[table.entity_set] = self._source_of(table)
+        return self._sources[table.entity_set]
+
+    async def aclose(self) -> None:
+        for source in self._sources.values():
+            await source.aclose()
+
+    # ---- the one entry ---------------------------------------------------------------------------------------------
+
+    async def serve(self, request: Request) -> Reply:
+        if not self.keys.allows(request):
+            return problem(
+                401,
+                "Unauthenticated",
+                f"send the service key in the {self.keys.header} header or the "
+                f"{self.keys.param} query parameter (a request parameter of the data source)",
+            )
+        try:
+            return await self._route(request)
+        except BadInput as error:
+            return _bad(error)
+        except Refused as error:
+            return problem(error.status, error.title, error.detail, **error.extra)
+        except SourceError as error:
+            title = "Conflict" if error.status == 409 else "Source failed"
+            return problem(error.status, title, str(error))
+
+    async def _route(self, request: Request) -> Reply:
+        path = request.path.strip("/")
+        method = request.method.upper()
+        if path == "":
+            return self._json(service_document(request.base_url, list(self.tables.values())))
+        if path == "$metadata":
+            return Reply(
+                200, metadata_xml(list(self.tables.values())).encode(), "application/xml", {"OData-Version": "4.0"}
+            )
+        by_key = _BY_KEY.match(path)
+        if by_key:
+            table = self._table(by_key["set"])
+            row_id = self._guid(table, by_key["key"])
+            if method == "GET":
+                return await self.read_one(request, table, row_id)
+            if method == "PATCH" or method == "PUT":
+                return await self.update(request, table, row_id)
+            if method == "DELETE":
+                return await self.delete(table, row_id)
+            raise Refused(405, "Method not allowed", f"{method} is not allowed on one row (GET, PATCH, DELETE are)")
+        collection = _SET.match(path)
+        if collection:
+            table = self._table(collection["set"])
+            if method == "GET":
+                if collection["count"]:
+                    return await self.count_only(request, table)
+                return await self.read_many(request, table)
+            if method == "POST" and not collection["count"]:
+                return await self.create(request, table)
+            raise Refused(405, "Method not allowed", f"{method} is not allowed on {path} (GET and POST are)")
+        raise Refused(
+            404,
+            "Not found",
+            f"{path!r} is no resource of this service: use an entity set name "
+            f"({', '.join(self.tables)}), Set(<guid>), or $metadata",
+        )
+
+    def _table(self, name: str) -> VirtualTable:
+        table = self.tables.get(name)
+        if table is None:
+            raise Refused(
+                404,
+                "Not found",
+                f"no entity set {name!r} (entity set names are case-sensitive; this "
+                f"service has {', '.join(self.tables) or 'none'})",
+            )
+        return table
+
+    @staticmethod
+    def _guid(table: VirtualTable, text: str) -> uuid.UUID:
+        text = text.strip()
+        if text.startswith("guid'") and text.endswith("'"):
+            text = text[5:-1]
+        try:
+            return uuid.UUID(text.strip("'"))
+        except ValueError:
+            raise BadInput("key", f"{table.entity_set}({text}): the key must be a GUID (Edm.Guid)") from None
+
+    @staticmethod
+    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        return Reply(status, jsonwire.dumps(body), JSON, {"OData-Version": "4.0", **(headers or {})})
+
+    # ---- reads -----------------------------------------------------------------------------------------------------
+
+    def _wire(self, table: VirtualTable, row: Row, select: Sequence[str] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(table.key, DerivedKey):
+            out[table.key.id_name] = id_of(table, row)
+        for column in table.columns:
+            if select is None or column.name in select or column.name == table.id_name:
+                out[column.name] = row.get(column.name)
+        return out
+
+    async def _remember(self, table: VirtualTable, rows: Sequence[Row]) -> None:
+        if not isinstance(table.key, DerivedKey) or not rows:
+            return
+        pairs = {id_of(table, row): key_of(table, row) for row in rows}
+        new = self.recent.new(table.entity_set, list(pairs))
+        if new:
+            await self.index.remember(table, [(i, pairs[i]) for i in new])
+            self.recent.add(table.entity_set, new)
+
+    async def _key(self, table: VirtualTable, row_id: uuid.UUID) -> dict[str, Any]:
+        if isinstance(table.key, GuidColumnKey):
+            return {table.key.column: row_id}
+        key = await self.index.find(table, row_id)
+        if key is None:
+            raise Refused(404, "Not found", f"{table.entity_set} has no row with id {row_id}")
+        return key
+
+    async def read_one(self, request: Request, table: VirtualTable, row_id: uuid.UUID) -> Reply:
+        query = parse_query(request.params, table)
+        row = await self.source(table).get(await self._key(table, row_id))
+        if row is None:
+            raise Refused(404, "Not found", f"{table.entity_set} has no row with id {row_id}")
+        body = {
+            "@odata.context": f"{request.base_url}$metadata#{table.entity_set}/$entity",
+            **self._wire(table, row, query.select),
+        }
+        return self._json(body)
+
+    def _plan(self, table: VirtualTable, query: Query) -> tuple[Node | None, Node | None, list[tuple[str, bool]]]:
+        """What the source runs (filter), what Python must run after it, and the full order (the caller's, then
+        the key, so pages never overlap or skip a row)."""
+        source = self.source(table)
+        pushed: list[Node] = []
+        kept: list[Node] = []
+        for part in conjuncts(query.filter):
+            (pushed if source.pushable(part) else kept).append(part)
+        order = list(query.orderby)
+        key_names = [table.key.column] if isinstance(table.key, GuidColumnKey) else table.key.columns
+        order += [(name, False) for name in key_names if name not in {n for n, _ in order}]
+        return all_of(pushed), all_of(kept), order
+
+    async def _bounded(self, table: VirtualTable, where: Node | None, why: str, option: str) -> list[Row]:
+        """Every row passing `where`, when there are few enough to finish the query here; else a 400 saying so."""
+        source = self.source(table)
+        total = await source.count(where)
+        if total > table.python_filter_limit:
+            raise BadInput(
+                option,
+                f"{option}: {why}; it can run here only on at most {table.python_filter_limit} "
+                f"rows, and {total} match the rest of the query. Add a filter the source runs (e.g. eq "
+                f"on a key column) to narrow it",
+            )
+        return await source.rows(where, [], 0, None)
+
+    async def read_many(self, request: Request, table: VirtualTable) -> Reply:
+        query = parse_query(request.params, table)
+        where, kept, order = self._plan(table, query)
+        source = self.source(table)
+        page = table.page_size if query.top is None else min(query.top, table.max_page_size)
+        page = min(page, table.max_page_size, _max_page_size(request.headers) or table.max_page_size)
+        count: int | None = None
+        if kept is None and source.orders(order):
+            rows = await source.rows(where, order, query.skip, page + 1) if page else []
+            if query.count:
+                count = await source.count(where)
+        else:
+            if kept is not None:
+                names = sorted({n.column for n in walk(kept) if hasattr(n, "column")})
+                why = f"the source cannot run the filter on {', '.join(names)}"
+                option = "$filter"
+            else:
+                why = f"the source cannot order by {', '.join(n for n, _ in query.orderby)}"
+                option = "$orderby"
+            rows = [r for r in await self._bounded(table, where, why, option) if kept is None or matches(kept, r)]
+            rows = _sorted(rows, order)
+            count = len(rows)
+            rows = rows[query.skip : query.skip + page + 1]
+        more = len(rows) > page and (query.top is None or query.top > page)
+        rows = rows[:page]
+        await self._remember(table, rows)
+        body: dict[str, Any] = {"@odata.context": f"{request.base_url}$metadata#{table.entity_set}"}
+        if query.count:
+            body["@odata.count"] = count
+        body["value"] = [self._wire(table, row, query.select) for row in rows]
+        if more:
+            body["@odata.nextLink"] = self._next_link(
+                request, table, query.skip + page, None if query.top is None else query.top - page
+            )
+        return self._json(body)
+
+    def _next_link(self, request: Request, table: VirtualTable, offset: int, top: int | None) -> str:
+        options = {k: v for k, v in request.params.items() if k.lower() not in ("$top", "$skip", "$skiptoken")}
+        options["$skiptoken"] = skiptoken_of(offset, top)
+        return f"{request.base_url}{table.entity_set}?{urlencode(options)}"
+
+    async def count_only(self, request: Request, table: VirtualTable) -> Reply:
+        query = parse_query(request.params, table)
+        where, kept, _ = self._plan(table, query)
+        if kept is None:
+            total = await self.source(table).count(where)
+        else:
+            rows = await self._bounded(table, where, "the source cannot run part of the filter", "$filter")
+            total = sum(1 for r in rows if matches(kept, r))
+        return Reply(200, str(total).encode(), "text/plain", {"OData-Version": "4.0"})
+
+    # ---- writes ----------------------------------------------------------------------------------------------------
+
+    def _allowed(self, table: VirtualTable, operation: str) -> None:
+        if operation not in table.operations:
+            raise Refused(
+                405,
+                "Operation not allowed",
+                f"{table.entity_set} does not allow {operation} (its definition allows {', '.join(table.operations)})",
+            )
+
+    def _values(self, table: VirtualTable, body: bytes, creating: bool) -> dict[str, Any]:
+        try:
+            data = jsonwire.loads(body or b"{}")
+        except ValueError as error:
+            raise BadInput("body", f"the body is not JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise BadInput("body", "the body must be a JSON object of property values")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name.startswith("@") or "@odata." in name:
+                continue  # annotations (@odata.type, ...)
+            if isinstance(table.key, DerivedKey) and name == table.key.id_name:
+                continue  # the id follows from the key columns; Dataverse's proposal cannot be kept
+            column = table.column(name)
+            if column is None:
+                raise BadInput(name, f"{table.entity_set} has no property {name!r}")
+            values[name] = from_json(column, value)
+        if creating:
+            key_names = [] if isinstance(table.key, GuidColumnKey) else table.key.columns
+            missing = [
+                c.name
+                for c in table.columns
+                if (not c.nullable or c.name in key_names) and values.get(c.name) is None and c.name != table.id_name
+            ]
+            if missing:
+                raise BadInput(missing[0], f"{', '.join(missing)} required to create a {table.entity_set} row")
+        return values
+
+    async def create(self, request: Request, table: VirtualTable) -> Reply:
+        self._allowed(table, "create")
+        values = self._values(table, request.body, creating=True)
+        row = await self.source(table).create(values)
+        await self._remember(table, [row])
+        row_id = id_of(table, row)
+        body = {
+            "@odata.context": f"{request.base_url}$metadata#{table.entity_set}/$entity",
+            **self._wire(table, row, None),
+        }
+        location = f"{request.base_url}{table.entity_set}({row_id})"
+        return self._json(body, 201, {"Location": location, "OData-EntityId": location})
+
+    async def update(self, request: Request, table: VirtualTable, row_id: uuid.UUID) -> Reply:
+        self._allowed(table, "update")
+        key = await self._key(table, row_id)
+        values = self._values(table, request.body, creating=False)
+        changed = [n for n in key if n in values and values[n] != key[n]]
+        if changed:
+            raise BadInput(
+                changed[0],
+                f"{', '.join(changed)} is part of the row's key and cannot change (create a new row instead)",
+            )
+        values = {n: v for n, v in values.items() if n not in key}
+        if not await self.source(table).update(key, values):
+            raise Refused(404, "Not found", f"{table.entity_set} has no row with id {row_id}")
+        return Reply(204, headers={"OData-Version": "4.0"})
+
+    async def delete(self, table: VirtualTable, row_id: uuid.UUID) -> Reply:
+        self._allowed(table, "delete")
+        key = await self._key(table, row_id)
+        if not await self.source(table).delete(key):
+            raise Refused(404, "Not found", f"{table.entity_set} has no row with id {row_id}")
+        return Reply(204, headers={"OData-Version": "4.0"})
+
+
+def _max_page_size(headers: Mapping[str, str]) -> int | None:
+    found = re.search(r"odata\.maxpagesize=(\d+)", headers.get("prefer", ""))
+    return int(found.group(1)) or None if found else None
+
+
+def _sorted(rows: list[Row], order: Sequence[tuple[str, bool]]) -> list[Row]:
+    """Rows in `order`, nulls first ascending (as SQLite, SQL Server and Dataverse sort them)."""
+    for name, descending in reversed(order):
+        present = sorted((r for r in rows if r.get(name) is not None), key=lambda r: r[name], reverse=descending)
+        absent = [r for r in rows if r.get(name) is None]
+        rows = present + absent if descending else absent + present
+    return rows
