@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import typer
 
 from core import __version__
-from core.cli import activity, alerts, errors, maps, metrics, ops, profile, sync
+from core.cli import activity, alerts, errors, maps, metrics, ops, profile, sync, vt
 
 app = typer.Typer(
     name="dualwrite",
@@ -37,6 +37,7 @@ app.add_typer(errors.app, name="errors")
 app.add_typer(activity.app, name="activity")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(profile.app, name="profile")
+app.add_typer(vt.app, name="vt")
 
 
 def main(argv: Sequence[str] | None = None, *, obj: object = None) -> int:
