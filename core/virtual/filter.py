@@ -208,6 +208,17 @@ class _Parser:
     def compare(self) -> Node:
         left = self.primary()
         token = self.peek()
+        if (
+            token is not None
+            and token.kind == "word"
+            and token.text != token.text.lower()
+            and token.text.lower() in _COMPARE | {"and", "or"}
+        ):
+            raise BadInput(
+                FILTER,
+                f"$filter: {token.text!r} at position {token.at + 1}: operators are written in "
+                f"lower case ({token.text.lower()})",
+            )
         if token is not None and token.kind == "word" and token.text in _COMPARE:
             self.at += 1
             right = self.primary()
@@ -261,6 +272,8 @@ class _Parser:
         return token.text if token is not None else None
 
     def expect(self, text: str) -> None:
+        if self.peek() is None:
+            raise BadInput(FILTER, f"$filter ends too early: {text!r} is missing at the end")
         token = self.next()
         if token.text != text:
             raise BadInput(FILTER, f"$filter: expected {text!r} at position {token.at + 1}, found {token.text!r}")
