@@ -29,6 +29,7 @@ from devstack.dataverse.auth import make_token
 from devstack.host.config import read_values, resolve_settings_path
 from devstack.processes import ROOT, ManagedProcess, ProcessFailed, port_open, python_module
 from devstack.servicebus.launch import emulator_process
+from devstack.virtualtables import local_demo
 
 log = logging.getLogger("devstack.up")
 STATE = ROOT / ".devstack"
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("  %s", part.where)
         settings = read_values(resolve_settings_path(None))
         wait_for_deployment(settings, stop)
-        log.info("\n%s", "\n".join(where_to_look(settings)))
+        demo = local_demo(settings, f"{DATAVERSE}/api/data/v9.2/", HOST, LOCAL_TOKEN, fresh=args.fresh)
+        log.info("\n%s", "\n".join([*where_to_look(settings), "", *demo]))
         log.info("\nOperator console: %s\nPress Ctrl-C to stop.", console_url(settings))
         while not stop.is_set():
             dead = [p for p in started if not p.running]

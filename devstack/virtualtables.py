@@ -7,10 +7,15 @@ updated and an existing table is left as it is.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+log = logging.getLogger("devstack.virtualtables")
+ROOT = Path(__file__).resolve().parent.parent
 
 PROVIDER_NAME = "OData v4 Data Provider"
 # EDM type of the service's property -> the AttributeMetadata type of the Dataverse column.
@@ -192,3 +197,117 @@ def enable_events(
         return row_id
     created_row = _check(client.post("virtualentitymetadatas", json=body, headers={"Prefer": "return=representation"}))
     return str(created_row.json()["virtualentitymetadataid"])
+
+
+# --- the demo virtual tables of the local stack -----------------------------------------------------------------
+
+DEMO_PREFIX = "dwvt"
+DEMO_SOURCE = "dw-oss virtual tables (local host)"
+
+
+def dataverse_table(definition: Any, prefix: str = DEMO_PREFIX) -> VirtualTable:
+    """The Dataverse side of one of the engine's definitions (core.virtual.model.VirtualTable): a table
+    `<prefix>_<entity_type>` whose columns carry the service's property names as external names."""
+    key = definition.key
+    id_name = key.column if key.kind == "column" else key.id_name
+    columns = [VirtualColumn(f"{prefix}_{id_name}", id_name, "Edm.Guid", primary_id=True)]
+    strings = [c for c in definition.columns if c.type == "Edm.String" and c.name != id_name]
+    named = next((c for c in strings if not c.nullable), strings[0] if strings else None)
+    for column in definition.columns:
+        if column.name == id_name:
+            continue
+        columns.append(
+            VirtualColumn(
+                f"{prefix}_{column.name}",
+                column.name,
+                column.type,
+                primary_name=named is not None and column.name == named.name,
+                max_length=column.max_length,
+                required=not column.nullable,
+            )
+        )
+    return VirtualTable(f"{prefix}_{definition.entity_type}", definition.entity_type, definition.entity_set, columns)
+
+
+def register_definitions(
+    client: httpx.Client,
+    service_root: str,
+    key: str,
+    definitions: list[Any],
+    *,
+    key_header: str = "x-vt-key",
+    as_header: bool = True,
+) -> dict[str, str]:
+    """One data source for the engine's OData endpoint (the key as its request parameter, server-side paging: the
+    endpoint pages with next links) and a virtual table per definition; {external entity set: Dataverse entity set}."""
+    source = DataSource(DEMO_SOURCE, service_root, [(key_header, key, as_header)], server_paging=True)
+    source_id = ensure_data_source(client, source)
+    return {d.entity_set: ensure_virtual_table(client, dataverse_table(d), source_id) for d in definitions}
+
+
+def _demo_data(settings: dict[str, str], fresh: bool) -> list[str]:
+    """The demo sources the host reads: the SQLite file (made when missing, or anew with --fresh) and the
+    Warehouses table in Azurite (made when missing). Answers the entity sets whose data could not be made."""
+    import asyncio
+
+    from devstack.virtualdata import create_sql, seed_tables
+
+    skipped: list[str] = []
+    url = settings.get("VIRTUAL_TABLES_SQL_URL", "")
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path = path if path.is_absolute() else ROOT / path
+        if fresh or not path.exists():
+            create_sql(f"sqlite:///{path}")
+    connection = settings.get("TABLE_STORAGE_CONNECTION", "")
+    try:
+        from azure.data.tables import TableServiceClient
+
+        with TableServiceClient.from_connection_string(connection) as service:
+            present = any(True for _ in service.query_tables("TableName eq 'vtwarehouses'"))
+        if fresh or not present:
+            asyncio.run(seed_tables(connection))
+    except Exception as error:  # the other demo tables still work without Table Storage
+        log.warning("virtual tables: no demo warehouses in Table Storage (%s)", error)
+        skipped.append("Warehouses")
+    return skipped
+
+
+def local_demo(
+    settings: dict[str, str], dataverse_base: str, host_url: str, token: str, *, fresh: bool = False
+) -> list[str]:
+    """`make run`: demo data, the demo virtual tables registered in the Dataverse simulator against the local host's
+    /api/odata/ (key as a header request parameter), and the lines to print."""
+    from core.virtual.catalog import DefinitionError, load_folder
+
+    key = settings.get("VIRTUAL_TABLES_KEY")
+    if not key:
+        return ["Virtual tables: VIRTUAL_TABLES_KEY is not set, so the OData endpoint refuses every call (401)."]
+    header = settings.get("VIRTUAL_TABLES_KEY_HEADER") or "x-vt-key"
+    service_root = f"{host_url}/api/odata/"
+    try:
+        definitions = load_folder(ROOT / (settings.get("VIRTUAL_TABLES_PATH") or "virtualtables"))
+        skipped = _demo_data(settings, fresh)
+        definitions = [d for d in definitions if d.entity_set not in skipped]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "OData-MaxVersion": "4.0"}
+        with httpx.Client(base_url=dataverse_base, headers=headers, timeout=30) as client:
+            sets = register_definitions(client, service_root, key, definitions, key_header=header)
+    except (DefinitionError, RuntimeError, httpx.HTTPError) as error:
+        log.warning("virtual tables were not registered in Dataverse: %s", error)
+        return [
+            f"Virtual tables: not registered ({error})",
+            f"  $metadata     curl -H '{header}: {key}' '{service_root}$metadata'",
+        ]
+    lines = [
+        "Virtual tables (Dataverse -> the host's OData endpoint -> SQLite, F&O, Table Storage, live):",
+        f"  $metadata     curl -H '{header}: {key}' '{service_root}$metadata'",
+    ]
+    for external, entity_set in sets.items():
+        lines.append(f"  {external:<18} Dataverse entity set {entity_set}")
+    if "Products" in sets:
+        lines.append(
+            f"  try           curl -H 'Authorization: Bearer local' "
+            f"'{dataverse_base}{sets['Products']}?$select=dwvt_name,dwvt_price&$top=5&$count=true'"
+        )
+    lines.append(f"  CLI           dualwrite vt query Products --top 5 --vt-key {key}")
+    return lines
