@@ -83,10 +83,14 @@ def sql_table(
 ) -> sa.Table:
     """The SQLAlchemy table the definition describes (also what the demo database is created from)."""
     columns = []
+    key_names = {table.key.column} if table.key.kind == "column" else set(table.key.columns)
     for column in table.columns:
         kind = _TYPES[column.type]
         sql_type = kind(column.max_length) if column.type == "Edm.String" and column.max_length else kind()
-        columns.append(sa.Column(column.source_name, sql_type, key=column.name, nullable=column.nullable))
+        primary = column.name in key_names  # the demo tables get the key as their primary key (duplicates: 409)
+        columns.append(
+            sa.Column(column.source_name, sql_type, key=column.name, nullable=column.nullable, primary_key=primary)
+        )
     return sa.Table(table_name, metadata or sa.MetaData(), *columns, schema=schema)
 
 

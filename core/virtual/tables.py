@@ -50,11 +50,11 @@ class TableStorageSource(VirtualSource):
     def query(self, node: Node, parameters: dict[str, Any]) -> str:
         match node:
             case And():
-                return f"({self.query(node.left, parameters)} and {self.query(node.right, parameters)})"
+                return f"( {self.query(node.left, parameters)} and {self.query(node.right, parameters)} )"
             case Or():
-                return f"({self.query(node.left, parameters)} or {self.query(node.right, parameters)})"
+                return f"( {self.query(node.left, parameters)} or {self.query(node.right, parameters)} )"
             case Not():
-                return f"not ({self.query(node.operand, parameters)})"
+                return f"not ( {self.query(node.operand, parameters)} )"
             case Compare():
                 name = f"p{len(parameters)}"
                 parameters[name] = self._stored(node.column, node.value)

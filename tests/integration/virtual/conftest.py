@@ -55,6 +55,9 @@ def vt(
     strict = json.loads((DEFINITIONS / "warehouses.json").read_text())
     strict.update(entity_set="StrictWarehouses", entity_type="StrictWarehouse", python_filter_limit=3)
     (definitions / "strict-warehouses.json").write_text(json.dumps(strict))
+    read_only = json.loads((DEFINITIONS / "products.json").read_text())
+    read_only.update(entity_set="ReadOnlyProducts", entity_type="ReadOnlyProduct", operations=["read"])
+    (definitions / "read-only-products.json").write_text(json.dumps(read_only))
     host = devhost(
         "tests.integration.virtual.app:app",
         TABLE_STORAGE_CONNECTION=azurite,

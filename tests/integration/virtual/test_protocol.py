@@ -52,7 +52,14 @@ def test_service_document_lists_every_entity_set(vt: VirtualStack) -> None:
     assert answer.status_code == 200
     assert answer.headers["OData-Version"] == "4.0"
     names = {s["name"] for s in answer.json()["value"]}
-    assert {"Products", "OrderLines", "FnoCustomerGroups", "Warehouses", "StrictWarehouses"} == names
+    assert {
+        "Products",
+        "OrderLines",
+        "FnoCustomerGroups",
+        "Warehouses",
+        "StrictWarehouses",
+        "ReadOnlyProducts",
+    } == names
 
 
 def test_metadata_describes_guid_keys_types_and_required_columns(vt: VirtualStack) -> None:
