@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -16,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.cli.api import EXIT_FAILED, AsJson, Key, ProfileName, Url, connection, seams_of, stream_console
+from core.cli.config import LOCAL_URL, SETTINGS_FILES, same_url
 
 ODATA_PATH = "/api/odata/"
 VT_KEY_ENV = "DUALWRITE_VT_KEY"
@@ -32,7 +34,8 @@ VtKey = Annotated[
     str | None,
     typer.Option(
         "--vt-key",
-        help=f"the endpoint's key (or {VT_KEY_ENV}; else the engine key of --key/profile)",
+        help=f"the endpoint's key (or {VT_KEY_ENV}; for the local stack VIRTUAL_TABLES_KEY of "
+        "local.settings(.sample).json; else the engine key of --key/profile)",
         show_default=False,
     ),
 ]
@@ -44,11 +47,25 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
+def local_vt_key(directory: Path | None = None) -> str | None:
+    """VIRTUAL_TABLES_KEY of the local host's settings (local.settings.json, else the committed sample)."""
+    for name in SETTINGS_FILES:
+        try:
+            values = json.loads(((directory or Path.cwd()) / name).read_text(encoding="utf-8")).get("Values") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        found = values.get("VIRTUAL_TABLES_KEY") if isinstance(values, dict) else None
+        if isinstance(found, str) and found:
+            return found
+    return None
+
+
 def _client(
     ctx: typer.Context, url: str | None, key: str | None, profile: str | None, vt_key: str | None, key_header: str
 ) -> httpx.Client:
     found = connection(url, key, profile)
-    secret = vt_key or os.environ.get(VT_KEY_ENV) or found.key
+    local = same_url(found.url, LOCAL_URL)
+    secret = vt_key or os.environ.get(VT_KEY_ENV) or (local_vt_key() if local else None) or found.key
     return httpx.Client(
         base_url=found.url + ODATA_PATH,
         headers={key_header: secret, "accept": "application/json", "OData-MaxVersion": "4.0"},

@@ -117,3 +117,13 @@ def test_validate_names_the_file_and_field_of_a_bad_definition(
     err = capsys.readouterr().err
     assert "broken.json: columns.0.type" in err
     assert main(["vt", "validate", str(tmp_path / "empty")]) == 2
+
+
+def test_the_local_stacks_key_comes_from_its_settings(tmp_path: Path) -> None:
+    from core.cli.vt import local_vt_key
+
+    assert local_vt_key(tmp_path) is None
+    (tmp_path / "local.settings.sample.json").write_text(json.dumps({"Values": {"VIRTUAL_TABLES_KEY": "sample-key"}}))
+    assert local_vt_key(tmp_path) == "sample-key"
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"VIRTUAL_TABLES_KEY": "mine"}}))
+    assert local_vt_key(tmp_path) == "mine"
