@@ -36,8 +36,39 @@ def parse_connection_string(text: str) -> dict[str, str]:
     return parts
 
 
+# Identity-based connections: the Functions host's convention `<CONNECTION>__<property>`, read by the host for its
+# triggers (SERVICEBUS_CONNECTION, AzureWebJobsStorage) and by the engine for its own clients. When a connection
+# string is not set, these make the connection: a namespace or service URI, reached with azure-identity
+# (`__credential` = managedidentity and `__clientId`: that user-assigned identity; else DefaultAzureCredential).
+IDENTITY_SETTINGS = {
+    "servicebus_connection": ("fullyQualifiedNamespace", "credential", "clientId"),
+    "table_storage_connection": ("tableServiceUri", "accountName", "credential", "clientId"),
+}
+
+
+def identity_connection(parts: dict[str, str]) -> str:
+    """The `Key=Value;...` text the engine's clients take for an identity-based connection (no secret in it):
+    e.g. `FullyQualifiedNamespace=ns.servicebus.windows.net;Credential=managedidentity;ClientId=...`."""
+    return ";".join(f"{key[0].upper()}{key[1:]}={value}" for key, value in parts.items() if value)
+
+
+def _identity_parts(data: dict[str, Any], connection: str) -> dict[str, str]:
+    """The `<connection>__<property>` values present in `data` (any case), by property name."""
+    lowered = {str(k).lower(): v for k, v in data.items()}
+    found: dict[str, str] = {}
+    for prop in IDENTITY_SETTINGS[connection]:
+        value = lowered.get(f"{connection}__{prop.lower()}")
+        if isinstance(value, str) and value.strip():
+            found[prop] = value.strip()
+    return found
+
+
 def _check_servicebus(value: SecretStr) -> SecretStr:
     parts = parse_connection_string(value.get_secret_value())
+    if "fullyqualifiednamespace" in parts:  # identity-based (SERVICEBUS_CONNECTION__fullyQualifiedNamespace)
+        if "://" in parts["fullyqualifiednamespace"] or "." not in parts["fullyqualifiednamespace"]:
+            raise ValueError("__fullyQualifiedNamespace takes a host name such as <namespace>.servicebus.windows.net")
+        return value
     endpoint = parts.get("endpoint", "")
     if not endpoint.startswith("sb://"):
         raise ValueError("needs Endpoint=sb://<namespace>/ (and SharedAccessKey..., or UseDevelopmentEmulator=true)")
@@ -50,6 +81,10 @@ def _check_servicebus(value: SecretStr) -> SecretStr:
 def _check_storage(value: SecretStr) -> SecretStr:
     parts = parse_connection_string(value.get_secret_value())
     if parts.get("usedevelopmentstorage", "").lower() == "true":
+        return value
+    if "tableserviceuri" in parts:  # identity-based (TABLE_STORAGE_CONNECTION__tableServiceUri or __accountName)
+        if not parts["tableserviceuri"].startswith("https://"):
+            raise ValueError("__tableServiceUri takes https://<account>.table.core.windows.net")
         return value
     if "accountname" not in parts or not ({"accountkey", "sharedaccesssignature"} & parts.keys()):
         raise ValueError("needs AccountName and AccountKey (or SharedAccessSignature), or UseDevelopmentStorage=true")
@@ -64,8 +99,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     # Where state and queues live.
-    table_storage_connection: SecretStr = Field(description="Table Storage connection string (maps, links, logs)")
-    servicebus_connection: SecretStr = Field(description="Service Bus connection string")
+    table_storage_connection: SecretStr = Field(
+        description="Table Storage connection string (maps, links, logs); in Azure unset, and "
+        "TABLE_STORAGE_CONNECTION__tableServiceUri (or __accountName) with __credential/__clientId instead")
+    servicebus_connection: SecretStr = Field(
+        description="Service Bus connection string; in Azure unset, and SERVICEBUS_CONNECTION__fullyQualifiedNamespace "
+        "with __credential/__clientId instead")
+    # The identity-based parts (IDENTITY_SETTINGS); read only when the connection string above is not set.
+    servicebus_connection__fullyqualifiednamespace: str | None = None
+    servicebus_connection__credential: str | None = None
+    servicebus_connection__clientid: str | None = None
+    table_storage_connection__tableserviceuri: str | None = None
+    table_storage_connection__accountname: str | None = None
+    table_storage_connection__credential: str | None = None
+    table_storage_connection__clientid: str | None = None
     changes_queue: str = Field("changes", min_length=1, description="session-enabled queue of change events")
     fno_events_queue: str = Field("fno-events", min_length=1, description="queue F&O delivers events to directly")
     sync_pages_queue: str = Field("sync-pages", min_length=1, description="queue of initial-sync page jobs")
@@ -73,11 +120,14 @@ class Settings(BaseSettings):
     # The two systems.
     dataverse_url: AnyHttpUrl = Field(description="Dataverse environment URL, e.g. https://org.crm.dynamics.com")
     fno_url: AnyHttpUrl = Field(description="F&O environment URL, e.g. https://env.operations.dynamics.com")
-    auth_mode: Literal["msal", "local"] = Field(
-        "msal", description="msal: Entra ID client credentials; local: a static bearer token for the simulators"
+    auth_mode: Literal["msal", "identity", "local"] = Field(
+        "msal", description="msal: Entra ID client credentials of an app registration; identity: azure-identity "
+        "(the app's managed identity in Azure); local: a static bearer token for the simulators"
     )
     tenant_id: str | None = Field(None, description="Entra ID tenant of the application user (msal mode)")
-    client_id: str | None = Field(None, description="application (client) id (msal mode)")
+    client_id: str | None = Field(
+        None, description="application (client) id (msal mode); identity mode: the user-assigned managed "
+        "identity's client id (unset: DefaultAzureCredential picks)")
     client_secret: SecretStr | None = Field(None, description="client secret (msal; a Key Vault reference in Azure)")
 
     maps_path: str = Field("maps", description="folder of map JSON files loaded at start")
@@ -168,6 +218,26 @@ class Settings(BaseSettings):
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)
     _storage = field_validator("table_storage_connection")(_check_storage)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _identity_connections(cls, data: Any) -> Any:
+        """A connection string that is not set is made from its `<NAME>__<property>` identity settings."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for connection in IDENTITY_SETTINGS:
+            given = data.get(connection)
+            text = given.get_secret_value() if isinstance(given, SecretStr) else given
+            if isinstance(text, str) and text.strip():
+                continue
+            parts = _identity_parts(data, connection)
+            if connection == "table_storage_connection" and "accountName" in parts and "tableServiceUri" not in parts:
+                parts = {"tableServiceUri": f"https://{parts['accountName']}.table.core.windows.net", **parts}
+            parts.pop("accountName", None)
+            if "fullyQualifiedNamespace" in parts or "tableServiceUri" in parts:
+                data[connection] = identity_connection(parts)
+        return data
+
     @field_validator("app_url", "ingest_key", "engine_user_id", "alert_webhook_url", "alert_smtp_host",
                      "alert_smtp_user", "alert_smtp_password", "alert_email_from", "alert_email_to",
                      "virtual_tables_key", "virtual_tables_sql_url", mode="before")
@@ -196,7 +266,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     try:
         if env is None:
             return Settings()  # values come from the environment
-        lowered = {k.lower(): v for k, v in env.items()}
+        lowered = {k.lower(): v for k, v in env.items()}  # `__` identity settings are fields too
         known: dict[str, Any] = {k: v for k, v in lowered.items() if k in Settings.model_fields}
         return Settings(_env_file=None, **known)
     except ValidationError as exc:

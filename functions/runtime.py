@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from azure.core.exceptions import AzureError
 
-from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, LocalTokens, MsalTokens, TokenSource
+from core.connectors.auth import LOCAL_ENGINE_OID, BearerAuth, IdentityTokens, LocalTokens, MsalTokens, TokenSource
 from core.maps import MapDefinitionError, MapSet, TableMap
 from core.maps.loader import maps_fingerprint
 from core.maps.model import Side
@@ -194,6 +194,8 @@ class Runtime:
             settings = self.settings
             if settings.auth_mode == "local":
                 self._tokens[url] = LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
+            elif settings.auth_mode == "identity":
+                self._tokens[url] = IdentityTokens(url + "/.default", settings.client_id)
             else:
                 assert settings.tenant_id and settings.client_id and settings.client_secret  # checked by Settings
                 self._tokens[url] = MsalTokens(settings.tenant_id, settings.client_id,

@@ -1,5 +1,6 @@
-"""Bearer tokens for the two environments: Entra ID client credentials through msal, or a
-static unsigned token for the local simulators (they read the caller from it, never verify it).
+"""Bearer tokens for the two environments: Entra ID client credentials through msal, a token of the app's
+managed identity through azure-identity (AUTH_MODE=identity: no secret anywhere), or a static unsigned token for
+the local simulators (they read the caller from it, never verify it).
 
 `BearerAuth` is an httpx.Auth, so every request of a shared AsyncClient gets a fresh-enough token.
 """
@@ -48,6 +49,26 @@ class MsalTokens:
                 raise TokenError(f"{result.get('error')}: {result.get('error_description', '')}".strip())
             self._cached = (result["access_token"], time.time() + float(result.get("expires_in", 3600)))
             return self._cached[0]
+
+
+class IdentityTokens:
+    """Tokens of an Azure identity for `scope`: the user-assigned managed identity `client_id` (registered as
+    the application user in Dataverse and as a Microsoft Entra application in F&O), else whatever
+    DefaultAzureCredential finds. azure-identity caches and refreshes them; a failure is a TokenError."""
+
+    def __init__(self, scope: str, client_id: str | None = None) -> None:
+        from core.store.credentials import credential
+
+        self._credential = credential(client_id, "managedidentity" if client_id else None)
+        self._scope = scope
+
+    async def token(self) -> str:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return (await self._credential.get_token(self._scope)).token
+        except ClientAuthenticationError as error:
+            raise TokenError(f"no token for {self._scope}: {error.message}") from None
 
 
 def unsigned_token(oid: str, name: str = "dw-oss engine") -> str:

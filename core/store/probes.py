@@ -6,14 +6,13 @@ and a cached client could hide a dead endpoint behind an old connection.
 
 from __future__ import annotations
 
-from azure.data.tables.aio import TableServiceClient
-
 from core.store.bus import service_bus_client
+from core.store.tables import table_service_client
 
 
 async def probe_table_storage(connection_string: str) -> None:
     """Raise unless the account answers a table listing."""
-    async with TableServiceClient.from_connection_string(connection_string) as service:
+    async with table_service_client(connection_string) as service:
         async for _ in service.list_tables(results_per_page=1):
             break
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from core.store.credentials import connection_parts, credential_of
+
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _EPOCH_TICKS = 621_355_968_000_000_000  # .NET ticks at 1970-01-01
 _MAX_TICKS = 10**19 - 1
@@ -22,13 +24,23 @@ def newest_first_key(at: datetime) -> str:
     return f"{_MAX_TICKS - (_EPOCH_TICKS + micros * 10):019d}-{uuid.uuid4().hex[:8]}"
 
 
+def table_service_client(connection: str) -> TableServiceClient:
+    """A client of the account: from a connection string (keys, Azurite), or from an identity-based connection
+    (`TableServiceUri=https://...`, from TABLE_STORAGE_CONNECTION__tableServiceUri: core/store/credentials.py)."""
+    parts = connection_parts(connection)
+    endpoint = parts.get("tableserviceuri")
+    if endpoint:
+        return TableServiceClient(endpoint, credential=credential_of(parts))
+    return TableServiceClient.from_connection_string(connection)
+
+
 class Tables:
     """The engine's tables (`links`, `linkids`, `activity`, `errors`), optionally behind a prefix
     so tests can keep their own set in one Azurite."""
 
     def __init__(self, connection_string: str, prefix: str = "") -> None:
         self.prefix = prefix
-        self._service = TableServiceClient.from_connection_string(connection_string)
+        self._service = table_service_client(connection_string)
         self._clients: dict[str, TableClient] = {}
         self._lock = asyncio.Lock()
 

@@ -57,7 +57,7 @@ def test_every_missing_required_setting_is_named() -> None:
         ("DATAVERSE_URL", "org.crm.dynamics.com", "URL"),
         ("DATAVERSE_URL", "https://org.crm.dynamics.com/api/data/v9.2", "root URL only"),
         ("FNO_URL", "https://env.operations.dynamics.com/data", "root URL only"),
-        ("AUTH_MODE", "certificate", "'msal' or 'local'"),
+        ("AUTH_MODE", "certificate", "'msal', 'identity' or 'local'"),
         ("CHANGES_QUEUE", "", "at least 1 character"),
         ("LOG_LEVEL", "LOUD", "DEBUG"),
     ],
@@ -97,5 +97,92 @@ def test_the_sample_settings_file_is_valid_and_complete() -> None:
     from core.settings import Settings
 
     values = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
-    assert {name.upper() for name in Settings.model_fields} <= set(values)
+    # names compare without case, like app settings (SERVICEBUS_CONNECTION__fullyQualifiedNamespace)
+    assert {name.upper() for name in Settings.model_fields} <= {name.upper() for name in values}
     assert load_settings(values).auth_mode == "local"
+
+
+# ---- identity-based connections (Azure: no connection string, the app's managed identity) ----
+
+AZURE_IDENTITY = {
+    "SERVICEBUS_CONNECTION__fullyQualifiedNamespace": "sb-dw.servicebus.windows.net",
+    "SERVICEBUS_CONNECTION__credential": "managedidentity",
+    "SERVICEBUS_CONNECTION__clientId": "11111111-2222-3333-4444-555555555555",
+    "TABLE_STORAGE_CONNECTION__tableServiceUri": "https://stdw.table.core.windows.net/",
+    "TABLE_STORAGE_CONNECTION__credential": "managedidentity",
+    "TABLE_STORAGE_CONNECTION__clientId": "11111111-2222-3333-4444-555555555555",
+    "DATAVERSE_URL": "https://org.crm.dynamics.com",
+    "FNO_URL": "https://env.operations.dynamics.com",
+    "AUTH_MODE": "identity",
+}
+
+
+def test_identity_settings_make_the_connections_when_no_string_is_set() -> None:
+    from core.settings import parse_connection_string
+
+    settings = load_settings(AZURE_IDENTITY)
+    bus = parse_connection_string(settings.servicebus_connection.get_secret_value())
+    tables = parse_connection_string(settings.table_storage_connection.get_secret_value())
+    assert bus == {"fullyqualifiednamespace": "sb-dw.servicebus.windows.net", "credential": "managedidentity",
+                   "clientid": "11111111-2222-3333-4444-555555555555"}
+    assert tables["tableserviceuri"] == "https://stdw.table.core.windows.net/"
+    assert settings.auth_mode == "identity" and settings.client_secret is None  # identity mode needs no secret
+
+
+def test_identity_settings_are_read_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AZURE_IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SERVICEBUS_CONNECTION", raising=False)
+    monkeypatch.delenv("TABLE_STORAGE_CONNECTION", raising=False)
+    assert "sb-dw.servicebus.windows.net" in load_settings().servicebus_connection.get_secret_value()
+
+
+def test_an_account_name_alone_makes_the_table_endpoint() -> None:
+    env = {k: v for k, v in AZURE_IDENTITY.items() if not k.startswith("TABLE_STORAGE_CONNECTION")}
+    env["TABLE_STORAGE_CONNECTION__accountName"] = "stdw"
+    connection = load_settings(env).table_storage_connection.get_secret_value()
+    assert connection == "TableServiceUri=https://stdw.table.core.windows.net"
+
+
+def test_a_connection_string_wins_over_identity_settings() -> None:
+    settings = load_settings({**AZURE_IDENTITY, "SERVICEBUS_CONNECTION": EMULATOR, "TABLE_STORAGE_CONNECTION": AZURITE})
+    assert settings.servicebus_connection.get_secret_value() == EMULATOR
+    assert settings.table_storage_connection.get_secret_value() == AZURITE
+
+
+def test_empty_identity_settings_leave_a_connection_missing() -> None:
+    env = {**VALID, "SERVICEBUS_CONNECTION": "", "SERVICEBUS_CONNECTION__fullyQualifiedNamespace": "",
+           "SERVICEBUS_CONNECTION__clientId": "x"}
+    assert _problems(env) == {"SERVICEBUS_CONNECTION": "is malformed: needs Endpoint=sb://<namespace>/ (and "
+                              "SharedAccessKey..., or UseDevelopmentEmulator=true)"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("SERVICEBUS_CONNECTION__fullyQualifiedNamespace", "sb://sb-dw.servicebus.windows.net/", "host name"),
+        ("TABLE_STORAGE_CONNECTION__tableServiceUri", "http://stdw.table.core.windows.net", "https://"),
+    ],
+)
+def test_a_malformed_identity_setting_is_named_by_its_connection(name: str, value: str, fragment: str) -> None:
+    problems = _problems({**AZURE_IDENTITY, name: value})
+    connection = name.split("__")[0]
+    assert list(problems) == [connection] and fragment in problems[connection]
+
+
+def test_the_clients_take_identity_connections_without_a_key() -> None:
+    """The real SDK clients are made with the endpoint and an azure-identity credential (nothing is sent)."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    from core.store.bus import service_bus_client
+    from core.store.credentials import credential
+    from core.store.tables import table_service_client
+
+    settings = load_settings(AZURE_IDENTITY)
+    bus = service_bus_client(settings.servicebus_connection.get_secret_value())
+    assert bus.fully_qualified_namespace == "sb-dw.servicebus.windows.net"
+    tables = table_service_client(settings.table_storage_connection.get_secret_value())
+    assert tables.url.startswith("https://stdw.table.core.windows.net")
+    assert isinstance(credential("11111111-2222-3333-4444-555555555555", "managedidentity"), ManagedIdentityCredential)
+    # the same identity is one credential (one token cache) in the process
+    assert credential("c", "managedidentity") is credential("c", "managedidentity")

@@ -1,0 +1,47 @@
+// Log Analytics workspace and Application Insights. Local (instrumentation key) auth is off: the app's identity
+// sends telemetry with Entra ID, which is why it gets Monitoring Metrics Publisher here.
+param logAnalyticsName string
+param applicationInsightsName string
+param location string
+param tags object = {}
+param appPrincipalId string
+
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: applicationInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
+  }
+}
+
+resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, appPrincipalId, monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+  }
+}
+
+output connectionString string = insights.properties.ConnectionString
+output name string = insights.name
+output workspaceId string = workspace.id

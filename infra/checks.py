@@ -1,0 +1,540 @@
+"""Offline checks that the code and the infrastructure agree. Each returns a list of problems (empty: agreed).
+
+They read a repository root, so the tests run them on the real tree and on broken temp copies of it:
+- `parses`: every Bicep file is valid Bicep; every module main.bicep uses exists and gets its required params.
+- `settings`: every setting core/settings.py reads is set in Bicep (or listed in infra/README.md as left at its
+  default); every app setting is read by the engine or is a named platform setting; the Bicep defaults are the
+  engine's; local.settings.sample.json and Bicep use the same names.
+- `queues`: the queues the code and host.json use exist in Bicep with the properties the code relies on
+  (compared with devstack/servicebus/topology.json, where every local run gets them).
+- `secrets`: no key or password in an app setting (Key Vault references only), local auth off everywhere.
+- `roles`: every role the code needs is assigned to the app's identity.
+- `routes`: no HTTP route under a prefix Azure reserves.
+Read with `ast` and JSON, never by importing the code under check: a broken copy must be readable.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.model import Deployment, functions_called, key, leaves, parse
+
+# App settings that are not the engine's: the Functions host's and the platform's, with why they are set.
+PLATFORM_SETTINGS = {
+    "AzureWebJobsStorage__accountName": "the host's storage (blob leases, timers), reached with the identity",
+    "AzureWebJobsStorage__credential": "the host's storage: managed identity",
+    "AzureWebJobsStorage__clientId": "the host's storage: which user-assigned identity",
+    "AZURE_CLIENT_ID": "DefaultAzureCredential's user-assigned identity (Azure Monitor exporter)",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "where telemetry goes (read by the worker and core/ops/telemetry.py)",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra auth for Application Insights (local auth is off)",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker sets up the Azure Monitor distro",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "the distro's httpx spans would double the engine's",
+    "OTEL_LOGS_EXPORTER": "the host forwards logs already",
+    "FUNCTIONS_EXTENSION_VERSION": "Elastic Premium only (Flex Consumption forbids it)",
+    "FUNCTIONS_WORKER_RUNTIME": "Elastic Premium only (Flex Consumption forbids it)",
+}
+# local.settings.sample.json names Bicep does not set, with why.
+LOCAL_ONLY_SETTINGS = {
+    "TABLE_STORAGE_CONNECTION__accountName": "an alternative to __tableServiceUri; Bicep gives the URI",
+    "AzureWebJobsStorage": "a connection string with Azurite's key; Azure uses AzureWebJobsStorage__accountName",
+    "AzureWebJobsFeatureFlags": "worker indexing is the default in Azure",
+    "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption names the runtime in functionAppConfig",
+    "TABLE_STORAGE_CONNECTION": "Azurite's connection string; Azure uses TABLE_STORAGE_CONNECTION__tableServiceUri",
+    "SERVICEBUS_CONNECTION": "the emulator's; Azure uses SERVICEBUS_CONNECTION__fullyQualifiedNamespace",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP export instead of Application Insights: optional",
+    "DEVHOST_FUNCTION_KEY": "the local host's keys; Azure keeps its own",
+    "DEVHOST_MASTER_KEY": "the local host's keys; Azure keeps its own",
+}
+# A connection string is satisfied in Azure by its identity-based setting.
+IDENTITY_SETTING = {
+    "SERVICEBUS_CONNECTION": "SERVICEBUS_CONNECTION__fullyQualifiedNamespace",
+    "TABLE_STORAGE_CONNECTION": "TABLE_STORAGE_CONNECTION__tableServiceUri",
+}
+KEY_MARKERS = ("accountkey=", "sharedaccesskey=", "sharedaccesssignature=", "password=", "sig=")
+KEY_FUNCTIONS = {
+    "list_keys",
+    "listkeys",
+    "list_connection_strings",
+    "listconnectionstrings",
+    "list_account_sas",
+    "list_service_sas",
+}
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+RESERVED_ROUTE_PREFIXES = ("admin", "runtime")
+
+ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
+    "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
+    "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",  # who runs azd: reads and rotates secrets
+}
+# Settings whose Azure default differs from the engine's on purpose.
+AZURE_DEFAULTS = {
+    "AUTH_MODE": "identity: in Azure the managed identity is the D365 application user; msal suits anywhere else",
+}
+
+
+# ---- what the code says -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Field:
+    name: str  # the environment variable, upper case
+    default: Any  # the Python default; REQUIRED when there is none
+    secret: bool
+    bounds: dict[str, Any]
+
+
+REQUIRED = object()
+
+
+def engine_settings(root: Path) -> dict[str, Field]:
+    """The fields of core/settings.py's Settings, read from its source."""
+    tree = ast.parse((root / "core/settings.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    fields = {}
+    for node in cls.body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        name = node.target.id
+        if name.startswith("_") or name == "model_config":
+            continue
+        default: Any = REQUIRED
+        bounds: dict[str, Any] = {}
+        value = node.value
+        if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Field":
+            if value.args:
+                default = _literal(value.args[0])
+            for kw in value.keywords:
+                if kw.arg == "default":
+                    default = _literal(kw.value)
+                elif kw.arg in {"ge", "le", "gt", "lt"}:
+                    bounds[kw.arg] = _literal(kw.value)
+        elif value is not None:
+            default = _literal(value)
+        fields[name.upper()] = Field(name.upper(), default, "SecretStr" in ast.unparse(node.annotation), bounds)
+    return fields
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return ast.unparse(node)
+
+
+@dataclass
+class Trigger:
+    file: str
+    function: str
+    queue_setting: str
+    connection: str
+    sessions: bool
+
+
+def service_bus_triggers(root: Path) -> list[Trigger]:
+    found = []
+    for path in sorted((root / "functions").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and getattr(deco.func, "attr", "") == "service_bus_queue_trigger":
+                    kw = {k.arg: _literal(k.value) for k in deco.keywords}
+                    found.append(
+                        Trigger(
+                            path.name,
+                            node.name,
+                            str(kw.get("queue_name", "")).strip("%"),
+                            str(kw.get("connection", "")),
+                            kw.get("is_sessions_enabled") is True,
+                        )
+                    )
+    return found
+
+
+def http_routes(root: Path) -> list[tuple[str, str]]:
+    found = []
+    for path in sorted((root / "functions").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "route":
+                for kw in node.keywords:
+                    if kw.arg == "route" and isinstance(kw.value, ast.Constant):
+                        found.append((path.name, str(kw.value.value)))
+    return found
+
+
+def optional_settings(root: Path) -> dict[str, str]:
+    """infra/README.md's table of settings Bicep leaves at their defaults: | `NAME` | default | why |."""
+    text = (root / "infra/README.md").read_text()
+    section = text.split("## Settings left at their defaults", 1)[-1] if "## Settings left" in text else ""
+    section = section.split("\n## ", 1)[0]
+    return {
+        m.group(1): m.group(2).strip().strip("`")
+        for m in re.finditer(r"^\|\s*`([A-Z0-9_]+)`\s*\|([^|]*)\|", section, re.M)
+    }
+
+
+def topology_queues(root: Path) -> dict[str, dict[str, Any]]:
+    doc = json.loads((root / "devstack/servicebus/topology.json").read_text())
+    return {q["Name"]: q.get("Properties", {}) for ns in doc["UserConfig"]["Namespaces"] for q in ns["Queues"]}
+
+
+def duration_seconds(text: str) -> float:
+    """ISO 8601 durations as Service Bus takes them (P14D, PT1M, PT10M, PT20S)."""
+    m = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text)
+    if not m or text in ("P", "PT"):
+        raise ValueError(f"not an ISO 8601 duration: {text!r}")
+    d, h, mi, s = (float(g or 0) for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s
+
+
+def timespan_seconds(text: str) -> float:
+    """.NET TimeSpan text of host.json ([d.]hh:mm:ss[.fffffff])."""
+    days, _, rest = text.rpartition(".") if text.count(":") == 2 and text.split(":")[0].count(".") else ("", "", text)
+    h, m, s = rest.split(":")
+    return float(days or 0) * 86400 + int(h) * 3600 + int(m) * 60 + float(s)
+
+
+# ---- the checks ---------------------------------------------------------------------------------------------
+
+
+def parses(root: Path) -> list[str]:
+    problems = []
+    for path in sorted((root / "infra").rglob("*.bicep")):
+        try:
+            parse(path)
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        return problems
+    deployment = Deployment.load(root)
+    for module in deployment.modules.values():
+        for symbol, spec in module.modules().items():
+            target = deployment.modules.get((Path(module.name).parent / spec["detail"]["path"]).as_posix())
+            if target is None:
+                problems.append(f"{module.name}: module {symbol}: {spec['detail']['path']} does not exist")
+                continue
+            given = {key(k) for k in ((spec.get("config") or {}).get("params") or {})}
+            declared = target.parameters()
+            for name in sorted(given - set(declared)):
+                problems.append(f"{module.name}: module {symbol} passes {name}, which {target.name} does not declare")
+            for name, param in declared.items():
+                if param.get("default") is None and name not in given:  # pycep: default None = none declared
+                    problems.append(f"{module.name}: module {symbol} does not pass {name}, required by {target.name}")
+    return problems
+
+
+def settings(root: Path) -> list[str]:
+    deployment = Deployment.load(root)
+    app = deployment.app_settings()
+    app_upper = {name.upper(): name for name in app}
+    fields = engine_settings(root)
+    optional = optional_settings(root)
+    params = {name: spec.get("default") for name, spec in deployment.main.parameters().items()}
+    problems = []
+    for name, spec in fields.items():
+        if "__" in name:  # the identity parts of a connection: checked through the connection below
+            continue
+        wanted = IDENTITY_SETTING.get(name, name)
+        if wanted.upper() in app_upper:
+            value = app[app_upper[wanted.upper()]]
+            if name not in AZURE_DEFAULTS:
+                problems += _same_default(name, spec, value, params)
+        elif name in optional:
+            if spec.default is REQUIRED:
+                problems.append(f"{name}: README lists it as optional but core/settings.py requires it")
+            elif _text(spec.default) != optional[name]:
+                problems.append(f"{name}: README gives default {optional[name]!r}, core/settings.py {spec.default!r}")
+        else:
+            problems.append(
+                f"{name}: read by core/settings.py but not set in infra/main.bicep's appSettings (nor "
+                "listed in infra/README.md as left at its default)"
+            )
+    for name in app:
+        if name.upper() not in fields and name not in PLATFORM_SETTINGS:
+            problems.append(f"{name}: set in Bicep but read neither by core/settings.py nor by the platform")
+    sample = json.loads((root / "local.settings.sample.json").read_text())["Values"]
+    sample_upper = {n.upper() for n in sample}
+    for name in sample:
+        if name.upper() not in app_upper and name not in LOCAL_ONLY_SETTINGS and name not in optional:
+            problems.append(f"{name}: in local.settings.sample.json but not in Bicep (nor a local-only setting)")
+    for name in app:
+        if name.upper() in fields and name.upper() not in sample_upper:
+            problems.append(f"{name}: set in Bicep but missing from local.settings.sample.json")
+    return problems
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _same_default(name: str, spec: Field, value: Any, params: dict[str, Any]) -> list[str]:
+    """When the Bicep value is a parameter (maybe through string()), its default must be the engine's."""
+    param = value
+    if isinstance(value, dict) and "function" in value and value["function"].get("type") == "string":
+        param = next(iter((value["function"].get("parameters") or {}).values()), None)
+    if not isinstance(param, str) or param not in params or spec.default is REQUIRED:
+        return []
+    bicep_default = params[param]
+    if bicep_default is None or isinstance(bicep_default, dict):
+        return []
+    if _text(bicep_default) != _text(spec.default) and not (spec.default is None and bicep_default == ""):
+        try:
+            if float(bicep_default) == float(spec.default):
+                return []
+        except (TypeError, ValueError):
+            pass
+        return [f"{name}: Bicep parameter {param} defaults to {bicep_default!r}, core/settings.py to {spec.default!r}"]
+    return []
+
+
+QUEUE_PROPERTIES = {  # Bicep property: topology property
+    "requiresSession": "RequiresSession",
+    "requiresDuplicateDetection": "RequiresDuplicateDetection",
+    "lockDuration": "LockDuration",
+    "maxDeliveryCount": "MaxDeliveryCount",
+    "deadLetteringOnMessageExpiration": "DeadLetteringOnMessageExpiration",
+}
+
+
+def queues(root: Path) -> list[str]:
+    deployment = Deployment.load(root)
+    bicep = {q.get("name"): q for q in deployment.queues()}
+    local = topology_queues(root)
+    fields = engine_settings(root)
+    app = deployment.app_settings()
+    problems = []
+    for name in sorted(set(local) - set(bicep)):
+        problems.append(f"queue {name}: in devstack/servicebus/topology.json but not in infra/app/servicebus.bicep")
+    for name in sorted(set(bicep) - set(local)):
+        problems.append(f"queue {name}: in infra/app/servicebus.bicep but not in devstack/servicebus/topology.json")
+    for setting in ("CHANGES_QUEUE", "FNO_EVENTS_QUEUE", "SYNC_PAGES_QUEUE"):
+        default = fields[setting].default if setting in fields else None
+        value = app.get(setting)
+        if default not in bicep:
+            problems.append(f"{setting}: core/settings.py's default queue {default!r} is not created by Bicep")
+        if value != default:
+            problems.append(f"{setting}: Bicep sets {value!r}, core/settings.py's default is {default!r}")
+    for name in sorted(set(bicep) & set(local)):
+        ours, theirs = bicep[name], local[name]
+        for prop, local_prop in QUEUE_PROPERTIES.items():
+            if ours.get(prop) != theirs.get(local_prop):
+                problems.append(
+                    f"queue {name}: {prop} is {ours.get(prop)!r} in Bicep, {theirs.get(local_prop)!r} in "
+                    "the local topology"
+                )
+        if ours.get("requiresDuplicateDetection") and ours.get("duplicateDetectionHistoryTimeWindow") != theirs.get(
+            "DuplicateDetectionHistoryTimeWindow"
+        ):
+            window = ours.get("duplicateDetectionHistoryTimeWindow")
+            problems.append(
+                f"queue {name}: duplicate detection window {window!r} in Bicep, "
+                f"{theirs.get('DuplicateDetectionHistoryTimeWindow')!r} locally"
+            )
+        try:
+            if duration_seconds(str(ours.get("defaultMessageTimeToLive"))) < duration_seconds(
+                str(theirs.get("DefaultMessageTimeToLive"))
+            ):
+                problems.append(
+                    f"queue {name}: TTL {ours.get('defaultMessageTimeToLive')} in Azure is shorter than "
+                    f"the local {theirs.get('DefaultMessageTimeToLive')}"
+                )
+        except ValueError as error:
+            problems.append(f"queue {name}: {error}")
+    attempts = fields.get("APPLY_MAX_ATTEMPTS")
+    most = attempts.bounds.get("le") if attempts else None
+    changes = bicep.get(fields["CHANGES_QUEUE"].default if "CHANGES_QUEUE" in fields else "changes") or {}
+    if most is not None and int(changes.get("maxDeliveryCount") or 0) <= int(most):
+        problems.append(
+            f"queue changes: maxDeliveryCount {changes.get('maxDeliveryCount')} must exceed "
+            f"APPLY_MAX_ATTEMPTS's maximum {most} (the engine decides when a change fails, not the broker)"
+        )
+    for trigger in service_bus_triggers(root):
+        where = f"{trigger.file}:{trigger.function}"
+        queue = fields[trigger.queue_setting].default if trigger.queue_setting in fields else None
+        if trigger.queue_setting not in app:
+            problems.append(f"{where}: its queue setting %{trigger.queue_setting}% is not an app setting in Bicep")
+        if queue not in bicep:
+            problems.append(f"{where}: queue {queue!r} ({trigger.queue_setting}) is not created by Bicep")
+        elif bool(bicep[queue].get("requiresSession")) != trigger.sessions:
+            problems.append(
+                f"{where}: is_sessions_enabled={trigger.sessions} but queue {queue} has requiresSession="
+                f"{bicep[queue].get('requiresSession')}"
+            )
+        if f"{trigger.connection}__fullyQualifiedNamespace" not in app:
+            problems.append(
+                f"{where}: connection {trigger.connection} has no {trigger.connection}"
+                "__fullyQualifiedNamespace app setting in Bicep"
+            )
+    host = json.loads((root / "host.json").read_text())
+    service_bus = (host.get("extensions") or {}).get("serviceBus") or {}
+    renewal = service_bus.get("maxAutoLockRenewalDuration")
+    for name, queue_spec in bicep.items():
+        lock = duration_seconds(str(queue_spec.get("lockDuration")))
+        if renewal and timespan_seconds(renewal) < lock:
+            problems.append(f"host.json maxAutoLockRenewalDuration {renewal} is shorter than queue {name}'s lock")
+    if (
+        str(app.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "")).lower() == "true"
+        and host.get("telemetryMode") != "OpenTelemetry"
+    ):
+        problems.append(
+            "host.json: telemetryMode must be OpenTelemetry when PYTHON_APPLICATIONINSIGHTS_ENABLE_"
+            "TELEMETRY is true (the worker's spans are dropped otherwise)"
+        )
+    return problems
+
+
+def _resolve(value: Any, variables: dict[str, Any], depth: int = 0) -> Any:
+    """`value` with the names of main.bicep's variables replaced by their values (a string naming one is one)."""
+    if depth > 5:
+        return value
+    if isinstance(value, str) and value in variables:
+        return _resolve(variables[value], variables, depth + 1)
+    if isinstance(value, dict):
+        return {k: _resolve(v, variables, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, variables, depth + 1) for v in value]
+    return value
+
+
+def _outcome_leaves(value: Any) -> list[Any]:
+    """The leaves a setting's value can be made of: a condition's test is left out, its outcomes kept."""
+    if isinstance(value, dict) and (value.get("operator") or {}).get("type") == "conditional":
+        operands = value["operator"].get("operands") or {}
+        return _outcome_leaves(operands.get("true_value")) + _outcome_leaves(operands.get("false_value"))
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _outcome_leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _outcome_leaves(item)]
+    return [value]
+
+
+def _reference_or_empty(value: Any) -> bool:
+    """A Key Vault reference, empty, or a condition whose every outcome is one of those."""
+    if isinstance(value, str):
+        return value == "" or value.startswith(KEY_VAULT_REFERENCE)
+    if isinstance(value, dict) and (value.get("operator") or {}).get("type") == "conditional":
+        operands = value["operator"].get("operands") or {}
+        return _reference_or_empty(operands.get("true_value")) and _reference_or_empty(operands.get("false_value"))
+    return False
+
+
+def secrets(root: Path) -> list[str]:
+    deployment = Deployment.load(root)
+    variables = deployment.main.variables()
+    app = {name: _resolve(value, variables) for name, value in deployment.app_settings().items()}
+    fields = engine_settings(root)
+    secure = set()
+    for module in deployment.modules.values():
+        secure |= module.secure_parameters()
+    problems = []
+    for name, value in app.items():
+        for text in (str(leaf) for leaf in _outcome_leaves(value) if isinstance(leaf, str)):
+            if any(marker in text.lower() for marker in KEY_MARKERS):
+                problems.append(f"{name}: a key or password in a plain app setting ({text.split('=')[0]}=...)")
+            if text in secure:
+                problems.append(
+                    f"{name}: takes the secure parameter {text} directly; store it in Key Vault and reference it"
+                )
+        if functions_called(value) & KEY_FUNCTIONS:
+            problems.append(
+                f"{name}: built with {sorted(functions_called(value) & KEY_FUNCTIONS)[0]}(): a key in a "
+                "plain app setting"
+            )
+        field = fields.get(name.upper())
+        if (
+            field is not None
+            and field.secret
+            and name.upper() not in IDENTITY_SETTING
+            and not _reference_or_empty(value)
+        ):
+            problems.append(f"{name}: a secret setting must be a Key Vault reference (or empty)")
+    for name in IDENTITY_SETTING:
+        if name in app:
+            problems.append(f"{name}: a connection string in Azure; use {IDENTITY_SETTING[name]} and the identity")
+    local_auth = {
+        "Microsoft.ServiceBus/namespaces": ("disableLocalAuth", True),
+        "Microsoft.Storage/storageAccounts": ("allowSharedKeyAccess", False),
+        "Microsoft.Insights/components": ("DisableLocalAuth", True),
+    }
+    for resource in deployment.resources():
+        if resource.type in local_auth:
+            prop, wanted = local_auth[resource.type]
+            if resource.properties.get(prop) is not wanted:
+                problems.append(
+                    f"{resource.module}: {resource.symbol} must set {prop}: {str(wanted).lower()} (keys "
+                    "would work next to the identity)"
+                )
+    parameters = json.loads((root / "infra/main.parameters.json").read_text())["parameters"]
+    for name in secure & set(parameters):
+        value = str(parameters[name].get("value", ""))
+        if not re.fullmatch(r"\$\{[A-Z0-9_]+=?\}|\$\(secretOrRandomPassword [^)]*\)", value):
+            problems.append(
+                f"main.parameters.json: {name} is secure; give it from the environment (${{NAME}}) or "
+                "secretOrRandomPassword, never as a value"
+            )
+    return problems
+
+
+def roles(root: Path) -> list[str]:
+    """The roles the code needs, from what it uses, against the role assignments in Bicep."""
+    deployment = Deployment.load(root)
+    app = deployment.app_settings()
+    core = "\n".join(p.read_text() for p in (root / "core").rglob("*.py"))
+    assigned = {guid: resource for resource, guid in deployment.role_assignments()}
+    needs: list[tuple[str, set[str]]] = []  # (why, any of these role sets)
+    if "AzureWebJobsStorage__accountName" in app:
+        needs.append(("the Functions host's storage (AzureWebJobsStorage__accountName)", {"Storage Blob Data Owner"}))
+    if "TableServiceClient" in core:
+        needs.append(("the engine's tables (core/store/tables.py)", {"Storage Table Data Contributor"}))
+    if "ServiceBusAdministrationClient" in core:
+        needs.append(("the queue depth (core/store/queuedepth.py: Manage rights)", {"Azure Service Bus Data Owner"}))
+    if "get_queue_sender" in core or "ServiceBusClient" in core:
+        needs.append(
+            (
+                "sending and receiving (core/store/queues.py, the triggers)",
+                {"Azure Service Bus Data Owner", "Azure Service Bus Data Sender+Azure Service Bus Data Receiver"},
+            )
+        )
+    if any(KEY_VAULT_REFERENCE in str(leaf) for v in app.values() for leaf in leaves(v)):
+        needs.append(("the Key Vault references of the app settings", {"Key Vault Secrets User"}))
+    if "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" in app:
+        needs.append(
+            ("telemetry with Entra auth (Application Insights local auth is off)", {"Monitoring Metrics Publisher"})
+        )
+    have = {ROLES.get(guid, guid) for guid in assigned}
+    problems = []
+    for why, options in needs:
+        if not any(all(part in have for part in option.split("+")) for option in options):
+            problems.append(f"no role assignment for {why}: needs {' or '.join(sorted(options))}")
+    for resource, guid in deployment.role_assignments():
+        if guid not in ROLES:
+            problems.append(f"{resource.module}: {resource.symbol} assigns an unknown role {guid!r}")
+    return problems
+
+
+def routes(root: Path) -> list[str]:
+    return [
+        f"{file}: route {route!r} starts with {route.split('/')[0]!r}, which Azure reserves (it will not load)"
+        for file, route in http_routes(root)
+        if route.lower().startswith(RESERVED_ROUTE_PREFIXES)
+    ]
+
+
+ALL = {"parses": parses, "settings": settings, "queues": queues, "secrets": secrets, "roles": roles, "routes": routes}
+
+
+def run(root: Path) -> dict[str, list[str]]:
+    return {name: check(root) for name, check in ALL.items()}

@@ -1,0 +1,179 @@
+"""Each check fails on a deliberately broken copy of the repository, naming what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infra import checks
+from tests.infra.conftest import edit
+
+
+def test_a_renamed_queue_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/servicebus.bicep", "name: 'changes'", "name: 'changes-v2'")
+    problems = checks.queues(repo)
+    assert any("queue changes:" in p and "not in infra/app/servicebus.bicep" in p for p in problems)
+    assert any("CHANGES_QUEUE" in p and "not created by Bicep" in p for p in problems)
+    assert any("apply.py:apply_changes" in p for p in problems)
+
+
+def test_a_queue_renamed_in_the_code_only_is_reported(repo: Path) -> None:
+    edit(repo / "core/settings.py", 'changes_queue: str = Field("changes"', 'changes_queue: str = Field("updates"')
+    assert any("'updates'" in p for p in checks.queues(repo))
+
+
+def test_a_session_trigger_on_a_queue_without_sessions_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/servicebus.bicep", "requiresSession: true", "requiresSession: false")
+    problems = checks.queues(repo)
+    assert any("is_sessions_enabled=True but queue changes has requiresSession=False" in p for p in problems)
+    assert any("requiresSession is False in Bicep, True in the local topology" in p for p in problems)
+
+
+def test_a_changed_queue_property_is_reported(repo: Path) -> None:
+    edit(repo / "devstack/servicebus/topology.json", '"LockDuration": "PT1M"', '"LockDuration": "PT2M"')
+    edit(repo / "infra/app/servicebus.bicep", "maxDeliveryCount: 10", "maxDeliveryCount: 5")
+    edit(repo / "infra/app/servicebus.bicep", "defaultMessageTimeToLive: 'P14D'", "defaultMessageTimeToLive: 'PT5M'")
+    problems = checks.queues(repo)
+    assert any("queue changes: lockDuration is 'PT1M' in Bicep, 'PT2M'" in p for p in problems)
+    assert any("maxDeliveryCount 5 must exceed APPLY_MAX_ATTEMPTS's maximum 9" in p for p in problems)
+    assert any("TTL PT5M in Azure is shorter than the local PT1H" in p for p in problems)
+
+
+def test_host_json_without_opentelemetry_mode_is_reported(repo: Path) -> None:
+    edit(repo / "host.json", '"telemetryMode": "OpenTelemetry",', "")
+    assert any("telemetryMode" in p for p in checks.queues(repo))
+
+
+def test_a_missing_setting_is_reported(repo: Path) -> None:
+    edit(repo / "infra/main.bicep", "  SWEEP_INTERVAL_SECONDS: string(sweepIntervalSeconds)\n", "")
+    assert checks.settings(repo) == [
+        "SWEEP_INTERVAL_SECONDS: read by core/settings.py but not set in infra/main.bicep's appSettings (nor listed "
+        "in infra/README.md as left at its default)",
+        "SWEEP_INTERVAL_SECONDS: in local.settings.sample.json but not in Bicep (nor a local-only setting)",
+    ]
+
+
+def test_a_new_engine_setting_without_infrastructure_is_reported(repo: Path) -> None:
+    edit(
+        repo / "core/settings.py",
+        "    maps_path: str = Field(",
+        '    retry_jitter: float = Field(0.1, description="new")\n    maps_path: str = Field(',
+    )
+    problems = checks.settings(repo)
+    assert any(p.startswith("RETRY_JITTER: read by core/settings.py but not set") for p in problems)
+
+
+def test_a_setting_nobody_reads_and_a_drifted_default_are_reported(repo: Path) -> None:
+    edit(repo / "infra/main.bicep", "  LOG_LEVEL: logLevel\n", "  LOG_LEVEL: logLevel\n  LOG_LEVL: 'INFO'\n")
+    edit(repo / "infra/main.bicep", "param sweepIntervalSeconds int = 60", "param sweepIntervalSeconds int = 600")
+    problems = checks.settings(repo)
+    assert any(p.startswith("LOG_LEVL: set in Bicep but read neither") for p in problems)
+    assert any("sweepIntervalSeconds defaults to 600, core/settings.py to 60" in p for p in problems)
+
+
+def test_a_sample_setting_missing_from_bicep_is_reported(repo: Path) -> None:
+    edit(repo / "local.settings.sample.json", '"LOG_LEVEL": "INFO",', '"LOG_LEVEL": "INFO",\n    "EXTRA_KNOB": "1",')
+    assert any(
+        p.startswith("EXTRA_KNOB: in local.settings.sample.json but not in Bicep") for p in checks.settings(repo)
+    )
+
+
+def test_a_connection_string_with_a_key_in_app_settings_is_reported(repo: Path) -> None:
+    edit(
+        repo / "infra/main.bicep",
+        "  CHANGES_QUEUE: 'changes'\n",
+        "  SERVICEBUS_CONNECTION: 'Endpoint=sb://${serviceBus.outputs.name}.servicebus.windows.net/;"
+        "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=${sbKey}'\n  CHANGES_QUEUE: 'changes'\n",
+    )
+    problems = checks.secrets(repo)
+    assert any(p.startswith("SERVICEBUS_CONNECTION: a key or password in a plain app setting") for p in problems)
+    assert any(p.startswith("SERVICEBUS_CONNECTION: a connection string in Azure") for p in problems)
+
+
+def test_a_storage_key_from_list_keys_is_reported(repo: Path) -> None:
+    edit(
+        repo / "infra/main.bicep",
+        "  MAPS_PATH: 'maps'\n",
+        "  MAPS_PATH: 'maps'\n  AzureWebJobsStorage: storageAccount.listKeys().keys[0].value\n",
+    )
+    problems = checks.secrets(repo)
+    assert any("AzureWebJobsStorage: built with list" in p for p in problems), problems
+
+
+def test_a_plain_secret_setting_is_reported(repo: Path) -> None:
+    edit(repo / "infra/main.bicep", "  INGEST_KEY: ingestKeyReference\n", "  INGEST_KEY: ingestKey\n")
+    edit(
+        repo / "infra/main.bicep",
+        "  ALERT_SMTP_PASSWORD: hasSmtpPassword ? smtpPasswordReference : ''\n",
+        "  ALERT_SMTP_PASSWORD: 'hunter2'\n",
+    )
+    problems = checks.secrets(repo)
+    assert any(p.startswith("INGEST_KEY: takes the secure parameter ingestKey directly") for p in problems)
+    assert "ALERT_SMTP_PASSWORD: a secret setting must be a Key Vault reference (or empty)" in problems
+
+
+def test_local_auth_left_on_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/servicebus.bicep", "disableLocalAuth: true", "disableLocalAuth: false")
+    edit(repo / "infra/app/storage.bicep", "allowSharedKeyAccess: false", "allowSharedKeyAccess: true")
+    problems = checks.secrets(repo)
+    assert any("namespace must set disableLocalAuth: true" in p for p in problems)
+    assert any("storage must set allowSharedKeyAccess: false" in p for p in problems)
+
+
+def test_a_secret_written_into_the_parameters_file_is_reported(repo: Path) -> None:
+    edit(repo / "infra/main.parameters.json", '"${CLIENT_SECRET=}"', '"my-client-secret"')
+    assert any("clientSecret is secure" in p for p in checks.secrets(repo))
+
+
+def test_a_missing_role_is_reported(repo: Path) -> None:
+    bicep = repo / "infra/app/storage.bicep"
+    text = bicep.read_text()
+    start = text.index("resource tableContributor")
+    bicep.write_text(text[:start] + text[text.index("\n}\n", start) + 3 :])
+    assert checks.roles(repo) == [
+        "no role assignment for the engine's tables (core/store/tables.py): needs Storage Table Data Contributor"
+    ]
+
+
+def test_listen_only_service_bus_rights_are_reported(repo: Path) -> None:
+    bicep = repo / "infra/app/servicebus.bicep"
+    text = bicep.read_text()
+    for symbol in ("resource owner", "resource sender"):
+        start = text.index(symbol)
+        text = text[:start] + text[text.index("\n}\n", start) + 3 :]
+    bicep.write_text(text)
+    problems = checks.roles(repo)
+    assert any("queue depth" in p and "Azure Service Bus Data Owner" in p for p in problems)
+    assert any("sending and receiving" in p for p in problems)
+
+
+def test_invalid_bicep_is_reported_with_its_file(repo: Path) -> None:
+    edit(
+        repo / "infra/app/keyvault.bicep",
+        "resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {",
+        "resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {{",
+    )
+    problems = checks.parses(repo)
+    assert len(problems) == 1 and "keyvault.bicep: not valid Bicep" in problems[0]
+
+
+def test_a_module_given_a_parameter_it_lacks_is_reported(repo: Path) -> None:
+    edit(
+        repo / "infra/main.bicep",
+        "    grantDataOwner: serviceBusDataOwner\n",
+        "    grantDataOwner: serviceBusDataOwner\n    partitions: 4\n",
+    )
+    edit(
+        repo / "infra/main.bicep",
+        "    deploymentContainerName: deploymentContainerName\n  }\n}\n\nmodule serviceBus",
+        "  }\n}\n\nmodule serviceBus",
+    )
+    problems = checks.parses(repo)
+    assert "main.bicep: module serviceBus passes partitions, which app/servicebus.bicep does not declare" in problems
+    assert "main.bicep: module storage does not pass deploymentContainerName, required by app/storage.bicep" in problems
+
+
+def test_a_route_under_a_reserved_prefix_is_reported(repo: Path) -> None:
+    edit(repo / "functions/admin.py", 'route="manage/v1/errors"', 'route="admin/errors"')
+    assert checks.routes(repo) == [
+        "admin.py: route 'admin/errors' starts with 'admin', which Azure reserves (it will not load)"
+    ]
