@@ -267,8 +267,11 @@ class VirtualService:
         query = parse_query(request.params, table)
         where, kept, order = self._plan(table, query)
         source = self.source(table)
-        page = table.page_size if query.top is None else min(query.top, table.max_page_size)
-        page = min(page, table.max_page_size, _max_page_size(request.headers) or table.max_page_size)
+        # A page: the caller's $top, else the caller's Prefer: odata.maxpagesize, else the table's page size;
+        # never more than max_page_size (the rest of a larger $top follows behind the next link).
+        preferred = _max_page_size(request.headers)
+        wanted = preferred or table.page_size if query.top is None else min(query.top, preferred or query.top)
+        page = min(wanted, table.max_page_size)
         count: int | None = None
         if kept is None and source.orders(order):
             rows = await source.rows(where, order, query.skip, page + 1) if page else []

@@ -315,3 +315,14 @@ def test_a_row_by_its_id_with_select(vt: VirtualStack) -> None:
         "ProductId": one["ProductId"],
         "Name": one["Name"],
     }
+
+
+def test_prefer_maxpagesize_sets_the_server_page_up_to_the_cap(vt: VirtualStack) -> None:
+    with vt.client() as client:
+        big = client.get("Products", headers={"Prefer": "odata.maxpagesize=120"})
+        assert len(big.json()["value"]) == 120 and "@odata.nextLink" in big.json()
+        capped = client.get("Products", headers={"Prefer": "odata.maxpagesize=5000"})
+        assert len(capped.json()["value"]) == 200  # max_page_size is 500; the table has 200 rows
+        assert "@odata.nextLink" not in capped.json()
+        default = client.get("Products")
+        assert len(default.json()["value"]) == 50 and "@odata.nextLink" in default.json()
