@@ -253,6 +253,7 @@ def _demo_data(settings: dict[str, str], fresh: bool) -> list[str]:
     from devstack.virtualdata import create_sql, seed_tables
 
     skipped: list[str] = []
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the Tables SDK logs every request at INFO
     url = settings.get("VIRTUAL_TABLES_SQL_URL", "")
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -309,5 +310,5 @@ def local_demo(
             f"  try           curl -H 'Authorization: Bearer local' "
             f"'{dataverse_base}{sets['Products']}?$select=dwvt_name,dwvt_price&$top=5&$count=true'"
         )
-    lines.append(f"  CLI           dualwrite vt query Products --top 5 --vt-key {key}")
+    lines.append("  CLI           dualwrite vt query Products --top 5   (dualwrite vt metadata: the CSDL)")
     return lines
