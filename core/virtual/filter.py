@@ -56,7 +56,30 @@ class Not:
     operand: Node
 
 
-Node = Compare | Call | And | Or | Not
+@dataclass(frozen=True)
+class Const:
+    """Always true or always false: what an id comparison becomes when the id is unknown (core.virtual.service)."""
+
+    value: bool
+
+
+Node = Compare | Call | And | Or | Not | Const
+
+
+def simplify(node: Node) -> Node:
+    """The same condition with every Const folded away, or a single Const when the whole is decided."""
+    match node:
+        case And() | Or():
+            left, right = simplify(node.left), simplify(node.right)
+            absorbing = isinstance(node, Or)  # true absorbs an or, false an and
+            for side, other in ((left, right), (right, left)):
+                if isinstance(side, Const):
+                    return side if side.value is absorbing else other
+            return And(left, right) if isinstance(node, And) else Or(left, right)
+        case Not():
+            inner = simplify(node.operand)
+            return Const(not inner.value) if isinstance(inner, Const) else Not(inner)
+    return node
 
 
 def walk(node: Node) -> Iterator[Node]:
@@ -281,12 +304,8 @@ class _Parser:
     def column_of(self, name: str) -> Column:
         column = self.table.column(name)
         if column is None:
-            if name == self.table.id_name:
-                raise BadInput(
-                    FILTER,
-                    f"$filter on {name} is not supported: read the row by its id "
-                    f"({self.table.entity_set}(<guid>)) instead",
-                )
+            if name == self.table.id_name:  # a derived id: the service turns it into the key (resolve_ids)
+                return Column(name=name, type="Edm.Guid", nullable=False)
             known = ", ".join(c.name for c in self.table.columns)
             raise BadInput(FILTER, f"$filter: {self.table.entity_set} has no property {name!r} (it has {known})")
         if not column.filterable:
@@ -403,6 +422,8 @@ def matches(node: Node, row: Mapping[str, Any]) -> bool:
     """Whether a row (OData names -> typed values) passes. Text functions compare case-insensitively, as SQL Server
     and Dataverse do with their default collations."""
     match node:
+        case Const():
+            return node.value
         case And():
             return matches(node.left, row) and matches(node.right, row)
         case Or():

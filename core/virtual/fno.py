@@ -13,7 +13,7 @@ from typing import Any
 
 from core.connectors.errors import ConnectorError, NotFound, ValidationFailed
 from core.connectors.fno import FnoClient
-from core.virtual.filter import And, Call, Compare, Node, Not, Or, walk
+from core.virtual.filter import And, Call, Compare, Const, Node, Not, Or, walk
 from core.virtual.model import DerivedKey, FnoSource, VirtualTable
 from core.virtual.source import Order, Row, SourceError, VirtualSource
 from core.virtual.values import from_json
@@ -44,7 +44,7 @@ class FnoEntitySource(VirtualSource):
         self.key_names = table.key.columns if isinstance(table.key, DerivedKey) else [table.key.column]
 
     def pushable(self, node: Node) -> bool:
-        return not any(isinstance(n, Call) for n in walk(node))
+        return not any(isinstance(n, Call | Const) for n in walk(node))
 
     def orders(self, orderby: Order) -> bool:
         return True

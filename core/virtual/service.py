@@ -11,14 +11,14 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from core.connectors import jsonwire
 from core.errors import BadInput
 from core.virtual.csdl import metadata_xml, service_document
-from core.virtual.filter import Node, all_of, conjuncts, matches, walk
+from core.virtual.filter import And, Compare, Const, Node, Not, Or, all_of, conjuncts, matches, simplify, walk
 from core.virtual.keys import KeyIndex, RecentIds, id_of, key_of
 from core.virtual.model import DerivedKey, GuidColumnKey, VirtualTable
 from core.virtual.query import Query, parse_query, skiptoken_of
@@ -237,6 +237,29 @@ class VirtualService:
         }
         return self._json(body)
 
+    async def _resolve_ids(self, table: VirtualTable, node: Node | None) -> Node | None:
+        """A derived id in a filter (`OrderLineId eq <guid>`, as Dataverse filters on a table's primary key) is no
+        source column: it becomes equality on the key the reverse index holds for it, or false for an id it does
+        not know (no row has it)."""
+        if node is None or not isinstance(table.key, DerivedKey):
+            return node
+        key_columns = table.key.columns
+
+        async def resolve(part: Node) -> Node:
+            match part:
+                case And() | Or():
+                    return type(part)(await resolve(part.left), await resolve(part.right))
+                case Not():
+                    return Not(await resolve(part.operand))
+                case Compare() if part.column == table.id_name:
+                    key = await self.index.find(table, part.value)
+                    equal = None if key is None else all_of([Compare("eq", n, key[n]) for n in key_columns])
+                    found: Node = Const(False) if equal is None else equal
+                    return found if part.op == "eq" else Not(found)
+            return part
+
+        return simplify(await resolve(node))
+
     def _plan(self, table: VirtualTable, query: Query) -> tuple[Node | None, Node | None, list[tuple[str, bool]]]:
         """What the source runs (filter), what Python must run after it, and the full order (the caller's, then
         the key, so pages never overlap or skip a row)."""
@@ -265,6 +288,11 @@ class VirtualService:
 
     async def read_many(self, request: Request, table: VirtualTable) -> Reply:
         query = parse_query(request.params, table)
+        query = replace(query, filter=await self._resolve_ids(table, query.filter))
+        if isinstance(query.filter, Const) and not query.filter.value:
+            return self._json(self._page_body(request, table, query, [], 0))
+        if isinstance(query.filter, Const):
+            query = replace(query, filter=None)
         where, kept, order = self._plan(table, query)
         source = self.source(table)
         # A page: the caller's $top, else the caller's Prefer: odata.maxpagesize, else the table's page size;
@@ -292,15 +320,21 @@ class VirtualService:
         more = len(rows) > page and (query.top is None or query.top > page)
         rows = rows[:page]
         await self._remember(table, rows)
-        body: dict[str, Any] = {"@odata.context": f"{request.base_url}$metadata#{table.entity_set}"}
-        if query.count:
-            body["@odata.count"] = count
-        body["value"] = [self._wire(table, row, query.select) for row in rows]
+        body = self._page_body(request, table, query, rows, count)
         if more:
             body["@odata.nextLink"] = self._next_link(
                 request, table, query.skip + page, None if query.top is None else query.top - page
             )
         return self._json(body)
+
+    def _page_body(
+        self, request: Request, table: VirtualTable, query: Query, rows: Sequence[Row], count: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"@odata.context": f"{request.base_url}$metadata#{table.entity_set}"}
+        if query.count:
+            body["@odata.count"] = count
+        body["value"] = [self._wire(table, row, query.select) for row in rows]
+        return body
 
     def _next_link(self, request: Request, table: VirtualTable, offset: int, top: int | None) -> str:
         options = {k: v for k, v in request.params.items() if k.lower() not in ("$top", "$skip", "$skiptoken")}
@@ -309,6 +343,11 @@ class VirtualService:
 
     async def count_only(self, request: Request, table: VirtualTable) -> Reply:
         query = parse_query(request.params, table)
+        query = replace(query, filter=await self._resolve_ids(table, query.filter))
+        if isinstance(query.filter, Const):
+            if not query.filter.value:
+                return Reply(200, b"0", "text/plain", {"OData-Version": "4.0"})
+            query = replace(query, filter=None)
         where, kept, _ = self._plan(table, query)
         if kept is None:
             total = await self.source(table).count(where)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-from core.virtual.filter import And, Call, Compare, Node, Not, Or
+from core.virtual.filter import And, Call, Compare, Const, Node, Not, Or
 from core.virtual.model import Column, VirtualTable
 from core.virtual.source import Order, Row, SourceError, VirtualSource
 
@@ -122,6 +122,8 @@ class SqlSource(VirtualSource):
 
     def clause(self, node: Node) -> Any:
         match node:
+            case Const():
+                return sa.true() if node.value else sa.false()
             case And():
                 return sa.and_(self.clause(node.left), self.clause(node.right))
             case Or():

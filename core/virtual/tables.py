@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.data.tables import EdmType, EntityProperty, UpdateMode
 
 from core.store.tables import Tables
-from core.virtual.filter import And, Call, Compare, Node, Not, Or, walk
+from core.virtual.filter import And, Call, Compare, Const, Node, Not, Or, walk
 from core.virtual.model import DerivedKey, TablesSource, VirtualTable
 from core.virtual.source import Order, Row, SourceError, VirtualSource
 from core.virtual.values import from_json
@@ -36,7 +36,7 @@ class TableStorageSource(VirtualSource):
 
     def pushable(self, node: Node) -> bool:
         for part in walk(node):
-            if isinstance(part, Call):
+            if isinstance(part, Call | Const):
                 return False
             if isinstance(part, Compare) and (
                 part.value is None or (self.types[part.column] == "Edm.Decimal" and part.op not in ("eq", "ne"))

@@ -130,3 +130,38 @@ def test_sql_composite_key_guid_round_trip(vt: VirtualStack) -> None:
             assert row["OrderLineId"] == uuid5(ORDER_LINES_NS, row["OrderNumber"], row["LineNumber"])
             again = client.get(f"OrderLines({row['OrderLineId']})")
             assert {k: v for k, v in again.json().items() if not k.startswith("@")} == row
+
+
+@pytest.mark.parametrize(
+    ("entity_set", "id_name", "other"),
+    [
+        ("OrderLines", "OrderLineId", "OrderNumber"),
+        ("FnoCustomerGroups", "Id", "dataAreaId"),
+        ("Warehouses", "WarehouseId", "Region"),
+    ],
+)
+def test_a_filter_on_a_derived_id_finds_its_rows(vt: VirtualStack, entity_set: str, id_name: str, other: str) -> None:
+    rows = all_rows(vt, entity_set)
+    one, two = rows[1], rows[-1]
+    unknown = uuid.uuid4()
+    with vt.client() as client:
+
+        def find(expression: str) -> list[str]:
+            answer = client.get(entity_set, params={"$filter": expression, "$count": "true", "$top": "500"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["@odata.count"] == len(answer.json()["value"])
+            return sorted(r[id_name] for r in answer.json()["value"])
+
+        assert find(f"{id_name} eq {one[id_name]}") == [one[id_name]]
+        assert find(f"{id_name} eq {one[id_name]} or {id_name} eq {two[id_name]}") == sorted(
+            [one[id_name], two[id_name]]
+        )
+        assert find(f"{id_name} eq {unknown}") == []
+        assert find(f"{id_name} eq {unknown} or {id_name} eq {two[id_name]}") == [two[id_name]]
+        same = sorted(r[id_name] for r in rows if r[other] == one[other] and r[id_name] != one[id_name])
+        assert find(f"{other} eq '{one[other]}' and {id_name} ne {one[id_name]}") == same
+        assert find(f"not ({id_name} ne {unknown})") == []
+        assert client.get(f"{entity_set}/$count", params={"$filter": f"{id_name} eq {unknown}"}).text == "0"
+        assert client.get(f"{entity_set}/$count", params={"$filter": f"{id_name} eq {one[id_name]}"}).text == "1"
+        refused = client.get(entity_set, params={"$filter": f"{id_name} gt {unknown}"})
+        assert refused.status_code == 400 and "only eq and ne" in refused.json()["detail"]

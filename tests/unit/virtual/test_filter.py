@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import BadInput
 from core.virtual.catalog import load_file
-from core.virtual.filter import And, Call, Compare, Not, Or, matches, parse_filter
+from core.virtual.filter import And, Call, Compare, Const, Not, Or, matches, parse_filter, simplify
 
 TABLE = load_file(Path(__file__).resolve().parents[3] / "virtualtables" / "products.json")
 
@@ -106,3 +106,26 @@ ROWS = [
 def test_python_evaluation_follows_odata_semantics(text: str, names: list[str]) -> None:
     node = parse(text)
     assert [r["Name"] for r in ROWS if matches(node, r)] == names
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        (And(Const(True), Compare("eq", "A", 1)), Compare("eq", "A", 1)),
+        (And(Compare("eq", "A", 1), Const(False)), Const(False)),
+        (Or(Const(False), Compare("eq", "A", 1)), Compare("eq", "A", 1)),
+        (Or(Compare("eq", "A", 1), Const(True)), Const(True)),
+        (Not(Or(Const(False), Const(False))), Const(True)),
+        (Not(And(Compare("eq", "A", 1), Not(Const(False)))), Not(Compare("eq", "A", 1))),
+    ],
+)
+def test_simplify_folds_constants_away(node: Any, expected: Any) -> None:
+    assert simplify(node) == expected
+
+
+def test_a_derived_id_parses_as_a_guid_comparison() -> None:
+    table = load_file(Path(__file__).resolve().parents[3] / "virtualtables" / "order-lines.json")
+    row_id = uuid.uuid4()
+    assert parse_filter(f"OrderLineId eq {row_id}", table) == Compare("eq", "OrderLineId", row_id)
+    with pytest.raises(BadInput, match="only eq and ne"):
+        parse_filter(f"OrderLineId lt {row_id}", table)
