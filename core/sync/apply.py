@@ -24,8 +24,10 @@ from core.sync.decide import (
     Skip,
     Write,
     WriteBack,
+    check_latest,
     check_primary,
     decide,
+    held,
     record_label,
     screen,
     side_name,
@@ -106,16 +108,37 @@ class Applier:
                                 "to Dataverse cannot happen inside the save")
             return await self._write_back(table_map, event, link, decision)
         assert record is not None  # a write has a source record
-        return await self._write(table_map, event, record, link, decision, recreate=recreate)
+        return await self._write(table_map, event, record, link, decision, recreate=recreate, online=online)
 
     async def _write(self, table_map: TableMap, event: ChangeEvent, record: dict[str, Any], link: Link | None,
-                     decision: Write, *, recreate: bool) -> Result:
+                     decision: Write, *, recreate: bool, online: bool = False) -> Result:
         side = self.sides[decision.target]
         if decision.check_primary:
             assert link is not None  # only an update checks the primary side
             refusal = check_primary(table_map, event, link, decision, await side.read_linked(table_map, link))
             if refusal is not None:
                 raise ConflictSkipped(refusal.reason)
+        overwrote = None
+        if decision.check_latest:
+            assert link is not None  # only an update checks for a change not synced yet
+            current = await side.read_current(table_map, link)
+            verdict = check_latest(table_map, event, link, decision, current.record if current else None,
+                                   current.modified_at if current else None)
+            if isinstance(verdict, WriteBack):
+                if online and verdict.loser == "dataverse":
+                    raise NotOnline(f"map {table_map.name!r}: {verdict.reason}; writing F&O's later values back "
+                                    "to Dataverse cannot happen inside the save")
+                if current is not None and current.modified_at is not None:
+                    link.noticed(verdict.winner, verdict.contested, current.modified_at)
+                return await self._write_back(table_map, event, link, verdict)
+            overwrote = verdict
+            if verdict is None and current is not None and held(table_map, decision, current.record):
+                link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
+                           dataverse_id=None, fno_key=None)  # an update: the link's ids stand
+                await self.links.save(link)
+                # Applied, by the earlier attempt: this one records it (the activity log has no entry of that one).
+                return Result("applied", f"{decision.reason(created=False)}, found written already: an earlier attempt "
+                              "of this change wrote it and was cut off before recording it", decision.key_text)
         written = await side.write(table_map, link if decision.update else None, decision.projected,
                                    decision.changes, recreate=recreate)
         link = link or Link(map=table_map.name, key=decision.key)
@@ -127,7 +150,8 @@ class Applier:
                    dataverse_id=dataverse_id, fno_key=fno_key)
         await self.links.save(link)
         target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
-        return Result("applied", decision.reason(created=written.created), decision.key_text, target_id)
+        reason = decision.reason(created=written.created)
+        return Result("applied", f"{reason}; {overwrote}" if overwrote else reason, decision.key_text, target_id)
 
     async def _write_back(self, table_map: TableMap, event: ChangeEvent, link: Link,
                           decision: WriteBack) -> Result:

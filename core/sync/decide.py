@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from core.events.model import ChangeEvent
@@ -59,6 +60,7 @@ class Write:
     source_values: dict[str, Any]
     update: bool  # the record is linked (else: created, or upserted by key)
     check_primary: bool  # primary_wins with the target as primary: read it and `check_primary` first
+    check_latest: bool = False  # latest_wins on a linked record: read the target and `check_latest` first
 
     @property
     def key_text(self) -> str:
@@ -157,7 +159,8 @@ def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | 
                              source_values, frozenset(contested), projected,
                              {name: value for name, value in changes.items() if name not in contested})
     return Write(key, target, projected, changes, source_values, update=True,
-                 check_primary=table_map.conflict == "primary_wins" and event.source != table_map.primary)
+                 check_primary=table_map.conflict == "primary_wins" and event.source != table_map.primary,
+                 check_latest=table_map.conflict == "latest_wins")
 
 
 def screen(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | None, link: Link | None, *,
@@ -212,6 +215,44 @@ def check_primary(table_map: TableMap, event: ChangeEvent, link: Link, write: Wr
     return Refuse(f"map {table_map.name!r}: {side_name(write.target)} (the primary side) changed "
                   f"{', '.join(moved)} since the last sync; primary wins, so this {side_name(event.source)} "
                   "change is not applied. Resubmit it to apply it anyway once the primary's change has synced.")
+
+
+def check_latest(table_map: TableMap, event: ChangeEvent, link: Link, write: Write,
+                 current: Mapping[str, Any] | None, modified_at: datetime | None) -> WriteBack | str | None:
+    """Under latest_wins, the target (read as `current`, last changed at `modified_at`) may hold a change whose
+    event has not been applied yet: the link cannot know of it, and writing over it blind would lose it (its own
+    event would then read the engine's write back and pass for an echo). The columns this change writes that the
+    target changed since the last sync, to something else, are contested:
+    - the target's change is later: it wins them (a WriteBack: written over this change's side), the rest goes on;
+      the same second counts as later, since both services keep whole seconds and what is in place is kept rather
+      than overwritten on a guess; an unknown time likewise;
+    - this change is later: it is written as usual, and the returned text says which change it overwrote;
+    - nothing contested: None."""
+    if current is None:
+        return None
+    now = side_values(table_map, write.target, current)
+    known = link.values.get(write.target, {})
+    unseen = sorted(name for name, value in write.changes.items()
+                    if name in now and name in known and now[name] != known[name] and now[name] != canon(value))
+    if not unseen:
+        return None
+    theirs, ours = side_name(write.target), event.occurred_at
+    if modified_at is None or modified_at >= (ours if modified_at.microsecond else ours.replace(microsecond=0)):
+        when = modified_at.isoformat() if modified_at else "a time it does not tell"
+        reason = (f"conflict, latest wins: {theirs} changed {', '.join(unseen)} at {when} (not synced yet), "
+                  f"not before this change ({ours.isoformat()})")
+        return WriteBack(reason, write.key, event.source, write.source_values, frozenset(unseen), write.projected,
+                         {name: value for name, value in write.changes.items() if name not in unseen})
+    return (f"conflict, latest wins: this change ({ours.isoformat()}) overwrote {theirs}'s earlier change of "
+            f"{', '.join(unseen)} at {modified_at.isoformat()} (not synced yet)")
+
+
+def held(table_map: TableMap, write: Write, current: Mapping[str, Any]) -> bool:
+    """Whether the target, read as `current`, already holds every value the write would send: an earlier delivery
+    of this change wrote it and was cut off before the link was saved (a host killed, an answer lost), or the
+    values got there another way. Writing again would change nothing but the row's version."""
+    now = side_values(table_map, write.target, current)
+    return all(name in now and now[name] == canon(value) for name, value in write.changes.items())
 
 
 def record_label(event: ChangeEvent, maps: Mapping[str, TableMap] | None = None) -> str:

@@ -113,6 +113,14 @@ class Link:
         self._note(event, changed=bool(won), columns=won)
         self.updated_at = datetime.now(UTC)
 
+    def noticed(self, side: Side, columns: Iterable[str], at: datetime) -> None:
+        """A change of `side` the engine met by reading the record before its event came (latest wins): its time,
+        for the record and those columns, so changes arriving later are judged against it."""
+        for name in (f"{side}_at", *(f"{side}_at:{c}" for c in columns)):
+            known = self.versions.get(name)
+            if known is None or datetime.fromisoformat(known) < at:
+                self.versions[name] = at.isoformat()
+
     def tombstoned(self, event: ChangeEvent) -> None:
         """The record was deleted on both sides; the tombstone stays so the delete's echo is recognised."""
         self.state = "deleted"

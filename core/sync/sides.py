@@ -77,6 +77,10 @@ class SidePort(Protocol):
         """The linked record as this side holds it now (None: gone, or not linked on this side)."""
         ...
 
+    async def read_current(self, table_map: TableMap, link: Link) -> SourceRow | None:
+        """`read_linked` with the record's last change time on this side (whole seconds on both real services)."""
+        ...
+
     async def write(self, table_map: TableMap, link: Link | None, projected: Mapping[str, Any],
                     changes: Mapping[str, Any], *, recreate: bool = False) -> Written: ...
 
@@ -232,6 +236,17 @@ class DataverseSide:
 
     async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
         return await self.read(table_map, link.dataverse_id) if link.dataverse_id else None
+
+    async def read_current(self, table_map: TableMap, link: Link) -> SourceRow | None:
+        if not link.dataverse_id:
+            return None
+        row = await self.client.get(table_map.dataverse.entity_set, link.dataverse_id,
+                                    select=[*self.columns(table_map), "modifiedon"])
+        if row is None:
+            return None
+        modified = _when(row.pop("modifiedon", None))
+        record = await self.resolve(table_map, self._record(table_map, row))
+        return SourceRow(record, link.key, row_id=link.dataverse_id, modified_at=modified)
 
     async def resolve(self, table_map: TableMap, record: Mapping[str, Any]) -> dict[str, Any]:
         """Lookups given as row ids (webhook EntityReferences, `_x_value` columns) -> KeyRefs."""
@@ -446,6 +461,17 @@ class FnoSide:
 
     async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
         return await self.read(table_map, link.fno_key) if link.fno_key else None
+
+    async def read_current(self, table_map: TableMap, link: Link) -> SourceRow | None:
+        # ModifiedDateTime: the field the sweep reads as well (every entity the engine syncs is expected to have it)
+        if not link.fno_key:
+            return None
+        row = await self.client.get(table_map.fno.entity_set, link.fno_key,
+                                    select=[*self.columns(table_map), "ModifiedDateTime"])
+        if row is None:
+            return None
+        modified = _when(row.pop("ModifiedDateTime", None))
+        return SourceRow(row, link.key, fno_key=link.fno_key, modified_at=modified)
 
     async def read_page(self, table_map: TableMap, *, next_link: str | None, page_size: int) -> SourcePage:
         fno = table_map.fno

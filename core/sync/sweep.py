@@ -17,8 +17,11 @@ stale checks make a change found twice, or already applied, harmless:
 
 Checkpoints (core.store.sweeps) are in the source's own clock (the newest `completedon` / `ModifiedDateTime`
 seen); each sweep reads again `overlap` before it, for changes committed late, and skips the ids it already
-sent from there. A row whose last writer is the engine itself (F&O `ModifiedBy`, Dataverse `modifiedby`) is not
-sent: nothing was lost there. Whatever was found is in the activity log (outcome `retrying`, reason `sweep: ...`).
+sent from there. A row is sent whoever changed it last, and with no initiating user: the engine writing a row after
+a user's change that never arrived (another column, from the other side) must not hide that change, so apply's
+value comparison decides (an unchanged row is an echo or a no-op there). An F&O row whose change the live path
+already applied (the link noted an F&O change at or after the row's `ModifiedDateTime`) is not sent. Whatever was
+found is in the activity log (outcome `retrying`, reason `sweep: ...`).
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
     """Every entry of a change-tracking read (changed rows, then `$deletedEntity` entries) and the next
     `@odata.deltaLink`: the initial read (all rows) when `delta_link` is None, else the changes since it."""
     headers = {"Prefer": "odata.track-changes,odata.maxpagesize=5000"}
-    url, params = (entity_set, {"$select": f"{primary_id},_modifiedby_value"}) if delta_link is None else \
+    url, params = (entity_set, {"$select": primary_id}) if delta_link is None else \
         (delta_link, None)
     entries: list[dict[str, Any]] = []
     while True:
@@ -198,12 +201,10 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
         return entries, link
 
 
-def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime,
-                 users: Mapping[str, str] | None = None) -> Found:
+def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime) -> Found:
     """A change-tracking entry as a change event: a changed row is read again (its version from the etag, so a
-    stale one is skipped), a deleted one deleted (its key through the link index). `users`: systemuserid -> the
-    Entra object id the engine knows itself by, so a row the engine wrote last is recognised as its own write (as
-    a webhook's InitiatingUserAzureActiveDirectoryObjectId is), not taken for a change with Dataverse's defaults."""
+    stale one is skipped), a deleted one deleted (its key through the link index). No initiating user, even when
+    the engine wrote the row last: the row may also hold a user's change that never arrived (module docstring)."""
     if entry.get("reason") == "deleted" or "$deletedEntity" in str(entry.get("@odata.context", "")):
         row = str(entry.get("id") or "").lower()
         event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:deleted", source="dataverse", entity=table,
@@ -215,10 +216,9 @@ def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: dat
     version = "".join(c for c in etag if c.isdigit()) or None
     if not row:
         return Found(f"{table}:?", now, None, "", f"{table}: a changed row without {primary_id}")
-    modified_by = str(entry.get("_modifiedby_value") or "").lower() or None
     event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:{version or now.isoformat()}", source="dataverse",
                         entity=table, operation="refetch", record_id=row, version=version, partial=True,
-                        occurred_at=now, initiated_by=(users or {}).get(modified_by or "", modified_by))
+                        occurred_at=now)
     return Found(f"{table}:{row}", now, event, "changed in Dataverse (change tracking)")
 
 
@@ -244,11 +244,10 @@ def fno_change(table_map: TableMap, row: Mapping[str, Any]) -> Found:
     event_id = "fno-sweep:" + hashlib.sha256(f"{identity}|{modified}".encode()).hexdigest()[:40]
     if any(v is None or v == "" for v in keys.values()):
         return Found(source_id, at, None, "", f"{table_map.fno.entity_set}: a changed row without its key fields")
-    # ModifiedBy as the initiating user: a row the engine wrote last is its own write, as the live event's
-    # initiating user says (the simulator's ModifiedBy is the caller's object id; a real F&O's is its user id).
+    # No initiating user, even when ModifiedBy is the engine: the row may also hold a user's change whose event
+    # never arrived, and apply's echo rule for the engine's own writes would drop it (module docstring).
     event = ChangeEvent(event_id=event_id, source="fno", entity=table_map.fno.entity_set, operation="update",
-                        company=company, keys=keys, partial=True, occurred_at=at,
-                        initiated_by=str(row.get("ModifiedBy") or "") or None)
+                        company=company, keys=keys, partial=True, occurred_at=at)
     return Found(source_id, at, event, f"changed in F&O at {modified} (ModifiedDateTime)")
 
 
@@ -275,7 +274,7 @@ class Sweep:
     def __init__(self, maps: MapSet, checkpoints: Checkpoints, queue: ChangeSender, activity: ActivitySink, *,
                  dataverse: Query, fno: Query, step_ids: Callable[[], Awaitable[list[str]]],
                  links: Links | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
-                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None, engine_user: str = "",
+                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`dataverse_mode`: `jobs` (failed System Jobs), `changes` (change tracking, needs `delta_http`) or
         `both`."""
@@ -291,8 +290,6 @@ class Sweep:
         self.overlap = overlap
         self.dataverse_mode = dataverse_mode
         self.delta_http = delta_http
-        self.engine_user = engine_user.strip("{}").lower()
-        self._users: dict[str, str] | None = None
         self.clock = clock
 
     async def run(self) -> SweepReport:
@@ -316,16 +313,16 @@ class Sweep:
     async def _fno_rows(self, table_map: TableMap, since: datetime) -> list[Found]:
         fields = [*table_map.key_fields("fno"), *([table_map.company.fno] if table_map.company else [])]
         rows = await self.fno.query(table_map.fno.entity_set, filter=f"ModifiedDateTime ge {odata_time(since)}",
-                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime", "ModifiedBy"])],
+                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime"])],
                                     orderby="ModifiedDateTime asc")
-        return [await self._unless_applied(table_map, self._unless_ours(fno_change(table_map, row))) for row in rows]
+        return [await self._unless_applied(table_map, fno_change(table_map, row)) for row in rows]
 
     async def _unless_applied(self, table_map: TableMap, found: Found) -> Found:
-        """A row whose link the engine updated after the row's change was delivered live: not sent again (the
-        sweep is for what the live path missed; sending every change twice filled the activity log with
-        re-applies that change nothing). ModifiedDateTime has whole seconds, so the link must be at least a second
-        later to count: a change within the same second as the last applied one is sent again, which is harmless.
-        """
+        """A row whose change the live path applied already: not sent again (the sweep is for what the live path
+        missed). The link notes the time of each F&O change it applied (`fno_at`, the event's time); one at or after
+        the row's `ModifiedDateTime` (whole seconds) covers the row as it is. A row the engine wrote last has no such
+        note (the echo of the engine's own write moves no change time), so it is sent: it may also hold a user's
+        change whose event never came, and apply compares the values."""
         event = found.event
         if event is None or self.links is None:
             return found
@@ -333,33 +330,10 @@ class Sweep:
             link = await self.links.get(table_map.name, record_key(table_map, "fno", event.keys))
         except MapValueError:
             return found
-        if link is not None and link.updated_at is not None and link.updated_at >= found.at + timedelta(seconds=1):
+        noted = link.versions.get("fno_at") if link is not None else None
+        if noted is not None and datetime.fromisoformat(noted) >= found.at:
             return Found(found.source_id, found.at, None, "applied live already")
         return found
-
-    def _unless_ours(self, found: Found) -> Found:
-        """A row the engine itself wrote last is not sent: the engine knows what it wrote (the live event of that
-        write, if any, says so), and apply would only skip it as the engine's own write. It still moves the
-        checkpoint."""
-        event = found.event
-        if event is None or not self.engine_user or (event.initiated_by or "").strip("{}").lower() != self.engine_user:
-            return found
-        return Found(found.source_id, found.at, None, "the engine's own write")
-
-    async def _engine_users(self) -> dict[str, str]:
-        """The engine's systemuserid -> its Entra object id (looked up once; {} when unknown or not found)."""
-        if self._users is None:
-            self._users = {}
-            if self.engine_user:
-                try:
-                    rows = await self.dataverse.query("systemusers", select=["systemuserid"], filter=(
-                        f"azureactivedirectoryobjectid eq {self.engine_user}"))
-                except Exception as error:  # then its writes are recognised by their values, as without the id
-                    log.warning("sweep: the engine's systemuser could not be looked up (%s)", error)
-                    self._users = None
-                    return {}
-                self._users = {str(r["systemuserid"]).lower(): self.engine_user for r in rows}
-        return self._users
 
     async def _changes(self, report: SweepReport, table_map: TableMap) -> None:
         """Dataverse change tracking of one table: the changes since the stored delta link (the first sweep only
@@ -374,10 +348,8 @@ class Sweep:
             report.problems.append(f"{source}: {type(error).__name__}: {str(error)[:300]}")
             log.warning("sweep: %s not swept: %s", source, error)
             return
-        users = await self._engine_users() if checkpoint is not None and entries else {}
         found = [] if checkpoint is None else [
-            self._unless_ours(delta_change(table, table_map.dataverse.primary_id, entry, self.clock(), users))
-            for entry in entries]
+            delta_change(table, table_map.dataverse.primary_id, entry, self.clock()) for entry in entries]
         report.found[source] = len(found)
         report.problems += [f"{source}: {f.problem}" for f in found if f.problem]
         if any(f.event for f in found):

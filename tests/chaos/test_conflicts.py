@@ -112,12 +112,6 @@ def test_one_record_edited_on_both_sides_ends_equal_with_every_conflict_visible(
     assert after == (0, 0), "writes after both sides agreed: an echo loop"
 
 
-
-@pytest.mark.xfail(reason="defect found by the chaos suite (issue 18): applying a Dataverse change to F&O does not "
-                   "check F&O's current record, so an F&O change made after the Dataverse change but before its apply "
-                   "is overwritten, and its own event then re-reads the engine's write and is skipped as an echo: the "
-                   "later change is lost and no conflict is recorded (latest_wins needs a read or an If-Match before "
-                   "the write)", strict=False)
 def test_a_later_fno_change_is_not_overwritten_by_an_earlier_dataverse_change(stack: ChaosStack) -> None:
     account = f"CL{uuid.uuid4().hex[:4].upper()}-1"
     fno_create(stack, account, f"Start {account}", "+1 555 0000")

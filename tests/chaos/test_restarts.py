@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from core.connectors.batch import BatchOp
-from tests.chaos.conftest import BENCH, ChaosStack, chaos_stack, record_figures, scaled, wait_quiet
+from tests.chaos.conftest import ChaosStack, chaos_stack, record_figures, scaled, wait_quiet
 from tests.chaos.records import both_sides, dv_rows, fno_address, record_writes
 from tests.e2e.conftest import drain, eventually, reset_stats, send_batch
 from tests.fixtures.devhost import RunningHost
@@ -152,20 +152,6 @@ def kill_host(stack: ChaosStack) -> None:
     process.wait(10)
 
 
-# Both found by this suite (19:10 UTC, the sweep of issue 18 in): the sweep leaves changes behind (4 to 17 of 80 after
-# 240 s). Every record left behind had its other column written by the engine after the user's change: F&O
-# ('Burst X', new phone) against Dataverse ('Before X', new phone), or the other way round. The sweep does not send
-# a row whose last writer (F&O ModifiedBy, Dataverse modifiedby) is the engine, and gives the others that user as
-# their initiating user, which apply's echo rule skips; but the engine's write of one column does not carry the
-# user's earlier, unsynced change of another column. They run in the bench (CHAOS_SCALE=bench) to report their
-# figures; in make test they would only spend their 240 s waiting.
-SWEEP_MISSES = ("defect found by the chaos suite (issue 18): the sweep skips a row whose last writer is the engine "
-                "(core/sync/sweep.py _unless_ours, and initiated_by for apply's echo rule), so a user's change made "
-                "while the host or the queue was down is lost when the engine then wrote another column of the same "
-                "row (a change from the other side): 4 to 17 of 80 changes never arrive")
-
-
-@pytest.mark.xfail(reason=SWEEP_MISSES, run=BENCH, strict=False)
 def test_servicebus_emulator_restarted_mid_burst(stack: ChaosStack, bus: ServiceBusEmulator) -> None:
     burst = Burst(stack, "S")
     at_restart: dict[str, int] = {}
@@ -196,7 +182,6 @@ def test_host_killed_mid_apply_with_the_burst_on_the_queue(stack: ChaosStack) ->
     burst.check("Functions host killed (kill -9) mid-apply, restarted", converged, not_yet_applied_at_kill=at_kill)
 
 
-@pytest.mark.xfail(reason=SWEEP_MISSES, run=BENCH, strict=False)
 def test_host_killed_before_the_burst_is_delivered(stack: ChaosStack) -> None:
     burst = Burst(stack, "D")
     kill_host(stack)

@@ -331,6 +331,59 @@ async def test_latest_wins_applies_a_later_dataverse_change(world: World) -> Non
     assert result.outcome == "applied", result
 
 
+async def test_latest_wins_reads_fno_first_and_a_later_change_there_not_synced_yet_wins(world: World) -> None:
+    # Dataverse renames at +1 min; F&O renames at +2 min, and its event has not come yet: the link knows nothing of it.
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Dataverse name"
+    fno_row = world.fo.record("CustomersV3", **USMF_001)
+    fno_row.update(OrganizationName="F&O name", ModifiedDateTime="2026-01-05T09:02:00Z")
+    world.dv.calls.clear()
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(minutes=1)))
+    assert result.outcome == "applied", result
+    assert result.reason.startswith("conflict, latest wins: F&O changed OrganizationName at 2026-01-05T09:02:00")
+    assert result.reason.endswith("the later F&O version was written back to Dataverse: name")
+    assert world.fo.writes() == [] and fno_row["OrganizationName"] == "F&O name"  # not overwritten
+    assert world.account_row()["name"] == "F&O name"
+    # F&O's own event, when it comes, finds both sides agreeing
+    echo = await world.applier.apply(world.fno_event("customers", USMF_001, at=T0 + timedelta(minutes=2)))
+    assert echo.outcome == "skipped" and echo.reason.startswith(("echo", "no-op")), echo
+
+
+async def test_latest_wins_overwrites_an_earlier_change_not_synced_yet_and_says_so(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Dataverse name"
+    world.fo.record("CustomersV3", **USMF_001).update(
+        OrganizationName="F&O name", ModifiedDateTime="2026-01-05T09:02:00Z"
+    )
+    result = await world.applier.apply(world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(minutes=3)))
+    assert result.outcome == "applied", result
+    assert result.reason == (
+        "updated OrganizationName; conflict, latest wins: this change (2026-01-05T09:03:00+00:00) "
+        "overwrote F&O's earlier change of OrganizationName at 2026-01-05T09:02:00+00:00 "
+        "(not synced yet)"
+    )
+    assert world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] == "Dataverse name"
+
+
+async def test_a_change_whose_write_landed_before_its_delivery_was_cut_off_is_not_written_again(world: World) -> None:
+    row_id = await world.linked_customer()
+    world.dv.tables["accounts"][row_id]["name"] = "Dataverse name"
+    change = world.dv_event("customers", row_id, "refetch", at=T0 + timedelta(minutes=3))
+    # the first delivery wrote F&O, then the host died before the link was saved
+    world.fo.record("CustomersV3", **USMF_001)["OrganizationName"] = "Dataverse name"
+    world.fo.calls.clear()
+    result = await world.applier.apply(change)
+    assert (result.outcome, result.reason) == (
+        "applied",
+        "updated OrganizationName, found written already: an "
+        "earlier attempt of this change wrote it and was cut off before "
+        "recording it",
+    ), result
+    assert world.fo.writes() == []
+    link = await world.links.get("customers", ("USMF", "US-001"))
+    assert link is not None and link.values["fno"]["OrganizationName"] == "Dataverse name"
+
+
 # -- deletes -----------------------------------------------------------------------------------------
 async def test_fno_delete_by_link_and_its_echo_is_skipped(world: World) -> None:
     row_id = await world.linked_customer()

@@ -68,6 +68,28 @@ def test_the_two_sides_changes_and_two_companies_records_never_merge(world: Worl
     assert len(coalesce([1, 2], [fno, other_company])) == 2
 
 
+def test_a_dataverse_run_ending_with_an_older_change_is_applied_as_a_read_of_the_row(world: World) -> None:
+    """Replayed newest first: the create and its updates in one batch, the create last. Its image is the oldest;
+    kept as it is, it would write the create's values and stand for the newer changes it absorbed."""
+    row = "1f0c5c4e-0000-4000-8000-000000000001"
+    update2 = world.dv_event("customers", row, values={"telephone1": "+1 555 3002"}, version="1003")
+    update1 = world.dv_event("customers", row, values={"telephone1": "+1 555 3001"}, version="1002")
+    create = world.dv_event("customers", row, "create", values={"telephone1": "+1 555 3000"}, version="1001")
+    [step] = coalesce([1, 2, 3], [update2, update1, create])
+    assert step.item == 3 and step.absorbed == [1, 2]
+    assert (step.event.operation, step.event.version, step.event.partial) == ("refetch", "1003", True)
+    # a lower RowVersion delivered last, and no version at all after a create: read as well
+    [step] = coalesce([1, 2], [update2, update1])
+    assert (step.event.operation, step.event.version) == ("refetch", "1003")
+    [step] = coalesce(
+        [1, 2], [create.model_copy(update={"version": None}), update1.model_copy(update={"version": None})]
+    )
+    assert step.event.operation == "update"  # in order as far as anyone can tell: the last image is the newest
+    # in order: the last change's image is the newest, used as it is
+    [step] = coalesce([1, 2, 3], [create, update1, update2])
+    assert step.event == update2
+
+
 def test_a_run_with_a_users_change_is_not_an_echo_even_if_it_ends_with_ours(world: World) -> None:
     row = "1f0c5c4e-0000-4000-8000-000000000001"
     user = world.dv_event("customers", row, initiated_by="7d3c0000-0000-4000-8000-00000000user")

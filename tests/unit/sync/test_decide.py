@@ -11,7 +11,18 @@ import pytest
 from core.events.model import ChangeEvent
 from core.maps import MapSet, TableMap, project
 from core.sync.compare import canon_all, side_values
-from core.sync.decide import Decision, Delete, Refuse, Remember, Skip, Write, WriteBack, check_primary, decide
+from core.sync.decide import (
+    Decision,
+    Delete,
+    Refuse,
+    Remember,
+    Skip,
+    Write,
+    WriteBack,
+    check_latest,
+    check_primary,
+    decide,
+)
 from core.sync.domain import Link
 from core.sync.errors import BadChange
 from tests.unit.sync.world import MAPS, T0, customer, vendor
@@ -173,6 +184,61 @@ def test_primary_wins_asks_for_the_primary_side_and_refuses_what_it_moved() -> N
                                      "the last sync; primary wins")
     assert check_primary(vendors, dv_change(vendors), link, outcome, vendor()) is None  # F&O left it alone
     assert check_primary(vendors, dv_change(vendors), link, outcome, None) is None
+
+
+def test_latest_wins_reads_the_target_and_a_later_change_there_not_synced_yet_wins() -> None:
+    # Dataverse renamed at T0+1; F&O renamed at T0+2 too, but its event has not been applied: the link knows nothing.
+    link = synced(customer())
+    event = dv_change(at=T0 + timedelta(minutes=1))
+    outcome = run(event, account(customer(OrganizationName="DV name", PrimaryContactPhone="+1 555 0199")), link)
+    assert isinstance(outcome, Write) and outcome.check_latest
+    there = customer(OrganizationName="F&O name")
+    verdict = check_latest(customers, event, link, outcome, there, T0 + timedelta(minutes=2))
+    assert isinstance(verdict, WriteBack) and (verdict.loser, verdict.winner) == ("dataverse", "fno")
+    assert verdict.contested == {"OrganizationName"}
+    assert verdict.forward == {"PrimaryContactPhone": "+1 555 0199"}  # F&O left the phone alone: it goes across
+    assert verdict.reason.startswith("conflict, latest wins: F&O changed OrganizationName at 2026-01-05T09:02:00")
+    # the same second counts as later (both services keep whole seconds), and so does an unknown time
+    same_second = dv_change(at=T0 + timedelta(minutes=2, milliseconds=400))
+    assert isinstance(check_latest(customers, same_second, link, outcome, there, T0 + timedelta(minutes=2)), WriteBack)
+    assert isinstance(check_latest(customers, event, link, outcome, there, None), WriteBack)
+
+
+def test_latest_wins_overwrites_an_earlier_change_not_synced_yet_and_says_so() -> None:
+    link = synced(customer())
+    event = dv_change(at=T0 + timedelta(minutes=3))
+    outcome = run(event, account(customer(OrganizationName="DV name")), link)
+    assert isinstance(outcome, Write)
+    verdict = check_latest(
+        customers, event, link, outcome, customer(OrganizationName="F&O name"), T0 + timedelta(minutes=2)
+    )
+    assert verdict == (
+        "conflict, latest wins: this change (2026-01-05T09:03:00+00:00) overwrote F&O's earlier "
+        "change of OrganizationName at 2026-01-05T09:02:00+00:00 (not synced yet)"
+    )
+
+
+def test_latest_wins_finds_nothing_contested_when_the_target_holds_what_was_synced_or_what_is_sent() -> None:
+    link = synced(customer())
+    event = dv_change(at=T0 + timedelta(minutes=1))
+    outcome = run(event, account(customer(OrganizationName="DV name")), link)
+    assert isinstance(outcome, Write)
+    later = T0 + timedelta(minutes=5)
+    assert check_latest(customers, event, link, outcome, customer(), later) is None  # as synced
+    assert check_latest(customers, event, link, outcome, customer(OrganizationName="DV name"), later) is None
+    # a column the change does not write is no conflict, whenever F&O changed it
+    assert check_latest(customers, event, link, outcome, customer(AddressCity="Tacoma"), later) is None
+    assert check_latest(customers, event, link, outcome, None, later) is None  # gone: the write finds out
+
+
+def test_primary_wins_does_not_ask_for_the_latest_check() -> None:
+    outcome = run(
+        dv_change(vendors),
+        account(vendor(VendorOrganizationName="x"), vendors),
+        synced(vendor(), vendors),
+        table_map=vendors,
+    )
+    assert isinstance(outcome, Write) and not outcome.check_latest
 
 
 # -- deletes -------------------------------------------------------------------------------------------

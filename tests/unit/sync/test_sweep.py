@@ -94,21 +94,29 @@ def test_an_id_the_next_sweep_reads_again_is_kept_even_within_the_second() -> No
     assert moved.since == T0 + timedelta(milliseconds=700) and set(moved.seen) == {"a"}
 
 
-def test_who_changed_a_row_last_is_its_initiating_user() -> None:
-    """A row the engine wrote last is recognised as its own write (apply's echo rule), as a live event's initiating
-    user is: F&O's ModifiedBy; Dataverse's modifiedby through the engine's systemuser."""
-    row = {"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z",
-           "ModifiedBy": "7f1c0000-0000-4000-8000-000000000e01"}
-    assert fno_change(MAPS["customers"], row).event.initiated_by == row["ModifiedBy"]  # type: ignore[union-attr]
-    engine, user = "7f1c0000-0000-4000-8000-000000000e01", "11110000-0000-4000-8000-000000000001"
-    entry = {"accountid": ROW, "@odata.etag": 'W/"4711"', "_modifiedby_value": user.upper()}
-    ours = delta_change("account", "accountid", entry, T0, {user: engine})
-    assert ours.event is not None and (ours.event.operation, ours.event.version) == ("refetch", "4711")
-    assert ours.event.initiated_by == engine
-    theirs = delta_change("account", "accountid", entry, T0, {})
-    assert theirs.event is not None and theirs.event.initiated_by == user
-    gone = delta_change("account", "accountid", {"@odata.context": "x/$metadata#accounts/$deletedEntity",
-                                                 "id": ROW, "reason": "deleted"}, T0)
+def test_a_swept_change_carries_no_initiating_user_whoever_changed_the_row_last() -> None:
+    """The engine may have written a row after a user's change that never arrived (another column, from the other
+    side): marking the swept change as the engine's own would make apply drop it as an echo. Apply's value comparison
+    decides instead."""
+    engine = "7f1c0000-0000-4000-8000-000000000e01"
+    row = {
+        "dataAreaId": "usmf",
+        "CustomerAccount": "US-001",
+        "ModifiedDateTime": "2026-01-02T03:04:05Z",
+        "ModifiedBy": engine,
+    }
+    found = fno_change(MAPS["customers"], row)
+    assert found.event is not None and found.event.initiated_by is None
+    entry = {"accountid": ROW, "@odata.etag": 'W/"4711"', "_modifiedby_value": engine}
+    changed = delta_change("account", "accountid", entry, T0)
+    assert changed.event is not None and (changed.event.operation, changed.event.version) == ("refetch", "4711")
+    assert changed.event.initiated_by is None
+    gone = delta_change(
+        "account",
+        "accountid",
+        {"@odata.context": "x/$metadata#accounts/$deletedEntity", "id": ROW, "reason": "deleted"},
+        T0,
+    )
     assert gone.event is not None and (gone.event.operation, gone.event.record_id) == ("delete", ROW)
 
 
@@ -143,47 +151,87 @@ class _Fno:
         return self.rows if entity_set == "CustomersV3" else []
 
 
-async def test_rows_the_engine_wrote_last_are_not_sent_but_move_the_checkpoint() -> None:
-    engine = "7f1c0000-0000-4000-8000-000000000e01"
-    rows = [{"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z",
-             "ModifiedBy": engine.upper()},
-            {"dataAreaId": "usmf", "CustomerAccount": "US-002", "ModifiedDateTime": "2026-01-02T03:04:09Z",
-             "ModifiedBy": "Admin"}]
+async def test_rows_the_engine_wrote_last_are_sent_too_and_the_checkpoint_moves() -> None:
+    rows = [
+        {
+            "dataAreaId": "usmf",
+            "CustomerAccount": "US-001",
+            "ModifiedDateTime": "2026-01-02T03:04:05Z",
+            "ModifiedBy": "7F1C0000-0000-4000-8000-000000000E01",
+        },
+        {
+            "dataAreaId": "usmf",
+            "CustomerAccount": "US-002",
+            "ModifiedDateTime": "2026-01-02T03:04:09Z",
+            "ModifiedBy": "Admin",
+        },
+    ]
     memory, sent = _Memory(), _Sent()
 
     async def no_steps() -> list[str]:
         return []
 
-    sweep = Sweep(MAPS, memory, sent, sent, dataverse=_Fno([]), fno=_Fno(rows), step_ids=no_steps,
-                  engine_user=engine, overlap=timedelta(seconds=10), clock=lambda: T0 - timedelta(minutes=1))
+    sweep = Sweep(
+        MAPS,
+        memory,
+        sent,
+        sent,
+        dataverse=_Fno([]),
+        fno=_Fno(rows),
+        step_ids=no_steps,
+        overlap=timedelta(seconds=10),
+        clock=lambda: T0 - timedelta(minutes=1),
+    )
     await sweep.run()  # checkpoints set
     report = await sweep.run()
-    assert report.found["fno|CustomersV3"] == 2 and report.queued == len(sent.changes)
-    assert {c.event.keys["CustomerAccount"] for c in sent.changes} == {"US-002"}
-    assert {e.reason for e in sent.entries} == {"sweep: changed in F&O at 2026-01-02T03:04:09Z (ModifiedDateTime)"}
+    assert report.found["fno|CustomersV3"] == 2 and report.queued == len(sent.changes) == 2
+    assert {c.event.keys["CustomerAccount"] for c in sent.changes} == {"US-001", "US-002"}
+    assert {e.reason for e in sent.entries} == {
+        "sweep: changed in F&O at 2026-01-02T03:04:05Z (ModifiedDateTime)",
+        "sweep: changed in F&O at 2026-01-02T03:04:09Z (ModifiedDateTime)",
+    }
     assert memory.rows["fno|CustomersV3"].since == T0 + timedelta(seconds=4)
     again = await sweep.run()
     assert again.queued == 0
 
 
 class _Links:
-    def __init__(self, updated: dict[tuple[str, ...], datetime]) -> None:
-        self.updated = updated
+    """Links that noted an F&O change at a time (`fno_at`), and were last saved at another (`updated_at`)."""
+
+    def __init__(self, noted: dict[tuple[str, ...], tuple[datetime, datetime]]) -> None:
+        self.noted = noted
 
     async def find(self, map: str, side: str, record_id: str) -> Any:
         return None
 
     async def get(self, map: str, key: tuple[str, ...]) -> Any:
-        at = self.updated.get(key)
-        return None if at is None else Link(map=map, key=key, updated_at=at)
+        if key not in self.noted:
+            return None
+        fno_at, updated_at = self.noted[key]
+        return Link(map=map, key=key, versions={"fno_at": fno_at.isoformat()}, updated_at=updated_at)
 
 
-async def test_a_row_whose_change_was_applied_live_is_not_sent_again() -> None:
-    rows = [{"dataAreaId": "usmf", "CustomerAccount": account, "ModifiedDateTime": "2026-01-02T03:04:05Z",
-             "ModifiedBy": "Admin"} for account in ("US-001", "US-002", "US-003")]
+async def test_a_row_whose_change_was_applied_live_is_not_sent_again_but_one_the_engine_wrote_since_is() -> None:
+    rows = [
+        {
+            "dataAreaId": "usmf",
+            "CustomerAccount": account,
+            "ModifiedDateTime": "2026-01-02T03:04:05Z",
+            "ModifiedBy": "Admin",
+        }
+        for account in ("US-001", "US-002", "US-003", "US-004")
+    ]
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    links = _Links({("USMF", "US-001"): at + timedelta(seconds=2),  # applied after the change: seen live
-                    ("USMF", "US-002"): at + timedelta(milliseconds=400)})  # same second: maybe an earlier change
+    links = _Links(
+        {
+            # the live event of this row version was applied (its time has the milliseconds ModifiedDateTime lacks)
+            ("USMF", "US-001"): (at + timedelta(milliseconds=400), at + timedelta(seconds=2)),
+            ("USMF", "US-004"): (at, at + timedelta(seconds=1)),
+            # the engine wrote the row last (a Dataverse change) long after the last F&O change it saw: the row may hold
+            # a user's change whose event never came, whenever the link was saved
+            ("USMF", "US-002"): (at - timedelta(minutes=1), at + timedelta(seconds=30)),
+        }
+    )  # US-003: never linked
     memory, sent = _Memory(), _Sent()
 
     async def no_steps() -> list[str]:
@@ -193,5 +241,5 @@ async def test_a_row_whose_change_was_applied_live_is_not_sent_again() -> None:
                   overlap=timedelta(seconds=10), clock=lambda: T0 - timedelta(minutes=1))
     await sweep.run()
     report = await sweep.run()
-    assert report.found["fno|CustomersV3"] == 3
+    assert report.found["fno|CustomersV3"] == 4
     assert sorted(c.event.keys["CustomerAccount"] for c in sent.changes) == ["US-002", "US-003"]
