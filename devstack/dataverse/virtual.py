@@ -528,7 +528,7 @@ class VirtualTables:
                 query["$top"] = str(top)
             answer = (await self._call(table, "GET", url, query=query, extra_headers=extra_headers)).json()
             rows = answer.get("value") or []
-            if answer.get("@odata.nextLink"):
+            if answer.get("@odata.nextLink") and (top is None or "odata.maxpagesize" in prefer):
                 next_state = {"n": answer["@odata.nextLink"], "c": state.get("c", answer.get("@odata.count"))}
         else:
             # Client-side paging: $top/$skip from the Dataverse side.
