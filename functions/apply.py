@@ -7,6 +7,7 @@ and the broker delivers it again.
 """
 
 from datetime import UTC, datetime
+from typing import List  # noqa: UP035 - see apply_changes
 
 import azure.functions as func
 
@@ -29,6 +30,9 @@ def _utc(at: datetime | None) -> datetime | None:
 
 @bp.service_bus_queue_trigger(arg_name="messages", queue_name="%CHANGES_QUEUE%", connection="SERVICEBUS_CONNECTION",
                               is_sessions_enabled=True, cardinality=func.Cardinality.MANY)
-async def apply_changes(messages: list[func.ServiceBusMessage]) -> None:
+async def apply_changes(messages: List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+    # typing.List, not list[...]: Microsoft's Python worker refuses a PEP 585 `list[...]` annotation ("invalid
+    # non-type annotation", azure-functions-runtime 1.3) and would not load this function in Azure
+    # (tests/infra/test_worker_indexing.py).
     runtime = await get_runtime()
     await runtime.worker.handle_batch([delivery(m) for m in messages])

@@ -526,11 +526,22 @@ def roles(root: Path) -> list[str]:
 
 
 def routes(root: Path) -> list[str]:
-    return [
+    """No route under a prefix Azure reserves; every URL main.bicep outputs (the webhook and events endpoints the
+    hook prints) is a route of the app."""
+    found = http_routes(root)
+    problems = [
         f"{file}: route {route!r} starts with {route.split('/')[0]!r}, which Azure reserves (it will not load)"
-        for file, route in http_routes(root)
+        for file, route in found
         if route.lower().startswith(RESERVED_ROUTE_PREFIXES)
     ]
+    known = {route for _, route in found}
+    for name, spec in (Deployment.load(root).main.doc.get("outputs") or {}).items():
+        value = str(spec.get("value", ""))
+        if "/api/" in value:
+            path = value.split("/api/", 1)[1]
+            if path not in known and not any(route.startswith(path + "/") for route in known):
+                problems.append(f"main.bicep output {name}: /api/{path} is no route of the app")
+    return problems
 
 
 ALL = {"parses": parses, "settings": settings, "queues": queues, "secrets": secrets, "roles": roles, "routes": routes}

@@ -177,3 +177,10 @@ def test_a_route_under_a_reserved_prefix_is_reported(repo: Path) -> None:
     assert checks.routes(repo) == [
         "admin.py: route 'admin/errors' starts with 'admin', which Azure reserves (it will not load)"
     ]
+
+
+def test_an_output_url_that_is_no_route_is_reported(repo: Path) -> None:
+    edit(repo / "functions/ingest.py", 'route="dataverse/webhook"', 'route="dataverse/hook"')
+    assert checks.routes(repo) == [
+        "main.bicep output DATAVERSE_WEBHOOK_URL: /api/dataverse/webhook is no route of the app"
+    ]

@@ -1,0 +1,84 @@
+"""The dry run prints what would be created, from the Bicep, without Azure; the hook prints the one-time steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.hooks.postprovision import steps
+from infra.plan import plan
+from tests.infra.conftest import edit
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {
+    "AZURE_ENV_NAME": "dw-test",
+    "AZURE_LOCATION": "swedencentral",
+    "DATAVERSE_URL": "https://org.crm.dynamics.com",
+    "FNO_URL": "https://env.operations.dynamics.com",
+    "CLIENT_SECRET": "s3cret-value",
+    "ALERT_SMTP_PASSWORD": "pw-9",
+}
+
+
+def test_the_dry_run_lists_resources_queues_roles_and_settings() -> None:
+    result = plan(ROOT, environ=ENV)
+    types = [r["type"] for r in result["resources"]]
+    assert types.count("Microsoft.Authorization/roleAssignments") == 8
+    assert {"Microsoft.Web/sites", "Microsoft.ServiceBus/namespaces/queues", "Microsoft.KeyVault/vaults"} <= set(types)
+    assert [q["name"] for q in result["queues"]] == ["changes", "fno-events", "sync-pages"]
+    settings = result["app_settings"]
+    assert settings["DATAVERSE_URL"] == "https://org.crm.dynamics.com" and settings["CHANGES_QUEUE"] == "changes"
+    assert settings["APP_URL"] == "https://${site.properties.defaultHostName}"  # known once the app exists
+    assert result["parameters"]["environmentName"] == "dw-test" and result["parameters"]["planSku"] == "FC1"
+    assert result["parameters"]["ingestKey"] == "(secure)"  # azd's secretOrRandomPassword, never shown
+
+
+def test_the_dry_run_never_prints_a_secret_and_follows_parameters() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "infra.plan", "--param", "planSku=EP1"],
+        cwd=ROOT,
+        env={**ENV, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "s3cret-value" not in out and "pw-9" not in out
+    assert "planSku                      EP1" in out and "Resources (25)" in out
+    assert "CLIENT_SECRET" in out and "SERVICEBUS_CONNECTION__fullyQualifiedNamespace" in out
+    as_json = subprocess.run(
+        [sys.executable, "-m", "infra.plan", "--json"],
+        cwd=ROOT,
+        env={**ENV, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert json.loads(as_json)["parameters"]["clientSecret"] == "(secure)"
+
+
+def test_the_dry_run_reads_a_changed_template(repo: Path) -> None:
+    edit(repo / "infra/app/servicebus.bicep", "name: 'sync-pages'", "name: 'sync-jobs'")
+    assert [q["name"] for q in plan(repo, environ=ENV)["queues"]][-1] == "sync-jobs"
+
+
+def test_the_post_provision_hook_prints_the_urls_and_steps_without_the_key() -> None:
+    env = {
+        "AZURE_RESOURCE_GROUP": "rg-dw",
+        "AZURE_FUNCTION_APP_NAME": "func-x",
+        "APP_URL": "https://func-x.net",
+        "DATAVERSE_WEBHOOK_URL": "https://func-x.net/api/dataverse/webhook",
+        "FNO_EVENTS_URL": "https://func-x.net/api/fno/events",
+        "AZURE_KEY_VAULT_NAME": "kv-x",
+        "AZURE_MANAGED_IDENTITY_CLIENT_ID": "1234",
+        "AUTH_MODE": "identity",
+        "INGEST_KEY": "never-printed",
+    }
+    text = steps(env)
+    assert "https://func-x.net/api/dataverse/webhook" in text and "https://func-x.net/api/fno/events" in text
+    assert "client id 1234" in text and "Business events" in text and "Application users" in text
+    assert "never-printed" not in text
+    assert "<APP_URL not set>" in steps({})  # run by hand without azd: says what is missing
