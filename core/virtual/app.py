@@ -14,7 +14,7 @@ from core.settings import Settings
 from core.virtual.catalog import load_folder
 from core.virtual.model import FnoSource, SqlSource, TablesSource, VirtualTable
 from core.virtual.service import KeyCheck, VirtualService
-from core.virtual.source import VirtualSource
+from core.virtual.source import SourceError, VirtualSource
 
 log = logging.getLogger("core.virtual.sql")
 
@@ -46,7 +46,7 @@ class Sources:
             return self.settings.virtual_tables_sql_url.get_secret_value()
         url = self.env.get(name) or self.env.get(name.upper())
         if not url:
-            raise ValueError(f"app setting {name} (the SQL database of a virtual table) is not set")
+            raise SourceError(500, f"app setting {name} (the SQL database of a virtual table) is not set")
         return url
 
     def __call__(self, table: VirtualTable) -> VirtualSource:
@@ -70,20 +70,25 @@ class Sources:
 
     def fno(self) -> Any:
         if self._fno is None:
-            from core.connectors.auth import LOCAL_ENGINE_OID, LocalTokens, MsalTokens, TokenSource
+            from core.connectors.auth import LOCAL_ENGINE_OID, IdentityTokens, LocalTokens, MsalTokens, TokenSource
             from core.connectors.fno import FnoClient
 
+            # The engine's own way to F&O (functions/runtime.py does the same for sync), per AUTH_MODE.
             settings = self.settings
             url = str(settings.fno_url).rstrip("/")
             tokens: TokenSource
             if settings.auth_mode == "local":
                 tokens = LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
-            elif settings.auth_mode == "msal" and settings.tenant_id and settings.client_id and settings.client_secret:
+            elif settings.auth_mode == "identity":
+                tokens = IdentityTokens(url + "/.default", settings.client_id)
+            elif settings.tenant_id and settings.client_id and settings.client_secret:
                 secret = settings.client_secret.get_secret_value()
                 tokens = MsalTokens(settings.tenant_id, settings.client_id, secret, url + "/.default")
             else:
-                raise ValueError(
-                    f"F&O-backed virtual tables read F&O with AUTH_MODE local or msal, not {settings.auth_mode}"
+                raise SourceError(
+                    500,
+                    "F&O-backed virtual tables need AUTH_MODE msal with TENANT_ID, CLIENT_ID and "
+                    "CLIENT_SECRET, identity, or local",
                 )
             self._fno = FnoClient(url, tokens)
         return self._fno

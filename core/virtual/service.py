@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from azure.core.exceptions import AzureError
+
 from core.connectors import jsonwire
 from core.errors import BadInput
 from core.virtual.csdl import metadata_xml, service_document
@@ -135,6 +137,14 @@ class VirtualService:
         except SourceError as error:
             title = "Conflict" if error.status == 409 else "Source failed"
             return problem(error.status, title, str(error))
+        except AzureError as error:  # the reverse id index (Table Storage) did not answer: worth retrying
+            log.warning("virtual tables: Table Storage failed: %s", type(error).__name__)
+            return problem(
+                503,
+                "Dependency unavailable",
+                f"the id index in Table Storage did not answer "
+                f"({type(error).__name__}); nothing was changed by this request, send it again",
+            )
 
     async def _route(self, request: Request) -> Reply:
         path = request.path.strip("/")

@@ -190,8 +190,11 @@ class SqlSource(VirtualSource):
             statement = statement.where(self.clause(where))
 
         def run() -> int:
-            with self.engine.connect() as connection:
-                return int(connection.execute(statement).scalar_one())
+            try:
+                with self.engine.connect() as connection:
+                    return int(connection.execute(statement).scalar_one())
+            except SQLAlchemyError as error:
+                raise SourceError(502, f"the SQL database failed: {type(error).__name__}") from error
 
         return await asyncio.to_thread(run)
 
