@@ -34,13 +34,15 @@ Dual-write engine provisioned in {get("AZURE_RESOURCE_GROUP")}.
 
 Once, by an administrator:
   1. Dataverse: Power Platform admin center > Environments > your environment > Settings > Users + permissions >
-     Application users > New app user: add {who}, give it a security role that reads and writes the mapped
-     tables and registers plug-in steps (System Customizer + the tables' privileges).
-  2. F&O: System administration > Setup > Microsoft Entra applications: add {who} with a user that may write the
-     mapped entities and manage business events.
-  3. F&O business events: the app registers its HTTPS endpoint and activates the events of the maps at start
-     (DEPLOY_ON_START=true). F&O's Service Bus endpoint type is not used: the namespace takes Entra auth only.
-     Check it in System administration > Setup > Business events > Endpoints (endpoint URL {get("FNO_EVENTS_URL")}).
+     Application users > New app user: add {who}, with a security role that reads and writes the mapped tables
+     and registers webhook steps. The app then registers its webhook and steps itself at start (DEPLOY_ON_START).
+  2. F&O: System administration > Setup > Microsoft Entra applications: add {who}, linked to a user that may
+     read and write the mapped entities.
+  3. F&O business events (F&O has no API for this): System administration > Setup > Business events > Endpoints:
+     a new HTTPS endpoint for {get("FNO_EVENTS_URL")}?code=<ingest key>
+     (az keyvault secret show --vault-name {get("AZURE_KEY_VAULT_NAME")} --name ingest-key --query value -o tsv);
+     then activate the data events of the mapped entities for it. F&O's Service Bus endpoint type is not used:
+     the namespace takes Entra ID sign-ins only.
   4. Maps: upload or edit them with the console or `dualwrite maps`, then start them.
 """
 

@@ -82,3 +82,25 @@ def test_the_post_provision_hook_prints_the_urls_and_steps_without_the_key() -> 
     assert "client id 1234" in text and "Business events" in text and "Application users" in text
     assert "never-printed" not in text
     assert "<APP_URL not set>" in steps({})  # run by hand without azd: says what is missing
+
+
+def test_the_deploy_guide_names_only_what_exists() -> None:
+    """README's "Deploy to Azure": every `azd env set` name is read by main.parameters.json, every output it
+    names is an output of main.bicep, every file it points to exists."""
+    import re
+
+    from infra.model import Deployment
+
+    readme = (ROOT / "README.md").read_text()
+    guide = readme.split("## Deploy to Azure", 1)[1].split("\n## ", 1)[0]
+    parameters = (ROOT / "infra/main.parameters.json").read_text()
+    optional = guide.split("Optional settings", 1)[1].split("The other tunables", 1)[0]
+    names = re.findall(r"azd env set ([A-Z][A-Z0-9]*_[A-Z0-9_]+)", guide) + re.findall(r"`([A-Z]+_[A-Z_]+)`", optional)
+    assert len(names) > 10
+    for name in names:
+        assert "${" + name in parameters, name
+    outputs = set(Deployment.load(ROOT).main.doc["outputs"])
+    for name in re.findall(r"output `([A-Z_]+)`|properties\.outputs\.([A-Z_]+)|<(AZURE_[A-Z_]+)>", guide):
+        assert next(n for n in name if n) in outputs, name
+    for path in re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:bicep|py|json|md))", guide):
+        assert (ROOT / path).exists(), path
