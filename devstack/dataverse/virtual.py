@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import uuid
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -323,6 +324,35 @@ class VirtualTables:
         return response
 
     @staticmethod
+    def _body(table: Table, response: httpx.Response) -> Any:
+        """The service's JSON answer, decimals exact (Edm.Decimal columns carry up to 10 places)."""
+        try:
+            body = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise DataverseError(
+                400,
+                PLUGIN_ERROR,
+                f"The OData v4 data source of '{table.logical_name}' answered with a body that is "
+                f"not JSON: {response.text[:200]}",
+            ) from None
+        if not isinstance(body, dict):
+            raise DataverseError(
+                400,
+                PLUGIN_ERROR,
+                f"The OData v4 data source of '{table.logical_name}' answered with JSON that is not an object.",
+            )
+        return body
+
+    def _without_parameters(self, link: str, source: dict[str, Any]) -> str:
+        """A next link without the data source's query-string parameters: it travels to the client inside the
+        $skiptoken, and a service that echoes its key into next links must not hand the key out that way (each call
+        adds the parameters again)."""
+        _, query = self._parameters(source)
+        url = httpx.URL(link)
+        kept = [(k, v) for k, v in url.params.multi_items() if k not in query]
+        return str(url.copy_with(query=urlencode(kept, quote_via=quote, safe="$,'()=:").encode() or None))
+
+    @staticmethod
     def _urls(source: dict[str, Any], table: Table) -> str:
         assert table.virtual is not None
         return str(source["msdyn_uri"]).rstrip("/") + "/" + table.virtual.external_collection_name
@@ -449,7 +479,7 @@ class VirtualTables:
         response = await self._by_key(
             table, "GET", f"{self._urls(source, table)}({row_id})", row_id, query={"$select": ext}
         )
-        row = self._row(table, response.json(), select)
+        row = self._row(table, self._body(table, response), select)
         return self._json(
             200, {"@odata.context": self._context(base, table, select if params.get("$select") else None, True), **row}
         )
@@ -465,7 +495,7 @@ class VirtualTables:
         answer: dict[str, Any] = {}
         if response.content:
             try:
-                answer = response.json()
+                answer = json.loads(response.content, parse_float=Decimal)
             except ValueError:
                 answer = {}
         id_column = table.columns[table.primary_id]
@@ -526,10 +556,11 @@ class VirtualTables:
                 url, query = str(state["n"]), {}
             elif top is not None:
                 query["$top"] = str(top)
-            answer = (await self._call(table, "GET", url, query=query, extra_headers=extra_headers)).json()
+            answer = self._body(table, await self._call(table, "GET", url, query=query, extra_headers=extra_headers))
             rows = answer.get("value") or []
             if answer.get("@odata.nextLink") and (top is None or "odata.maxpagesize" in prefer):
-                next_state = {"n": answer["@odata.nextLink"], "c": state.get("c", answer.get("@odata.count"))}
+                link = self._without_parameters(str(answer["@odata.nextLink"]), source)
+                next_state = {"n": link, "c": state.get("c", answer.get("@odata.count"))}
         else:
             # Client-side paging: $top/$skip from the Dataverse side.
             offset = int(state.get("o", 0))
@@ -537,7 +568,7 @@ class VirtualTables:
             query["$top"] = str(size)
             if offset:
                 query["$skip"] = str(offset)
-            answer = (await self._call(table, "GET", url, query=query)).json()
+            answer = self._body(table, await self._call(table, "GET", url, query=query))
             rows = answer.get("value") or []
             count = answer.get("@odata.count")
             more = top is None and len(rows) >= size and (count is None or offset + len(rows) < int(count))

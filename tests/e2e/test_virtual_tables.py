@@ -9,6 +9,7 @@ The stack is this module's own: its host reads a SQLite database of the test's o
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,6 +127,11 @@ def test_sqlite_rows_listed_paged_filtered_and_read_through_dataverse(stack: Sta
     assert one.json()["dwvt_productid"] == seen[7] and one.json()["dwvt_name"]
     missing = stack.dv.get(f"{products}({uuid.uuid4()})")
     assert missing.status_code == 404
+
+    # Edm.Decimal with every digit, Dataverse's answer against the endpoint's own.
+    through_dataverse = json.loads(stack.dv.get(f"{products}({seen[7]})").content, parse_float=Decimal)
+    direct = httpx.get(f"{stack.host.url}/api/odata/Products({seen[7]})", headers={"x-vt-key": VT_KEY}, timeout=30)
+    assert through_dataverse["dwvt_price"] == json.loads(direct.content, parse_float=Decimal)["Price"]
 
 
 def test_sqlite_rows_created_updated_and_deleted_through_dataverse(
