@@ -78,7 +78,7 @@ def seed_system(sim: Simulator) -> None:
         message_id = seed_id("sdkmessage", message)
         _insert(sim, "sdkmessage", message_id, {"name": message})
         for table in sim.schema.tables.values():
-            if table.system:
+            if table.system or table.virtual is not None:  # virtual tables take only OnExternal* steps
                 continue
             _insert(sim, "sdkmessagefilter", seed_id("sdkmessagefilter", message, table.logical_name), {
                 "name": f"{message} of {table.logical_name}", "primaryobjecttypecode": table.logical_name,
