@@ -44,7 +44,7 @@ param authMode string = 'identity'
 @description('App registration (client) id for msal; empty with identity (the managed identity\'s client id is used)')
 param clientId string = ''
 @secure()
-@description('App registration client secret (msal only): stored in Key Vault')
+@description('App registration client secret (msal only, and then required): stored in Key Vault')
 param clientSecret string = ''
 @secure()
 @description('Key Dataverse and F&O send to the ingest functions; azd keeps it in Key Vault (secretOrRandomPassword)')
@@ -91,6 +91,7 @@ var tags = { 'azd-env-name': environmentName }
 var useMsal = authMode == 'msal'
 var useIdentity = authMode == 'identity'
 var hasSmtpPassword = !empty(alertSmtpPassword)
+var engineIsIdentity = useIdentity && empty(engineUserId)
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var functionAppName = 'func-${token}'
 var keyVaultName = 'kv-${token}'
@@ -209,7 +210,7 @@ var appSettings = {
   APPLY_BACKOFF_CAP_SECONDS: string(applyBackoffCapSeconds)
   ODATA_BATCH_PARTS: string(odataBatchParts)
   SYNC_PAGE_SIZE: string(syncPageSize)
-  ENGINE_USER_ID: useIdentity && empty(engineUserId) ? identity.outputs.principalId : engineUserId
+  ENGINE_USER_ID: engineIsIdentity ? identity.outputs.principalId : engineUserId
   LOG_LEVEL: logLevel
   TELEMETRY_ENABLED: string(telemetryEnabled)
   METRICS_FLUSH_SECONDS: string(metricsFlushSeconds)
@@ -223,7 +224,8 @@ var appSettings = {
   ALERT_EMAIL_FROM: alertEmailFrom
   ALERT_EMAIL_TO: alertEmailTo
   // Telemetry: host.json telemetryMode OpenTelemetry; the Python worker sets up the Azure Monitor distro before
-  // it imports the app (core/ops/telemetry.py uses it as is). Application Insights takes Entra auth only.
+  // it imports the app (core/ops/telemetry.py uses it as is). Application Insights takes Entra auth only: the
+  // authentication string names the identity for the host and for the Azure Monitor exporter, which reads it too.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.outputs.clientId}'
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.checks import ROLES
-from infra.model import Deployment, render
+from infra.model import Deployment, key, render
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SET = "(required, not set)"
@@ -48,17 +48,121 @@ def parameter_values(deployment: Deployment, environ: dict[str, str], overrides:
                     value = given
         if name in overrides:
             value = overrides[name]
+        value = _typed(value, spec.get("type"))
         if name in secure:
-            value = "(secure, empty)" if value in ("", None) else "(secure)"
+            value = Secret(value in ("", None, NOT_SET))
         values[name] = value
     return values
 
 
-def substitute(text: str, values: dict[str, Any]) -> str:
-    """A rendered expression with parameter names replaced by their values where they stand alone."""
-    if text in values:
-        return str(values[text])
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: str(values.get(m.group(1), m.group(0))), text)
+def _typed(value: Any, kind: str | None) -> Any:
+    """A parameter given as text (environment, --param) as the Bicep type it has, the way ARM reads it."""
+    if not isinstance(value, str) or value == NOT_SET:
+        return value
+    if kind == "bool" and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if kind == "int" and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    return value
+
+
+class Unknown(str):
+    """A value Azure only knows at deployment (an output, a generated name): kept as its expression."""
+
+
+class Secret(str):
+    """A secure parameter's value: printed as `(secure)`, known only to be empty or not."""
+
+    def __new__(cls, empty: bool) -> Secret:
+        made = super().__new__(cls, "(secure, empty)" if empty else "(secure)")
+        made.empty = empty
+        return made
+
+    empty: bool
+
+
+def evaluate(expr: Any, scope: dict[str, Any], depth: int = 0) -> Any:
+    """What an expression comes to with the values in `scope` (parameters, variables): literals and the few
+    functions and operators the templates use are worked out, anything else stays an Unknown expression."""
+    if depth > 20:
+        return Unknown(render(expr))
+    if isinstance(expr, Unknown | Secret | bool | int | float) or expr is None:
+        return expr
+    if isinstance(expr, str):
+        if expr in scope:
+            value = evaluate(scope[expr], scope, depth + 1)
+            if isinstance(value, Unknown) and "${" not in value and re.fullmatch(r"[A-Za-z_]\w*", expr):
+                return Unknown("${" + expr + "}")  # a generated value (uniqueString ...): shown by its name
+            return value
+        if "${" not in expr:
+            return expr
+
+        def part(found: re.Match[str]) -> str:
+            value = evaluate(found.group(1), scope, depth + 1)
+            return found.group(0) if value == found.group(1) else _text(value)
+
+        done = re.sub(r"\$\{([^}]*)\}", part, expr)
+        return Unknown(done) if "${" in done else done
+    if isinstance(expr, list):
+        return [evaluate(item, scope, depth + 1) for item in expr]
+    if "operator" in expr:
+        return _operator(expr, scope, depth)
+    if "function" in expr:
+        return _function(expr, scope, depth)
+    return {key(k): evaluate(v, scope, depth + 1) for k, v in expr.items()}
+
+
+def _operator(expr: dict[str, Any], scope: dict[str, Any], depth: int) -> Any:
+    kind = expr["operator"].get("type")
+    if kind == "property_accessor" and render(expr) in scope:  # a resource's name, a module's output
+        return evaluate(scope[render(expr)], scope, depth + 1)
+    operands = [evaluate(v, scope, depth + 1) for v in (expr["operator"].get("operands") or {}).values()]
+    known = not any(isinstance(v, Unknown) for v in operands)
+    if kind == "conditional":
+        test = evaluate(expr["operator"]["operands"]["condition"], scope, depth + 1)
+        if isinstance(test, bool):
+            branch = "true_value" if test else "false_value"
+            return evaluate(expr["operator"]["operands"][branch], scope, depth + 1)
+    elif known and kind == "equals":
+        return operands[0] == operands[1]
+    elif known and kind == "not_equals":
+        return operands[0] != operands[1]
+    elif known and kind == "not" and isinstance(operands[0], bool):
+        return not operands[0]
+    elif kind == "and" and all(isinstance(v, bool) for v in operands):
+        return all(operands)
+    elif kind == "and" and any(v is False for v in operands):
+        return False
+    elif kind == "or" and any(v is True for v in operands):
+        return True
+    return Unknown(render(expr))
+
+
+def _function(expr: dict[str, Any], scope: dict[str, Any], depth: int) -> Any:
+    kind = expr["function"].get("type")
+    args = [evaluate(v, scope, depth + 1) for v in (expr["function"].get("parameters") or {}).values() if v is not None]
+    if kind == "empty" and len(args) == 1 and isinstance(args[0], Secret):
+        return args[0].empty
+    if any(isinstance(a, Unknown) for a in args):
+        return Unknown(render(expr))
+    if kind == "string" and len(args) == 1:
+        return _text(args[0])
+    if kind == "empty" and len(args) == 1:
+        return args[0].empty if isinstance(args[0], Secret) else args[0] in ("", None, [], {})
+    if kind == "union" and all(isinstance(a, dict) for a in args):
+        merged: dict[str, Any] = {}
+        for a in args:
+            merged.update(a)
+        return merged
+    return Unknown(render(expr))
+
+
+def _created(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, "at deployment") if isinstance(value, bool) else "at deployment"
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def plan(
@@ -66,28 +170,64 @@ def plan(
 ) -> dict[str, Any]:
     deployment = Deployment.load(root)
     values = parameter_values(deployment, dict(os.environ if environ is None else environ), overrides or {})
-    resources = [
-        {
-            "module": r.module,
-            "resource": r.symbol,
-            "type": r.type,
-            "api": r.api_version,
-            "name": substitute(render(r.body.get("name")), values),
-            **({"when": render(r.condition)} if r.condition is not None else {}),
-            **({"for each of": r.loop} if r.loop else {}),
-        }
-        for r in deployment.resources()
-    ]
+    # the scope of each file: main.bicep's parameters and variables; a module's, its parameters as main passes
+    # them (else their defaults) and its variables
+    main_scope: dict[str, Any] = {**deployment.main.variables(), **values}
+    scopes = {"main.bicep": main_scope}
+    for symbol, spec in deployment.main.modules().items():
+        module = deployment.modules[f"app/{Path(spec['detail']['path']).name}"]
+        given = {key(k): evaluate(v, main_scope) for k, v in ((spec.get("config") or {}).get("params") or {}).items()}
+        defaults = {n: p.get("default") for n, p in module.parameters().items() if p.get("default") is not None}
+        scope = {**module.variables(), **defaults, **given}
+        for r in module.resources():
+            if r.loop is None:
+                scope[f"{r.symbol}.name"] = evaluate(r.body.get("name"), scope)
+        scopes[module.name] = scope
+        for output, out_spec in (module.doc.get("outputs") or {}).items():
+            value = evaluate(out_spec.get("value"), scope)
+            if not isinstance(value, Unknown) or "${" in value:  # a value, or a name made of known parts
+                main_scope[f"{symbol}.outputs.{output}"] = value
+    resources = []
+    for r in deployment.resources():
+        scope = scopes.get(r.module, {})
+        resources.append(
+            {
+                "module": r.module,
+                "resource": r.symbol,
+                "type": r.type,
+                "api": r.api_version,
+                "name": _text(evaluate(r.body.get("name"), scope)),
+                **(
+                    {"when": render(r.condition), "created": _created(evaluate(r.condition, scope))}
+                    if r.condition is not None
+                    else {}
+                ),
+                **({"for each of": r.loop} if r.loop else {}),
+            }
+        )
     roles = [
         {
             "role": ROLES.get(guid, guid),
             "scope": r.module,
             "resource": r.symbol,
-            **({"when": render(r.condition)} if r.condition is not None else {}),
+            **(
+                {"when": render(r.condition), "created": _created(evaluate(r.condition, scopes.get(r.module, {})))}
+                if r.condition is not None
+                else {}
+            ),
         }
         for r, guid in deployment.role_assignments()
     ]
-    settings = {name: substitute(render(value), values) for name, value in deployment.app_settings().items()}
+    app_scope = scopes["app/function-app.bicep"]
+    settings = {}
+    for name, value in deployment.app_settings().items():
+        in_main = name in (deployment.main.variables().get("appSettings") or {})
+        settings[name] = _text(evaluate(value, main_scope if in_main else app_scope))
+    plan_sku = values.get("planSku")
+    if plan_sku == "FC1":  # Flex Consumption: these two are forbidden, the template leaves them out
+        settings = {
+            k: v for k, v in settings.items() if k not in ("FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME")
+        }
     return {
         "parameters": values,
         "resources": resources,
@@ -100,17 +240,23 @@ def plan(
 def text(result: dict[str, Any]) -> str:
     lines = ["Parameters"]
     lines += [f"  {name:<28} {value}" for name, value in result["parameters"].items()]
-    lines += ["", f"Resources ({len(result['resources'])})"]
+    lines += [
+        "",
+        f"Resources ({len(result['resources'])}); ${{token}} = uniqueString(subscription, environment, "
+        "location), known at deployment",
+    ]
     for r in result["resources"]:
-        extra = "".join(f"  [{k} {r[k]}]" for k in ("when", "for each of") if k in r)
+        extra = f"  [when {r['when']}: {r['created']}]" if "when" in r else ""
+        extra += f"  [for each of {r['for each of']}]" if "for each of" in r else ""
         lines.append(f"  {r['type']:<58} {r['name']}  ({r['module']}:{r['resource']}){extra}")
     lines += ["", "Service Bus queues"]
     for q in result["queues"]:
         props = ", ".join(f"{k}={v}" for k, v in q.items() if k != "name")
         lines.append(f"  {q['name']:<12} {props}")
-    lines += ["", "Role assignments (the app's identity unless said)"]
+    lines += ["", "Role assignments (to the app's identity; Secrets Officer to who runs azd)"]
     lines += [
-        f"  {r['role']:<36} on {r['scope']}:{r['resource']}" + (f"  [when {r['when']}]" if "when" in r else "")
+        f"  {r['role']:<36} on {r['scope']}:{r['resource']}"
+        + (f"  [when {r['when']}: {r['created']}]" if "when" in r else "")
         for r in result["roles"]
     ]
     lines += ["", f"App settings ({len(result['app_settings'])})"]

@@ -104,3 +104,16 @@ def test_the_deploy_guide_names_only_what_exists() -> None:
         assert next(n for n in name if n) in outputs, name
     for path in re.findall(r"\b((?:infra|tests)/[\w./-]+\.(?:bicep|py|json|md))", guide):
         assert (ROOT / path).exists(), path
+
+
+def test_the_dry_run_works_out_names_conditions_and_settings_from_the_parameters() -> None:
+    result = plan(ROOT, environ=ENV, overrides={"serviceBusDataOwner": "false", "authMode": "msal"})
+    names = {r["resource"]: r["name"] for r in result["resources"]}
+    assert names["site"] == "func-${token}" and names["plan"] == "plan-func-${token}" and names["group"] == "rg-dw-test"
+    created = {r["role"]: r.get("created", "yes") for r in result["roles"]}
+    assert created["Azure Service Bus Data Owner"] == "no" and created["Azure Service Bus Data Sender"] == "yes"
+    settings = result["app_settings"]
+    assert settings["CLIENT_SECRET"] == "@Microsoft.KeyVault(VaultName=kv-${token};SecretName=client-secret)"
+    assert settings["SERVICEBUS_CONNECTION__fullyQualifiedNamespace"] == "sb-${token}.servicebus.windows.net"
+    assert settings["SWEEP_ENABLED"] == "true" and "FUNCTIONS_WORKER_RUNTIME" not in settings  # forbidden on FC1
+    assert plan(ROOT, environ=ENV, overrides={"planSku": "EP1"})["app_settings"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
