@@ -49,11 +49,12 @@ def key_from_json(table: VirtualTable, text: str) -> Key:
     for name, value in stored.items():
         column = table.column(name)
         assert column is not None, f"{table.entity_set}: stored key names {name}, no column any more"
-        key[name] = _typed_key(column.type, value)
+        key[name] = typed_key(column.type, value)
     return key
 
 
-def _typed_key(edm: str, value: Any) -> Any:
+def typed_key(edm: str, value: Any) -> Any:
+    """A key value back from its text (key_text)."""
     if value is None:
         return None
     if edm in ("Edm.Int32", "Edm.Int64"):

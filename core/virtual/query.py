@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import BadInput
 from core.virtual.filter import Node, parse_filter
@@ -28,6 +29,7 @@ class Query:
     skip: int = 0
     count: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)  # options passed through to next links (the key, ...)
+    after: tuple[str, ...] | None = None  # server paging by key: the key (as text) of the last row served
 
 
 def _integer(name: str, text: str) -> int:
@@ -36,24 +38,34 @@ def _integer(name: str, text: str) -> int:
     return int(text)
 
 
-def skiptoken_of(offset: int, top: int | None) -> str:
+def skiptoken_of(offset: int, top: int | None, after: Sequence[str] | None = None) -> str:
     """Server-driven paging token: where the next page starts and how much of the caller's $top is left. Opaque to
-    the caller; rows are ordered by the table's key after any $orderby, so an offset names the same row again."""
-    state: dict[str, int] = {"o": offset} if top is None else {"o": offset, "t": top}
+    the caller. Rows are ordered by the table's key after any $orderby, so an offset names the same row again; when
+    the order is the key alone, the token holds the last row's key instead (`after`), and the next page is the rows
+    after it: a condition the source runs on its key, as fast on the last page as on the first."""
+    state: dict[str, Any] = {"o": offset}
+    if top is not None:
+        state["t"] = top
+    if after is not None:
+        state["k"] = list(after)
     return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _read_skiptoken(text: str) -> tuple[int, int | None]:
+def _read_skiptoken(text: str, key_count: int) -> tuple[int, int | None, tuple[str, ...] | None]:
     try:
         state = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        offset, top = state["o"], state.get("t")
+        offset, top, after = state["o"], state.get("t"), state.get("k")
         if not isinstance(offset, int) or offset < 0 or not (top is None or (isinstance(top, int) and top >= 0)):
+            raise ValueError
+        if after is not None and (
+            not isinstance(after, list) or len(after) != key_count or not all(isinstance(v, str) for v in after)
+        ):
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise BadInput(
             "$skiptoken", "$skiptoken is not one this service made; follow @odata.nextLink as given"
         ) from None
-    return offset, top
+    return offset, top, None if after is None else tuple(after)
 
 
 def parse_query(options: Mapping[str, str], table: VirtualTable) -> Query:
@@ -97,8 +109,12 @@ def parse_query(options: Mapping[str, str], table: VirtualTable) -> Query:
 
     top = _integer("$top", get["$top"]) if "$top" in get else None
     skip = _integer("$skip", get["$skip"]) if "$skip" in get else 0
+    after: tuple[str, ...] | None = None
     if "$skiptoken" in get:
-        offset, token_top = _read_skiptoken(get["$skiptoken"])
+        key_count = 1 if table.key.kind == "column" else len(table.key.columns)
+        offset, token_top, after = _read_skiptoken(get["$skiptoken"], key_count)
+        if after is not None and orderby:
+            raise BadInput("$skiptoken", "$skiptoken is not one this service made; follow @odata.nextLink as given")
         skip += offset
         top = token_top if top is None or token_top is None else min(top, token_top)
 
@@ -113,4 +129,4 @@ def parse_query(options: Mapping[str, str], table: VirtualTable) -> Query:
         count = count or get["$inlinecount"].lower() == "allpages"
 
     extra = {k: v for k, v in options.items() if not k.startswith("$")}
-    return Query(select, node, tuple(orderby), top, skip, count, extra)
+    return Query(select, node, tuple(orderby), top, skip, count, extra, after)

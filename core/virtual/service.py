@@ -21,11 +21,11 @@ from core.connectors import jsonwire
 from core.errors import BadInput
 from core.virtual.csdl import metadata_xml, service_document
 from core.virtual.filter import And, Compare, Const, Node, Not, Or, all_of, conjuncts, matches, simplify, walk
-from core.virtual.keys import KeyIndex, RecentIds, id_of, key_of
-from core.virtual.model import DerivedKey, GuidColumnKey, VirtualTable
+from core.virtual.keys import KeyIndex, RecentIds, id_of, key_of, typed_key
+from core.virtual.model import Column, DerivedKey, GuidColumnKey, VirtualTable
 from core.virtual.query import Query, parse_query, skiptoken_of
 from core.virtual.source import Row, SourceError, VirtualSource
-from core.virtual.values import from_json
+from core.virtual.values import from_json, key_text
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,7 @@ class VirtualService:
         if isinstance(query.filter, Const):
             query = replace(query, filter=None)
         where, kept, order = self._plan(table, query)
+        after = self._after(table, query)
         source = self.source(table)
         # A page: the caller's $top, else the caller's Prefer: odata.maxpagesize, else the table's page size;
         # never more than max_page_size (the rest of a larger $top follows behind the next link).
@@ -312,7 +313,9 @@ class VirtualService:
         page = min(wanted, table.max_page_size)
         count: int | None = None
         if kept is None and source.orders(order):
-            rows = await source.rows(where, order, query.skip, page + 1) if page else []
+            rows = (
+                await source.rows(all_of([n for n in (where, after) if n]), order, query.skip, page + 1) if page else []
+            )
             if query.count:
                 count = await source.count(where)
         else:
@@ -326,16 +329,46 @@ class VirtualService:
             rows = [r for r in await self._bounded(table, where, why, option) if kept is None or matches(kept, r)]
             rows = _sorted(rows, order)
             count = len(rows)
-            rows = rows[query.skip : query.skip + page + 1]
+            rows = [r for r in rows if after is None or matches(after, r)][query.skip : query.skip + page + 1]
         more = len(rows) > page and (query.top is None or query.top > page)
         rows = rows[:page]
         await self._remember(table, rows)
         body = self._page_body(request, table, query, rows, count)
         if more:
-            body["@odata.nextLink"] = self._next_link(
-                request, table, query.skip + page, None if query.top is None else query.top - page
-            )
+            top_left = None if query.top is None else query.top - page
+            last = key_of(table, rows[-1])
+            if not query.orderby and all(v is not None for v in last.values()):
+                token = skiptoken_of(0, top_left, [key_text(v) for v in last.values()])
+            else:
+                token = skiptoken_of(query.skip + page, top_left)
+            body["@odata.nextLink"] = self._next_link(request, table, token)
         return self._json(body)
+
+    def _after(self, table: VirtualTable, query: Query) -> Node | None:
+        """The rows after a key-ordered token's key: k1 > v1, or k1 = v1 and k2 > v2, ... (composite keys)."""
+        if query.after is None:
+            return None
+        names = [table.key.column] if isinstance(table.key, GuidColumnKey) else table.key.columns
+        try:
+            values = [typed_key(self._column(table, n).type, text) for n, text in zip(names, query.after, strict=True)]
+        except (ValueError, BadInput):
+            raise BadInput(
+                "$skiptoken", "$skiptoken is not one this service made; follow @odata.nextLink as given"
+            ) from None
+        options: list[Node] = []
+        for i, name in enumerate(names):
+            equal: list[Node] = [Compare("eq", n, v) for n, v in zip(names[:i], values[:i], strict=True)]
+            options.append(all_of([*equal, Compare("gt", name, values[i])]))  # type: ignore[arg-type]
+        result = options[0]
+        for option in options[1:]:
+            result = Or(result, option)
+        return result
+
+    @staticmethod
+    def _column(table: VirtualTable, name: str) -> Column:
+        column = table.column(name)
+        assert column is not None  # key columns are columns (VirtualTable checks it)
+        return column
 
     def _page_body(
         self, request: Request, table: VirtualTable, query: Query, rows: Sequence[Row], count: int | None
@@ -346,9 +379,9 @@ class VirtualService:
         body["value"] = [self._wire(table, row, query.select) for row in rows]
         return body
 
-    def _next_link(self, request: Request, table: VirtualTable, offset: int, top: int | None) -> str:
+    def _next_link(self, request: Request, table: VirtualTable, token: str) -> str:
         options = {k: v for k, v in request.params.items() if k.lower() not in ("$top", "$skip", "$skiptoken")}
-        options["$skiptoken"] = skiptoken_of(offset, top)
+        options["$skiptoken"] = token
         return f"{request.base_url}{table.entity_set}?{urlencode(options)}"
 
     async def count_only(self, request: Request, table: VirtualTable) -> Reply:

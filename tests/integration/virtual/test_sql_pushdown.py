@@ -18,7 +18,7 @@ def statements(vt: VirtualStack, params: dict[str, str], path: str = "Products")
     """The answer's status and the SQL statements the request issued, from the host's log."""
     before = len(vt.host.log())
     with vt.client() as client:
-        answer = client.get(path, params=params)
+        answer = client.get(path, params=params or None)
     deadline = time.monotonic() + 5
     while True:
         new = vt.host.log()[before:]
@@ -103,3 +103,49 @@ def test_a_name_with_a_quote_is_found_by_its_quoted_literal(vt: VirtualStack) ->
                 assert [r["ItemNumber"] for r in rows] == ["Q-1"], expression
         finally:
             client.delete(f"Products({created.json()['ProductId']})")
+
+
+def test_server_pages_after_the_first_continue_from_the_last_key_not_an_offset(vt: VirtualStack) -> None:
+    with vt.client() as client:
+        first = client.get("Products", params={"$select": "Name"}).json()
+    link = first["@odata.nextLink"]
+    status, issued = statements(vt, {}, path=link)
+    assert status == 200
+    [sql] = issued
+    # (SQLAlchemy writes OFFSET ? on SQLite whenever there is a LIMIT; the offset bound here is 0)
+    assert "WHERE products.product_id > ? ORDER BY products.product_id ASC LIMIT ?" in sql
+    # with the caller's own order the next page is an offset (rows with equal values have no key order to resume)
+    ordered = vt.client().get("Products", params={"$orderby": "Category", "$select": "Name"}).json()
+    status, issued = statements(vt, {}, path=ordered["@odata.nextLink"])
+    assert status == 200 and "product_id >" not in issued[0]
+    assert "ORDER BY products.category ASC, products.product_id ASC LIMIT ? OFFSET ?" in issued[0]
+
+
+def test_a_composite_key_pages_by_key_to_the_end(vt: VirtualStack) -> None:
+    expected = [
+        (r["order_number"], r["line_number"])
+        for r in vt.sql("SELECT order_number, line_number FROM order_lines ORDER BY order_number, line_number")
+    ]
+    seen: list[tuple[str, int]] = []
+    pages = 0
+    with vt.client() as client:
+        client.headers["Prefer"] = "odata.maxpagesize=7"
+        url: str | None = vt.root + "OrderLines?$count=true"
+        while url:
+            body = client.get(url).json()
+            assert body["@odata.count"] == len(expected)
+            seen += [(r["OrderNumber"], r["LineNumber"]) for r in body["value"]]
+            url = body.get("@odata.nextLink")
+            pages += 1
+    assert seen == expected and pages == -(-len(expected) // 7)
+    status, issued = statements(vt, {"$skiptoken": "eyJvIjowLCJrIjpbIlNPLTEwMDAiLCI0Il19"}, path="OrderLines")
+    assert status == 200  # {"o":0,"k":["SO-1000","4"]}: after SO-1000 line 4
+    assert "order_lines.order_number > ? OR order_lines.order_number = ? AND order_lines.line_number > ?" in issued[0]
+
+
+def test_a_key_token_with_an_order_of_its_own_is_refused(vt: VirtualStack) -> None:
+    with vt.client() as client:
+        answer = client.get(
+            "OrderLines", params={"$skiptoken": "eyJvIjowLCJrIjpbIlNPLTEwMDAiLCI0Il19", "$orderby": "Amount"}
+        )
+    assert answer.status_code == 400 and answer.json()["invalid_params"][0]["name"] == "$skiptoken"
