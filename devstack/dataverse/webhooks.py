@@ -128,6 +128,13 @@ class WebhookPipeline:
                 )
             if row.get("stage") not in (10, 20, 40):
                 raise DataverseError(400, INVALID_ARGUMENT, "Custom steps can only be registered on stage 10, 20 or 40")
+            message_ref = row.get("sdkmessageid")
+            message = self.db.get("sdkmessage", message_ref.id) if isinstance(message_ref, Ref) else None
+            if message is not None and str(message[1].get("name", "")).startswith("OnExternal") and (
+                    row.get("mode") != 1 or row.get("stage") != 40):
+                # Virtual table events take part in the asynchronous pipeline only (enable-virtual-table-event-support).
+                raise DataverseError(400, INVALID_ARGUMENT, f"{message[1]['name']} steps can only be asynchronous "
+                                                            "Post-operation steps (mode 1, stage 40).")
         if table.logical_name == "sdkmessageprocessingstepimage":
             step_ref = row.get("sdkmessageprocessingstepid")
             step = self.db.get("sdkmessageprocessingstep", step_ref.id) if isinstance(step_ref, Ref) else None

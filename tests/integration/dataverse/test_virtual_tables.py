@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.dataverse.registration import register_webhook
+from devstack.dataverse.registration import RegistrationError, register_webhook
 from devstack.virtualtables import (
     DataSource,
     VirtualColumn,
@@ -298,6 +298,16 @@ def test_on_external_actions_fire_the_steps_registered_on_them(
     finally:
         created_step.remove(api)
         updated_step.remove(api)
+
+
+def test_a_synchronous_step_on_an_external_event_is_refused(
+    api: httpx.Client, tables: Tables, receiver: HttpReceiver
+) -> None:
+    with pytest.raises(RegistrationError, match="asynchronous"):
+        register_webhook(api, receiver.url("/vt-sync"), entity="new_person", message="OnExternalCreated", mode=0)
+    url = receiver.url("/vt-sync")
+    for endpoint in api.get("serviceendpoints", params={"$filter": f"url eq '{url}'"}).json()["value"]:
+        api.delete(f"serviceendpoints({endpoint['serviceendpointid']})")  # the endpoint made before the refusal
 
 
 def test_a_query_string_key_echoed_in_the_services_next_links_is_not_handed_to_the_client(
