@@ -92,6 +92,7 @@ class Field:
     default: Any  # the Python default; REQUIRED when there is none
     secret: bool
     bounds: dict[str, Any]
+    choices: tuple[Any, ...] = ()  # the values of a Literal[...] annotation
 
 
 REQUIRED = object()
@@ -121,7 +122,13 @@ def engine_settings(root: Path) -> dict[str, Field]:
                     bounds[kw.arg] = _literal(kw.value)
         elif value is not None:
             default = _literal(value)
-        fields[name.upper()] = Field(name.upper(), default, "SecretStr" in ast.unparse(node.annotation), bounds)
+        choices: tuple[Any, ...] = ()
+        annotation = node.annotation
+        if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", "") == "Literal":
+            inner = annotation.slice
+            choices = tuple(_literal(e) for e in (inner.elts if isinstance(inner, ast.Tuple) else [inner]))
+        secret = "SecretStr" in ast.unparse(annotation)
+        fields[name.upper()] = Field(name.upper(), default, secret, bounds, choices)
     return fields
 
 
@@ -250,6 +257,7 @@ def settings(root: Path) -> list[str]:
             value = app[app_upper[wanted.upper()]]
             if name not in AZURE_DEFAULTS:
                 problems += _same_default(name, spec, value, params)
+            problems += _same_choices(name, spec, value, deployment.main.parameters())
         elif name in optional:
             if spec.default is REQUIRED:
                 problems.append(f"{name}: README lists it as optional but core/settings.py requires it")
@@ -298,6 +306,17 @@ def _same_default(name: str, spec: Field, value: Any, params: dict[str, Any]) ->
             pass
         return [f"{name}: Bicep parameter {param} defaults to {bicep_default!r}, core/settings.py to {spec.default!r}"]
     return []
+
+
+def _same_choices(name: str, spec: Field, value: Any, params: dict[str, dict[str, Any]]) -> list[str]:
+    """A parameter's @allowed values must all be values the engine accepts (its Literal[...])."""
+    if not spec.choices or not isinstance(value, str) or value not in params:
+        return []
+    allowed = next(
+        (d.get("argument") for d in params[value].get("decorators") or [] if d.get("type") == "allowed"), None
+    )
+    extra = [v for v in allowed or [] if v not in spec.choices]
+    return [f"{name}: Bicep parameter {value} allows {extra}, which core/settings.py refuses"] if extra else []
 
 
 QUEUE_PROPERTIES = {  # Bicep property: topology property
@@ -544,7 +563,51 @@ def routes(root: Path) -> list[str]:
     return problems
 
 
-ALL = {"parses": parses, "settings": settings, "queues": queues, "secrets": secrets, "roles": roles, "routes": routes}
+FLEX_PYTHON = ("3.10", "3.11", "3.12")  # what Flex Consumption runs (Microsoft's Flex Consumption page)
+
+
+def hosting(root: Path) -> list[str]:
+    """The runtime the templates ask for is one the code runs on and the plan offers; host.json's extension
+    bundle is one Flex Consumption takes ([4.*, 5.0.0) or later for non-C# apps)."""
+    app = Deployment.load(root).module("function-app.bicep")
+    site = next(r for r in app.resources() if r.type == "Microsoft.Web/sites")
+    problems = []
+    flex = site.properties.get("functionAppConfig")
+    flex_config = ((flex or {}).get("operator") or {}).get("operands", {}).get("true_value") or flex or {}
+    version = str((flex_config.get("runtime") or {}).get("version", ""))
+    linux = site.properties.get("siteConfig", {}).get("linuxFxVersion")
+    linux_config = (
+        ((linux or {}).get("operator") or {}).get("operands", {}).get("false_value")
+        if isinstance(linux, dict)
+        else linux
+    )
+    if version not in FLEX_PYTHON:
+        problems.append(f"function-app.bicep: Flex Consumption runs Python {', '.join(FLEX_PYTHON)}, not {version!r}")
+    if linux_config != f"Python|{version}":
+        problems.append(f"function-app.bicep: Elastic Premium runs {linux_config!r}, Flex Consumption Python {version}")
+    floor = (
+        re.search(r"requires-python\s*=\s*\">=(\d+\.\d+)", (root / "pyproject.toml").read_text())
+        if (root / "pyproject.toml").is_file()
+        else None
+    )
+    if floor and tuple(map(int, version.split(".") if version else [0])) < tuple(map(int, floor.group(1).split("."))):
+        problems.append(f"function-app.bicep: Python {version} is below the project's requires-python {floor.group(1)}")
+    bundle = (json.loads((root / "host.json").read_text()).get("extensionBundle") or {}).get("version", "")
+    first = re.match(r"\[(\d+)", bundle)
+    if not first or int(first.group(1)) < 4:
+        problems.append(f"host.json: extension bundle {bundle!r}; Flex Consumption needs [4.*, 5.0.0) or later")
+    return problems
+
+
+ALL = {
+    "parses": parses,
+    "settings": settings,
+    "queues": queues,
+    "secrets": secrets,
+    "roles": roles,
+    "routes": routes,
+    "hosting": hosting,
+}
 
 
 def run(root: Path) -> dict[str, list[str]]:

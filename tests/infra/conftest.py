@@ -9,7 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Everything infra/checks.py reads: the templates and the code and local configuration they must agree with.
-CHECKED = ["infra", "core", "functions", "host.json", "local.settings.sample.json", "devstack/servicebus/topology.json"]
+CHECKED = [
+    "infra",
+    "core",
+    "functions",
+    "host.json",
+    "local.settings.sample.json",
+    "pyproject.toml",
+    "devstack/servicebus/topology.json",
+]
 
 
 @pytest.fixture

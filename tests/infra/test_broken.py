@@ -184,3 +184,19 @@ def test_an_output_url_that_is_no_route_is_reported(repo: Path) -> None:
     assert checks.routes(repo) == [
         "main.bicep output DATAVERSE_WEBHOOK_URL: /api/dataverse/webhook is no route of the app"
     ]
+
+
+def test_an_allowed_value_the_engine_refuses_is_reported(repo: Path) -> None:
+    edit(repo / "infra/main.bicep", "@allowed(['jobs', 'changes', 'both'])", "@allowed(['jobs', 'changes', 'all'])")
+    assert checks.settings(repo) == [
+        "SWEEP_DATAVERSE: Bicep parameter sweepDataverse allows ['all'], which core/settings.py refuses"
+    ]
+
+
+def test_a_runtime_the_plan_or_the_code_does_not_take_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/function-app.bicep", "version: '3.11'", "version: '3.13'")
+    edit(repo / "host.json", '"version": "[4.*, 5.0.0)"', '"version": "[3.*, 4.0.0)"')
+    problems = checks.hosting(repo)
+    assert "function-app.bicep: Flex Consumption runs Python 3.10, 3.11, 3.12, not '3.13'" in problems
+    assert "function-app.bicep: Elastic Premium runs 'Python|3.11', Flex Consumption Python 3.13" in problems
+    assert any("extension bundle '[3.*, 4.0.0)'" in p for p in problems)
