@@ -237,12 +237,17 @@ def register_definitions(
     *,
     key_header: str = "x-vt-key",
     as_header: bool = True,
+    server_paging: bool = True,
+    source_name: str = DEMO_SOURCE,
+    prefix: str = DEMO_PREFIX,
 ) -> dict[str, str]:
-    """One data source for the engine's OData endpoint (the key as its request parameter, server-side paging: the
-    endpoint pages with next links) and a virtual table per definition; {external entity set: Dataverse entity set}."""
-    source = DataSource(DEMO_SOURCE, service_root, [(key_header, key, as_header)], server_paging=True)
+    """One data source for the engine's OData endpoint (the key as its request parameter: a header, or with
+    `as_header=False` a query-string parameter such as `vtkey`; server-side paging by default: the endpoint pages with
+    next links) and a virtual table `<prefix>_<entity type>` per definition; {external entity set: Dataverse entity
+    set}."""
+    source = DataSource(source_name, service_root, [(key_header, key, as_header)], server_paging=server_paging)
     source_id = ensure_data_source(client, source)
-    return {d.entity_set: ensure_virtual_table(client, dataverse_table(d), source_id) for d in definitions}
+    return {d.entity_set: ensure_virtual_table(client, dataverse_table(d, prefix), source_id) for d in definitions}
 
 
 def _demo_data(settings: dict[str, str], fresh: bool) -> list[str]:
