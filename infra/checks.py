@@ -592,10 +592,38 @@ def hosting(root: Path) -> list[str]:
     )
     if floor and tuple(map(int, version.split(".") if version else [0])) < tuple(map(int, floor.group(1).split("."))):
         problems.append(f"function-app.bicep: Python {version} is below the project's requires-python {floor.group(1)}")
+    problems += _azure_yaml(root, Deployment.load(root))
     bundle = (json.loads((root / "host.json").read_text()).get("extensionBundle") or {}).get("version", "")
     first = re.match(r"\[(\d+)", bundle)
     if not first or int(first.group(1)) < 4:
         problems.append(f"host.json: extension bundle {bundle!r}; Flex Consumption needs [4.*, 5.0.0) or later")
+    return problems
+
+
+def _azure_yaml(root: Path, deployment: Deployment) -> list[str]:
+    """azure.yaml points at main.bicep, its hook exists, and its service is the app Bicep tags for azd."""
+    import yaml
+
+    path = root / "azure.yaml"
+    if not path.is_file():
+        return ["azure.yaml is missing: azd has no project"]
+    project = yaml.safe_load(path.read_text()) or {}
+    problems = []
+    infra = project.get("infra") or {}
+    if not (root / infra.get("path", "infra") / f"{infra.get('module', 'main')}.bicep").is_file():
+        problems.append("azure.yaml: infra path/module is not infra/main.bicep")
+    tag = str(deployment.module("function-app.bicep").variables().get("serviceTag", {}).get("'azd-service-name'"))
+    services = project.get("services") or {}
+    if tag not in services:
+        problems.append(f"azure.yaml: no service {tag!r}, the azd-service-name the Function App is tagged with")
+    for name, service in services.items():
+        if service.get("host") != "function" or service.get("language") != "python":
+            problems.append(f"azure.yaml: service {name} must be host: function, language: python")
+    for hook, spec in (project.get("hooks") or {}).items():
+        for shell in (spec or {}).values():
+            script = next((w for w in str(shell.get("run", "")).split() if w.endswith(".py")), None)
+            if script and not (root / script).is_file():
+                problems.append(f"azure.yaml: hook {hook} runs {script}, which does not exist")
     return problems
 
 

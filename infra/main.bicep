@@ -86,7 +86,9 @@ param alertSmtpPassword string = ''
 param alertEmailFrom string = ''
 param alertEmailTo string = ''
 
-var tags = { 'azd-env-name': environmentName }
+var tags = {
+  'azd-env-name': environmentName
+}
 // Conditions named once (a secure parameter never appears in an app setting's expression, even inside empty()).
 var useMsal = authMode == 'msal'
 var useIdentity = authMode == 'identity'

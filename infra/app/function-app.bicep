@@ -31,6 +31,10 @@ param appSettings object
 param ingestKey string
 
 var isFlex = planSku == 'FC1'
+// azd deploys the `engine` service of azure.yaml to the app carrying this tag.
+var serviceTag = {
+  'azd-service-name': 'engine'
+}
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: 'plan-${name}'
@@ -50,7 +54,7 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: name
   location: location
-  tags: union(tags, { 'azd-service-name': 'engine' })
+  tags: union(tags, serviceTag)
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'

@@ -16,6 +16,7 @@ CHECKED = [
     "host.json",
     "local.settings.sample.json",
     "pyproject.toml",
+    "azure.yaml",
     "devstack/servicebus/topology.json",
 ]
 

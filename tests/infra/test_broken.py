@@ -200,3 +200,11 @@ def test_a_runtime_the_plan_or_the_code_does_not_take_is_reported(repo: Path) ->
     assert "function-app.bicep: Flex Consumption runs Python 3.10, 3.11, 3.12, not '3.13'" in problems
     assert "function-app.bicep: Elastic Premium runs 'Python|3.11', Flex Consumption Python 3.13" in problems
     assert any("extension bundle '[3.*, 4.0.0)'" in p for p in problems)
+
+
+def test_an_azure_yaml_that_misses_the_app_is_reported(repo: Path) -> None:
+    edit(repo / "azure.yaml", "  engine:", "  api:")
+    edit(repo / "azure.yaml", "run: python3 infra/hooks/postprovision.py", "run: python3 infra/hooks/after.py")
+    problems = checks.hosting(repo)
+    assert "azure.yaml: no service 'engine', the azd-service-name the Function App is tagged with" in problems
+    assert "azure.yaml: hook postprovision runs infra/hooks/after.py, which does not exist" in problems
