@@ -186,3 +186,17 @@ def test_the_clients_take_identity_connections_without_a_key() -> None:
     assert isinstance(credential("11111111-2222-3333-4444-555555555555", "managedidentity"), ManagedIdentityCredential)
     # the same identity is one credential (one token cache) in the process
     assert credential("c", "managedidentity") is credential("c", "managedidentity")
+
+
+def test_the_queue_depth_reader_takes_an_identity_connection() -> None:
+    """Identity-based: not the emulator, and the management client is made for the namespace (nothing is sent)."""
+    from azure.servicebus.aio.management import ServiceBusAdministrationClient
+
+    from core.store.queuedepth import QueueDepthReader
+
+    reader = QueueDepthReader(load_settings(AZURE_IDENTITY).servicebus_connection.get_secret_value(), "changes")
+    assert reader.emulator is False
+    client = reader._admin_client()
+    assert isinstance(client, ServiceBusAdministrationClient)
+    assert client.fully_qualified_namespace == "sb-dw.servicebus.windows.net"
+    assert QueueDepthReader(EMULATOR, "changes").emulator is True  # the connection-string path as before
