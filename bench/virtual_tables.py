@@ -8,7 +8,7 @@ Against one local Functions host serving the OData blueprint (this module's `app
   through HTTP -> host -> service -> SQLAlchemy -> SQLite, against the same page and count read directly with
   SQLAlchemy Core (p50/p95 and their ratio);
 - rows/s reading the whole table by following `@odata.nextLink` (server-driven paging, 500 and 50 rows a page),
-  against direct SQLAlchemy paging with the same page size and order.
+  against direct SQLAlchemy paging with the same page size, order and statement (rows after the last key).
 Prints one JSON object. (The simulated Dataverse in front of the service is the other half of issue 16; this
 measures the provider alone.)"""
 
@@ -149,13 +149,17 @@ def main() -> None:
                 assert seen == args.rows, (seen, args.rows)
                 t0 = time.perf_counter()
                 direct_rows = 0
-                with engine.connect() as connection:
-                    for offset in range(0, args.rows, size):
-                        direct_rows += len(
-                            connection.execute(
-                                sa.select(*columns).order_by(products.c.product_id).limit(size).offset(offset)
-                            ).all()
-                        )
+                with engine.connect() as connection:  # the statement the service issues: after the last key
+                    last = None
+                    while True:
+                        statement = sa.select(*columns).order_by(products.c.product_id).limit(size)
+                        if last is not None:
+                            statement = statement.where(products.c.product_id > last)
+                        rows = connection.execute(statement).all()
+                        if not rows:
+                            break
+                        direct_rows += len(rows)
+                        last = rows[-1][0]
                 direct_seconds = time.perf_counter() - t0
                 paging[f"page_{size}"] = {
                     "pages": pages,
