@@ -9,6 +9,7 @@ imports the same API. The test is skipped only where no Python 3.13 interpreter 
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -57,13 +58,15 @@ def worker_python() -> str:
     ]
     stamp = hashlib.sha256("\n".join([RUNTIME, *wanted]).encode()).hexdigest()
     marker = venv / ".installed"
-    if not marker.is_file() or marker.read_text() != stamp:
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run(
-            [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", RUNTIME, *wanted], check=True, timeout=900
-        )
-        marker.write_text(stamp)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / "worker-py313.lock", "w") as lock:  # two test runs at once build it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.is_file() or marker.read_text() != stamp:
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
+            pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", RUNTIME, *wanted]
+            subprocess.run(pip, check=True, timeout=900)
+            marker.write_text(stamp)
     return str(venv / "bin/python")
 
 
