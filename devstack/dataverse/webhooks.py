@@ -423,8 +423,13 @@ class WebhookPipeline:
         context: dict[str, Any] = {**common}
         if ctx.caller.aad_object_id:
             context["InitiatingUserAzureActiveDirectoryObjectId"] = ctx.caller.aad_object_id
+        inputs: list[dict[str, Any]] = [{"key": "Target", "value": self._target(event, event.target)}]
+        if event.message == "OnExternalUpdated":  # the action's other parameters (webapi reference: OnExternalUpdated)
+            if event.pre is not None:
+                inputs.append({"key": "PreImage", "value": self.entity(table, event.row_id, event.pre, names=False)})
+            inputs.append({"key": "ChangedFields", "value": sorted(event.sent)})
         context.update({
-            "InputParameters": [{"key": "Target", "value": self._target(event, event.target)}],
+            "InputParameters": inputs,
             **flags,
             "MessageName": event.message, "Mode": step.mode, "OperationCreatedOn": created_on,
             "OperationId": operation_id, "OrganizationId": ORGANIZATION_ID,

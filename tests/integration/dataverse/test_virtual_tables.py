@@ -281,7 +281,11 @@ def test_on_external_actions_fire_the_steps_registered_on_them(
         assert api.post("OnExternalCreated", json={"Target": target}).status_code == 204
         bound = api.post(
             f"{tables.client_paging}/Microsoft.Dynamics.CRM.OnExternalUpdated",
-            json={"Target": {**target, "new_age": 85}, "ChangedFields": ["new_age"]},
+            json={
+                "Target": {**target, "new_age": 85},
+                "ChangedFields": ["new_age"],
+                "PreImage": {**target, "new_age": 84},
+            },
         )
         assert bound.status_code == 204, bound.text
         deleted = api.post("OnExternalDeleted", json={"Target": target})
@@ -294,6 +298,9 @@ def test_on_external_actions_fire_the_steps_registered_on_them(
         sent = {a["key"]: a["value"] for a in created.body["InputParameters"][0]["value"]["Attributes"]}
         assert sent["new_fullname"] == "Grace Hopper"
         assert updated.body["MessageName"] == "OnExternalUpdated"
+        inputs = {p["key"]: p["value"] for p in updated.body["InputParameters"]}
+        assert inputs["ChangedFields"] == ["new_age"]
+        assert {a["key"]: a["value"] for a in inputs["PreImage"]["Attributes"]}["new_age"] == 84
         assert created.headers["x-ms-dynamics-request-name"] == "OnExternalCreated"
     finally:
         created_step.remove(api)
