@@ -33,6 +33,8 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "where telemetry goes (read by the worker and core/ops/telemetry.py)",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra auth for Application Insights (local auth is off)",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker sets up the Azure Monitor distro",
+    "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker passes OpenTelemetry context (OTLP export instead)",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP export (core/ops/telemetry.py and the host) when otlpEndpoint is set",
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "the distro's httpx spans would double the engine's",
     "OTEL_LOGS_EXPORTER": "the host forwards logs already",
     "FUNCTIONS_EXTENSION_VERSION": "Elastic Premium only (Flex Consumption forbids it)",
@@ -46,7 +48,6 @@ LOCAL_ONLY_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption names the runtime in functionAppConfig",
     "TABLE_STORAGE_CONNECTION": "Azurite's connection string; Azure uses TABLE_STORAGE_CONNECTION__tableServiceUri",
     "SERVICEBUS_CONNECTION": "the emulator's; Azure uses SERVICEBUS_CONNECTION__fullyQualifiedNamespace",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP export instead of Application Insights: optional",
     "DEVHOST_FUNCTION_KEY": "the local host's keys; Azure keeps its own",
     "DEVHOST_MASTER_KEY": "the local host's keys; Azure keeps its own",
 }
@@ -404,13 +405,11 @@ def queues(root: Path) -> list[str]:
         lock = duration_seconds(str(queue_spec.get("lockDuration")))
         if renewal and timespan_seconds(renewal) < lock:
             problems.append(f"host.json maxAutoLockRenewalDuration {renewal} is shorter than queue {name}'s lock")
-    if (
-        str(app.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "")).lower() == "true"
-        and host.get("telemetryMode") != "OpenTelemetry"
-    ):
+    worker_telemetry = {"PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "PYTHON_ENABLE_OPENTELEMETRY"} & set(app)
+    if worker_telemetry and host.get("telemetryMode") != "OpenTelemetry":
         problems.append(
-            "host.json: telemetryMode must be OpenTelemetry when PYTHON_APPLICATIONINSIGHTS_ENABLE_"
-            "TELEMETRY is true (the worker's spans are dropped otherwise)"
+            "host.json: telemetryMode must be OpenTelemetry when the app settings turn on the Python worker's "
+            "telemetry (the worker's spans are dropped otherwise)"
         )
     return problems
 

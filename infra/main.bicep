@@ -71,6 +71,8 @@ param logLevel string = 'INFO'
 
 // ---- metrics and alerts ----
 param telemetryEnabled bool = true
+@description('OTLP endpoint to export traces and metrics to instead of Application Insights (empty: Application Insights)')
+param otlpEndpoint string = ''
 param metricsFlushSeconds int = 10
 param alertWebhookUrl string = ''
 @allowed(['json', 'teams', 'slack'])
@@ -94,6 +96,7 @@ var useMsal = authMode == 'msal'
 var useIdentity = authMode == 'identity'
 var hasSmtpPassword = !empty(alertSmtpPassword)
 var engineIsIdentity = useIdentity && empty(engineUserId)
+var exportOtlp = !empty(otlpEndpoint)
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var functionAppName = 'func-${token}'
 var keyVaultName = 'kv-${token}'
@@ -228,9 +231,13 @@ var appSettings = {
   // Telemetry: host.json telemetryMode OpenTelemetry; the Python worker sets up the Azure Monitor distro before
   // it imports the app (core/ops/telemetry.py uses it as is). Application Insights takes Entra auth only: the
   // authentication string names the identity for the host and for the Azure Monitor exporter, which reads it too.
-  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  // With otlpEndpoint set, the worker and the host export OTLP instead (PYTHON_ENABLE_OPENTELEMETRY and the
+  // standard OTEL_EXPORTER_OTLP_ENDPOINT; core/ops/telemetry.py then sets up its OTLP exporters).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: exportOtlp ? '' : monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.outputs.clientId}'
-  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: exportOtlp ? 'false' : 'true'
+  PYTHON_ENABLE_OPENTELEMETRY: exportOtlp ? 'true' : 'false'
+  OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
   // The distro's httpx spans would double ours (core/connectors/http.py makes one per D365 request).
   OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'httpx'
   // The host forwards the app's logs already; a second copy from the distro is not wanted.

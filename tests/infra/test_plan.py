@@ -117,3 +117,15 @@ def test_the_dry_run_works_out_names_conditions_and_settings_from_the_parameters
     assert settings["SERVICEBUS_CONNECTION__fullyQualifiedNamespace"] == "sb-${token}.servicebus.windows.net"
     assert settings["SWEEP_ENABLED"] == "true" and "FUNCTIONS_WORKER_RUNTIME" not in settings  # forbidden on FC1
     assert plan(ROOT, environ=ENV, overrides={"planSku": "EP1"})["app_settings"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_the_telemetry_settings_bicep_writes_choose_the_export_the_engine_expects() -> None:
+    """core/ops/telemetry.py reads the app settings main.bicep writes: Application Insights through the Python
+    worker by default, OTLP when otlpEndpoint is given."""
+    from core.ops.telemetry import plan as telemetry_plan
+
+    default = plan(ROOT, environ=ENV)["app_settings"]
+    assert telemetry_plan(default) == "functions-worker"
+    otlp = plan(ROOT, environ=ENV, overrides={"otlpEndpoint": "https://otel.example.com:4318"})["app_settings"]
+    assert otlp["PYTHON_ENABLE_OPENTELEMETRY"] == "true" and otlp["APPLICATIONINSIGHTS_CONNECTION_STRING"] == ""
+    assert telemetry_plan(otlp) == "otlp"
