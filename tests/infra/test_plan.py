@@ -129,3 +129,33 @@ def test_the_telemetry_settings_bicep_writes_choose_the_export_the_engine_expect
     otlp = plan(ROOT, environ=ENV, overrides={"otlpEndpoint": "https://otel.example.com:4318"})["app_settings"]
     assert otlp["PYTHON_ENABLE_OPENTELEMETRY"] == "true" and otlp["APPLICATIONINSIGHTS_CONNECTION_STRING"] == ""
     assert telemetry_plan(otlp) == "otlp"
+
+
+def test_the_app_settings_bicep_writes_are_valid_engine_settings() -> None:
+    """The values (not only the names): what main.bicep sets loads into core/settings.py, identity-based. Values
+    Azure makes at deployment get the shape Azure gives them."""
+    from core.settings import load_settings, parse_connection_string
+
+    at_deployment = {  # output -> what Azure returns for it
+        "storage.outputs.tableEndpoint": "https://sttok123.table.core.windows.net/",
+        "identity.outputs.clientId": "11111111-2222-3333-4444-555555555555",
+        "identity.outputs.principalId": "66666666-7777-8888-9999-000000000000",
+        "tenant().tenantId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "monitoring.outputs.connectionString": "InstrumentationKey=k;IngestionEndpoint=https://x.in.ai.azure.com/",
+        "https://${site.properties.defaultHostName}": "https://func-tok123.azurewebsites.net",
+    }
+    settings = {}
+    for name, value in plan(ROOT, environ=ENV)["app_settings"].items():
+        for made, real in at_deployment.items():
+            value = value.replace(made, real) if made.startswith("https://${") else (real if value == made else value)
+        settings[name] = value.replace("${identity.outputs.clientId}", at_deployment["identity.outputs.clientId"])
+        settings[name] = settings[name].replace("${token}", "tok123")
+    assert not [n for n, v in settings.items() if "outputs." in v or "${" in v]
+    loaded = load_settings(settings)
+    bus = parse_connection_string(loaded.servicebus_connection.get_secret_value())
+    assert (
+        bus["fullyqualifiednamespace"] == "sb-tok123.servicebus.windows.net" and bus["credential"] == "managedidentity"
+    )
+    assert parse_connection_string(loaded.table_storage_connection.get_secret_value())["clientid"].startswith("1111")
+    assert loaded.auth_mode == "identity" and loaded.client_id == "11111111-2222-3333-4444-555555555555"
+    assert str(loaded.app_url) == "https://func-tok123.azurewebsites.net/" and loaded.sweep_interval_seconds == 60
