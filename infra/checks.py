@@ -479,6 +479,12 @@ def secrets(root: Path) -> list[str]:
             and not _reference_or_empty(value)
         ):
             problems.append(f"{name}: a secret setting must be a Key Vault reference (or empty)")
+    for module in deployment.modules.values():  # deployment outputs are readable by anyone who can read the group
+        for output, spec in (module.doc.get("outputs") or {}).items():
+            value = spec.get("value")
+            texts = {str(leaf) for leaf in leaves(value)} | set(re.findall(r"\$\{([A-Za-z_]\w*)", str(value)))
+            if texts & module.secure_parameters() or functions_called(value) & KEY_FUNCTIONS:
+                problems.append(f"{module.name}: output {output} gives away a secret")
     for name in IDENTITY_SETTING:
         if name in app:
             problems.append(f"{name}: a connection string in Azure; use {IDENTITY_SETTING[name]} and the identity")

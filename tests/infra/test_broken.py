@@ -208,3 +208,19 @@ def test_an_azure_yaml_that_misses_the_app_is_reported(repo: Path) -> None:
     problems = checks.hosting(repo)
     assert "azure.yaml: no service 'engine', the azd-service-name the Function App is tagged with" in problems
     assert "azure.yaml: hook postprovision runs infra/hooks/after.py, which does not exist" in problems
+
+
+def test_a_secret_in_an_output_is_reported(repo: Path) -> None:
+    edit(
+        repo / "infra/app/keyvault.bicep",
+        "output name string = vault.name",
+        "output name string = vault.name\noutput key string = '${ingestKey}'",
+    )
+    edit(
+        repo / "infra/app/storage.bicep",
+        "output name string = storage.name",
+        "output name string = storage.name\noutput accountKey string = storage.listKeys().keys[0].value",
+    )
+    problems = checks.secrets(repo)
+    assert "app/keyvault.bicep: output key gives away a secret" in problems
+    assert "app/storage.bicep: output accountKey gives away a secret" in problems
