@@ -10,11 +10,15 @@
 One catch-all route, because a route template cannot hold `$metadata` or `Set(<guid>)`; anonymous to the Functions
 host, because the data source can only send a header or query parameter it is configured with: the service checks
 its own key (VIRTUAL_TABLES_KEY) in core.virtual.service.
+
+And a timer, every minute: tables whose definition has `notify` are polled for changes made at the source and
+Dataverse is told (OnExternalCreated / OnExternalUpdated, core.virtual.notify); without such tables it does nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import azure.functions as func
@@ -26,6 +30,7 @@ from core.virtual.service import Reply, Request, VirtualService, problem
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 _service: VirtualService | None = None
+_notifier: Any = None
 
 
 def service() -> VirtualService:
@@ -69,3 +74,20 @@ async def odata(req: func.HttpRequest) -> func.HttpResponse:
         body=req.get_body() or b"",
     )
     return _response(await svc.serve(request))
+
+
+@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
+async def vt_notify(timer: func.TimerRequest) -> None:
+    global _notifier
+    try:
+        svc = service()
+    except (SettingsError, DefinitionError) as error:
+        log.warning("virtual table notifications skipped: %s", error)
+        return
+    if not any(t.notify is not None for t in svc.tables.values()):
+        return
+    if _notifier is None:
+        from core.virtual.app import Notifier
+
+        _notifier = Notifier(get_settings(), svc)
+    await _notifier.run()

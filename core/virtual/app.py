@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core.connectors.auth import TokenSource
 from core.settings import Settings
 from core.virtual.catalog import load_folder
 from core.virtual.model import FnoSource, SqlSource, TablesSource, VirtualTable
@@ -29,6 +30,23 @@ def sql_engine(url: str, echo: bool = False) -> Engine:
             log.info("virtual table SQL: %s", " ".join(statement.split()))
 
     return engine
+
+
+def tokens_for(settings: Settings, url: str) -> TokenSource:
+    """The engine's own way to a D365 environment (functions/runtime.py does the same for sync), per AUTH_MODE."""
+    from core.connectors.auth import LOCAL_ENGINE_OID, IdentityTokens, LocalTokens, MsalTokens
+
+    if settings.auth_mode == "local":
+        return LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
+    if settings.auth_mode == "identity":
+        return IdentityTokens(url + "/.default", settings.client_id)
+    if settings.tenant_id and settings.client_id and settings.client_secret:
+        secret = settings.client_secret.get_secret_value()
+        return MsalTokens(settings.tenant_id, settings.client_id, secret, url + "/.default")
+    raise SourceError(
+        500,
+        "reading F&O or Dataverse needs AUTH_MODE msal with TENANT_ID, CLIENT_ID and CLIENT_SECRET, identity, or local",
+    )
 
 
 class Sources:
@@ -70,26 +88,10 @@ class Sources:
 
     def fno(self) -> Any:
         if self._fno is None:
-            from core.connectors.auth import LOCAL_ENGINE_OID, IdentityTokens, LocalTokens, MsalTokens, TokenSource
             from core.connectors.fno import FnoClient
 
-            # The engine's own way to F&O (functions/runtime.py does the same for sync), per AUTH_MODE.
-            settings = self.settings
-            url = str(settings.fno_url).rstrip("/")
-            tokens: TokenSource
-            if settings.auth_mode == "local":
-                tokens = LocalTokens(settings.engine_user_id or LOCAL_ENGINE_OID)
-            elif settings.auth_mode == "identity":
-                tokens = IdentityTokens(url + "/.default", settings.client_id)
-            elif settings.tenant_id and settings.client_id and settings.client_secret:
-                secret = settings.client_secret.get_secret_value()
-                tokens = MsalTokens(settings.tenant_id, settings.client_id, secret, url + "/.default")
-            else:
-                raise SourceError(
-                    500,
-                    "F&O-backed virtual tables need AUTH_MODE msal with TENANT_ID, CLIENT_ID and "
-                    "CLIENT_SECRET, identity, or local",
-                )
+            url = str(self.settings.fno_url).rstrip("/")
+            tokens = tokens_for(self.settings, url)
             self._fno = FnoClient(url, tokens)
         return self._fno
 
@@ -110,3 +112,23 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> V
     check = KeyCheck(key, settings.virtual_tables_key_header, settings.virtual_tables_key_param)
     index = TableKeyIndex(Tables(settings.table_storage_connection.get_secret_value()))
     return VirtualService(tables, Sources(settings, os.environ if env is None else env), index, check)
+
+
+class Notifier:
+    """What the notification timer runs: every table with `notify`, told to Dataverse (core.virtual.notify)."""
+
+    def __init__(self, settings: Settings, service: VirtualService) -> None:
+        from core.connectors.dataverse import DataverseClient
+        from core.store.tables import Tables
+        from core.virtual.notify import TableCheckpoints, WebApiEvents
+
+        url = str(settings.dataverse_url).rstrip("/")
+        self.service = service
+        self.client = DataverseClient(url, tokens_for(settings, url))
+        self.events = WebApiEvents(self.client.http)
+        self.checkpoints = TableCheckpoints(Tables(settings.table_storage_connection.get_secret_value()))
+
+    async def run(self) -> list[Any]:
+        from core.virtual.notify import tell_all
+
+        return await tell_all(self.service, self.events, self.checkpoints)

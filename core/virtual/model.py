@@ -92,6 +92,19 @@ class TablesSource(_Strict):
 Source = Annotated[SqlSource | FnoSource | TablesSource, Field(discriminator="kind")]
 
 
+class Notify(_Strict):
+    """Tell Dataverse about changes made at the source (OnExternalCreated / OnExternalUpdated), found by polling a
+    change column, so the virtual table's flows and asynchronous plug-ins run (core.virtual.notify)."""
+
+    changed_column: str = Field(description="a date-time column the source sets on every insert and update")
+    created_column: str | None = Field(
+        None,
+        description="a date-time column set on insert only: a row created since the last poll is "
+        "OnExternalCreated (without it every change is OnExternalUpdated)",
+    )
+    batch: int = Field(500, ge=1, le=5000, description="most changes told per poll (the rest at the next)")
+
+
 class VirtualTable(_Strict):
     """One entity set of the OData v4 service."""
 
@@ -107,6 +120,7 @@ class VirtualTable(_Strict):
     operations: list[Operation] = Field(default_factory=lambda: list[Operation](["read"]))
     page_size: int = Field(50, ge=1, le=5000, description="rows a page when the caller asks for no $top")
     max_page_size: int = Field(500, ge=1, le=5000, description="most rows a response carries (larger $top pages on)")
+    notify: Notify | None = Field(None, description="poll the source for changes and tell Dataverse")
     python_filter_limit: int = Field(
         5000,
         ge=0,
@@ -151,6 +165,12 @@ class VirtualTable(_Strict):
                 raise ValueError(f"key.columns: {missing} are not columns of this table")
             if self.key.id_name in names:
                 raise ValueError(f"key.id_name: {self.key.id_name!r} is already a column")
+        if self.notify is not None:
+            for field in ("changed_column", "created_column"):
+                name = getattr(self.notify, field)
+                column = None if name is None else self.column(name)
+                if name is not None and (column is None or column.type not in ("Edm.DateTimeOffset", "Edm.DateTime")):
+                    raise ValueError(f"notify.{field}: {name!r} must be a date-time column of this table")
         if "read" not in self.operations:
             raise ValueError("operations: must include read (Dataverse reads every table it shows)")
         if self.page_size > self.max_page_size:
