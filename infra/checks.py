@@ -49,6 +49,8 @@ PLATFORM_SETTINGS = {
     "OTEL_LOGS_EXPORTER": "the host forwards logs already",
     "FUNCTIONS_EXTENSION_VERSION": "Elastic Premium only (Flex Consumption forbids it)",
     "FUNCTIONS_WORKER_RUNTIME": "Elastic Premium only (Flex Consumption forbids it)",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT": "Elastic Premium only: build the package remotely (pip install)",
+    "ENABLE_ORYX_BUILD": "Elastic Premium only: the Linux remote build",
 }
 # local.settings.sample.json names Bicep does not set, with why.
 LOCAL_ONLY_SETTINGS = {

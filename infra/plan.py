@@ -225,9 +225,8 @@ def plan(
         settings[name] = _text(evaluate(value, main_scope if in_main else app_scope))
     plan_sku = values.get("planSku")
     if plan_sku == "FC1":  # Flex Consumption: these two are forbidden, the template leaves them out
-        settings = {
-            k: v for k, v in settings.items() if k not in ("FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME")
-        }
+        premium = deployment.module("function-app.bicep").variables().get("premiumSettings") or {}
+        settings = {k: v for k, v in settings.items() if k not in premium}
     return {
         "parameters": values,
         "resources": resources,

@@ -99,11 +99,15 @@ var hostSettings = {
   APP_URL: 'https://${site.properties.defaultHostName}'
 }
 
-// Elastic Premium has no functionAppConfig: the runtime is named in app settings, and the app runs from the
-// package azd or `func azure functionapp publish` uploads.
+// Elastic Premium has no functionAppConfig: the runtime is named in app settings, and the package azd or
+// `func azure functionapp publish` uploads is built remotely (pip install of requirements.txt, Oryx on Linux).
+// No Azure Files content share (WEBSITE_CONTENTAZUREFILECONNECTIONSTRING): it takes a storage key, which this
+// deployment has none of; Microsoft recommends one for Premium scaling, so add it if you accept a key.
 var premiumSettings = {
   FUNCTIONS_EXTENSION_VERSION: '~4'
   FUNCTIONS_WORKER_RUNTIME: 'python'
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+  ENABLE_ORYX_BUILD: 'true'
 }
 
 resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
