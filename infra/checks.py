@@ -528,3 +528,21 @@ ALL = {
 
 def run(root: Path) -> dict[str, list[str]]:
     return {name: check(root) for name, check in ALL.items()}
+
+
+def main() -> int:
+    """`python -m infra.checks`: every check on this repository, its problems printed; exit 1 if any."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    failed = False
+    for name, problems in run(root).items():
+        sys.stdout.write(f"{name}: {'ok' if not problems else f'{len(problems)} problem(s)'}\n")
+        for problem in problems:
+            sys.stdout.write(f"  - {problem}\n")
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -224,7 +224,7 @@ def plan(
         in_main = name in (deployment.main.variables().get("appSettings") or {})
         settings[name] = _text(evaluate(value, main_scope if in_main else app_scope))
     plan_sku = values.get("planSku")
-    if plan_sku == "FC1":  # Flex Consumption: these two are forbidden, the template leaves them out
+    if plan_sku == "FC1":  # the Premium-only settings are not set on Flex Consumption (it forbids two of them)
         premium = deployment.module("function-app.bicep").variables().get("premiumSettings") or {}
         settings = {k: v for k, v in settings.items() if k not in premium}
     return {

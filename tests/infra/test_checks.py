@@ -84,3 +84,23 @@ def test_every_app_setting_the_engine_reads_is_in_the_sample_file_and_in_bicep()
         "OTEL_LOGS_EXPORTER",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
     } <= app
+
+
+def test_the_checks_run_from_the_command_line_and_fail_on_a_broken_copy(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.infra.conftest import CHECKED, edit
+
+    ok = subprocess.run([sys.executable, "-m", "infra.checks"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "settings: ok" in ok.stdout
+    for relative in CHECKED:  # a copy whose infra/checks.py reads the copy
+        source, target = ROOT / relative, tmp_path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    edit(tmp_path / "infra/app/servicebus.bicep", "maxDeliveryCount: 10", "maxDeliveryCount: 3")
+    broken = subprocess.run(
+        [sys.executable, "-m", "infra.checks"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert broken.returncode == 1 and "queues: " in broken.stdout and "maxDeliveryCount is 3" in broken.stdout
