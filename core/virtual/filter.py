@@ -397,8 +397,16 @@ def parse_datetime(text: str, error: Callable[[], Exception]) -> datetime:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
 
 
+MAX_FILTER = 8000  # characters: far beyond what a grid or a person writes, short of what could hurt the parser
+
+
 def parse_filter(text: str, table: VirtualTable) -> Node:
-    return _Parser(text, table).parse()
+    if len(text) > MAX_FILTER:
+        raise BadInput(FILTER, f"$filter is {len(text)} characters long; at most {MAX_FILTER} are taken")
+    try:
+        return _Parser(text, table).parse()
+    except RecursionError:
+        raise BadInput(FILTER, "$filter is nested too deeply (parentheses or not inside not)") from None
 
 
 # ---- evaluation in Python (what a source cannot run, on a bounded set of rows) ---------------------------------------

@@ -152,6 +152,10 @@ class VirtualTable(_Strict):
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"columns: a name appears twice: {sorted({n for n in names if names.count(n) > 1})}")
+        key_names = [self.key.column] if isinstance(self.key, GuidColumnKey) else self.key.columns
+        optional = [n for n in key_names if (c := self.column(n)) is not None and c.nullable]
+        if optional:
+            raise ValueError(f"key: {optional} must be nullable: false (a row's id is made of them)")
         if isinstance(self.key, GuidColumnKey):
             column = self.column(self.key.column)
             if column is None or column.type != "Edm.Guid":

@@ -137,6 +137,8 @@ class VirtualService:
         except SourceError as error:
             title = "Conflict" if error.status == 409 else "Source failed"
             return problem(error.status, title, str(error))
+        except RecursionError:  # a filter of hundreds of nested or/and, deeper than the SQL compiler goes
+            return _bad(BadInput("$filter", "$filter is nested too deeply for the source; use fewer and/or terms"))
         except AzureError as error:  # the reverse id index (Table Storage) did not answer: worth retrying
             log.warning("virtual tables: Table Storage failed: %s", type(error).__name__)
             return problem(

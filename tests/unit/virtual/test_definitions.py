@@ -48,6 +48,7 @@ def _write(tmp_path: Path, **changes: object) -> Path:
             "Nope",
         ),
         ({"operations": ["create"]}, "(file)", "read"),
+        ({"columns": [{"name": "ProductId", "type": "Edm.Guid"}]}, "(file)", "nullable: false"),
         ({"page_size": 900, "max_page_size": 100}, "(file)", "max_page_size"),
         ({"entity_set": "Bad Name"}, "entity_set", "letter"),
         ({"colour": "blue"}, "colour", "Extra"),

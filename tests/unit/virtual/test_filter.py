@@ -129,3 +129,14 @@ def test_a_derived_id_parses_as_a_guid_comparison() -> None:
     assert parse_filter(f"OrderLineId eq {row_id}", table) == Compare("eq", "OrderLineId", row_id)
     with pytest.raises(BadInput, match="only eq and ne"):
         parse_filter(f"OrderLineId lt {row_id}", table)
+
+
+def test_a_filter_too_long_or_too_deep_is_a_400_not_a_crash() -> None:
+    for text in (
+        "(" * 3000 + "InStock eq 1" + ")" * 3000,
+        "not " * 1500 + "Discontinued",
+        "Name eq 'x' or " * 700 + "Discontinued",
+    ):
+        with pytest.raises(BadInput) as raised:
+            parse(text)
+        assert raised.value.field == "$filter"
