@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -207,18 +208,23 @@ class VirtualService:
             raise BadInput("key", f"{table.entity_set}({text}): the key must be a GUID (Edm.Guid)") from None
 
     @staticmethod
-    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
-        return Reply(status, jsonwire.dumps(body), JSON, {"OData-Version": "4.0", **(headers or {})})
+    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None, ieee754: bool = False) -> Reply:
+        kind = JSON.replace("; charset", "; IEEE754Compatible=true; charset") if ieee754 else JSON
+        return Reply(status, jsonwire.dumps(body), kind, {"OData-Version": "4.0", **(headers or {})})
 
     # ---- reads -----------------------------------------------------------------------------------------------------
 
-    def _wire(self, table: VirtualTable, row: Row, select: Sequence[str] | None) -> dict[str, Any]:
+    def _wire(self, table: VirtualTable, row: Row, select: Sequence[str] | None, request: Request) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if isinstance(table.key, DerivedKey):
             out[table.key.id_name] = id_of(table, row)
+        as_text = _ieee754(request)
         for column in table.columns:
             if select is None or column.name in select or column.name == table.id_name:
-                out[column.name] = row.get(column.name)
+                value = row.get(column.name)
+                if as_text and value is not None and column.type in ("Edm.Decimal", "Edm.Int64"):
+                    value = format(value, "f") if isinstance(value, Decimal) else str(value)
+                out[column.name] = value
         return out
 
     async def _remember(self, table: VirtualTable, rows: Sequence[Row]) -> None:
@@ -245,9 +251,9 @@ class VirtualService:
             raise Refused(404, "Not found", f"{table.entity_set} has no row with id {row_id}")
         body = {
             "@odata.context": f"{request.base_url}$metadata#{table.entity_set}/$entity",
-            **self._wire(table, row, query.select),
+            **self._wire(table, row, query.select, request),
         }
-        return self._json(body)
+        return self._json(body, ieee754=_ieee754(request))
 
     async def _resolve_ids(self, table: VirtualTable, node: Node | None) -> Node | None:
         """A derived id in a filter (`OrderLineId eq <guid>`, as Dataverse filters on a table's primary key) is no
@@ -344,7 +350,7 @@ class VirtualService:
             else:
                 token = skiptoken_of(query.skip + page, top_left)
             body["@odata.nextLink"] = self._next_link(request, table, token)
-        return self._json(body)
+        return self._json(body, ieee754=_ieee754(request))
 
     def _after(self, table: VirtualTable, query: Query) -> Node | None:
         """The rows after a key-ordered token's key: k1 > v1, or k1 = v1 and k2 > v2, ... (composite keys)."""
@@ -378,7 +384,7 @@ class VirtualService:
         body: dict[str, Any] = {"@odata.context": f"{request.base_url}$metadata#{table.entity_set}"}
         if query.count:
             body["@odata.count"] = count
-        body["value"] = [self._wire(table, row, query.select) for row in rows]
+        body["value"] = [self._wire(table, row, query.select, request) for row in rows]
         return body
 
     def _next_link(self, request: Request, table: VirtualTable, token: str) -> str:
@@ -447,10 +453,10 @@ class VirtualService:
         row_id = id_of(table, row)
         body = {
             "@odata.context": f"{request.base_url}$metadata#{table.entity_set}/$entity",
-            **self._wire(table, row, None),
+            **self._wire(table, row, None, request),
         }
         location = f"{request.base_url}{table.entity_set}({row_id})"
-        return self._json(body, 201, {"Location": location, "OData-EntityId": location})
+        return self._json(body, 201, {"Location": location, "OData-EntityId": location}, _ieee754(request))
 
     async def update(self, request: Request, table: VirtualTable, row_id: uuid.UUID) -> Reply:
         self._allowed(table, "update")
@@ -487,3 +493,10 @@ def _sorted(rows: list[Row], order: Sequence[tuple[str, bool]]) -> list[Row]:
         absent = [r for r in rows if r.get(name) is None]
         rows = present + absent if descending else absent + present
     return rows
+
+
+def _ieee754(request: Request) -> bool:
+    """OData JSON's IEEE754Compatible=true (in Accept or Content-Type): Edm.Int64 and Edm.Decimal travel as strings,
+    for clients whose numbers are doubles."""
+    asked = (request.headers.get("accept", "") + ";" + request.headers.get("content-type", "")).lower()
+    return "ieee754compatible=true" in asked.replace(" ", "")

@@ -326,3 +326,18 @@ def test_prefer_maxpagesize_sets_the_server_page_up_to_the_cap(vt: VirtualStack)
         assert "@odata.nextLink" not in capped.json()
         default = client.get("Products")
         assert len(default.json()["value"]) == 50 and "@odata.nextLink" in default.json()
+
+
+def test_ieee754_compatible_clients_get_int64_and_decimal_as_strings(vt: VirtualStack) -> None:
+    one = products(vt)[5]
+    with vt.client() as client:
+        plain = client.get(f"Products({one['ProductId']})").json()
+        text = client.get(
+            f"Products({one['ProductId']})",
+            headers={"Accept": "application/json;odata.metadata=minimal;IEEE754Compatible=true"},
+        )
+    assert isinstance(plain["Barcode"], int) and not isinstance(plain["Price"], str)
+    assert "IEEE754Compatible=true" in text.headers["content-type"]
+    body = text.json()
+    assert body["Barcode"] == str(one["Barcode"]) and Decimal(body["Price"]) == one["Price"]
+    assert isinstance(body["InStock"], int)  # Int32 stays a number
