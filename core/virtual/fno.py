@@ -1,7 +1,8 @@
 """F&O data entities as a virtual table source, live through the F&O connector (core.connectors.fno): filters,
 order and paging become the entity's OData query, cross-company, so every legal entity's rows (dataAreaId in the
-key) are served. F&O's OData has no contains/startswith/endswith (it uses wildcards in eq): those filters are
-finished here on a bounded set (core.virtual.service)."""
+key) are served. contains/startswith/endswith become F&O's wildcard `eq '*text*'` (case-insensitive, like the
+service's own text functions); a needle holding `*` cannot be written so and is finished here on a bounded set
+(core.virtual.service)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ class FnoEntitySource(VirtualSource):
         self.key_names = table.key.columns if isinstance(table.key, DerivedKey) else [table.key.column]
 
     def pushable(self, node: Node) -> bool:
-        return not any(isinstance(n, Call | Const) for n in walk(node))
+        # Text functions go as F&O's wildcard (`eq '*text*'`), which has no escape: a needle holding `*` stays here.
+        return not any(isinstance(n, Const) or (isinstance(n, Call) and "*" in n.value) for n in walk(node))
 
     def orders(self, orderby: Order) -> bool:
         return True
@@ -59,6 +61,9 @@ class FnoEntitySource(VirtualSource):
                 return f"not ({self.expression(node.operand)})"
             case Compare():
                 return f"{self.names[node.column]} {node.op} {odata_literal(node.value)}"
+            case Call():
+                pattern = {"contains": "*{}*", "startswith": "{}*", "endswith": "*{}"}[node.name].format(node.value)
+                return f"{self.names[node.column]} eq {odata_literal(pattern)}"
         raise ValueError(f"F&O cannot run {node!r}")
 
     def _row(self, record: Mapping[str, Any]) -> Row:

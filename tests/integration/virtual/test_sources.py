@@ -63,6 +63,19 @@ def test_fno_guid_round_trip(vt: VirtualStack) -> None:
             assert {k: v for k, v in again.json().items() if not k.startswith("@")} == row
 
 
+def test_fno_text_functions_go_as_wildcards_unless_the_text_holds_one(vt: VirtualStack) -> None:
+    direct = fno_groups(vt)
+    for expression, keep in [
+        ("startswith(Description,'whole')", lambda d: d.lower().startswith("whole")),
+        ("endswith(Description,'S')", lambda d: d.lower().endswith("s")),
+        ("not contains(Description,'customer')", lambda d: "customer" not in d.lower()),
+        ("contains(Description,'*')", lambda d: "*" in d),
+    ]:
+        wanted = sorted((g["dataAreaId"], g["CustomerGroupId"]) for g in direct if keep(g.get("Description") or ""))
+        rows = all_rows(vt, "FnoCustomerGroups", {"$filter": expression})
+        assert sorted((r["dataAreaId"], r["CustomerGroupId"]) for r in rows) == wanted, expression
+
+
 def test_fno_filters_pushed_and_finished_here(vt: VirtualStack) -> None:
     direct = fno_groups(vt)
     usmf = sorted(g["CustomerGroupId"] for g in direct if g["dataAreaId"] == "usmf")
