@@ -82,6 +82,31 @@ def simplify(node: Node) -> Node:
     return node
 
 
+_OPPOSITE: dict[str, CompareOp] = {"eq": "ne", "ne": "eq", "gt": "le", "ge": "lt", "lt": "ge", "le": "gt"}
+
+
+def negated(node: Node) -> Node:
+    """`not node` with the not pushed down to the comparisons, as OData means it: a comparison with a null is false,
+    so its negation holds for a null (`not (x gt 1)` is `x le 1 or x eq null`). Only `not` of a text function stays
+    (Not(Call)). What a source gets then needs no NOT over an unknown, which SQL answers with unknown."""
+    match node:
+        case Const():
+            return Const(not node.value)
+        case Not():
+            return node.operand
+        case And():
+            return Or(negated(node.left), negated(node.right))
+        case Or():
+            return And(negated(node.left), negated(node.right))
+        case Compare() if node.value is None:
+            return Compare(_OPPOSITE[node.op], node.column, None)
+        case Compare() if node.op in ("eq", "ne"):  # x ne 1 holds for a null x, x eq 1 does not: they swap
+            return Compare(_OPPOSITE[node.op], node.column, node.value)
+        case Compare():
+            return Or(Compare(_OPPOSITE[node.op], node.column, node.value), Compare("eq", node.column, None))
+    return Not(node)
+
+
 def walk(node: Node) -> Iterator[Node]:
     yield node
     if isinstance(node, And | Or):

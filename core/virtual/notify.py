@@ -180,11 +180,11 @@ async def tell_changes(
         return told
     rows = await source.rows(since, order, 0, notify.batch + len(checkpoint.ids))
     fresh = [r for r in rows if not (r[changed] == checkpoint.changed and str(id_of(table, r)) in checkpoint.ids)]
+    start = Checkpoint(checkpoint.changed, set(checkpoint.ids))  # what was known when this poll began
     for row in fresh[: notify.batch]:
-        created = (
-            notify.created_column is not None
-            and row.get(notify.created_column) is not None
-            and row[notify.created_column] >= checkpoint.changed
+        made = None if notify.created_column is None else row.get(notify.created_column)
+        created = made is not None and (
+            made > start.changed or (made == start.changed and str(id_of(table, row)) not in start.ids)
         )
         action = "OnExternalCreated" if created else "OnExternalUpdated"
         try:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-from core.virtual.filter import And, Call, Compare, Const, Node, Not, Or
+from core.virtual.filter import And, Call, Compare, Const, Node, Not, Or, negated
 from core.virtual.model import Column, VirtualTable
 from core.virtual.source import Order, Row, SourceError, VirtualSource
 
@@ -128,10 +128,11 @@ class SqlSource(VirtualSource):
                 return sa.and_(self.clause(node.left), self.clause(node.right))
             case Or():
                 return sa.or_(self.clause(node.left), self.clause(node.right))
+            case Not() if isinstance(node.operand, Call):  # not contains(x,'a') holds for a null x
+                return sa.or_(sa.not_(self.clause(node.operand)), self.sql.c[node.operand.column].is_(None))
             case Not():
-                # OData: not(x eq 1) holds for a null x; SQL's NOT of an unknown is unknown, so say it outright.
-                inner = self.clause(node.operand)
-                return sa.or_(sa.not_(inner), inner.is_(None))
+                # Pushed down to the comparisons (filter.negated): portable SQL, never NOT over an unknown.
+                return self.clause(negated(node.operand))
             case Call():
                 column = self.sql.c[node.column]
                 pattern = _escape_like(node.value)

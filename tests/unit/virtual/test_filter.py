@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import BadInput
 from core.virtual.catalog import load_file
-from core.virtual.filter import And, Call, Compare, Const, Not, Or, matches, parse_filter, simplify
+from core.virtual.filter import And, Call, Compare, Const, Not, Or, matches, negated, parse_filter, simplify, walk
 
 TABLE = load_file(Path(__file__).resolve().parents[3] / "virtualtables" / "products.json")
 
@@ -140,3 +140,23 @@ def test_a_filter_too_long_or_too_deep_is_a_400_not_a_crash() -> None:
         with pytest.raises(BadInput) as raised:
             parse(text)
         assert raised.value.field == "$filter"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not (InStock gt 0)",
+        "not (Category eq null)",
+        "not (Category ne 'Audio')",
+        "not (Category eq 'Audio')",
+        "not (InStock le 3 or contains(Name,'a'))",
+        "not not (InStock lt 5)",
+        "not (Category ne null and InStock ge 1)",
+    ],
+)
+def test_negation_pushed_down_means_the_same(text: str) -> None:
+    node = parse(text)
+    assert isinstance(node, Not)
+    pushed = negated(node.operand)
+    assert all(not isinstance(n, Not) or isinstance(n.operand, Call) for n in walk(pushed))
+    assert [matches(pushed, r) for r in ROWS] == [matches(node, r) for r in ROWS]
