@@ -37,7 +37,8 @@ def sweep_of(rt: Runtime) -> Sweep:
     return Sweep(rt.maps, SweepStore(rt.tables), rt.queue, rt.activity, dataverse=rt.dataverse, fno=rt.fno,
                  step_ids=step_ids, links=rt.links, buckets=rt.settings.apply_session_buckets,
                  overlap=timedelta(seconds=rt.settings.sweep_overlap_seconds),
-                 dataverse_mode=rt.settings.sweep_dataverse, delta_http=rt.dataverse.http)
+                 dataverse_mode=rt.settings.sweep_dataverse, delta_http=rt.dataverse.http,
+                 engine_user=rt.engine_user)
 
 
 async def run_sweep() -> SweepReport:

@@ -141,7 +141,23 @@ def decide(table_map: TableMap, event: ChangeEvent, record: Mapping[str, Any] | 
         reason = ("echo: no mapped column changed since the engine last synced this record" if echo
                   else f"no-op: {side_name(target)} already holds these values")
         return Remember(reason, key_text, source_values, echo=echo)
-    if ours:
+    if ours and event.operation == "refetch":
+        # The row as it is now (a sweep's find, a run of deliveries out of order), last written by the engine. What
+        # moved on this side since the engine last knew it is someone else's change whose event never came (made
+        # before the engine's write, of other columns): that goes across. The rest is the engine's own values, or
+        # one-way columns nobody changed here: only remembered. A column the engine knew empty and finds filled is
+        # not counted: the side fills what a create left empty with its defaults (F&O's "No", 0), which are not
+        # anyone's change (so a user filling an empty column while the app was down, before the engine wrote
+        # another column of the row, is still missed; see the issue-18 note).
+        known = link.values.get(event.source, {})
+        moved = {name for name, value in source_values.items()
+                 if name in known and known[name] is not None and known[name] != value}
+        theirs = table_map.counterparts(event.source, moved)
+        changes = {name: value for name, value in changes.items() if name in theirs}
+        if not changes:
+            return Remember("echo: the engine wrote this record last, and no mapped column moved since", key_text,
+                            source_values, echo=True)
+    elif ours:
         if not _agrees(source_values, link.values.get(event.source, {})):
             # The engine's own write, but not its latest: a webhook overtaken by later writes of this
             # record. Sending it back would undo them on the other side.

@@ -17,11 +17,12 @@ stale checks make a change found twice, or already applied, harmless:
 
 Checkpoints (core.store.sweeps) are in the source's own clock (the newest `completedon` / `ModifiedDateTime`
 seen); each sweep reads again `overlap` before it, for changes committed late, and skips the ids it already
-sent from there. A row is sent whoever changed it last, and with no initiating user: the engine writing a row after
-a user's change that never arrived (another column, from the other side) must not hide that change, so apply's
-value comparison decides (an unchanged row is an echo or a no-op there). An F&O row whose change the live path
-already applied (the link noted an F&O change at or after the row's `ModifiedDateTime`) is not sent. Whatever was
-found is in the activity log (outcome `retrying`, reason `sweep: ...`).
+sent from there. A row is sent whoever changed it last, as a re-read (`refetch`) naming its last writer as the
+initiating user: when that is the engine, the row may still hold a user's earlier change that never arrived (of
+another column; the engine's later write does not carry it), and apply sends what moved on that side since the
+engine last knew it, nothing else (core.sync.decide). An F&O row whose change the live path already applied (the link
+noted an F&O change at or after the row's `ModifiedDateTime`) is not sent. Whatever was found is in the activity log
+(outcome `retrying`, reason `sweep: ...`).
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
     """Every entry of a change-tracking read (changed rows, then `$deletedEntity` entries) and the next
     `@odata.deltaLink`: the initial read (all rows) when `delta_link` is None, else the changes since it."""
     headers = {"Prefer": "odata.track-changes,odata.maxpagesize=5000"}
-    url, params = (entity_set, {"$select": primary_id}) if delta_link is None else \
+    url, params = (entity_set, {"$select": f"{primary_id},_modifiedby_value"}) if delta_link is None else \
         (delta_link, None)
     entries: list[dict[str, Any]] = []
     while True:
@@ -201,10 +202,13 @@ async def delta_read(http: DeltaHttp, entity_set: str, primary_id: str,
         return entries, link
 
 
-def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime) -> Found:
+def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: datetime,
+                 users: Mapping[str, str] | None = None) -> Found:
     """A change-tracking entry as a change event: a changed row is read again (its version from the etag, so a
-    stale one is skipped), a deleted one deleted (its key through the link index). No initiating user, even when
-    the engine wrote the row last: the row may also hold a user's change that never arrived (module docstring)."""
+    stale one is skipped), a deleted one deleted (its key through the link index). `users`: systemuserid -> the
+    Entra object id the engine knows itself by, so a row the engine wrote last names the engine as its initiating
+    user (as a webhook's InitiatingUserAzureActiveDirectoryObjectId does): apply then sends only what someone else
+    changed in it."""
     if entry.get("reason") == "deleted" or "$deletedEntity" in str(entry.get("@odata.context", "")):
         row = str(entry.get("id") or "").lower()
         event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:deleted", source="dataverse", entity=table,
@@ -216,9 +220,10 @@ def delta_change(table: str, primary_id: str, entry: Mapping[str, Any], now: dat
     version = "".join(c for c in etag if c.isdigit()) or None
     if not row:
         return Found(f"{table}:?", now, None, "", f"{table}: a changed row without {primary_id}")
+    modified_by = str(entry.get("_modifiedby_value") or "").lower() or None
     event = ChangeEvent(event_id=f"dv-delta:{table}:{row}:{version or now.isoformat()}", source="dataverse",
                         entity=table, operation="refetch", record_id=row, version=version, partial=True,
-                        occurred_at=now)
+                        occurred_at=now, initiated_by=(users or {}).get(modified_by or "", modified_by))
     return Found(f"{table}:{row}", now, event, "changed in Dataverse (change tracking)")
 
 
@@ -244,10 +249,12 @@ def fno_change(table_map: TableMap, row: Mapping[str, Any]) -> Found:
     event_id = "fno-sweep:" + hashlib.sha256(f"{identity}|{modified}".encode()).hexdigest()[:40]
     if any(v is None or v == "" for v in keys.values()):
         return Found(source_id, at, None, "", f"{table_map.fno.entity_set}: a changed row without its key fields")
-    # No initiating user, even when ModifiedBy is the engine: the row may also hold a user's change whose event
-    # never arrived, and apply's echo rule for the engine's own writes would drop it (module docstring).
-    event = ChangeEvent(event_id=event_id, source="fno", entity=table_map.fno.entity_set, operation="update",
-                        company=company, keys=keys, partial=True, occurred_at=at)
+    # A re-read naming ModifiedBy as the initiating user: when the engine wrote the row last, apply sends only what
+    # moved in it since (a user's change whose event never came), not the engine's own values (module docstring).
+    # The simulator's ModifiedBy is the caller's object id; a real F&O's is its user id.
+    event = ChangeEvent(event_id=event_id, source="fno", entity=table_map.fno.entity_set, operation="refetch",
+                        company=company, keys=keys, partial=True, occurred_at=at,
+                        initiated_by=str(row.get("ModifiedBy") or "") or None)
     return Found(source_id, at, event, f"changed in F&O at {modified} (ModifiedDateTime)")
 
 
@@ -274,7 +281,7 @@ class Sweep:
     def __init__(self, maps: MapSet, checkpoints: Checkpoints, queue: ChangeSender, activity: ActivitySink, *,
                  dataverse: Query, fno: Query, step_ids: Callable[[], Awaitable[list[str]]],
                  links: Links | None = None, buckets: int = 16, overlap: timedelta = timedelta(seconds=60),
-                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None,
+                 dataverse_mode: str = "jobs", delta_http: DeltaHttp | None = None, engine_user: str = "",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`dataverse_mode`: `jobs` (failed System Jobs), `changes` (change tracking, needs `delta_http`) or
         `both`."""
@@ -290,6 +297,8 @@ class Sweep:
         self.overlap = overlap
         self.dataverse_mode = dataverse_mode
         self.delta_http = delta_http
+        self.engine_user = engine_user.strip("{}").lower()
+        self._users: dict[str, str] | None = None
         self.clock = clock
 
     async def run(self) -> SweepReport:
@@ -313,7 +322,7 @@ class Sweep:
     async def _fno_rows(self, table_map: TableMap, since: datetime) -> list[Found]:
         fields = [*table_map.key_fields("fno"), *([table_map.company.fno] if table_map.company else [])]
         rows = await self.fno.query(table_map.fno.entity_set, filter=f"ModifiedDateTime ge {odata_time(since)}",
-                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime"])],
+                                    select=[*dict.fromkeys([*fields, "ModifiedDateTime", "ModifiedBy"])],
                                     orderby="ModifiedDateTime asc")
         return [await self._unless_applied(table_map, fno_change(table_map, row)) for row in rows]
 
@@ -322,7 +331,7 @@ class Sweep:
         missed). The link notes the time of each F&O change it applied (`fno_at`, the event's time); one at or after
         the row's `ModifiedDateTime` (whole seconds) covers the row as it is. A row the engine wrote last has no such
         note (the echo of the engine's own write moves no change time), so it is sent: it may also hold a user's
-        change whose event never came, and apply compares the values."""
+        change whose event never came, which apply finds by what moved since the engine last knew the row."""
         event = found.event
         if event is None or self.links is None:
             return found
@@ -334,6 +343,21 @@ class Sweep:
         if noted is not None and datetime.fromisoformat(noted) >= found.at:
             return Found(found.source_id, found.at, None, "applied live already")
         return found
+
+    async def _engine_users(self) -> dict[str, str]:
+        """The engine's systemuserid -> its Entra object id (looked up once; {} when unknown or not found)."""
+        if self._users is None:
+            self._users = {}
+            if self.engine_user:
+                try:
+                    rows = await self.dataverse.query("systemusers", select=["systemuserid"], filter=(
+                        f"azureactivedirectoryobjectid eq {self.engine_user}"))
+                except Exception as error:  # then its writes are recognised by their values, as without the id
+                    log.warning("sweep: the engine's systemuser could not be looked up (%s)", error)
+                    self._users = None
+                    return {}
+                self._users = {str(r["systemuserid"]).lower(): self.engine_user for r in rows}
+        return self._users
 
     async def _changes(self, report: SweepReport, table_map: TableMap) -> None:
         """Dataverse change tracking of one table: the changes since the stored delta link (the first sweep only
@@ -348,8 +372,9 @@ class Sweep:
             report.problems.append(f"{source}: {type(error).__name__}: {str(error)[:300]}")
             log.warning("sweep: %s not swept: %s", source, error)
             return
+        users = await self._engine_users() if checkpoint is not None and entries else {}
         found = [] if checkpoint is None else [
-            delta_change(table, table_map.dataverse.primary_id, entry, self.clock()) for entry in entries]
+            delta_change(table, table_map.dataverse.primary_id, entry, self.clock(), users) for entry in entries]
         report.found[source] = len(found)
         report.problems += [f"{source}: {f.problem}" for f in found if f.problem]
         if any(f.event for f in found):

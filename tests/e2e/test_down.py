@@ -161,8 +161,9 @@ def test_changes_made_while_the_host_is_killed_all_arrive_once(stack: Stack) -> 
         on_dv = dv_writes.get(dv_ids[account], 0)
         if (on_fno, on_dv) != (1, 1):
             doubled.append((account, on_fno, on_dv))
-    assert doubled == [], [(e["source"], e["operation"], e["outcome"], e["reason"][:150])
-                           for e in stack.activity(map="customers", key=f"USMF|{doubled[0][0]}")][:12]
+    assert doubled == [], (doubled, [(e["at"][11:23], e["source"], e["operation"], e["outcome"], e["reason"][:120],
+                                      e["event_id"][:40]) for e in stack.activity(map="customers",
+                                                                                  key=f"USMF|{doubled[0][0]}")][:30])
     untouched = [a for a in accounts[19:] if fno_writes.get(f"dataAreaId='usmf',CustomerAccount='{a}'", 0)
                  or dv_writes.get(dv_ids[a], 0)]
     assert untouched == []

@@ -116,6 +116,30 @@ def test_engine_write_holding_what_it_wrote_is_an_echo_even_where_sides_differ()
     assert outcome.reason == "echo: the engine's own write came back"
 
 
+def test_a_re_read_of_a_row_the_engine_wrote_last_sends_only_what_moved_since() -> None:
+    """A sweep found the row, last written by the engine (another column, from Dataverse) after a user's rename whose
+    event never came: the rename goes across, the engine's own values and the one-way columns do not."""
+    link = synced(customer())
+    link.values["fno"]["PrimaryContactPhone"] = "+1 555 0199"  # the engine wrote Dataverse's phone into F&O
+    link.values["dataverse"]["telephone1"] = "+1 555 0199"
+    link.values["dataverse"]["description"] = "only Dataverse has it"  # a to_fno column, never sent this way
+    now = customer(OrganizationName="Renamed while down", PrimaryContactPhone="+1 555 0199")
+    refetch = fno_change(operation="refetch")
+    outcome = run(refetch, now, link, ours=True)
+    assert isinstance(outcome, Write) and outcome.changes == {"name": "Renamed while down"}
+    assert isinstance(run(refetch, customer(PrimaryContactPhone="+1 555 0199"), link, ours=True), Remember)
+    # Dataverse's row, made by the engine from F&O: its one-way columns (description -> SalesMemo, LanguageId's
+    # constant) differ from F&O's, but nobody changed them, so nothing goes back
+    link = synced(customer(SalesMemo="F&O memo", LanguageId="de"))
+    row = account(customer(SalesMemo="F&O memo", LanguageId="de"))
+    assert isinstance(run(dv_change(), {**row, "description": None}, link), Write)  # a user's save would send them
+    outcome = run(dv_change(operation="refetch"), {**row, "description": None}, link, ours=True)
+    assert isinstance(outcome, Remember) and outcome.echo
+    assert outcome.reason == "echo: the engine wrote this record last, and no mapped column moved since"
+    # a live event of the engine's own write that disagrees is still a stale echo (the user's own event comes)
+    assert isinstance(run(fno_change(), now, link, ours=True), Skip)
+
+
 def test_change_of_a_row_whose_delete_was_synced_is_stale() -> None:
     tombstone = Link(map="customers", key=KEY, dataverse_id=ROW, state="deleted")
     outcome = run(dv_change(operation="create"), account(customer()), tombstone)

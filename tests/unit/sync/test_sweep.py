@@ -69,7 +69,7 @@ def test_a_changed_fno_row_is_a_keyed_change_stable_per_version() -> None:
     row = {"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z"}
     found = fno_change(customers, row)
     assert found.event is not None and found.event.keys == {"CustomerAccount": "US-001", "dataAreaId": "usmf"}
-    assert (found.event.company, found.event.operation, found.at) == ("USMF", "update", T0)
+    assert (found.event.company, found.event.operation, found.at) == ("USMF", "refetch", T0)
     assert fno_change(customers, dict(row)).event.event_id == found.event.event_id  # type: ignore[union-attr]
     later = fno_change(customers, {**row, "ModifiedDateTime": "2026-01-02T03:04:09Z"})
     assert later.source_id == found.source_id and later.event.event_id != found.event.event_id  # type: ignore[union-attr]
@@ -94,29 +94,23 @@ def test_an_id_the_next_sweep_reads_again_is_kept_even_within_the_second() -> No
     assert moved.since == T0 + timedelta(milliseconds=700) and set(moved.seen) == {"a"}
 
 
-def test_a_swept_change_carries_no_initiating_user_whoever_changed_the_row_last() -> None:
-    """The engine may have written a row after a user's change that never arrived (another column, from the other
-    side): marking the swept change as the engine's own would make apply drop it as an echo. Apply's value comparison
-    decides instead."""
-    engine = "7f1c0000-0000-4000-8000-000000000e01"
-    row = {
-        "dataAreaId": "usmf",
-        "CustomerAccount": "US-001",
-        "ModifiedDateTime": "2026-01-02T03:04:05Z",
-        "ModifiedBy": engine,
-    }
+def test_a_swept_change_is_a_re_read_naming_who_changed_the_row_last() -> None:
+    """A row the engine wrote last names the engine as its initiating user (F&O's ModifiedBy; Dataverse's modifiedby
+    through the engine's systemuser): apply then sends only what moved in it since the engine last knew it."""
+    row = {"dataAreaId": "usmf", "CustomerAccount": "US-001", "ModifiedDateTime": "2026-01-02T03:04:05Z",
+           "ModifiedBy": "7f1c0000-0000-4000-8000-000000000e01"}
     found = fno_change(MAPS["customers"], row)
-    assert found.event is not None and found.event.initiated_by is None
-    entry = {"accountid": ROW, "@odata.etag": 'W/"4711"', "_modifiedby_value": engine}
-    changed = delta_change("account", "accountid", entry, T0)
-    assert changed.event is not None and (changed.event.operation, changed.event.version) == ("refetch", "4711")
-    assert changed.event.initiated_by is None
-    gone = delta_change(
-        "account",
-        "accountid",
-        {"@odata.context": "x/$metadata#accounts/$deletedEntity", "id": ROW, "reason": "deleted"},
-        T0,
-    )
+    assert found.event is not None
+    assert (found.event.operation, found.event.initiated_by) == ("refetch", row["ModifiedBy"])
+    engine, user = "7f1c0000-0000-4000-8000-000000000e01", "11110000-0000-4000-8000-000000000001"
+    entry = {"accountid": ROW, "@odata.etag": 'W/"4711"', "_modifiedby_value": user.upper()}
+    ours = delta_change("account", "accountid", entry, T0, {user: engine})
+    assert ours.event is not None and (ours.event.operation, ours.event.version) == ("refetch", "4711")
+    assert ours.event.initiated_by == engine
+    theirs = delta_change("account", "accountid", entry, T0, {})
+    assert theirs.event is not None and theirs.event.initiated_by == user
+    gone = delta_change("account", "accountid", {"@odata.context": "x/$metadata#accounts/$deletedEntity",
+                                                 "id": ROW, "reason": "deleted"}, T0)
     assert gone.event is not None and (gone.event.operation, gone.event.record_id) == ("delete", ROW)
 
 
