@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,12 @@ def _index_function(function: Any) -> FunctionSpec:
             )
         if binding.direction == "in" and is_out_type:
             raise IndexingError(f"function {name!r}: binding {binding.name!r} is an input but annotated as Out[...]")
+        if isinstance(annotation, types.GenericAlias) or (
+                isinstance(annotation, str) and re.match(r"\s*(list|dict|tuple|set|frozenset)\[", annotation)):
+            # Microsoft's Python worker refuses a PEP 585 generic (`list[...]`) as "invalid non-type annotation" and
+            # does not load the function in Azure (tests/infra/test_worker_indexing.py): refuse it here as well.
+            raise IndexingError(f"function {name!r}: binding {binding.name!r} is annotated {annotation}; the Python "
+                                f"worker refuses that form: write typing.List[...]")
 
     return FunctionSpec(
         name=name,

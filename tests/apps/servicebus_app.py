@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from typing import List  # noqa: UP035 - the Python worker refuses list[...] on a binding
 
 import azure.functions as func
 
@@ -44,7 +45,7 @@ def single(msg: func.ServiceBusMessage, report: func.Out[str]) -> None:
     arg_name="batch", queue_name="%BATCH_QUEUE%", connection="SERVICEBUS_CONNECTION", cardinality="many"
 )
 @app.service_bus_queue_output(arg_name="report", queue_name="%REPORT_QUEUE%", connection="SERVICEBUS_CONNECTION")
-async def many(batch: list[func.ServiceBusMessage], report: func.Out[str]) -> None:
+async def many(batch: List[func.ServiceBusMessage], report: func.Out[str]) -> None:  # noqa: UP006 (the worker)
     report.set(json.dumps({"function": "many", "bodies": [m.get_body().decode() for m in batch]}))
 
 
@@ -61,7 +62,7 @@ async def per_record(msg: func.ServiceBusMessage, report: func.Out[str]) -> None
     cardinality="many",
 )
 @app.service_bus_queue_output(arg_name="report", queue_name="%REPORT_QUEUE%", connection="SERVICEBUS_CONNECTION")
-async def per_bucket(batch: list[func.ServiceBusMessage], report: func.Out[str]) -> None:
+async def per_bucket(batch: List[func.ServiceBusMessage], report: func.Out[str]) -> None:  # noqa: UP006
     started = time.time()
     await asyncio.sleep(0.3)  # long enough for a second session's invocation to overlap, were there one
     report.set(json.dumps({"function": "per_bucket", "sessions": sorted({m.session_id for m in batch}),

@@ -90,6 +90,30 @@ def test_output_binding_must_be_annotated_as_out() -> None:
         index_app(app)
 
 
+def test_a_pep_585_list_on_a_binding_is_refused_as_the_python_worker_refuses_it() -> None:
+    import typing
+
+    import azure.functions as func
+
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(arg_name="batch", queue_name="q", connection="C", cardinality=func.Cardinality.MANY)
+    def takes(batch: list[func.ServiceBusMessage]) -> None:
+        return None
+
+    with pytest.raises(IndexingError, match=r"function 'takes': binding 'batch' is annotated list\["):
+        index_app(app)
+
+    fixed = func.FunctionApp()
+
+    @fixed.service_bus_queue_trigger(arg_name="batch", queue_name="q", connection="C",
+                                     cardinality=func.Cardinality.MANY)
+    def takes_list(batch: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+        return None
+
+    assert [spec.name for spec in index_app(fixed)] == ["takes_list"]
+
+
 def test_the_same_route_and_method_twice_is_refused() -> None:
     import azure.functions as func
 
