@@ -102,6 +102,11 @@ class Notify(_Strict):
         description="a date-time column set on insert only: a row created since the last poll is "
         "OnExternalCreated (without it every change is OnExternalUpdated)",
     )
+    deleted_column: str | None = Field(
+        None,
+        description="a Boolean column a soft delete sets (the row stays, flagged): a change that sets it is "
+        "OnExternalDeleted (rows deleted outright cannot be found by polling)",
+    )
     batch: int = Field(500, ge=1, le=5000, description="most changes told per poll (the rest at the next)")
 
 
@@ -175,6 +180,9 @@ class VirtualTable(_Strict):
                 column = None if name is None else self.column(name)
                 if name is not None and (column is None or column.type not in ("Edm.DateTimeOffset", "Edm.DateTime")):
                     raise ValueError(f"notify.{field}: {name!r} must be a date-time column of this table")
+            flag = self.notify.deleted_column
+            if flag is not None and ((c := self.column(flag)) is None or c.type != "Edm.Boolean"):
+                raise ValueError(f"notify.deleted_column: {flag!r} must be a Boolean column of this table")
         if "read" not in self.operations:
             raise ValueError("operations: must include read (Dataverse reads every table it shows)")
         if self.page_size > self.max_page_size:

@@ -1,11 +1,12 @@
 """External change notifications: rows changed at the source (found by polling a definition's change column) are
-told to Dataverse with the OnExternalCreated / OnExternalUpdated actions of their virtual table, so its flows and
-asynchronous plug-ins run as they would for a change made in Dataverse.
+told to Dataverse with the OnExternalCreated / OnExternalUpdated / OnExternalDeleted actions of their virtual table,
+so its flows and asynchronous plug-ins run as they would for a change made in Dataverse.
 
 Per table a checkpoint in Table Storage (`vtnotify`) holds the newest change value told and the ids told at exactly
 that value (several rows can share one timestamp). The first poll only sets the checkpoint to the newest change
-there is: what changed before the notifications were turned on is not told. Deletes cannot be found by polling a
-column, so OnExternalDeleted is not sent; a row written late with a change value older than the checkpoint is missed.
+there is: what changed before the notifications were turned on is not told. A row deleted outright cannot be found by
+polling, so OnExternalDeleted is told for soft deletes only (a change that sets the definition's `deleted_column`); a
+row written late with a change value older than the checkpoint is missed.
 Changes made through the service itself are told too (Dataverse then sees its own update again as external)."""
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class Told:
     entity_set: str
     created: int = 0
     updated: int = 0
+    deleted: int = 0
     problem: str | None = None
 
 
@@ -186,13 +188,16 @@ async def tell_changes(
         created = made is not None and (
             made > start.changed or (made == start.changed and str(id_of(table, row)) not in start.ids)
         )
-        action = "OnExternalCreated" if created else "OnExternalUpdated"
+        deleted = notify.deleted_column is not None and row.get(notify.deleted_column) is True
+        action = "OnExternalDeleted" if deleted else "OnExternalCreated" if created else "OnExternalUpdated"
         try:
             await events.tell(action, _target(table, dataverse, row))
         except ConnectorError as error:
             told.problem = f"Dataverse refused {action} for {id_of(table, row)}: {error}"
             break
-        if created:
+        if deleted:
+            told.deleted += 1
+        elif created:
             told.created += 1
         else:
             told.updated += 1
@@ -216,11 +221,12 @@ async def tell_all(service: VirtualService, events: DataverseEvents, checkpoints
     for result in results:
         if result.problem:
             log.warning("virtual table %s: changes not told to Dataverse: %s", result.entity_set, result.problem)
-        elif result.created or result.updated:
+        elif result.created or result.updated or result.deleted:
             log.info(
-                "virtual table %s: told Dataverse %d created, %d updated",
+                "virtual table %s: told Dataverse %d created, %d updated, %d deleted",
                 result.entity_set,
                 result.created,
                 result.updated,
+                result.deleted,
             )
     return results

@@ -159,4 +159,53 @@ def test_the_timer_function_tells_through_the_host(
     dataverse.drain()
     delivered = receiver.wait_for("/vt-host", 1)
     assert [d.body["PrimaryEntityId"] for d in delivered] == [str(uuid.UUID(hex=row["product_id"]))]
-    assert "told Dataverse 0 created, 1 updated" in host.log()
+    assert "told Dataverse 0 created, 1 updated, 0 deleted" in host.log()
+
+
+def test_a_soft_delete_is_told_as_deleted(
+    vt: VirtualStack, dataverse: DataverseSim, receiver: HttpReceiver, azurite: str
+) -> None:
+    data = json.loads((DEFINITIONS / "products.json").read_text())
+    data.update(
+        entity_set="SoftProducts",
+        entity_type="SoftProduct",
+        notify={"changed_column": "ModifiedOn", "deleted_column": "Discontinued"},
+    )
+    table = VirtualTable.model_validate(data)
+    with dataverse.client() as api:
+        register_definitions(api, vt.root, KEY, [table])
+        logical = "dwvt_softproduct"
+        enable_events(api, logical)
+        register_webhook(api, receiver.url("/vt-deleted"), entity=logical, message="OnExternalDeleted")
+        register_webhook(api, receiver.url("/vt-soft-updated"), entity=logical, message="OnExternalUpdated")
+    service = VirtualService([table], lambda t: SqlSource(t, vt.engine, "products"), MemoryKeyIndex(), KeyCheck(KEY))
+    client = DataverseClient(dataverse.url, LocalTokens())
+    checkpoints = TableCheckpoints(Tables(azurite, prefix=f"t{uuid.uuid4().hex[:8]}"))
+    later = datetime.now(UTC) + timedelta(days=20000)
+    gone, kept = vt.sql("SELECT product_id FROM products WHERE discontinued = 0 ORDER BY item_number LIMIT 2")
+
+    async def scenario() -> Any:
+        try:
+            await tell_all(service, WebApiEvents(client.http), checkpoints)
+            with vt.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "UPDATE products SET discontinued = 1, modified_on = ? WHERE product_id = ?",
+                    (stamp(later), gone["product_id"]),
+                )
+                connection.exec_driver_sql(
+                    "UPDATE products SET in_stock = 7, modified_on = ? WHERE product_id = ?",
+                    (stamp(later + timedelta(seconds=1)), kept["product_id"]),
+                )
+            [told] = await tell_all(service, WebApiEvents(client.http), checkpoints)
+            return told
+        finally:
+            await client.aclose()
+
+    told = asyncio.run(scenario())
+    assert (told.deleted, told.updated, told.problem) == (1, 1, None)
+    dataverse.drain()
+    [deleted] = receiver.wait_for("/vt-deleted", 1)
+    [updated] = receiver.wait_for("/vt-soft-updated", 1)
+    assert deleted.body["MessageName"] == "OnExternalDeleted"
+    assert deleted.body["PrimaryEntityId"] == str(uuid.UUID(hex=gone["product_id"]))
+    assert updated.body["PrimaryEntityId"] == str(uuid.UUID(hex=kept["product_id"]))

@@ -48,6 +48,8 @@ def _write(tmp_path: Path, **changes: object) -> Path:
             "Nope",
         ),
         ({"operations": ["create"]}, "(file)", "read"),
+        ({"notify": {"changed_column": "Name"}}, "(file)", "notify.changed_column: 'Name' must be a date-time"),
+        ({"notify": {"changed_column": "ModifiedOn", "deleted_column": "Name"}}, "(file)", "must be a Boolean"),
         ({"columns": [{"name": "ProductId", "type": "Edm.Guid"}]}, "(file)", "nullable: false"),
         ({"page_size": 900, "max_page_size": 100}, "(file)", "max_page_size"),
         ({"entity_set": "Bad Name"}, "entity_set", "letter"),
