@@ -54,7 +54,12 @@ def secrets_of(settings: Settings) -> list[str]:
     """The secret values the settings hold: keys, passwords, the keys inside connection strings, and the alert
     webhook URL's path and query (such URLs are their own credential)."""
     values = [secret.get_secret_value() for secret in (settings.ingest_key, settings.client_secret,
-                                                        settings.alert_smtp_password) if secret is not None]
+                                                        settings.alert_smtp_password, settings.virtual_tables_key)
+              if secret is not None]
+    if settings.virtual_tables_sql_url is not None:  # a database URL's password (postgresql://user:pw@host/db)
+        password = urlsplit(settings.virtual_tables_sql_url.get_secret_value()).password
+        if password:
+            values.append(password)
     for connection in (settings.table_storage_connection, settings.servicebus_connection):
         for part in connection.get_secret_value().split(";"):
             name, _, value = part.partition("=")

@@ -32,10 +32,12 @@ def test_the_settings_secrets_are_named(monkeypatch: pytest.MonkeyPatch) -> None
                         dataverse_url="http://127.0.0.1:7101", fno_url="http://127.0.0.1:7102", auth_mode="local",
                         ingest_key="IngestKeyValue", client_secret="ClientSecretValue",
                         alert_smtp_password="SmtpPasswordValue",
-                        alert_webhook_url="https://hooks.example.test/services/T0/B0/HookTokenValue")
+                        alert_webhook_url="https://hooks.example.test/services/T0/B0/HookTokenValue",
+                        virtual_tables_key="VirtualTablesKeyValue",
+                        virtual_tables_sql_url="postgresql+psycopg://reader:DbPasswordValue@db.example.test/erp")
     found = redact.secrets_of(settings)
     for value in ("IngestKeyValue", "ClientSecretValue", "SmtpPasswordValue", "QWNjb3VudEtleVZhbHVlMTIz==",
-                  "SasValue123456", "/services/T0/B0/HookTokenValue"):
+                  "SasValue123456", "/services/T0/B0/HookTokenValue", "VirtualTablesKeyValue", "DbPasswordValue"):
         assert value in found
 
 
