@@ -11,6 +11,9 @@ They read a repository root, so the tests run them on the real tree and on broke
 - `roles`: every role the code needs is assigned to the app's identity.
 - `routes`: no HTTP route under a prefix Azure reserves; every URL main.bicep outputs is a route.
 - `hosting`: the Python version and extension bundle the plans take; azure.yaml matches the templates.
+- `network`: private networking (off by default) is refused with Flex Consumption and Service Bus Standard, every
+  private endpoint has its DNS zone (linked to the network) and zone group, every resource behind one turns public
+  network access off with the option, and the app's outbound traffic goes into the network.
 The code is read by infra/code.py (never imported: a broken copy must be readable), the Bicep by infra/model.py.
 """
 
@@ -32,7 +35,18 @@ from infra.code import (
     timespan_seconds,
     topology_queues,
 )
-from infra.model import Deployment, functions_called, key, leaves, parse
+from infra.model import (
+    Deployment,
+    Module,
+    Resource,
+    functions_called,
+    key,
+    leaves,
+    module_condition,
+    module_params,
+    parse,
+    render,
+)
 
 # App settings that are not the engine's: the Functions host's and the platform's, with why they are set.
 PLATFORM_SETTINGS = {
@@ -115,7 +129,7 @@ def parses(root: Path) -> list[str]:
             if target is None:
                 problems.append(f"{module.name}: module {symbol}: {spec['detail']['path']} does not exist")
                 continue
-            given = {key(k) for k in ((spec.get("config") or {}).get("params") or {})}
+            given = {key(k) for k in module_params(spec)}
             declared = target.parameters()
             for name in sorted(given - set(declared)):
                 problems.append(f"{module.name}: module {symbol} passes {name}, which {target.name} does not declare")
@@ -515,6 +529,169 @@ def _azure_yaml(root: Path, deployment: Deployment) -> list[str]:
     return problems
 
 
+# A private endpoint's sub-resource (groupId): the resource type it reaches and the private DNS zone Microsoft names
+# for it (Azure public cloud; Microsoft's "Azure Private Endpoint private DNS zone values").
+PRIVATE_LINK = {
+    "blob": ("Microsoft.Storage/storageAccounts", "privatelink.blob.core.windows.net"),
+    "table": ("Microsoft.Storage/storageAccounts", "privatelink.table.core.windows.net"),
+    "queue": ("Microsoft.Storage/storageAccounts", "privatelink.queue.core.windows.net"),
+    "vault": ("Microsoft.KeyVault/vaults", "privatelink.vaultcore.azure.net"),
+    "namespace": ("Microsoft.ServiceBus/namespaces", "privatelink.servicebus.windows.net"),
+}
+# The subnet delegation of Elastic Premium's outbound VNet integration (Flex Consumption's: Microsoft.App/environments).
+INTEGRATION_DELEGATION = "Microsoft.Web/serverFarms"
+NETWORK_OPTION = "privateNetworking"
+
+
+def _root_name(expr: Any) -> str:
+    """The symbol an expression starts from: `endpoint[i]` -> endpoint, `zones[i].id` -> zones,
+    `storage.outputs.id` -> storage."""
+    while isinstance(expr, dict) and "operator" in expr:
+        expr = (expr["operator"].get("operands") or {}).get("operand_1")
+    return str(expr or "")
+
+
+def _parent_index(resource: Resource) -> str:
+    return _root_name(resource.body.get("parent"))
+
+
+def _allowed(module: Module, name: str) -> list[Any] | None:
+    spec = module.parameters().get(name) or {}
+    return next((d.get("argument") for d in spec.get("decorators") or [] if d.get("type") == "allowed"), None)
+
+
+def _disabled_when_private(value: Any, option: str) -> bool:
+    """`option ? 'Disabled' : 'Enabled'` (or always 'Disabled')."""
+    if isinstance(value, str):
+        return value.lower() == "disabled"
+    operands = ((value or {}).get("operator") or {}).get("operands") or {}
+    if ((value or {}).get("operator") or {}).get("type") != "conditional" or operands.get("condition") != option:
+        return False
+    return str(operands.get("true_value", "")).lower() == "disabled"
+
+
+def network(root: Path) -> list[str]:
+    """Private networking: refused where it cannot work, complete where it is on."""
+    deployment = Deployment.load(root)
+    main = deployment.main
+    if NETWORK_OPTION not in main.parameters():
+        return []  # no such option: nothing to agree with
+    problems = []
+    option_default = main.parameters()[NETWORK_OPTION].get("default")
+    if option_default is not False:
+        problems.append(f"main.bicep: {NETWORK_OPTION} must default to false (private networking is an option)")
+    specs = {s["detail"]["path"]: (symbol, s) for symbol, s in main.modules().items() if s.get("type") == "local"}
+    symbol, spec = specs.get("app/network.bicep", ("", {}))
+    net = deployment.modules.get("app/network.bicep")
+    if net is None or not spec:
+        return [*problems, f"main.bicep: {NETWORK_OPTION} is a parameter but no module uses app/network.bicep"]
+    if module_condition(spec) != NETWORK_OPTION:
+        problems.append(f"main.bicep: module {symbol} must deploy only if ({NETWORK_OPTION})")
+    passed = module_params(spec)
+    # The refusal: ARM checks a module's @allowed values when the module deploys, i.e. with the option on.
+    plans = _allowed(net, "planSku")
+    if passed.get("planSku") != "planSku" or plans is None or "FC1" in plans:
+        problems.append(
+            "app/network.bicep: planSku must be main.bicep's and @allowed EP1-EP3 only (private networking is "
+            "refused with Flex Consumption: its Key Vault references cannot go through a private endpoint)"
+        )
+    tiers = _allowed(net, "serviceBusSku")
+    if passed.get("serviceBusSku") != "serviceBusSku" or tiers != ["Premium"]:
+        problems.append(
+            "app/network.bicep: serviceBusSku must be main.bicep's and @allowed Premium only (Service Bus has "
+            "private endpoints on Premium only)"
+        )
+    resources = net.resources()
+    by_symbol = {r.symbol: r for r in resources}
+    endpoints_res = [r for r in resources if r.type == "Microsoft.Network/privateEndpoints"]
+    groups = [r for r in resources if r.type == "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"]
+    zones = [r for r in resources if r.type == "Microsoft.Network/privateDnsZones"]
+    links = [r for r in resources if r.type == "Microsoft.Network/privateDnsZones/virtualNetworkLinks"]
+    if not endpoints_res:
+        problems.append("app/network.bicep: no private endpoint")
+    for endpoint in endpoints_res:
+        mine = [g for g in groups if _parent_index(g) == endpoint.symbol and g.loop == endpoint.loop]
+        if not mine:
+            problems.append(
+                f"app/network.bicep: private endpoint {endpoint.symbol} has no DNS zone group (its address would "
+                "not be in the private DNS zone: the app would resolve the public one, which is closed)"
+            )
+    for zone in zones:
+        if not any(_parent_index(link) == zone.symbol and link.loop == zone.loop for link in links):
+            problems.append(f"app/network.bicep: private DNS zone {zone.symbol} is linked to no virtual network")
+    for group in groups:
+        configs = (group.properties.get("privateDnsZoneConfigs") or [{}])[0]
+        zone_ref = _root_name((configs.get("properties") or {}).get("privateDnsZoneId"))
+        if zone_ref not in by_symbol or by_symbol[zone_ref].type != "Microsoft.Network/privateDnsZones":
+            problems.append(f"app/network.bicep: DNS zone group {group.symbol} names no private DNS zone of the module")
+    entries = list(net.variables().get("endpoints") or [])
+    passed_ids = {key(k): v for k, v in passed.items()}
+    reached: set[str] = set()
+    for entry in entries:
+        group_id = entry.get("groupId")
+        if group_id not in PRIVATE_LINK:
+            problems.append(f"app/network.bicep: endpoint {entry.get('name')}: unknown sub-resource {group_id!r}")
+            continue
+        wanted_type, wanted_zone = PRIVATE_LINK[group_id]
+        if entry.get("zone") != wanted_zone:
+            problems.append(
+                f"app/network.bicep: endpoint {entry.get('name')} ({group_id}) uses zone {entry.get('zone')!r}; "
+                f"Azure resolves {group_id} through {wanted_zone}"
+            )
+        reached.add(wanted_type)
+        source = passed_ids.get(str(entry.get("target")))
+        module_symbol = _root_name(source)
+        target_spec = main.modules().get(module_symbol)
+        if target_spec is None:
+            problems.append(f"app/network.bicep: endpoint {entry.get('name')} reaches {render(source)}, no module's")
+            continue
+        target = deployment.modules.get(target_spec["detail"]["path"])
+        if target is None or not any(r.type == wanted_type for r in target.resources()):
+            problems.append(
+                f"app/network.bicep: endpoint {entry.get('name')} reaches {module_symbol}, not a {wanted_type}"
+            )
+    for module in deployment.modules.values():
+        if module is net:
+            continue
+        for resource in module.resources():
+            if resource.type not in reached:
+                continue
+            spec_in_main = next(
+                (s for s in main.modules().values() if s["detail"]["path"] == module.name),
+                {},
+            )
+            given = module_params(spec_in_main).get(NETWORK_OPTION)
+            access = resource.properties.get("publicNetworkAccess")
+            if given != NETWORK_OPTION or not _disabled_when_private(access, NETWORK_OPTION):
+                problems.append(
+                    f"{module.name}: {resource.symbol} has a private endpoint but keeps public network access "
+                    f"with {NETWORK_OPTION} on (set publicNetworkAccess: {NETWORK_OPTION} ? 'Disabled' : 'Enabled' "
+                    f"and pass {NETWORK_OPTION} from main.bicep)"
+                )
+    vnet = next((r for r in resources if r.type == "Microsoft.Network/virtualNetworks"), None)
+    delegations = [
+        d.get("properties", {}).get("serviceName")
+        for subnet in ((vnet.properties.get("subnets") if vnet else None) or [])
+        for d in (subnet.get("properties") or {}).get("delegations") or []
+    ]
+    if INTEGRATION_DELEGATION not in delegations:
+        problems.append(
+            f"app/network.bicep: no subnet delegated to {INTEGRATION_DELEGATION} for the app's VNet integration"
+        )
+    app_spec = specs.get("app/function-app.bicep", ("", {}))[1]
+    site = next(r for r in deployment.module("function-app.bicep").resources() if r.type == "Microsoft.Web/sites")
+    if "virtualNetworkSubnetId" not in site.properties or "appSubnetId" not in module_params(app_spec):
+        problems.append("app/function-app.bicep: the site sets no virtualNetworkSubnetId from main.bicep's network")
+    elif f"{symbol}.outputs." not in render(module_params(app_spec).get("appSubnetId")):
+        problems.append(f"main.bicep: the app's appSubnetId does not come from module {symbol}")
+    if "vnetRouteAllEnabled" not in (site.properties.get("siteConfig") or {}):
+        problems.append(
+            "app/function-app.bicep: siteConfig sets no vnetRouteAllEnabled (Key Vault references and the private "
+            "endpoints need the app's traffic routed into the network)"
+        )
+    return problems
+
+
 ALL = {
     "parses": parses,
     "settings": settings,
@@ -523,6 +700,7 @@ ALL = {
     "roles": roles,
     "routes": routes,
     "hosting": hosting,
+    "network": network,
 }
 
 

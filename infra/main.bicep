@@ -32,6 +32,11 @@ param maximumInstanceCount int = 100
 param serviceBusSku string = 'Standard'
 @description('Service Bus Data Owner for the app (queue depth metric, target-based scaling); false: Sender + Receiver')
 param serviceBusDataOwner bool = true
+// Off by default. On: app/network.bicep (a virtual network, the app's outbound VNet integration, private endpoints
+// and private DNS zones for Storage, Key Vault and Service Bus) and public network access off on those three. It
+// takes planSku EP1-EP3 and serviceBusSku Premium; the network module refuses anything else when it deploys.
+@description('Private networking: VNet integration, private endpoints, public access off (needs EP1-EP3 and Service Bus Premium)')
+param privateNetworking bool = false
 
 // ---- the two environments ----
 @description('Dataverse environment URL, e.g. https://org.crm.dynamics.com')
@@ -139,6 +144,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     appPrincipalId: identity.outputs.principalId
     deploymentContainerName: deploymentContainerName
+    privateNetworking: privateNetworking
   }
 }
 
@@ -152,6 +158,7 @@ module serviceBus 'app/servicebus.bicep' = {
     sku: serviceBusSku
     appPrincipalId: identity.outputs.principalId
     grantDataOwner: serviceBusDataOwner
+    privateNetworking: privateNetworking
   }
 }
 
@@ -167,6 +174,22 @@ module keyVault 'app/keyvault.bicep' = {
     ingestKey: ingestKey
     clientSecret: clientSecret
     alertSmtpPassword: alertSmtpPassword
+    privateNetworking: privateNetworking
+  }
+}
+
+module network 'app/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  scope: group
+  params: {
+    name: 'vnet-${token}'
+    location: location
+    tags: tags
+    planSku: planSku
+    serviceBusSku: serviceBusSku
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
+    serviceBusNamespaceId: serviceBus.outputs.id
   }
 }
 
@@ -258,6 +281,8 @@ module functionApp 'app/function-app.bicep' = {
     identityClientId: identity.outputs.clientId
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: deploymentContainerName
+    // Also makes the app wait for the private endpoints: with public access off it reaches nothing without them.
+    appSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     appSettings: appSettings
     ingestKey: ingestKey
   }

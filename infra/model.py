@@ -91,6 +91,20 @@ class Module:
         return dict(self.doc.get("modules") or {})
 
 
+def module_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """The params a `module` declaration passes, conditional (`= if (...) {`) or not."""
+    config = spec.get("config") or {}
+    if "condition" in config and "config" in config:
+        config = config.get("config") or {}
+    return dict(config.get("params") or {})
+
+
+def module_condition(spec: dict[str, Any]) -> Any:
+    """The condition of a `module ... = if (condition)` declaration; None when it always deploys."""
+    config = spec.get("config") or {}
+    return config.get("condition") if "config" in config else None
+
+
 @dataclass
 class Deployment:
     """main.bicep and the local modules it uses, from a repository root (a temp copy in the tests)."""

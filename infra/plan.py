@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.checks import ROLES
-from infra.model import Deployment, key, render
+from infra.model import Deployment, key, module_condition, module_params, render
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SET = "(required, not set)"
@@ -174,9 +174,16 @@ def plan(
     # them (else their defaults) and its variables
     main_scope: dict[str, Any] = {**deployment.main.variables(), **values}
     scopes = {"main.bicep": main_scope}
+    deployed: dict[str, tuple[str, Any]] = {}  # module file -> (its condition, what it comes to)
+    errors: list[str] = []
     for symbol, spec in deployment.main.modules().items():
         module = deployment.modules[f"app/{Path(spec['detail']['path']).name}"]
-        given = {key(k): evaluate(v, main_scope) for k, v in ((spec.get("config") or {}).get("params") or {}).items()}
+        given = {key(k): evaluate(v, main_scope) for k, v in module_params(spec).items()}
+        condition = module_condition(spec)
+        if condition is not None:
+            deployed[module.name] = (render(condition), evaluate(condition, main_scope))
+        if condition is None or deployed[module.name][1] is not False:
+            errors += _refused(symbol, module.name, module.parameters(), given)
         defaults = {n: p.get("default") for n, p in module.parameters().items() if p.get("default") is not None}
         scope = {**module.variables(), **defaults, **given}
         for r in module.resources():
@@ -190,6 +197,7 @@ def plan(
     resources = []
     for r in deployment.resources():
         scope = scopes.get(r.module, {})
+        when = _when(r.condition, scope, deployed.get(r.module))
         resources.append(
             {
                 "module": r.module,
@@ -197,11 +205,7 @@ def plan(
                 "type": r.type,
                 "api": r.api_version,
                 "name": _text(evaluate(r.body.get("name"), scope)),
-                **(
-                    {"when": render(r.condition), "created": _created(evaluate(r.condition, scope))}
-                    if r.condition is not None
-                    else {}
-                ),
+                **when,
                 **({"for each of": r.loop} if r.loop else {}),
             }
         )
@@ -228,16 +232,95 @@ def plan(
         premium = deployment.module("function-app.bicep").variables().get("premiumSettings") or {}
         settings = {k: v for k, v in settings.items() if k not in premium}
     return {
+        "errors": errors,
         "parameters": values,
         "resources": resources,
         "queues": deployment.queues(),
         "roles": roles,
         "app_settings": settings,
+        "network": _network(deployment, scopes, deployed),
     }
 
 
+def _when(condition: Any, scope: dict[str, Any], module: tuple[str, Any] | None) -> dict[str, Any]:
+    """A resource's condition joined with its module's (`module network ... = if (privateNetworking)`)."""
+    parts = ([module] if module else []) + (
+        [(render(condition), evaluate(condition, scope))] if condition is not None else []
+    )
+    if not parts:
+        return {}
+    values = [value for _, value in parts]
+    created = False if False in values else (True if all(v is True for v in values) else None)
+    return {"when": " && ".join(text for text, _ in parts), "created": _created(created)}
+
+
+def _refused(symbol: str, module: str, declared: dict[str, dict[str, Any]], given: dict[str, Any]) -> list[str]:
+    """What ARM would refuse when the module deploys: a value outside the parameter's @allowed list. This is how
+    private networking refuses FC1 and Service Bus Standard (app/network.bicep), told here before Azure does."""
+    refused = []
+    for name, value in given.items():
+        spec = declared.get(name) or {}
+        allowed = next((d.get("argument") for d in spec.get("decorators") or [] if d.get("type") == "allowed"), None)
+        if allowed is None or isinstance(value, Unknown | Secret) or value in allowed:
+            continue
+        why = next((d.get("argument") for d in spec.get("decorators") or [] if d.get("type") == "description"), "")
+        refused.append(
+            f"module {symbol} ({module}): {name}={_text(value)} is not one of {', '.join(map(_text, allowed))}"
+            + (f": {why}" if why else "")
+        )
+    return refused
+
+
+def _network(deployment: Deployment, scopes: dict[str, dict[str, Any]], deployed: dict[str, tuple[str, Any]]) -> dict:
+    """Private networking as it would be: on or off, the private endpoints with their DNS zones, the public network
+    access of every resource that sets it, and the app's VNet integration."""
+    network = deployment.modules.get("app/network.bicep")
+    on = deployed.get("app/network.bicep", ("", False))[1]
+    result: dict[str, Any] = {"private networking": {True: "on", False: "off"}.get(on, "at deployment")}
+    if network is not None and on is not False:
+        passed = next(
+            (
+                module_params(s)
+                for s in deployment.main.modules().values()
+                if s["detail"]["path"].endswith("network.bicep")
+            ),
+            {},
+        )
+        result["private endpoints"] = [
+            {
+                "name": e.get("name"),
+                "group": e.get("groupId"),
+                "dns zone": e.get("zone"),
+                "to": render(passed.get(str(e.get("target")), e.get("target"))),  # storage.outputs.id, ...
+            }
+            for e in network.variables().get("endpoints") or []
+        ]
+    access = {}
+    for r in deployment.resources():
+        if "publicNetworkAccess" in r.properties:
+            access[f"{r.module}:{r.symbol}"] = _text(
+                evaluate(r.properties["publicNetworkAccess"], scopes.get(r.module, {}))
+            )
+    result["public network access"] = access
+    site = next(r for r in deployment.module("function-app.bicep").resources() if r.type == "Microsoft.Web/sites")
+    app_scope = dict(scopes.get("app/function-app.bicep", {}))
+    subnet = app_scope.get("appSubnetId")
+    if isinstance(subnet, Unknown) or subnet == "":  # an output of the network module is never empty
+        app_scope["integrated"] = subnet != ""
+    value = evaluate(site.properties.get("virtualNetworkSubnetId"), app_scope)
+    if value is not None and (value == "appSubnetId" or "${" in str(value)):
+        value = subnet  # the network module's output, by the name main.bicep gives it
+    result["app subnet"] = "none" if value is None else _text(value)
+    route_all = (site.properties.get("siteConfig") or {}).get("vnetRouteAllEnabled")
+    result["route all traffic into the network"] = _text(evaluate(route_all, app_scope))
+    return result
+
+
 def text(result: dict[str, Any]) -> str:
-    lines = ["Parameters"]
+    lines = []
+    if result.get("errors"):
+        lines += ["Refused (Azure would fail the deployment)"] + [f"  {e}" for e in result["errors"]] + [""]
+    lines += ["Parameters"]
     lines += [f"  {name:<28} {value}" for name, value in result["parameters"].items()]
     lines += [
         "",
@@ -260,6 +343,13 @@ def text(result: dict[str, Any]) -> str:
     ]
     lines += ["", f"App settings ({len(result['app_settings'])})"]
     lines += [f"  {name:<48} {value}" for name, value in result["app_settings"].items()]
+    network = result["network"]
+    lines += ["", f"Private networking: {network['private networking']}"]
+    for e in network.get("private endpoints") or []:
+        lines.append(f"  private endpoint {e['name']:<10} group {e['group']:<9} zone {e['dns zone']:<36} to {e['to']}")
+    lines += [f"  public network access {where}: {value}" for where, value in network["public network access"].items()]
+    route_all = network["route all traffic into the network"]
+    lines.append(f"  app subnet: {network['app subnet']}; all traffic into the network: {route_all}")
     return "\n".join(lines) + "\n"
 
 
@@ -272,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(item.split("=", 1) for item in args.param)
     result = plan(args.root, overrides=overrides)
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n" if args.json else text(result))
-    return 0
+    for error in result["errors"]:
+        sys.stderr.write(f"refused: {error}\n")
+    return 2 if result["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ param identityId string
 param identityClientId string
 param storageBlobEndpoint string
 param deploymentContainerName string
+@description('Subnet of the outbound VNet integration (network.bicep, private networking); empty: none')
+param appSubnetId string = ''
 @description('App settings shared by both plans (main.bicep)')
 param appSettings object
 @secure()
@@ -31,6 +33,7 @@ param appSettings object
 param ingestKey string
 
 var isFlex = planSku == 'FC1'
+var integrated = !empty(appSubnetId)
 // azd deploys the `engine` service of azure.yaml to the app carrying this tag.
 var serviceTag = {
   'azd-service-name': 'engine'
@@ -66,10 +69,17 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identityId
+    // Private networking: outbound traffic leaves through the integration subnet. Route all of it there
+    // (vnetRouteAllEnabled, this API version's name for outbound routing of application traffic): the Key Vault
+    // references are resolved over the VNet only when the app's traffic is routed into it, and the private
+    // endpoints' addresses are in it. Internet-bound calls (Dataverse, F&O, alert webhooks) then leave through the
+    // VNet too: the subnet needs outbound internet (default outbound access, or a NAT gateway you add).
+    virtualNetworkSubnetId: integrated ? appSubnetId : null
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       linuxFxVersion: isFlex ? null : 'Python|3.11'
+      vnetRouteAllEnabled: integrated
     }
     functionAppConfig: isFlex ? {
       deployment: {

@@ -2,13 +2,16 @@
 // secret (only when AUTH_MODE=msal) and the SMTP password of alert e-mails (only when given). The app reads them
 // through Key Vault references with its identity (Key Vault Secrets User); nothing secret is in an app setting.
 // Flex Consumption cannot resolve references to a vault behind a firewall, so public network access stays on
-// with RBAC as the gate.
+// with RBAC as the gate, unless privateNetworking (Elastic Premium only) puts the vault behind its private endpoint:
+// the app then resolves the references through its VNet integration (vnetRouteAllEnabled in function-app.bicep).
 param name string
 param location string
 param tags object = {}
 param appPrincipalId string
 @description('Object id of who runs azd, to read and rotate secrets (empty: no such assignment)')
 param operatorPrincipalId string = ''
+@description('Private networking (network.bicep): public network access off, reached through its private endpoint only')
+param privateNetworking bool = false
 @secure()
 param ingestKey string
 @secure()
@@ -32,6 +35,11 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: 'AzureServices'
+    }
   }
 }
 
@@ -78,5 +86,6 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   }
 }
 
+output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri

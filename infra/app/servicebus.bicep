@@ -10,6 +10,8 @@ param sku string = 'Standard'
 param appPrincipalId string
 @description('Data Owner (Manage rights) or Data Sender + Data Receiver')
 param grantDataOwner bool = true
+@description('Private networking (network.bicep, Premium only): public network access off, reached through its private endpoint only')
+param privateNetworking bool = false
 
 // The three queues (names = the defaults of CHANGES_QUEUE, FNO_EVENTS_QUEUE and SYNC_PAGES_QUEUE):
 // - changes: session per record bucket (the apply function's trigger is session-enabled), duplicate detection on
@@ -73,6 +75,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
   }
 }
 
@@ -120,5 +123,6 @@ resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!gr
   }
 }
 
+output id string = namespace.id
 output name string = namespace.name
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'

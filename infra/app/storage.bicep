@@ -7,6 +7,8 @@ param tags object = {}
 param appPrincipalId string
 @description('Blob container the Flex Consumption plan deploys the app package from')
 param deploymentContainerName string
+@description('Private networking (network.bicep): public network access off, reached through private endpoints only')
+param privateNetworking bool = false
 
 // Storage Blob Data Owner: the Functions host takes blob leases (timers, singletons) and reads the deployment
 // package. Storage Table Data Contributor: the engine's own tables (core/store/tables.py creates them on first use).
@@ -27,6 +29,12 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     defaultToOAuthAuthentication: true
+    // With private networking the blob, table and queue private endpoints are the only way in.
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: 'AzureServices'
+    }
   }
 }
 
@@ -63,6 +71,7 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output tableEndpoint string = storage.properties.primaryEndpoints.table

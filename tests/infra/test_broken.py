@@ -164,8 +164,9 @@ def test_a_module_given_a_parameter_it_lacks_is_reported(repo: Path) -> None:
     )
     edit(
         repo / "infra/main.bicep",
-        "    deploymentContainerName: deploymentContainerName\n  }\n}\n\nmodule serviceBus",
-        "  }\n}\n\nmodule serviceBus",
+        "    deploymentContainerName: deploymentContainerName\n    privateNetworking: privateNetworking\n  }\n}\n\n"
+        "module serviceBus",
+        "    privateNetworking: privateNetworking\n  }\n}\n\nmodule serviceBus",
     )
     problems = checks.parses(repo)
     assert "main.bicep: module serviceBus passes partitions, which app/servicebus.bicep does not declare" in problems

@@ -35,6 +35,7 @@ def test_main_uses_one_module_per_resource_family() -> None:
         "app/servicebus.bicep",
         "app/keyvault.bicep",
         "app/function-app.bicep",
+        "app/network.bicep",
     }
     types = {r.type for r in deployment.resources()}
     assert {
@@ -104,3 +105,31 @@ def test_the_checks_run_from_the_command_line_and_fail_on_a_broken_copy(tmp_path
         [sys.executable, "-m", "infra.checks"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert broken.returncode == 1 and "queues: " in broken.stdout and "maxDeliveryCount is 3" in broken.stdout
+
+
+def test_private_networking_is_an_option_off_by_default_for_elastic_premium_and_service_bus_premium() -> None:
+    deployment = Deployment.load(ROOT)
+    assert deployment.main.parameters()["privateNetworking"]["default"] is False
+    network = deployment.modules["app/network.bicep"]
+    types = {r.type for r in network.resources()}
+    assert {
+        "Microsoft.Network/virtualNetworks",
+        "Microsoft.Network/privateEndpoints",
+        "Microsoft.Network/privateEndpoints/privateDnsZoneGroups",
+        "Microsoft.Network/privateDnsZones",
+        "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+    } <= types
+    groups = {e["groupId"]: e["zone"] for e in network.variables()["endpoints"]}
+    assert groups == {
+        "blob": "privatelink.blob.core.windows.net",
+        "table": "privatelink.table.core.windows.net",
+        "queue": "privatelink.queue.core.windows.net",
+        "vault": "privatelink.vaultcore.azure.net",
+        "namespace": "privatelink.servicebus.windows.net",
+    }
+    allowed = {
+        name: spec["decorators"][0]["argument"] for name, spec in network.parameters().items() if name.endswith("Sku")
+    }
+    assert allowed == {"planSku": ["EP1", "EP2", "EP3"], "serviceBusSku": ["Premium"]}
+    parameters = (ROOT / "infra/main.parameters.json").read_text()
+    assert '"privateNetworking": { "value": "${PRIVATE_NETWORKING=false}" }' in parameters

@@ -46,7 +46,7 @@ def test_the_dry_run_never_prints_a_secret_and_follows_parameters() -> None:
         timeout=120,
     ).stdout
     assert "s3cret-value" not in out and "pw-9" not in out
-    assert "planSku                      EP1" in out and "Resources (25)" in out
+    assert "planSku                      EP1" in out and "Resources (30)" in out
     assert "CLIENT_SECRET" in out and "SERVICEBUS_CONNECTION__fullyQualifiedNamespace" in out
     as_json = subprocess.run(
         [sys.executable, "-m", "infra.plan", "--json"],
