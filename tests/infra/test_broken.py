@@ -225,3 +225,81 @@ def test_a_secret_in_an_output_is_reported(repo: Path) -> None:
     problems = checks.secrets(repo)
     assert "app/keyvault.bicep: output key gives away a secret" in problems
     assert "app/storage.bicep: output accountKey gives away a secret" in problems
+
+
+def _cut(path: Path, start_text: str) -> None:
+    """Remove the declaration that starts with `start_text` (up to its closing brace at column 0)."""
+    text = path.read_text()
+    start = text.index(start_text)
+    end = text.index("\n}", start)
+    end = text.index("\n", end + 2) + 1 if text[end + 2 : end + 3] == "]" else end + 3
+    path.write_text(text[:start] + text[end:])
+
+
+def test_a_private_endpoint_without_its_dns_zone_group_is_reported(repo: Path) -> None:
+    _cut(repo / "infra/app/network.bicep", "resource zoneGroup")
+    assert checks.network(repo) == [
+        "app/network.bicep: private endpoint endpoint has no DNS zone group (its address would not be in the private "
+        "DNS zone: the app would resolve the public one, which is closed)"
+    ]
+
+
+def test_a_private_dns_zone_linked_to_no_network_and_a_wrong_zone_are_reported(repo: Path) -> None:
+    _cut(repo / "infra/app/network.bicep", "resource links")
+    edit(
+        repo / "infra/app/network.bicep",
+        "zone: 'privatelink.vaultcore.azure.net'",
+        "zone: 'privatelink.vault.azure.net'",
+    )
+    problems = checks.network(repo)
+    assert "app/network.bicep: private DNS zone zones is linked to no virtual network" in problems
+    assert any("endpoint vault (vault) uses zone 'privatelink.vault.azure.net'" in p for p in problems)
+
+
+def test_public_network_access_left_on_behind_a_private_endpoint_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/storage.bicep", "publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'", "")
+    edit(repo / "infra/app/servicebus.bicep", "privateNetworking ? 'Disabled' : 'Enabled'", "'Enabled'")
+    edit(
+        repo / "infra/main.bicep",
+        "    alertSmtpPassword: alertSmtpPassword\n    privateNetworking: privateNetworking\n",
+        "    alertSmtpPassword: alertSmtpPassword\n",
+    )
+    problems = checks.network(repo)
+    assert len(problems) == 3, problems
+    assert any(p.startswith("app/storage.bicep: storage has a private endpoint but keeps public") for p in problems)
+    assert any(p.startswith("app/servicebus.bicep: namespace has a private endpoint") for p in problems)
+    assert any(p.startswith("app/keyvault.bicep: vault has a private endpoint") for p in problems)  # not passed
+
+
+def test_private_networking_allowed_with_flex_consumption_or_service_bus_standard_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/network.bicep", "@allowed(['EP1', 'EP2', 'EP3'])", "@allowed(['FC1', 'EP1', 'EP2', 'EP3'])")
+    edit(repo / "infra/app/network.bicep", "@allowed(['Premium'])", "@allowed(['Standard', 'Premium'])")
+    edit(repo / "infra/main.bicep", "param privateNetworking bool = false", "param privateNetworking bool = true")
+    problems = checks.network(repo)
+    assert "main.bicep: privateNetworking must default to false (private networking is an option)" in problems
+    assert any(p.startswith("app/network.bicep: planSku must be main.bicep's and @allowed EP1-EP3") for p in problems)
+    assert any(
+        p.startswith("app/network.bicep: serviceBusSku must be main.bicep's and @allowed Premium") for p in problems
+    )
+    assert len(problems) == 3, problems
+
+
+def test_an_app_outside_the_network_is_reported(repo: Path) -> None:
+    edit(repo / "infra/app/function-app.bicep", "      vnetRouteAllEnabled: integrated\n", "")
+    edit(
+        repo / "infra/app/network.bicep",
+        "serviceName: 'Microsoft.Web/serverFarms'",
+        "serviceName: 'Microsoft.App/environments'",
+    )
+    edit(
+        repo / "infra/main.bicep",
+        "module network 'app/network.bicep' = if (privateNetworking) {",
+        "module network 'app/network.bicep' = {",
+    )
+    problems = checks.network(repo)
+    assert "main.bicep: module network must deploy only if (privateNetworking)" in problems
+    assert (
+        "app/network.bicep: no subnet delegated to Microsoft.Web/serverFarms for the app's VNet integration" in problems
+    )
+    assert any(p.startswith("app/function-app.bicep: siteConfig sets no vnetRouteAllEnabled") for p in problems)
+    assert len(problems) == 3, problems

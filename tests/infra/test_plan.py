@@ -159,3 +159,53 @@ def test_the_app_settings_bicep_writes_are_valid_engine_settings() -> None:
     assert parse_connection_string(loaded.table_storage_connection.get_secret_value())["clientid"].startswith("1111")
     assert loaded.auth_mode == "identity" and loaded.client_id == "11111111-2222-3333-4444-555555555555"
     assert str(loaded.app_url) == "https://func-tok123.azurewebsites.net/" and loaded.sweep_interval_seconds == 60
+
+
+def test_the_dry_run_shows_no_network_by_default() -> None:
+    result = plan(ROOT, environ=ENV)
+    assert result["errors"] == [] and result["network"]["private networking"] == "off"
+    assert set(result["network"]["public network access"].values()) == {"Enabled"}
+    assert result["network"]["app subnet"] == "none"
+    network = [r for r in result["resources"] if r["module"] == "app/network.bicep"]
+    assert len(network) == 5 and {r["created"] for r in network} == {"no"}
+
+
+def test_the_dry_run_shows_the_private_network_on_elastic_premium_with_service_bus_premium() -> None:
+    env = {**ENV, "PRIVATE_NETWORKING": "true", "PLAN_SKU": "EP2", "SERVICEBUS_SKU": "Premium"}
+    result = plan(ROOT, environ=env)
+    assert result["errors"] == [] and result["parameters"]["privateNetworking"] is True
+    network = result["network"]
+    assert network["private networking"] == "on"
+    assert [(e["group"], e["dns zone"], e["to"]) for e in network["private endpoints"]] == [
+        ("blob", "privatelink.blob.core.windows.net", "storage.outputs.id"),
+        ("table", "privatelink.table.core.windows.net", "storage.outputs.id"),
+        ("queue", "privatelink.queue.core.windows.net", "storage.outputs.id"),
+        ("vault", "privatelink.vaultcore.azure.net", "keyVault.outputs.id"),
+        ("namespace", "privatelink.servicebus.windows.net", "serviceBus.outputs.id"),
+    ]
+    assert network["public network access"] == {
+        "app/keyvault.bicep:vault": "Disabled",
+        "app/servicebus.bicep:namespace": "Disabled",
+        "app/storage.bicep:storage": "Disabled",
+    }
+    assert network["app subnet"] == "network.outputs.appSubnetId"
+    assert network["route all traffic into the network"] == "true"
+    created = {r["resource"]: r["created"] for r in result["resources"] if r["module"] == "app/network.bicep"}
+    assert created == {"vnet": "yes", "zones": "yes", "links": "yes", "endpoint": "yes", "zoneGroup": "yes"}
+
+
+def test_the_dry_run_refuses_private_networking_with_flex_consumption_or_service_bus_standard() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "infra.plan", "--param", "privateNetworking=true"],
+        cwd=ROOT,
+        env={**ENV, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "refused: module network (app/network.bicep): planSku=FC1 is not one of EP1, EP2, EP3" in run.stderr
+    assert "serviceBusSku=Standard is not one of Premium" in run.stderr
+    assert run.stdout.startswith("Refused (Azure would fail the deployment)")
+    premium_bus = plan(ROOT, environ=ENV, overrides={"privateNetworking": "true", "serviceBusSku": "Premium"})
+    assert [e.split(":")[1].strip() for e in premium_bus["errors"]] == ["planSku=FC1 is not one of EP1, EP2, EP3"]
