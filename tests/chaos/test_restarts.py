@@ -186,7 +186,7 @@ def test_host_killed_before_the_burst_is_delivered(stack: ChaosStack) -> None:
     burst = Burst(stack, "D")
     kill_host(stack)
     burst.write()
-    drain(stack)  # every webhook failed (a System Job), every F&O event in its errors list
+    drain(stack, timeout=CONVERGE)  # every webhook failed (a System Job), every F&O event in its errors list
     failed_jobs = len(stack.rows("asyncoperations", **{"$filter": "statuscode eq 31", "$select": "asyncoperationid"}))
     stack.host.process.start()
     converged = burst.converge("every change made while the host was down")

@@ -116,9 +116,11 @@ def reset_stats(stack: Stack) -> None:
     httpx.post(stack.dataverse.url.rstrip("/") + "/_sim/stats/reset", timeout=30).raise_for_status()
 
 
-def drain(stack: Stack) -> None:
+def drain(stack: Stack, timeout: float = 120) -> None:
+    """Until both simulators have delivered (or given up on) every webhook and event. F&O sends one endpoint's
+    events in order, each retried 3 times a second apart when the app is down: give a big burst to a dead host time."""
     stack.dataverse.drain()
-    httpx.post(f"{stack.fno.admin_url}drain", timeout=120).raise_for_status()
+    httpx.post(f"{stack.fno.admin_url}drain", timeout=timeout).raise_for_status()
 
 
 def customers_with_prefix(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
