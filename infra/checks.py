@@ -684,10 +684,16 @@ def network(root: Path) -> list[str]:
         problems.append("app/function-app.bicep: the site sets no virtualNetworkSubnetId from main.bicep's network")
     elif f"{symbol}.outputs." not in render(module_params(app_spec).get("appSubnetId")):
         problems.append(f"main.bicep: the app's appSubnetId does not come from module {symbol}")
-    if "vnetRouteAllEnabled" not in (site.properties.get("siteConfig") or {}):
+    site_config = site.properties.get("siteConfig") or {}
+    if "vnetRouteAllEnabled" not in site_config:
         problems.append(
             "app/function-app.bicep: siteConfig sets no vnetRouteAllEnabled (Key Vault references and the private "
             "endpoints need the app's traffic routed into the network)"
+        )
+    if "functionsRuntimeScaleMonitoringEnabled" not in site_config:
+        problems.append(
+            "app/function-app.bicep: siteConfig sets no functionsRuntimeScaleMonitoringEnabled (Premium's virtual "
+            "network trigger support: the Service Bus triggers would not scale out behind a private endpoint)"
         )
     return problems
 

@@ -311,8 +311,13 @@ def _network(deployment: Deployment, scopes: dict[str, dict[str, Any]], deployed
     if value is not None and (value == "appSubnetId" or "${" in str(value)):
         value = subnet  # the network module's output, by the name main.bicep gives it
     result["app subnet"] = "none" if value is None else _text(value)
-    route_all = (site.properties.get("siteConfig") or {}).get("vnetRouteAllEnabled")
-    result["route all traffic into the network"] = _text(evaluate(route_all, app_scope))
+    site_config = site.properties.get("siteConfig") or {}
+    for label, prop in (
+        ("route all traffic into the network", "vnetRouteAllEnabled"),
+        ("runtime scale monitoring", "functionsRuntimeScaleMonitoringEnabled"),
+    ):
+        value = evaluate(site_config.get(prop), app_scope)
+        result[label] = "false" if value is None else _text(value)  # null: not set, the platform's default (off)
     return result
 
 
@@ -350,6 +355,7 @@ def text(result: dict[str, Any]) -> str:
     lines += [f"  public network access {where}: {value}" for where, value in network["public network access"].items()]
     route_all = network["route all traffic into the network"]
     lines.append(f"  app subnet: {network['app subnet']}; all traffic into the network: {route_all}")
+    lines.append(f"  runtime scale monitoring (virtual network triggers): {network['runtime scale monitoring']}")
     return "\n".join(lines) + "\n"
 
 

@@ -70,16 +70,20 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     httpsOnly: true
     keyVaultReferenceIdentity: identityId
     // Private networking: outbound traffic leaves through the integration subnet. Route all of it there
-    // (vnetRouteAllEnabled, this API version's name for outbound routing of application traffic): the Key Vault
-    // references are resolved over the VNet only when the app's traffic is routed into it, and the private
-    // endpoints' addresses are in it. Internet-bound calls (Dataverse, F&O, alert webhooks) then leave through the
-    // VNet too: the subnet needs outbound internet (default outbound access, or a NAT gateway you add).
+    // (vnetRouteAllEnabled, this API version's name for outbound routing of application traffic): Microsoft's Key
+    // Vault references page asks it of Linux apps whose vault is behind a private endpoint, and the private
+    // endpoints' addresses are in the VNet. Internet-bound calls (Dataverse, F&O, alert webhooks) then leave through
+    // the VNet too: the subnet needs outbound internet (default outbound access, or a NAT gateway you add).
+    // Runtime scale monitoring ("virtual network trigger support" of the Premium plan): the scale controller cannot
+    // see a namespace behind a private endpoint, so the host reports the Service Bus queues' load itself;
+    // without it the Service Bus triggers do not scale out.
     virtualNetworkSubnetId: integrated ? appSubnetId : null
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       linuxFxVersion: isFlex ? null : 'Python|3.11'
-      vnetRouteAllEnabled: integrated
+      vnetRouteAllEnabled: integrated ? true : null
+      functionsRuntimeScaleMonitoringEnabled: integrated ? true : null
     }
     functionAppConfig: isFlex ? {
       deployment: {

@@ -285,7 +285,12 @@ def test_private_networking_allowed_with_flex_consumption_or_service_bus_standar
 
 
 def test_an_app_outside_the_network_is_reported(repo: Path) -> None:
-    edit(repo / "infra/app/function-app.bicep", "      vnetRouteAllEnabled: integrated\n", "")
+    edit(repo / "infra/app/function-app.bicep", "      vnetRouteAllEnabled: integrated ? true : null\n", "")
+    edit(
+        repo / "infra/app/function-app.bicep",
+        "      functionsRuntimeScaleMonitoringEnabled: integrated ? true : null\n",
+        "",
+    )
     edit(
         repo / "infra/app/network.bicep",
         "serviceName: 'Microsoft.Web/serverFarms'",
@@ -302,4 +307,5 @@ def test_an_app_outside_the_network_is_reported(repo: Path) -> None:
         "app/network.bicep: no subnet delegated to Microsoft.Web/serverFarms for the app's VNet integration" in problems
     )
     assert any(p.startswith("app/function-app.bicep: siteConfig sets no vnetRouteAllEnabled") for p in problems)
-    assert len(problems) == 3, problems
+    assert any("no functionsRuntimeScaleMonitoringEnabled" in p for p in problems)
+    assert len(problems) == 4, problems

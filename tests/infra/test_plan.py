@@ -166,6 +166,7 @@ def test_the_dry_run_shows_no_network_by_default() -> None:
     assert result["errors"] == [] and result["network"]["private networking"] == "off"
     assert set(result["network"]["public network access"].values()) == {"Enabled"}
     assert result["network"]["app subnet"] == "none"
+    assert result["network"]["route all traffic into the network"] == "false"
     network = [r for r in result["resources"] if r["module"] == "app/network.bicep"]
     assert len(network) == 5 and {r["created"] for r in network} == {"no"}
 
@@ -189,7 +190,7 @@ def test_the_dry_run_shows_the_private_network_on_elastic_premium_with_service_b
         "app/storage.bicep:storage": "Disabled",
     }
     assert network["app subnet"] == "network.outputs.appSubnetId"
-    assert network["route all traffic into the network"] == "true"
+    assert network["route all traffic into the network"] == "true" and network["runtime scale monitoring"] == "true"
     created = {r["resource"]: r["created"] for r in result["resources"] if r["module"] == "app/network.bicep"}
     assert created == {"vnet": "yes", "zones": "yes", "links": "yes", "endpoint": "yes", "zoneGroup": "yes"}
 
