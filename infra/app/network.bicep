@@ -7,9 +7,9 @@
 // Elastic Premium only. Flex Consumption has VNet integration too (its subnet is delegated to
 // Microsoft.App/environments, not Microsoft.Web/serverFarms), but this deployment reads its secrets as Key Vault
 // references, and Flex Consumption cannot resolve a reference to a vault behind a firewall or private endpoint
-// (Microsoft's Flex Consumption page: Key Vault references fail with network-restricted vaults); the deployment
-// package of Flex is also uploaded into the storage account from outside the network. So FC1 is refused here rather than
-// half-private. Service Bus takes private endpoints on its Premium tier only.
+// (Microsoft's Flex Consumption page: Key Vault references fail with network-restricted vaults), and users report
+// Flex deployments failing once the package's storage account is closed to the internet. So FC1 is refused here
+// rather than left half-private. Service Bus takes private endpoints on its Premium tier only.
 // The refusal is the @allowed lists below: ARM validates a module's parameters when the module deploys (only
 // when privateNetworking is on), so `planSku=FC1` or `serviceBusSku=Standard` with the option fails the
 // deployment naming the parameter and what it allows. `python -m infra.plan` and tests/infra check the same
