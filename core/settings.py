@@ -208,6 +208,10 @@ class Settings(BaseSettings):
         "answers every request with 401")
     virtual_tables_key_header: str = Field("x-vt-key", min_length=1, description="header carrying the key")
     virtual_tables_key_param: str = Field("vtkey", min_length=1, description="query parameter carrying the key")
+    virtual_tables_app_role: str = Field(
+        "", description="app role (Entra ID) whose holders App Service authentication signed in are served without "
+        "the key; set only with App Service authentication in front (it sets x-ms-client-principal and strips a "
+        "client's own); empty: the key only")
     virtual_tables_sql_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the SQL database of SQL-backed virtual tables (their url_setting "
         "default), e.g. postgresql+psycopg://..., mssql+pyodbc://..., sqlite:///path")

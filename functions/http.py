@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,8 @@ from core.events.errors import PayloadError
 from core.maps import MapDefinitionError, ProjectionError
 from core.ops.errors import ErrorNotOpen, NotResubmittable
 from core.ops.mapversions import RevisionNotFound, StaleRevision
+from core.ops.principal import HEADER as PRINCIPAL_HEADER
+from core.ops.principal import principal_roles
 from core.settings import Settings, SettingsError, get_settings
 from core.store.errors import ErrorNotFound
 from core.store.mapversions import BodyTooLarge, RevisionTaken
@@ -129,15 +130,13 @@ def roles_refusal(req: func.HttpRequest) -> func.HttpResponse | None:
     """In Azure, App Service authentication (Entra ID) passes the signed-in caller as `x-ms-client-principal` and
     strips any such header a client sends: operators may call every management route, readers the GETs. Without
     the header (the local stack, no authentication in front) the master key alone decides."""
-    header = req.headers.get("x-ms-client-principal")
+    header = req.headers.get(PRINCIPAL_HEADER)
     if not header:
         return None
     try:
-        principal = json.loads(base64.b64decode(header))
-        role_type = principal.get("role_typ") or "roles"
-        roles = {str(c.get("val")) for c in principal.get("claims", []) if c.get("typ") in (role_type, "roles")}
-    except (ValueError, TypeError, AttributeError):
-        return problem(401, "Unauthenticated", "the x-ms-client-principal header cannot be read")
+        roles = principal_roles(header)
+    except ValueError as error:
+        return problem(401, "Unauthenticated", str(error))
     reading = (req.method or "").upper() == "GET"
     if OPERATOR_ROLE in roles or (reading and READER_ROLE in roles):
         return None

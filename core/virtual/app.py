@@ -109,7 +109,8 @@ def build_service(settings: Settings, env: Mapping[str, str] | None = None) -> V
 
     tables = load_folder(settings.virtual_tables_path)
     key = settings.virtual_tables_key.get_secret_value() if settings.virtual_tables_key else None
-    check = KeyCheck(key, settings.virtual_tables_key_header, settings.virtual_tables_key_param)
+    check = KeyCheck(key, settings.virtual_tables_key_header, settings.virtual_tables_key_param,
+                     settings.virtual_tables_app_role or None)
     index = TableKeyIndex(Tables(settings.table_storage_connection.get_secret_value()))
     return VirtualService(tables, Sources(settings, os.environ if env is None else env), index, check)
 

@@ -20,6 +20,8 @@ from azure.core.exceptions import AzureError
 
 from core.connectors import jsonwire
 from core.errors import BadInput
+from core.ops.principal import HEADER as PRINCIPAL_HEADER
+from core.ops.principal import principal_roles
 from core.virtual.csdl import metadata_xml, service_document
 from core.virtual.filter import And, Compare, Const, Node, Not, Or, all_of, conjuncts, matches, simplify, walk
 from core.virtual.keys import KeyIndex, RecentIds, id_of, key_of, typed_key
@@ -82,13 +84,22 @@ def _bad(error: BadInput) -> Reply:
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """The shared key a data source sends as one of its request parameters (header or query string)."""
+    """The shared key a data source sends as one of its request parameters (header or query string). In Azure, with
+    App Service authentication (Entra ID) in front and `app_role` set, a caller it signed in with that app role is
+    served without the key (other clients of the service: Dataverse's data source can only send fixed parameters)."""
 
     key: str | None
     header: str = "x-vt-key"
     param: str = "vtkey"
+    app_role: str | None = None
 
     def allows(self, request: Request) -> bool:
+        if self.app_role and (principal := request.headers.get(PRINCIPAL_HEADER)):
+            try:
+                if self.app_role in principal_roles(principal):
+                    return True
+            except ValueError:
+                pass  # unreadable: the key decides
         given = request.headers.get(self.header.lower()) or request.params.get(self.param) or ""
         if not self.key:
             return False  # no key set: the service serves nobody rather than everybody

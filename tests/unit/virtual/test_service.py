@@ -4,6 +4,7 @@ like what a source runs, the bound is kept, keys, routes and refusals answer as 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -151,6 +152,23 @@ def test_the_key() -> None:
     assert asyncio.run(svc.serve(Request("GET", "OrderLines", ROOT, {}, {"x-vt-key": "k"}))).status == 200
     unset = service(ListSource(lines(3)), key=None)
     assert asyncio.run(unset.serve(Request("GET", "OrderLines", ROOT, {}, {"x-vt-key": ""}))).status == 401
+
+
+def test_a_caller_app_service_authentication_signed_in_with_the_app_role_needs_no_key() -> None:
+    def principal(*roles: str) -> str:
+        claims = [{"typ": "roles", "val": role} for role in roles]
+        return base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
+
+    svc = VirtualService([LINES], lambda table: ListSource(lines(3)), MemoryKeyIndex(),
+                         KeyCheck("k", app_role="VirtualTables.ReadWrite"))
+    signed_in = Request("GET", "OrderLines", ROOT, {}, {"x-ms-client-principal": principal("VirtualTables.ReadWrite")})
+    assert asyncio.run(svc.serve(signed_in)).status == 200
+    for header in (principal("DualWrite.Reader"), principal(), "not base64 json"):
+        other = Request("GET", "OrderLines", ROOT, {}, {"x-ms-client-principal": header})
+        assert asyncio.run(svc.serve(other)).status == 401
+    # without the app role set the header counts for nothing (no App Service authentication in front to trust)
+    keyed_only = service(ListSource(lines(3)))
+    assert asyncio.run(keyed_only.serve(signed_in)).status == 401
 
 
 def test_ids_by_key_forms_and_unknown_ones() -> None:
