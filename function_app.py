@@ -20,6 +20,7 @@ from functions import (
     openapi,
     sweep,
     sync,
+    vt_events,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -55,3 +56,4 @@ app.register_functions(metrics.bp)
 app.register_functions(alerts.bp)
 app.register_functions(sweep.bp)
 app.register_functions(odata.bp)
+app.register_functions(vt_events.bp)

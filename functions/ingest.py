@@ -23,8 +23,10 @@ from core.events.model import ChangeEvent, Skipped
 from core.maps import MapSet
 from core.ops import telemetry
 from core.ops.errors import record_refused_fno_event
+from core.settings import get_settings
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
+from core.virtual.events import note_fno_events
 from functions.http import json_response, problem, runtime_or_problem
 from functions.online import online_step
 from functions.runtime import Runtime, get_runtime
@@ -59,11 +61,20 @@ async def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="fno/events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def fno_events(req: func.HttpRequest) -> func.HttpResponse:
+    seen: list[ChangeEvent] = []
+
     def parse(body: bytes, maps: MapSet) -> tuple[list[ChangeEvent], list[Skipped], bool]:
         parsed = parse_fno(body, maps)
+        seen.extend(parsed.events)
         return parsed.events, parsed.skipped, parsed.test_message
 
-    return await _answer(req, "fno", parse)
+    answer = await _answer(req, "fno", parse)
+    if answer.status_code == 202 and seen:  # virtual tables told about F&O events (core.virtual.events)
+        try:
+            await note_fno_events(get_settings(), req.get_body() or b"", seen)
+        except Exception as error:  # the changes are queued: the answer stays 202
+            log.error("F&O events not noted for virtual table notifications: %s", error)
+    return answer
 
 
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name="%FNO_EVENTS_QUEUE%", connection="SERVICEBUS_CONNECTION")
@@ -92,6 +103,7 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
                     msg.message_id, error, entry.id)
         return
     await _record_skipped(rt, "fno", result.skipped)
+    await note_fno_events(rt.settings, body, parsed.events)  # raises: the broker redelivers (ingest dedups)
     log.info("fno-events message %s: %d change(s) queued, %d skipped%s", msg.message_id, result.accepted,
              len(result.skipped), " (activation test message)" if parsed.test_message else "")
 

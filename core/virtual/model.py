@@ -96,7 +96,10 @@ class Notify(_Strict):
     """Tell Dataverse about changes made at the source (OnExternalCreated / OnExternalUpdated), found by polling a
     change column, so the virtual table's flows and asynchronous plug-ins run (core.virtual.notify)."""
 
-    changed_column: str = Field(description="a date-time column the source sets on every insert and update")
+    changed_column: str | None = Field(
+        None,
+        description="a date-time column the source sets on every insert and update (polled by the vt_notify timer)",
+    )
     created_column: str | None = Field(
         None,
         description="a date-time column set on insert only: a row created since the last poll is "
@@ -108,6 +111,11 @@ class Notify(_Strict):
         "OnExternalDeleted (rows deleted outright cannot be found by polling)",
     )
     batch: int = Field(500, ge=1, le=5000, description="most changes told per poll (the rest at the next)")
+    fno_events: bool = Field(
+        False,
+        description="an F&O source only: F&O business/data events of its entity arriving at the ingest are told "
+        "(core.virtual.events), deletes included",
+    )
 
 
 class VirtualTable(_Strict):
@@ -175,6 +183,10 @@ class VirtualTable(_Strict):
             if self.key.id_name in names:
                 raise ValueError(f"key.id_name: {self.key.id_name!r} is already a column")
         if self.notify is not None:
+            if self.notify.changed_column is None and not self.notify.fno_events:
+                raise ValueError("notify: needs changed_column (polling) or fno_events (an F&O source)")
+            if self.notify.fno_events and self.source.kind != "fno":
+                raise ValueError("notify.fno_events: only an F&O source has F&O events")
             for field in ("changed_column", "created_column"):
                 name = getattr(self.notify, field)
                 column = None if name is None else self.column(name)

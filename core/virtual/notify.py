@@ -142,7 +142,7 @@ class Told:
     problem: str | None = None
 
 
-def _target(table: VirtualTable, dataverse: DataverseTable, row: Mapping[str, Any]) -> dict[str, Any]:
+def target_of(table: VirtualTable, dataverse: DataverseTable, row: Mapping[str, Any]) -> dict[str, Any]:
     target: dict[str, Any] = {
         "@odata.type": f"Microsoft.Dynamics.CRM.{dataverse.logical_name}",
         dataverse.primary_id: str(id_of(table, row)),
@@ -163,6 +163,7 @@ async def tell_changes(
     told = Told(table.entity_set)
     notify, source = table.notify, service.source(table)
     changed = notify.changed_column
+    assert changed is not None  # tell_all polls only tables with a change column
     key_names = [table.key.column] if isinstance(table.key, GuidColumnKey) else table.key.columns
     order = [(changed, False), *((n, False) for n in key_names)]
     checkpoint = await checkpoints.get(table.entity_set)
@@ -191,7 +192,7 @@ async def tell_changes(
         deleted = notify.deleted_column is not None and row.get(notify.deleted_column) is True
         action = "OnExternalDeleted" if deleted else "OnExternalCreated" if created else "OnExternalUpdated"
         try:
-            await events.tell(action, _target(table, dataverse, row))
+            await events.tell(action, target_of(table, dataverse, row))
         except ConnectorError as error:
             told.problem = f"Dataverse refused {action} for {id_of(table, row)}: {error}"
             break
@@ -212,7 +213,7 @@ async def tell_all(service: VirtualService, events: DataverseEvents, checkpoints
     """One poll of every table whose definition asks for notifications; a table that fails does not stop the rest."""
     results: list[Told] = []
     for table in service.tables.values():
-        if table.notify is None:
+        if table.notify is None or table.notify.changed_column is None:  # told from F&O events (core.virtual.events)
             continue
         try:
             results.append(await tell_changes(service, table, events, checkpoints))

@@ -1,0 +1,45 @@
+"""Virtual tables told about F&O events: every minute, the outbox the ingest fills (core.virtual.events) is told to
+Dataverse as OnExternalCreated / OnExternalUpdated / OnExternalDeleted; without a definition asking for it
+(`notify.fno_events`) it does nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from core.settings import SettingsError, get_settings
+from core.virtual.catalog import DefinitionError
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+_teller: Any = None
+
+
+@bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)
+async def vt_fno_events(timer: func.TimerRequest) -> None:
+    global _teller
+    from functions.odata import service
+
+    try:
+        svc = service()
+    except (SettingsError, DefinitionError) as error:
+        log.warning("virtual table F&O event notifications skipped: %s", error)
+        return
+    if not any(t.notify is not None and t.notify.fno_events for t in svc.tables.values()):
+        return
+    if _teller is None:
+        from core.connectors.dataverse import DataverseClient
+        from core.store.tables import Tables
+        from core.virtual.app import tokens_for
+        from core.virtual.events import Outbox
+        from core.virtual.notify import WebApiEvents
+
+        settings = get_settings()
+        url = str(settings.dataverse_url).rstrip("/")
+        client = DataverseClient(url, tokens_for(settings, url))
+        _teller = (WebApiEvents(client.http), Outbox(Tables(settings.table_storage_connection.get_secret_value())))
+    from core.virtual.events import deliver
+
+    await deliver(svc, _teller[0], _teller[1])
