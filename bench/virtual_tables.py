@@ -9,8 +9,12 @@ Against one local Functions host serving the OData blueprint (this module's `app
   SQLAlchemy Core (p50/p95 and their ratio);
 - rows/s reading the whole table by following `@odata.nextLink` (server-driven paging, 500 and 50 rows a page),
   against direct SQLAlchemy paging with the same page size, order and statement (rows after the last key).
-Prints one JSON object. (The simulated Dataverse in front of the service is the other half of issue 16; this
-measures the provider alone.)"""
+- the Dataverse hop: the Dataverse simulator (started here, `--seed off`) with the demo data source registered as
+  `make run` does (devstack.virtualtables), the first grid page of the Products virtual table through its Web API
+  (`dwvt_products?$top=50&$select=...&$count=true`: HTTP -> simulator -> OData v4 call to the host -> service ->
+  SQLAlchemy), against the provider alone and the direct query for the same page, interleaved (p50/p95, ratios).
+  Only the first page: the Web API has no `$skip` (Dataverse pages with its own cookies).
+Prints one JSON object."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import platform
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ app.register_functions(odata.bp)
 
 KEY = "bench-vt-key"
 SELECT = "ItemNumber,Name,Category,Price,InStock,ModifiedOn"
+DV_SELECT = ",".join(f"dwvt_{c.lower()}" for c in SELECT.split(","))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -70,6 +76,68 @@ def start_host(folder: Path, url: str) -> ManagedProcess:
     return ManagedProcess(f"vt-bench-host-{port}", argv, port=port, log_dir=folder).start()
 
 
+def start_dataverse(folder: Path) -> ManagedProcess:
+    port = free_port()
+    argv = python_module("devstack.dataverse", "--port", str(port), "--seed", "off")
+    return ManagedProcess(f"vt-bench-dataverse-{port}", argv, port=port, log_dir=folder).start()
+
+
+def dataverse_hop(
+    dv: ManagedProcess, root: str, client: httpx.Client, engine: sa.Engine, columns: list[Any], products: sa.Table,
+    samples: int,
+) -> dict[str, Any]:
+    """The first grid page through the Dataverse simulator, the provider alone and SQLAlchemy, interleaved."""
+    from core.virtual.catalog import load_file
+    from devstack.dataverse.auth import make_token
+    from devstack.virtualtables import register_definitions
+
+    token = make_token(str(uuid.uuid5(uuid.NAMESPACE_URL, "vt-bench")), name="bench")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "OData-MaxVersion": "4.0",
+               "OData-Version": "4.0"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{dv.port}/api/data/v9.2/", headers=headers, timeout=60) as api:
+        sets = register_definitions(api, root, KEY, [load_file(ROOT / "virtualtables" / "products.json")])
+        entity_set = sets["Products"]
+
+        def dataverse_page() -> int:
+            answer = api.get(entity_set, params={"$top": "50", "$select": DV_SELECT, "$count": "true"})
+            answer.raise_for_status()
+            return len(answer.json()["value"])
+
+        def service_page() -> int:
+            answer = client.get("Products", params={"$top": "50", "$select": SELECT, "$count": "true"})
+            answer.raise_for_status()
+            return len(answer.json()["value"])
+
+        def direct_page() -> int:
+            with engine.connect() as connection:
+                rows = connection.execute(sa.select(*columns).order_by(products.c.product_id).limit(50)).all()
+                connection.execute(sa.select(sa.func.count()).select_from(products)).scalar_one()
+            return len(rows)
+
+        paths = (("dataverse", dataverse_page), ("service", service_page), ("direct", direct_page))
+        for _, page in paths:  # warm every path
+            for _ in range(20):
+                assert page() == 50
+        timed: dict[str, list[float]] = {name: [] for name, _ in paths}
+        for _ in range(samples):  # interleaved, so drift hits all alike
+            for name, page in paths:
+                t0 = time.perf_counter()
+                page()
+                timed[name].append(time.perf_counter() - t0)
+    dataverse, service, direct = (figures(timed[n]) for n in ("dataverse", "service", "direct"))
+    return {
+        "request": f"{entity_set}?$top=50&$select={DV_SELECT}&$count=true",
+        "samples": samples,
+        "dataverse_simulator": dataverse,
+        "service": service,
+        "direct_sqlalchemy": direct,
+        "ratio_p50_vs_direct": round(dataverse["p50_ms"] / direct["p50_ms"], 1),
+        "ratio_p95_vs_direct": round(dataverse["p95_ms"] / direct["p95_ms"], 1),
+        "ratio_p50_vs_service": round(dataverse["p50_ms"] / service["p50_ms"], 1),
+        "ratio_p95_vs_service": round(dataverse["p95_ms"] / service["p95_ms"], 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -88,6 +156,7 @@ def main() -> None:
         products.c[c] for c in ("product_id", "item_number", "name", "category", "price", "in_stock", "modified_on")
     ]
     host = start_host(folder, url)
+    dv = start_dataverse(folder)
     out: dict[str, Any] = {
         "bench": "virtual_tables",
         "rows": args.rows,
@@ -170,7 +239,10 @@ def main() -> None:
                     "ratio": round(service_seconds / direct_seconds, 1),
                 }
             out["paging_whole_table"] = paging
+            root = f"http://127.0.0.1:{host.port}/api/odata/"
+            out["dataverse_grid_page_50"] = dataverse_hop(dv, root, client, engine, columns, products, args.samples)
     finally:
+        dv.stop()
         host.stop()
         engine.dispose()
     print(json.dumps(out, indent=2))
