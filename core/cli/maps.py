@@ -656,3 +656,42 @@ def preview(
     with connect(ctx, url, key, MapsApi, profile) as api:
         answer = api.preview(map_name, jsonwire.dumps(body))
     print_json(answer.get("values"))
+
+
+# --- scenario bundles --------------------------------------------------------------------------------------
+
+
+class ScenariosApi(ManagementApi):
+    """The scenario bundles over the running maps: GET /scenarios."""
+
+    def list(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/scenarios"))
+
+
+@app.command()
+def scenarios(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key: Key = None,
+              profile: ProfileName = None) -> None:
+    """The scenario bundles (maps/scenarios/scenarios.json): each one's maps in initial-sync order, the disabled
+    ones marked. `dualwrite sync start --scenario NAME` runs a scenario's maps. Exit 1 when the engine finds
+    the scenarios file does not fit its maps."""
+    with connect(ctx, url, key, ScenariosApi, profile) as api:
+        answer = api.list()
+    if as_json:
+        print_json(answer)
+    else:
+        out = stream_console()
+        items = [s for s in answer.get("scenarios") or [] if isinstance(s, dict)]
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for name in ("scenario", "title", "maps (initial-sync order; * disabled)"):
+            table.add_column(name, overflow="fold")
+        for item in items:
+            disabled = set(item.get("disabled") or [])
+            maps = ", ".join(f"{m}*" if m in disabled else str(m) for m in item.get("maps") or [])
+            table.add_row(Text(str(item.get("name"))), Text(str(item.get("title") or "")), Text(maps))
+        if items:
+            out.print(table)
+        elif not answer.get("problem"):
+            out.print(Text("no scenarios"))
+    if answer.get("problem"):
+        _write(f"scenarios: {answer['problem']}", sys.stderr)
+        raise typer.Exit(EXIT_FAILED)

@@ -23,6 +23,7 @@ from core.cli.api import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     PLAIN_EVERY_S,
+    ApiError,
     AsJson,
     BarsReporter,
     Key,
@@ -40,6 +41,7 @@ from core.cli.api import (
     wait_console,
     when,
 )
+from core.cli.maps import ScenariosApi
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 EXIT_ROWS = 3  # the run completed, but rows failed or a compare found drift
@@ -341,6 +343,20 @@ def _selection(ctx: typer.Context, names: Sequence[str] | None, all_maps: bool, 
     return chosen
 
 
+def _scenario_maps(ctx: typer.Context, name: str, url: str | None, key: str | None,
+                   profile: str | None) -> list[str]:
+    """A scenario's maps in dependency order, as the engine expands it (GET /scenarios)."""
+    with connect(ctx, url, key, ScenariosApi, profile) as api:
+        answer = api.list()
+    if answer.get("problem"):
+        raise ApiError(f"scenarios: {answer['problem']}")
+    found = next((s for s in answer.get("scenarios") or [] if isinstance(s, dict) and s.get("name") == name), None)
+    if found is None:
+        known = ", ".join(str(s.get("name")) for s in answer.get("scenarios") or [] if isinstance(s, dict))
+        ctx.fail(f"unknown scenario {name!r} (known: {known or 'none'})")
+    return [str(m) for m in found.get("maps") or []]
+
+
 # --- the commands ---------------------------------------------------------------------------------------
 
 Maps = Annotated[list[str] | None, typer.Argument(
@@ -362,14 +378,21 @@ def initial(
     retry_failed: Annotated[str | None, typer.Option(
         "--retry-failed", metavar="RUN_ID", show_default=False,
         help="sync again the rows that failed in that run (MAPs or --all optional)")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", metavar="NAME", show_default=False,
+        help="the maps of a scenario bundle (see `dualwrite maps scenarios`), in its dependency order")] = None,
     url: Url = None,
     key: Key = None,
     profile: ProfileName = None,
 ) -> None:
-    """Copy existing rows to the other side: give MAP names or --all.
+    """Copy existing rows to the other side: give MAP names, --scenario or --all.
 
     Unless --no-wait, follows the run with a progress bar per map until it ends (Ctrl-C stops following, not the run).
     """
+    if scenario:
+        if all_maps:
+            ctx.fail("give --scenario or --all, not both")
+        maps = [*_scenario_maps(ctx, scenario, url, key, profile), *(maps or [])]
     body = {
         "kind": "initial",
         "maps": _selection(ctx, maps, all_maps, required=retry_failed is None),

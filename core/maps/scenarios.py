@@ -43,6 +43,23 @@ class ScenarioFile(BaseModel):
     scenarios: list[Scenario] = Field(min_length=1)
 
 
+class ScenarioView(BaseModel):
+    """One scenario as `GET /api/manage/v1/scenarios` shows it."""
+
+    name: str
+    title: str
+    description: str | None = None
+    requires: list[str]
+    maps: list[str] = Field(description="its maps and those of the scenarios it requires, in initial-sync order")
+    enabled: list[str] = Field(description="those of `maps` that are enabled")
+    disabled: list[str] = Field(description="those of `maps` that are not enabled (turn them on to use the scenario)")
+
+
+class ScenarioList(BaseModel):
+    scenarios: list[ScenarioView]
+    problem: str | None = Field(None, description="why the scenarios file cannot be used with the running maps")
+
+
 class ScenarioError(ValueError):
     """Scenarios that failed validation; carries every problem found."""
 
@@ -59,8 +76,9 @@ def scenarios_file(maps_path: str | Path) -> Path:
 class Scenarios:
     """Checked scenarios over a set of maps."""
 
-    def __init__(self, scenarios: list[Scenario], maps: Mapping[str, TableMap],
-                 file: str = SCENARIOS_FILE_NAME) -> None:
+    def __init__(
+        self, scenarios: list[Scenario], maps: Mapping[str, TableMap], file: str = SCENARIOS_FILE_NAME
+    ) -> None:
         self.file = file
         self.maps = maps
         self.by_name: dict[str, Scenario] = {}
@@ -81,9 +99,11 @@ class Scenarios:
             raw: Any = json.loads(file.read_text(encoding="utf-8"))
             parsed = ScenarioFile.model_validate(raw)
         except (OSError, ValueError) as exc:
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            ) if isinstance(exc, ValidationError) else str(exc)
+            detail = (
+                "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )
             raise ScenarioError([Problem(str(file), None, None, f"cannot read scenarios: {detail}")]) from exc
         return cls(list(parsed.scenarios), maps, str(file))
 
@@ -91,10 +111,14 @@ class Scenarios:
         return Problem(self.file, None, None, f"scenario {scenario!r}: {message}")
 
     def _check(self, scenario: Scenario) -> list[Problem]:
-        problems = [self._problem(scenario.name, f"unknown map {name!r}") for name in scenario.maps
-                    if name not in self.maps]
-        problems += [self._problem(scenario.name, f"requires unknown scenario {name!r}") for name in scenario.requires
-                     if name not in self.by_name]
+        problems = [
+            self._problem(scenario.name, f"unknown map {name!r}") for name in scenario.maps if name not in self.maps
+        ]
+        problems += [
+            self._problem(scenario.name, f"requires unknown scenario {name!r}")
+            for name in scenario.requires
+            if name not in self.by_name
+        ]
         if problems:
             return problems
         cycle = self._cycle(scenario.name, [])
@@ -105,17 +129,23 @@ class Scenarios:
         for edge in dependency_edges(chosen):
             if edge.target not in names:
                 what = f"its lookup {edge.lookup!r}" if edge.lookup else "its company"
-                problems.append(self._problem(
-                    scenario.name, f"map {edge.source!r} needs map {edge.target!r} ({what}), which is in neither "
-                    "the scenario nor a scenario it requires"))
+                problems.append(
+                    self._problem(
+                        scenario.name,
+                        f"map {edge.source!r} needs map {edge.target!r} ({what}), which is in neither "
+                        "the scenario nor a scenario it requires",
+                    )
+                )
         plan = plan_sync(chosen)
-        problems += [self._problem(scenario.name, "cycle of required lookups cannot be broken: " + " -> ".join(c))
-                     for c in plan.unbreakable]
+        problems += [
+            self._problem(scenario.name, "cycle of required lookups cannot be broken: " + " -> ".join(c))
+            for c in plan.unbreakable
+        ]
         return problems
 
     def _cycle(self, name: str, path: list[str]) -> list[str]:
         if name in path:
-            return [*path[path.index(name):], name]
+            return [*path[path.index(name) :], name]
         scenario = self.by_name.get(name)
         if scenario is None:
             return []
@@ -145,8 +175,15 @@ class Scenarios:
         out = []
         for scenario in self.by_name.values():
             order = self.expand(scenario.name)
-            out.append({"name": scenario.name, "title": scenario.title, "description": scenario.description,
-                        "requires": list(scenario.requires), "maps": order,
-                        "enabled": [n for n in order if self.maps[n].enabled],
-                        "disabled": [n for n in order if not self.maps[n].enabled]})
+            out.append(
+                ScenarioView(
+                    name=scenario.name,
+                    title=scenario.title,
+                    description=scenario.description,
+                    requires=list(scenario.requires),
+                    maps=order,
+                    enabled=[n for n in order if self.maps[n].enabled],
+                    disabled=[n for n in order if not self.maps[n].enabled],
+                ).model_dump()
+            )
         return out

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from core.maps.model import TableMap
+from core.maps.scenarios import ScenarioList
 from core.ops import contracts as c
 from core.ops.alerts.rules import AlertRule
 from core.ops.alerts.service import Evaluation
@@ -126,6 +127,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/maps/{map}/versions/{revision}/restore", "map_restore",
               "Store an earlier revision's body again as the next revision", "maps", (MAP, REVISION, IF_MATCH, *REASON),
               answers={201: c.MapStored}),
+    Operation("get", "/scenarios", "scenarios_list", "The scenario bundles: each one's maps in initial-sync order, "
+              "which are enabled", "maps", answers={200: ScenarioList}),
     Operation("post", "/sync/runs", "sync_run_start", "Start an initial sync, a comparison or a repair", "runs",
               body=c.RunRequest, answers={202: c.RunView}),
     Operation("get", "/sync/runs", "sync_runs", "Recent runs, newest first", "runs", (_limit(200, 20),),

@@ -30,10 +30,13 @@ def test_shipped_scenarios_load_and_every_scenario_runs_dependencies_first(shipp
 
 
 def test_a_scenario_includes_the_maps_of_the_scenarios_it_requires_first(shipped: MapSet) -> None:
-    scenarios = Scenarios([
-        Scenario(name="org", title="Org", maps=["legal-entities"]),
-        Scenario(name="groups", title="Groups", requires=["org"], maps=["customer-groups", "payment-terms"]),
-    ], shipped)
+    scenarios = Scenarios(
+        [
+            Scenario(name="org", title="Org", maps=["legal-entities"]),
+            Scenario(name="groups", title="Groups", requires=["org"], maps=["customer-groups", "payment-terms"]),
+        ],
+        shipped,
+    )
     assert scenarios.map_names("groups") == ["legal-entities", "customer-groups", "payment-terms"]
     # customer-groups looks up payment-terms: payment terms go first whatever order the file lists
     assert scenarios.expand("groups") == ["legal-entities", "payment-terms", "customer-groups"]
@@ -42,16 +45,21 @@ def test_a_scenario_includes_the_maps_of_the_scenarios_it_requires_first(shipped
 def test_unknown_map_and_unknown_required_scenario_are_named(shipped: MapSet) -> None:
     with pytest.raises(ScenarioError) as exc:
         Scenarios([Scenario(name="s", title="S", requires=["nope"], maps=["legal-entities", "no-such-map"])], shipped)
-    assert _messages(exc) == ["scenario 's': unknown map 'no-such-map'",
-                              "scenario 's': requires unknown scenario 'nope'"]
+    assert _messages(exc) == [
+        "scenario 's': unknown map 'no-such-map'",
+        "scenario 's': requires unknown scenario 'nope'",
+    ]
 
 
 def test_scenarios_that_require_each_other_are_a_cycle(shipped: MapSet) -> None:
     with pytest.raises(ScenarioError) as exc:
-        Scenarios([
-            Scenario(name="a", title="A", requires=["b"], maps=["legal-entities"]),
-            Scenario(name="b", title="B", requires=["a"], maps=["currencies"]),
-        ], shipped)
+        Scenarios(
+            [
+                Scenario(name="a", title="A", requires=["b"], maps=["legal-entities"]),
+                Scenario(name="b", title="B", requires=["a"], maps=["currencies"]),
+            ],
+            shipped,
+        )
     assert "scenario 'a': scenarios require each other: a -> b -> a" in _messages(exc)
     assert "scenario 'b': scenarios require each other: b -> a -> b" in _messages(exc)
 
@@ -59,14 +67,21 @@ def test_scenarios_that_require_each_other_are_a_cycle(shipped: MapSet) -> None:
 def test_a_map_whose_dependency_is_outside_the_scenario_is_a_problem(shipped: MapSet) -> None:
     with pytest.raises(ScenarioError) as exc:
         Scenarios([Scenario(name="s", title="S", maps=["legal-entities", "customer-groups"])], shipped)
-    assert _messages(exc) == ["scenario 's': map 'customer-groups' needs map 'payment-terms' (its lookup "
-                              "'msdyn_paymenttermid'), which is in neither the scenario nor a scenario it requires"]
+    assert _messages(exc) == [
+        "scenario 's': map 'customer-groups' needs map 'payment-terms' (its lookup "
+        "'msdyn_paymenttermid'), which is in neither the scenario nor a scenario it requires"
+    ]
 
 
 def test_duplicate_names_and_unknown_expand(shipped: MapSet) -> None:
     with pytest.raises(ScenarioError) as exc:
-        Scenarios([Scenario(name="s", title="S", maps=["legal-entities"]),
-                   Scenario(name="s", title="T", maps=["currencies"])], shipped)
+        Scenarios(
+            [
+                Scenario(name="s", title="S", maps=["legal-entities"]),
+                Scenario(name="s", title="T", maps=["currencies"]),
+            ],
+            shipped,
+        )
     assert "scenario 's': the scenario is defined twice" in _messages(exc)
     scenarios = Scenarios([Scenario(name="s", title="S", maps=["legal-entities"])], shipped)
     with pytest.raises(KeyError, match="unknown scenario 'x'"):
