@@ -186,4 +186,48 @@ def seed_demo(sim: Simulator) -> None:
                 "msdyn_creditlimit": Decimal(rnd.randrange(1000, 500000)), "msdyn_vendorhold": 192350000,
                 "msdyn_addresscity": rnd.choice(CITIES[country]), "msdyn_addresscountryregionid": country,
             })
+    _seed_parties(sim)
     sim.db.conn.execute("COMMIT")
+
+
+# Party model: the F&O simulator's parties (same party numbers), each with its current postal address (the
+# postal address collection row too, and the customer address of the seeded account) and its e-mail; F&O also
+# has a second, future-dated address and a phone that a first sync brings over. No random draws here, so the
+# rows above stay as they were.
+PARTIES = [("USMF000001", 192350002, "Contoso Retail (US)", None, None, "US-001"),
+           ("USMF000002", 192350002, "Fabrikam Electronics (US)", None, None, "US-002"),
+           ("USMFP00001", 192350001, "Ana Bowman", "Ana", "Bowman", None),
+           ("USMFP00002", 192350001, "Ben Miller", "Ben", "Miller", None)]
+
+
+def _seed_parties(sim: Simulator) -> None:
+    company = Ref("cdm_company", seed_id("cdm_company", "usmf"))
+    for i, (number, party_type, name, first, last, account) in enumerate(PARTIES):
+        party = Ref("msdyn_party", seed_id("msdyn_party", number))
+        _insert(sim, "msdyn_party", party.id, {
+            "msdyn_partynumber": number, "msdyn_partytype": party_type, "msdyn_name": name,
+            "msdyn_firstname": first, "msdyn_lastname": last, "msdyn_languageid": "en-us"})
+        location = f"{number}-A1"
+        collection = Ref("msdyn_postaladdresscollection", seed_id("msdyn_postaladdresscollection", location))
+        _insert(sim, "msdyn_postaladdresscollection", collection.id, {
+            "msdyn_locationid": location, "msdyn_name": name, "msdyn_partyid": party})
+        _insert(sim, "msdyn_partypostaladdress", seed_id("msdyn_partypostaladdress", number, location), {
+            "msdyn_partynumber": number, "msdyn_locationid": location, "msdyn_name": "Main address",
+            "msdyn_street": f"{200 + i} Pine Street", "msdyn_city": "Seattle", "msdyn_zipcode": f"{98100 + i}",
+            "msdyn_state": "WA", "msdyn_countryregionid": "USA", "msdyn_purpose": "Home" if first else "Business",
+            "msdyn_isprimary": True, "msdyn_validfrom": "2020-01-01T00:00:00Z", "msdyn_partyid": party,
+            "msdyn_postaladdresscollectionid": collection})
+        _insert(sim, "msdyn_partyelectronicaddress", seed_id("msdyn_partyelectronicaddress", number, f"{number}-E1"), {
+            "msdyn_partynumber": number, "msdyn_locationid": f"{number}-E1", "msdyn_name": "E-mail",
+            "msdyn_type": 192350002, "msdyn_locator": f"{(last or name.split()[0]).lower()}@party.example",
+            "msdyn_purpose": "Business", "msdyn_isprimary": True, "msdyn_ismobile": False, "msdyn_partyid": party})
+        if account is not None:
+            _insert(sim, "customeraddress", seed_id("customeraddress", "usmf", account, "1"), {
+                "name": "Main address", "addressnumber": 1, "addresstypecode": 1, "line1": f"{200 + i} Pine Street",
+                "city": "Seattle", "postalcode": f"{98100 + i}", "country": "USA",
+                "parentid": Ref("account", seed_id("account", "usmf", account))})
+        else:
+            _insert(sim, "msdyn_contactforparty", seed_id("msdyn_contactforparty", "usmf", f"USC{i - 1:03d}0"), {
+                "msdyn_contactforpartynumber": f"USC{i - 1:03d}0", "msdyn_name": name, "msdyn_firstname": first,
+                "msdyn_lastname": last, "msdyn_associatedcompanyid": company, "msdyn_contactpartyid": party,
+                "msdyn_associatedaccountid": Ref("account", seed_id("account", "usmf", f"US-{i - 1:03d}"))})

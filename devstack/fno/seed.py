@@ -51,6 +51,50 @@ CONTACTS = [("Ana", "Bowman", "Purchasing manager", "Female"), ("Ben", "Miller",
             ("Chloe", "Nguyen", "Owner", "Female"), ("David", "Schmidt", "Controller", "Male")]
 
 
+# Party model (global address book): the parties behind the first usmf customers (organisations) and contact
+# persons (persons), each with two primary postal addresses, one replacing the other on 2030-01-01 (the first
+# valid until then, the second from then: it becomes the current primary address on its date), an e-mail and
+# a phone. Party numbers are the customers' and contact
+# persons' PartyNumber / ContactPersonPartyNumber, so the rows link up as in F&O.
+PARTY_ORGANIZATIONS = [("USMF000001", "Contoso Retail (US)"), ("USMF000002", "Fabrikam Electronics (US)")]
+PARTY_PERSONS = [("USMFP00001", "Ana", "Bowman"), ("USMFP00002", "Ben", "Miller")]
+PARTY_FUTURE = "2030-01-01T00:00:00Z"
+
+
+def _parties(service: Service) -> None:
+    parties: list[dict[str, Any]] = [
+        {"PartyNumber": n, "PartyType": "Organization", "Name": name, "NameAlias": name.split()[0],
+         "LanguageId": "en-us"} for n, name in PARTY_ORGANIZATIONS]
+    parties += [{"PartyNumber": n, "PartyType": "Person", "Name": f"{first} {last}", "PersonFirstName": first,
+                 "PersonLastName": last, "NameAlias": last, "LanguageId": "en-us"} for n, first, last in PARTY_PERSONS]
+    _create(service, "PartiesV2", parties)
+    addresses, contacts = [], []
+    for i, party in enumerate(parties):
+        number, person = party["PartyNumber"], party["PartyType"] == "Person"
+        addresses += [
+            {"PartyNumber": number, "LocationId": f"{number}-A1", "Description": "Home" if person else "Head office",
+             "AddressStreet": f"{200 + i} Pine Street", "AddressCity": "Seattle", "AddressZipCode": f"{98100 + i}",
+             "AddressCountryRegionId": "USA", "AddressState": "WA", "Roles": "Home" if person else "Business;Invoice",
+             "IsPrimary": "Yes", "IsRoleHome": "Yes" if person else "No", "IsRoleBusiness": "No" if person else "Yes",
+             "IsRoleInvoice": "No" if person else "Yes", "ValidFrom": "2020-01-01T00:00:00Z", "ValidTo": PARTY_FUTURE},
+            {"PartyNumber": number, "LocationId": f"{number}-A2", "Description": "New main address",
+             "AddressStreet": f"{10 + i} Harbor Way", "AddressCity": "Tacoma", "AddressZipCode": f"{98400 + i}",
+             "AddressCountryRegionId": "USA", "AddressState": "WA", "Roles": "Home" if person else "Business;Invoice",
+             "IsPrimary": "Yes", "IsRoleHome": "Yes" if person else "No", "IsRoleBusiness": "No" if person else "Yes",
+             "IsRoleInvoice": "No" if person else "Yes", "ValidFrom": PARTY_FUTURE},
+        ]
+        mail = f"{party['NameAlias'].lower()}@party.example"
+        contacts += [
+            {"PartyNumber": number, "LocationId": f"{number}-E1", "Description": "E-mail", "Type": "Email",
+             "Locator": mail, "Purpose": "Business", "IsPrimary": "Yes"},
+            {"PartyNumber": number, "LocationId": f"{number}-P1", "Description": "Phone", "Type": "Phone",
+             "Locator": f"+1 206 555 0{100 + i}", "Purpose": "Business", "IsPrimary": "Yes",
+             "IsMobilePhone": "Yes" if person else "No"},
+        ]
+    _create(service, "PartyLocationPostalAddressesV2", addresses)
+    _create(service, "PartyContactsV2", contacts)
+
+
 def seed(service: Service) -> None:
     """Create the demo rows unless they are there already (re-running is harmless)."""
     if service.storage.count("LegalEntities"):
@@ -63,6 +107,7 @@ def seed(service: Service) -> None:
         ])
         for company, profile in COMPANY_PROFILE.items():
             _company(service, company, profile)
+        _parties(service)
 
 
 def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
