@@ -108,6 +108,7 @@ def seed(service: Service) -> None:
         for company, profile in COMPANY_PROFILE.items():
             _company(service, company, profile)
         _parties(service)
+        _reference_data(service)
 
 
 def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
@@ -175,6 +176,66 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
         for item, search, name, price, cost in PRODUCTS
     ])
 
+
+# Finance, organisation and product reference data (maps shipped disabled; the scenario bundles turn them on). Only
+# F&O is seeded: F&O is the primary side of these maps, and a scenario's initial sync fills Dataverse.
+EXCHANGE_RATES = [("Default", "USD", "EUR", "0.9212345678"), ("Default", "USD", "GBP", "0.7891234567"),
+                  ("Default", "EUR", "USD", "1.0855088417")]
+UNITS = [("ea", "Each", 0), ("box", "Box", 0), ("pcs", "Pieces", 0), ("kg", "Kilogram", 3)]
+
+
+def _reference_data(service: Service) -> None:
+    _create(service, "ExchangeRates", [
+        {"RateTypeName": t, "FromCurrency": f, "ToCurrency": to, "Rate": Decimal(rate), "StartDate": "2026-01-01",
+         "EndDate": "2026-12-31", "RateTypeDescription": "Default exchange rate type"}
+        for t, f, to, rate in EXCHANGE_RATES
+    ])
+    _create(service, "OperatingUnits", [
+        {"OperatingUnitNumber": "OU000001", "Name": "Sales", "OperatingUnitType": "OMDepartment"},
+        {"OperatingUnitNumber": "OU000002", "Name": "Contoso Audio", "OperatingUnitType": "OMBusinessUnit"},
+    ])
+    _create(service, "UnitsOfMeasure", [
+        {"UnitSymbol": s, "UnitDescription": d, "DecimalPrecision": p} for s, d, p in UNITS
+    ])
+    _create(service, "ProductSpecificUnitOfMeasureConversions", [
+        {"ProductNumber": PRODUCTS[0][0], "FromUnitSymbol": "box", "ToUnitSymbol": "ea", "Factor": Decimal("12"),
+         "Numerator": 12, "Denominator": 1},
+    ])
+    _create(service, "ProductCategories", [
+        {"ProductCategoryHierarchyName": "Retail", "ProductCategoryName": "Audio", "ProductCategoryCode": "AUD",
+         "ParentProductCategoryName": ""},
+        {"ProductCategoryHierarchyName": "Retail", "ProductCategoryName": "Speakers", "ProductCategoryCode": "SPK",
+         "ParentProductCategoryName": "Audio"},
+    ])
+    for company in COMPANY_PROFILE:
+        _create(service, "DeliveryTerms", [
+            {"dataAreaId": company, "TermsCode": c, "TermsDescription": d}
+            for c, d in (("FOB", "Free on board"), ("CIF", "Cost, insurance and freight"), ("EXW", "Ex works"))
+        ])
+        _create(service, "DeliveryModesV2", [
+            {"dataAreaId": company, "ModeCode": c, "ModeDescription": d}
+            for c, d in (("Truck", "Truck"), ("Air", "Air freight"), ("Parcel", "Parcel service"))
+        ])
+        _create(service, "TaxGroups", [
+            {"dataAreaId": company, "TaxGroupCode": c, "Description": d}
+            for c, d in (("Taxable", "Taxable sales"), ("Exempt", "Tax exempt"))
+        ])
+        _create(service, "ItemSalesTaxGroups", [
+            {"dataAreaId": company, "ItemSalesTaxGroupCode": c, "Description": d}
+            for c, d in (("Full", "Full rate"), ("Reduced", "Reduced rate"))
+        ])
+        _create(service, "CustomerPaymentMethods", [
+            {"dataAreaId": company, "Name": c, "Description": d}
+            for c, d in (("Check", "Cheque"), ("Electronic", "Bank transfer"))
+        ])
+        _create(service, "OperationalSitesV2", [
+            {"dataAreaId": company, "SiteId": "1", "SiteName": "Main site"},
+            {"dataAreaId": company, "SiteId": "2", "SiteName": "Distribution site"},
+        ])
+        _create(service, "Warehouses", [
+            {"dataAreaId": company, "WarehouseId": w, "WarehouseName": n, "OperationalSiteId": s}
+            for w, n, s in (("11", "Main warehouse", "1"), ("12", "Returns", "1"), ("21", "Distribution", "2"))
+        ])
 
 def _create(service: Service, collection: str, rows: list[dict[str, Any]]) -> None:
     entity = service.entity(collection)
