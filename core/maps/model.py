@@ -90,7 +90,9 @@ class Lookup(_Strict):
     map: str = Field(description="Name of the map of the referenced rows")
     fno: dict[str, str] = Field(
         min_length=1,
-        description="F&O field of this entity -> key field of the referenced entity (company excluded)")
+        description="F&O field of this entity -> key field of the referenced entity (company excluded). A field "
+        "of this entity's key may take part when the lookup is to_dataverse (a lookup through a composite key, "
+        "e.g. an address's PartyNumber): the key field mapping writes it to F&O")
     direction: Direction = "both"
     required: bool = Field(
         False, description="A required lookup cannot be written later, so it cannot break a cycle")
@@ -106,6 +108,19 @@ class Lookup(_Strict):
         if self.dataverse.endswith(suffix) and len(self.dataverse) > len(suffix):
             return self.dataverse[:-len(suffix)]
         return self.dataverse
+
+
+class Validity(_Strict):
+    """Date-effective rows (F&O's valid time state, e.g. party postal addresses): the F&O fields holding the
+    validity window and, optionally, the primary flag that holds only while the row is valid. All three are
+    field mappings of the map as well; their Dataverse columns follow from those."""
+
+    valid_from: str = Field(description="F&O field where validity starts (date or datetime), e.g. ValidFrom")
+    valid_to: str | None = Field(None, description="F&O field where validity ends, exclusive; empty = open")
+    primary: str | None = Field(
+        None, description="F&O field of the primary flag (NoYes or boolean): Dataverse gets it as 'primary now', "
+        "true only while the row is valid, so a future-dated primary row becomes primary on its date; "
+        "a Dataverse change to a row that is not valid now does not send the flag back")
 
 
 class TableMap(_Strict):
@@ -125,6 +140,7 @@ class TableMap(_Strict):
     dataverse: DataverseSide
     fields: list[FieldMapping] = Field(min_length=1)
     lookups: list[Lookup] = Field(default_factory=list)
+    validity: Validity | None = Field(None, description="Set for date-effective rows (a validity window)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

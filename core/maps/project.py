@@ -20,6 +20,9 @@ from core.maps.convert import ProjectDirection, convert
 from core.maps.keys import KeyRef, company_code
 from core.maps.model import FieldMapping, Lookup, Side, TableMap
 from core.maps.transforms import TransformTypeError
+from core.maps.validity import is_current
+from core.maps.validity import knows_window as validity_knows_window
+from core.maps.validity import now as validity_now
 from core.maps.values import MapValueError
 
 
@@ -72,7 +75,41 @@ def project(
             _lookup_to_dataverse(table_map, lookup, target, record, out)
         else:
             _lookup_to_fno(table_map, lookup, target, record, out)
+    if table_map.validity is not None and table_map.validity.primary is not None:
+        _primary_now(table_map, direction, record, out)
     return out
+
+
+def _primary_now(table_map: TableMap, direction: ProjectDirection, record: Mapping[str, Any],
+                 out: dict[str, Any]) -> None:
+    """A date-effective row's primary flag means "primary now" in Dataverse: false while the row is not valid.
+    Dataverse's false on such a row is not sent back (the row may become primary on its date)."""
+    validity = table_map.validity
+    assert validity is not None and validity.primary is not None
+    by_fno = {f.fno: f for f in table_map.fields if f.fno}
+    flag = by_fno[validity.primary]
+    if (flag.dataverse if direction == "to_dataverse" else flag.fno) not in out:
+        return
+    names = [n for n in (validity.valid_from, validity.valid_to) if n]
+    try:
+        if direction == "to_dataverse":
+            if not validity_knows_window(validity, record):
+                return
+            fno_record = {n: record[n] for n in names}
+        else:
+            columns = {n: by_fno[n].dataverse for n in names}
+            if any(c is None or c not in record for c in columns.values()):
+                return
+            fno_record = {n: convert(by_fno[n], "to_fno", record[c]) for n, c in columns.items() if c}
+        current = is_current(validity, fno_record, validity_now())
+    except (MapValueError, TransformTypeError) as error:
+        raise ProjectionError(table_map.name, validity.valid_from, str(error)) from None
+    if current:
+        return
+    if direction == "to_dataverse":
+        out[flag.dataverse or ""] = False
+    else:
+        del out[flag.fno or ""]
 
 
 def _company_column(table_map: TableMap) -> str:

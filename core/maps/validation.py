@@ -69,6 +69,7 @@ def validate_maps(loaded: Sequence[LoadedMap]) -> list[Problem]:
         _check_lookups(item.map, maps, report)
         _check_filters(item.map, report)
         _check_online(item.map, report)
+        _check_validity(item.map, report)
     resolvable = [m for m in maps.values() if _references_resolve(m, maps)]
     plan = plan_sync(resolvable)
     for cycle in plan.unbreakable:
@@ -205,8 +206,9 @@ def _check_lookups(table_map: TableMap, maps: Mapping[str, TableMap], report: _R
         if label in mapped_dv:
             report.error(label, "is both a field mapping and a lookup")
         for ours in lookup.fno:
-            if ours in mapped_fno:
-                report.error(ours, f"is both a field mapping and part of lookup {label!r}")
+            if ours in mapped_fno and not (ours in table_map.fno.key and lookup.direction == "to_dataverse"):
+                report.error(ours, f"is both a field mapping and part of lookup {label!r} (only a key field may "
+                                   "be both, with the lookup \"direction\": \"to_dataverse\")")
         target = maps.get(lookup.map)
         if target is None:
             report.error(label, f"lookup references map {lookup.map!r}, which does not exist")
@@ -217,6 +219,41 @@ def _check_lookups(table_map: TableMap, maps: Mapping[str, TableMap], report: _R
                                 f"(company excluded), got {sorted(lookup.fno.values())}")
         if target.company is not None and table_map.company is None:
             report.error(label, f"a global map cannot reference company-specific map {target.name!r}")
+
+
+def _check_validity(table_map: TableMap, report: _Report) -> None:
+    """The validity window's fields are mapped date/datetime fields; the primary flag is a mapped NoYes or
+    boolean field sent to Dataverse."""
+    validity = table_map.validity
+    if validity is None:
+        return
+    if validity.valid_to is not None and validity.valid_to == validity.valid_from:
+        report.error(validity.valid_to, "validity: valid_from and valid_to must be different fields")
+    for role, name in (("valid_from", validity.valid_from), ("valid_to", validity.valid_to)):
+        if name is None:
+            continue
+        mapping = next((f for f in table_map.fields if f.fno == name), None)
+        if mapping is None:
+            report.error(name, f"unknown field: validity {role} {name!r} is not a mapped F&O field")
+        elif mapping.type not in ("date", "datetime"):
+            report.error(name, f"wrong type: validity {role} must be a date or datetime field, not {mapping.type}")
+    if validity.primary is None:
+        return
+    mapping = next((f for f in table_map.fields if f.fno == validity.primary), None)
+    if mapping is None:
+        report.error(validity.primary, f"unknown field: validity primary {validity.primary!r} is not a mapped "
+                                       "F&O field")
+        return
+    if mapping.dataverse is None or mapping.direction == "to_fno":
+        report.error(validity.primary, "validity primary must be sent to a Dataverse column (direction both or "
+                                       "to_dataverse)")
+    try:
+        types = field_types(mapping)
+    except TransformTypeError:
+        return  # reported by _check_fields
+    if types[-1] != "boolean":
+        report.error(validity.primary, f"wrong type: validity primary must arrive in Dataverse as a boolean, "
+                                       f"not {types[-1]} (NoYes fields take the noyes_bool transform)")
 
 
 def _check_filters(table_map: TableMap, report: _Report) -> None:
