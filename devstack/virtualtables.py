@@ -247,7 +247,14 @@ def register_definitions(
     set}."""
     source = DataSource(source_name, service_root, [(key_header, key, as_header)], server_paging=server_paging)
     source_id = ensure_data_source(client, source)
-    return {d.entity_set: ensure_virtual_table(client, dataverse_table(d, prefix), source_id) for d in definitions}
+    sets: dict[str, str] = {}
+    for definition in definitions:
+        table = dataverse_table(definition, prefix)
+        sets[definition.entity_set] = ensure_virtual_table(client, table, source_id)
+        if getattr(definition, "notify", None) is not None:
+            # the engine tells Dataverse about this table's changes at the source: let it (else every call is refused)
+            enable_events(client, table.schema_name.lower())
+    return sets
 
 
 def _demo_data(settings: dict[str, str], fresh: bool) -> list[str]:
