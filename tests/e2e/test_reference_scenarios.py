@@ -1,0 +1,125 @@
+"""Reference-data scenarios over the whole local stack (issue 19): a copy of the shipped maps with the
+finance-reference-data and product-master scenarios' maps enabled (they ship disabled), its own Azurite tables.
+An exchange rate created in F&O reaches Dataverse with all 10 decimals; a scenario's initial sync runs its maps in
+the order the engine expands it to, and carries a product's unit conversion with its units."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, eventually, running_stack
+from tests.fixtures.azurite import own_tables
+from tests.fixtures.devhost import RunningHost
+
+pytestmark = pytest.mark.e2e
+
+MAPS = Path(__file__).parents[2] / "maps"
+RUNS = "/api/manage/v1/sync/runs"
+ENABLED = ("finance-reference-data", "product-master")
+
+
+def _scenario_maps(folder: Path) -> set[str]:
+    scenarios = json.loads((folder / "scenarios" / "scenarios.json").read_text())["scenarios"]
+    by_name = {s["name"]: s for s in scenarios}
+    names: set[str] = set()
+
+    def add(name: str) -> None:
+        names.update(by_name[name]["maps"])
+        for required in by_name[name].get("requires", []):
+            add(required)
+
+    for name in ENABLED:
+        add(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def maps_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("maps")
+    shutil.copytree(MAPS, folder, dirs_exist_ok=True)
+    for name in _scenario_maps(folder):
+        path = folder / f"{name}.json"
+        data = json.loads(path.read_text())
+        data["enabled"] = True
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack(servicebus_emulator: Any, devhost: Callable[..., RunningHost], maps_copy: Path) -> Iterator[Stack]:
+    for azurite in own_tables():
+        with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(),
+                           MAPS_PATH=str(maps_copy)) as running:
+            yield running
+
+
+def exact_rows(stack: Stack, entity_set: str, filter_: str) -> list[dict[str, Any]]:
+    """Dataverse rows with their decimals as the wire has them (Decimal, never float)."""
+    response = stack.dv.get(entity_set, params={"$filter": filter_})
+    response.raise_for_status()
+    return list(json.loads(response.text, parse_float=Decimal)["value"])
+
+
+def scenario(stack: Stack, name: str) -> dict[str, Any]:
+    response = stack.admin.get("/api/manage/v1/scenarios")
+    response.raise_for_status()
+    body = response.json()
+    assert body["problem"] is None, body
+    return next(s for s in body["scenarios"] if s["name"] == name)
+
+
+def test_the_scenarios_route_lists_the_bundles_with_their_maps_enabled(stack: Stack) -> None:
+    finance = scenario(stack, "finance-reference-data")
+    assert finance["disabled"] == []
+    assert finance["maps"].index("legal-entities") < finance["maps"].index("payment-terms") \
+        < finance["maps"].index("customer-groups")
+    assert "exchange-rates" in finance["maps"]
+    assert scenario(stack, "organisation")["disabled"] == ["operating-units", "sites", "warehouses"]
+
+
+def test_an_exchange_rate_created_in_fno_arrives_with_all_ten_decimals(stack: Stack) -> None:
+    response = stack.fo.post("ExchangeRates", content=json.dumps({
+        "RateTypeName": "Budget", "FromCurrency": "EUR", "ToCurrency": "GBP", "Rate": "0.8567891234",
+        "StartDate": "2026-07-01", "EndDate": "2026-12-31", "RateTypeDescription": "Budget rates"}),
+        headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    rows = eventually(lambda: exact_rows(stack, "msdyn_currencyexchangerates",
+                                         "msdyn_ratetypename eq 'Budget' and msdyn_fromcurrencycode eq 'EUR'"),
+                      timeout=90, what="the exchange rate reaching Dataverse")
+    assert len(rows) == 1
+    assert rows[0]["msdyn_rate"] == Decimal("0.8567891234")
+    assert str(rows[0]["msdyn_rate"]).split(".")[1] == "8567891234"
+    assert rows[0]["msdyn_tocurrencycode"] == "GBP"
+    assert rows[0]["msdyn_startdate"].startswith("2026-07-01")
+
+
+def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conversion(stack: Stack) -> None:
+    expanded = scenario(stack, "product-master")["maps"]
+    assert expanded.index("legal-entities") < expanded.index("released-products")  # the company first
+    response = stack.admin.post(RUNS, json={"kind": "initial", "maps": expanded})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+
+    def done() -> dict[str, Any] | None:
+        run = stack.admin.get(f"{RUNS}/{run_id}").json()
+        return run if run["status"] in ("completed", "failed", "cancelled") else None
+
+    run = eventually(done, timeout=240, what="the product-master run finishing")
+    assert run["status"] == "completed", run
+    assert [m["map"] for m in run["maps"]] == expanded
+    assert all(m["failed"] == 0 for m in run["maps"]), run["maps"]
+    conversions = exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0001'")
+    assert [(c["msdyn_fromunitsymbol"], c["msdyn_tounitsymbol"], c["msdyn_factor"], c["msdyn_numerator"])
+            for c in conversions] == [("box", "ea", Decimal("12"), 12)]
+    units = {u["msdyn_symbol"]: u for u in exact_rows(stack, "msdyn_unitofmeasures", "msdyn_symbol ne null")}
+    assert {"ea", "box", "kg"} <= set(units)
+    assert units["kg"]["msdyn_decimalprecision"] == 3
+    categories = exact_rows(stack, "msdyn_productcategories", "msdyn_categoryhierarchyname eq 'Retail'")
+    assert {(c["msdyn_name"], c["msdyn_parentcategoryname"]) for c in categories} >= {("Speakers", "Audio")}
