@@ -1,0 +1,89 @@
+"""The party and address maps against the live metadata of both simulators (over HTTP), with the maps they
+reference, and the seeded party rows read through them: both sides' rows fit the maps."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.cli.main import main
+from core.connectors.metadata import fetch_dataverse_schemas, fetch_fno_schemas
+from core.maps import check_metadata, load_maps
+
+pytestmark = pytest.mark.integration
+
+SHIPPED = Path(__file__).resolve().parents[3] / "maps"
+PARTY = ["parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons", "vendor-persons",
+         "contacts-for-party"]
+REFERENCED = ["legal-entities", "currencies", "payment-terms", "customer-groups", "vendor-groups", "customers",
+              "contacts"]
+
+
+def _paths(*names: str) -> list[str]:
+    return [str(SHIPPED / f"{name}.json") for name in names]
+
+
+def _cli(dataverse, fno, *paths: str) -> int:
+    return main(["maps", "validate", *paths, "--dataverse-url", dataverse.url, "--fno-url", fno.url,
+                 "--dataverse-token", dataverse.token(), "--fno-token", fno.token()])
+
+
+def test_party_maps_match_both_simulators(dataverse, fno, capsys):
+    assert _cli(dataverse, fno, *_paths(*PARTY, *REFERENCED)) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"ok: {len(PARTY) + len(REFERENCED)} map(s) against live metadata" in out
+
+
+def test_party_maps_ship_disabled_with_their_scenario():
+    for name in PARTY:
+        data = json.loads((SHIPPED / f"{name}.json").read_text())
+        assert data["enabled"] is False, name
+        assert data["description"].startswith("Scenario: party and addresses."), name
+
+
+async def test_a_wrong_party_map_is_caught_by_live_metadata(dataverse, fno, tmp_path):
+    data = json.loads((SHIPPED / "party-postal-addresses.json").read_text())
+    by_fno = {f["fno"]: f for f in data["fields"]}
+    by_fno["ValidTo"]["fno"] = "ValidUntil"  # no such F&O field (also the validity's valid_to)
+    data["validity"]["valid_to"] = "ValidUntil"
+    by_fno["AddressCity"]["dataverse"] = "msdyn_town"  # no such column
+    data["lookups"][0]["dataverse"] = "msdyn_party"  # the table, not the lookup
+    path = tmp_path / "party-postal-addresses.json"
+    path.write_text(json.dumps(data))
+    loaded = load_maps([*(SHIPPED / f"{n}.json" for n in ("parties",)), path])
+    assert loaded.problems == []
+    async with httpx.AsyncClient(timeout=30) as client:
+        tables = await fetch_dataverse_schemas(client, dataverse.base_url, ["msdyn_partypostaladdress", "msdyn_party"],
+                                               dataverse.token())
+        entities = await fetch_fno_schemas(client, fno.url, fno.token())
+    problems = {(p.map, p.field, p.message.split(":")[0]) for p in check_metadata(loaded.maps, entities, tables)
+                if p.severity == "error"}
+    assert problems == {
+        ("party-postal-addresses", "ValidUntil", "unknown field"),
+        ("party-postal-addresses", "msdyn_town", "unknown field"),
+        ("party-postal-addresses", "msdyn_party", "unknown field"),
+    }, problems
+
+
+def test_seeded_parties_link_up_on_both_sides(dataverse, fno):
+    """The seeds agree on the party numbers, so a first sync matches rows rather than duplicating them."""
+    with httpx.Client(base_url=fno.data_url, headers=fno.headers(), timeout=30) as odata, dataverse.client() as api:
+        fno_parties = {p["PartyNumber"]: p for p in odata.get("PartiesV2").json()["value"]}
+        dv_parties = {p["msdyn_partynumber"]: p for p in api.get("msdyn_parties").json()["value"]}
+        assert set(fno_parties) == set(dv_parties) == {"USMF000001", "USMF000002", "USMFP00001", "USMFP00002"}
+        addresses = odata.get("PartyLocationPostalAddressesV2",
+                              params={"$filter": "PartyNumber eq 'USMFP00001'"}).json()["value"]
+        assert sorted((a["LocationId"], a["IsPrimary"], a["ValidFrom"][:10]) for a in addresses) == [
+            ("USMFP00001-A1", "Yes", "2020-01-01"), ("USMFP00001-A2", "Yes", "2030-01-01")]
+        contacts = odata.get("PartyContactsV2", params={"$filter": "PartyNumber eq 'USMFP00001'"}).json()["value"]
+        assert {c["Type"] for c in contacts} == {"Email", "Phone"}
+        customer = odata.get("CustomersV3", params={"$filter": "PartyNumber eq 'USMF000001'",
+                                                    "cross-company": "true"}).json()["value"]
+        assert [c["CustomerAccount"] for c in customer] == ["US-001"]
+        person = odata.get("ContactPersonsV2", params={"$filter": "ContactPersonPartyNumber eq 'USMFP00001'",
+                                                       "cross-company": "true"}).json()["value"]
+        assert [c["ContactPersonId"] for c in person] == ["USC0010"]
+        dv_address = api.get("msdyn_partypostaladdresses", params={
+            "$filter": "msdyn_locationid eq 'USMFP00001-A1'"}).json()["value"]
+        assert [a["_msdyn_partyid_value"] for a in dv_address] == [dv_parties["USMFP00001"]["msdyn_partyid"]]
