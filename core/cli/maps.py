@@ -695,3 +695,40 @@ def scenarios(ctx: typer.Context, as_json: AsJson = False, url: Url = None, key:
     if answer.get("problem"):
         _write(f"scenarios: {answer['problem']}", sys.stderr)
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("enable-scenario")
+def enable_scenario(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="SCENARIO", help="a scenario of `dualwrite maps scenarios`")],
+    reason: ChangeReason = None,
+    url: Url = None,
+    key: Key = None,
+    profile: ProfileName = None,
+) -> None:
+    """Turn on the disabled maps of SCENARIO (and of the scenarios it requires), in its dependency order: each is
+    stored as its next revision with `"enabled": true` (like `dualwrite maps put`), so it runs on every instance
+    within 30 s and deployment registers its webhook steps and F&O events. Stops at the first map refused (exit 1,
+    its problems listed); the maps stored before it stay on."""
+    out, err = stream_console(), stream_console(stderr=True)
+    with connect(ctx, url, key, ScenariosApi, profile) as api:
+        answer = api.list()
+    if answer.get("problem"):
+        err.print(Text(f"scenarios: {answer['problem']}"))
+        raise typer.Exit(EXIT_FAILED)
+    found = next((s for s in answer.get("scenarios") or [] if isinstance(s, dict) and s.get("name") == name), None)
+    if found is None:
+        known = ", ".join(str(s.get("name")) for s in answer.get("scenarios") or [] if isinstance(s, dict))
+        ctx.fail(f"unknown scenario {name!r} (known: {known or 'none'})")
+    disabled = [str(m) for m in found.get("disabled") or []]
+    if not disabled:
+        out.print(Text(f"{name}: every map is enabled already ({', '.join(found.get('maps') or [])})"))
+        return
+    why = reason or f"enable scenario {name}"
+    for map_name in disabled:
+        def store(maps: MapsApi, map_name: str = map_name) -> dict[str, Any]:
+            definition = dict(maps.show(map_name).get("definition") or {})
+            definition["enabled"] = True
+            return maps.put(map_name, jsonwire.dumps(definition), why)
+
+        _stored(ctx, url, key, profile, False, store)

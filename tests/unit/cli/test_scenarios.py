@@ -12,7 +12,7 @@ import pytest
 
 from core.cli.api import Seams
 from core.cli.main import main
-from core.maps import MapSet
+from core.maps import MapSet, TableMap
 from core.maps.scenarios import Scenarios, scenarios_file
 
 REPO = Path(__file__).resolve().parents[3]
@@ -114,3 +114,77 @@ def test_an_unknown_scenario_is_a_usage_error_and_starts_nothing(
 def test_scenario_and_all_are_exclusive(seams: Seams, engine: FakeEngine) -> None:
     assert main(["sync", "initial", "--scenario", "organisation", "--all"], obj=seams) == 2
     assert engine.requests == []
+
+
+class EnablingEngine(FakeEngine):
+    """The scenarios route, GET /maps/{map} with the shipped definition and PUT /maps/{map} checked by the real map
+    model; `refuse` names a map whose PUT answers 422 with a problem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: list[tuple[str, dict[str, Any], str | None]] = []
+        self.refuse: str | None = None
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix(PREFIX)
+        if path.startswith("/maps/"):
+            self.requests.append(request)
+            name = path.removeprefix("/maps/")
+            if request.method == "GET":
+                definition = json.loads((REPO / "maps" / f"{name}.json").read_text())
+                return httpx.Response(200, json={"name": name, "definition": definition})
+            if name == self.refuse:
+                return httpx.Response(
+                    422,
+                    json={
+                        "title": "Invalid map",
+                        "status": 422,
+                        "detail": "refused",
+                        "problems": [{"map": name, "field": None, "severity": "error", "message": "made up"}],
+                    },
+                )
+            body = json.loads(request.content)
+            TableMap.model_validate(body)
+            self.stored.append((name, body, request.url.params.get("reason")))
+            return httpx.Response(
+                201,
+                json={
+                    "map": name,
+                    "revision": len(self.stored),
+                    "version": body["version"],
+                    "takes_effect_within_seconds": 30,
+                },
+            )
+        return super().handler(request)
+
+
+def test_enable_scenario_stores_each_disabled_map_enabled_in_dependency_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = EnablingEngine()
+    seams = Seams(transport=httpx.MockTransport(engine.handler), sleep=lambda _: None)
+    assert main(["maps", "enable-scenario", "organisation"], obj=seams) == 0
+    organisation = next(s for s in engine.scenarios["scenarios"] if s["name"] == "organisation")
+    assert organisation["disabled"]  # the maps ship disabled
+    assert [name for name, _, _ in engine.stored] == organisation["disabled"]
+    assert all(body["enabled"] is True for _, body, _ in engine.stored)
+    assert {reason for _, _, reason in engine.stored} == {"enable scenario organisation"}
+    shipped = json.loads((REPO / "maps" / "warehouses.json").read_text())
+    assert dict(engine.stored[-1][1], enabled=False) == shipped  # nothing else changed
+    assert "warehouses: stored as revision" in capsys.readouterr().out
+
+
+def test_enable_scenario_stops_at_the_first_refusal() -> None:
+    engine = EnablingEngine()
+    organisation = next(s for s in engine.scenarios["scenarios"] if s["name"] == "organisation")
+    engine.refuse = organisation["disabled"][1]
+    seams = Seams(transport=httpx.MockTransport(engine.handler), sleep=lambda _: None)
+    assert main(["maps", "enable-scenario", "organisation"], obj=seams) == 1
+    assert [name for name, _, _ in engine.stored] == organisation["disabled"][:1]
+
+
+def test_enable_scenario_of_an_unknown_scenario_is_a_usage_error() -> None:
+    engine = EnablingEngine()
+    seams = Seams(transport=httpx.MockTransport(engine.handler), sleep=lambda _: None)
+    assert main(["maps", "enable-scenario", "nope"], obj=seams) == 2
+    assert engine.stored == []
