@@ -30,7 +30,9 @@ pytestmark = pytest.mark.e2e
 MAPS = Path(__file__).parents[2] / "maps"
 RUNS = "/api/manage/v1/sync/runs"
 ENABLED = ("parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons")
-SWITCH_AFTER = timedelta(seconds=45)  # the second address becomes the primary one this long after it is made
+# The second address becomes the primary one this long after it is made (room for a loaded machine to sync both
+# addresses before that).
+SWITCH_AFTER = timedelta(seconds=75)
 
 
 @pytest.fixture(scope="module")
