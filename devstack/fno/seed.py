@@ -200,6 +200,18 @@ def _reference_data(service: Service) -> None:
     _create(service, "ProductSpecificUnitOfMeasureConversions", [
         {"ProductNumber": PRODUCTS[0][0], "FromUnitSymbol": "box", "ToUnitSymbol": "ea", "Factor": Decimal("12"),
          "Numerator": 12, "Denominator": 1},
+        {"ProductNumber": "D0100", "FromUnitSymbol": "box", "ToUnitSymbol": "ea", "Factor": Decimal("6"),
+         "Numerator": 6, "Denominator": 1},
+    ])
+    # Product master D0100 (a T-shirt) and two of its variants, one per color, both size M.
+    _create(service, "ProductColors", [{"ColorId": "Black", "Description": "Black"},
+                                       {"ColorId": "White", "Description": "White"}])
+    _create(service, "ProductSizes", [{"SizeId": "M", "Description": "Medium"},
+                                      {"SizeId": "L", "Description": "Large"}])
+    _create(service, "CDSReleasedDistinctProducts", [
+        {"ProductNumber": f"D0100-{color[:3].upper()}-M", "ProductName": f"T-shirt {color.lower()} M",
+         "ProductMasterNumber": "D0100", "ProductColorId": color, "ProductSizeId": "M"}
+        for color in ("Black", "White")
     ])
     _create(service, "ProductCategories", [
         {"ProductCategoryHierarchyName": "Retail", "ProductCategoryName": "Audio", "ProductCategoryCode": "AUD",

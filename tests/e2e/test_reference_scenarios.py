@@ -1,7 +1,8 @@
 """Reference-data scenarios over the whole local stack (issue 19): a copy of the shipped maps with the
 finance-reference-data and product-master scenarios' maps enabled (they ship disabled), its own Azurite tables.
 An exchange rate created in F&O reaches Dataverse with all 10 decimals; a scenario's initial sync runs its maps in
-the order the engine expands it to, and carries a product's unit conversion with its units."""
+the order the engine expands it to, and carries a product's unit conversion with its units and a product master's two
+variants with their colors and sizes."""
 
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ def maps_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(servicebus_emulator: Any, devhost: Callable[..., RunningHost], maps_copy: Path) -> Iterator[Stack]:
     for azurite in own_tables():
-        with running_stack(azurite, servicebus_emulator, devhost, dataverse_flags=(),
-                           MAPS_PATH=str(maps_copy)) as running:
+        with running_stack(
+            azurite, servicebus_emulator, devhost, dataverse_flags=(), MAPS_PATH=str(maps_copy)
+        ) as running:
             yield running
 
 
@@ -79,21 +81,39 @@ def scenario(stack: Stack, name: str) -> dict[str, Any]:
 def test_the_scenarios_route_lists_the_bundles_with_their_maps_enabled(stack: Stack) -> None:
     finance = scenario(stack, "finance-reference-data")
     assert finance["disabled"] == []
-    assert finance["maps"].index("legal-entities") < finance["maps"].index("payment-terms") \
+    assert (
+        finance["maps"].index("legal-entities")
+        < finance["maps"].index("payment-terms")
         < finance["maps"].index("customer-groups")
+    )
     assert "exchange-rates" in finance["maps"]
     assert scenario(stack, "organisation")["disabled"] == ["operating-units", "sites", "warehouses"]
 
 
 def test_an_exchange_rate_created_in_fno_arrives_with_all_ten_decimals(stack: Stack) -> None:
-    response = stack.fo.post("ExchangeRates", content=json.dumps({
-        "RateTypeName": "Budget", "FromCurrency": "EUR", "ToCurrency": "GBP", "Rate": "0.8567891234",
-        "StartDate": "2026-07-01", "EndDate": "2026-12-31", "RateTypeDescription": "Budget rates"}),
-        headers={"Content-Type": "application/json"})
+    response = stack.fo.post(
+        "ExchangeRates",
+        content=json.dumps(
+            {
+                "RateTypeName": "Budget",
+                "FromCurrency": "EUR",
+                "ToCurrency": "GBP",
+                "Rate": "0.8567891234",
+                "StartDate": "2026-07-01",
+                "EndDate": "2026-12-31",
+                "RateTypeDescription": "Budget rates",
+            }
+        ),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 201, response.text
-    rows = eventually(lambda: exact_rows(stack, "msdyn_currencyexchangerates",
-                                         "msdyn_ratetypename eq 'Budget' and msdyn_fromcurrencycode eq 'EUR'"),
-                      timeout=90, what="the exchange rate reaching Dataverse")
+    rows = eventually(
+        lambda: exact_rows(
+            stack, "msdyn_currencyexchangerates", "msdyn_ratetypename eq 'Budget' and msdyn_fromcurrencycode eq 'EUR'"
+        ),
+        timeout=90,
+        what="the exchange rate reaching Dataverse",
+    )
     assert len(rows) == 1
     assert rows[0]["msdyn_rate"] == Decimal("0.8567891234")
     assert str(rows[0]["msdyn_rate"]).split(".")[1] == "8567891234"
@@ -117,27 +137,51 @@ def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conve
     assert [m["map"] for m in run["maps"]] == expanded
     assert all(m["failed"] == 0 for m in run["maps"]), run["maps"]
     conversions = exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0001'")
-    assert [(c["msdyn_fromunitsymbol"], c["msdyn_tounitsymbol"], c["msdyn_factor"], c["msdyn_numerator"])
-            for c in conversions] == [("box", "ea", Decimal("12"), 12)]
+    assert [
+        (c["msdyn_fromunitsymbol"], c["msdyn_tounitsymbol"], c["msdyn_factor"], c["msdyn_numerator"])
+        for c in conversions
+    ] == [("box", "ea", Decimal("12"), 12)]
     units = {u["msdyn_symbol"]: u for u in exact_rows(stack, "msdyn_unitofmeasures", "msdyn_symbol ne null")}
     assert {"ea", "box", "kg"} <= set(units)
     assert units["kg"]["msdyn_decimalprecision"] == 3
     categories = exact_rows(stack, "msdyn_productcategories", "msdyn_categoryhierarchyname eq 'Retail'")
     assert {(c["msdyn_name"], c["msdyn_parentcategoryname"]) for c in categories} >= {("Speakers", "Audio")}
+    # product master D0100: a conversion and two variants, each with its color and size looked up
+    assert [
+        (c["msdyn_fromunitsymbol"], c["msdyn_factor"])
+        for c in exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0100'")
+    ] == [("box", Decimal("6"))]
+    colors = {
+        c["msdyn_productcolorid"]: c["msdyn_name"]
+        for c in exact_rows(stack, "msdyn_productcolors", "msdyn_name ne null")
+    }
+    sizes = {
+        c["msdyn_productsizeid"]: c["msdyn_name"] for c in exact_rows(stack, "msdyn_productsizes", "msdyn_name ne null")
+    }
+    variants = exact_rows(stack, "products", "msdyn_productmasternumber eq 'D0100'")
+    assert sorted(
+        (v["productnumber"], colors[v["_msdyn_productcolor_value"]], sizes[v["_msdyn_productsize_value"]])
+        for v in variants
+    ) == [("D0100-BLA-M", "Black", "M"), ("D0100-WHI-M", "White", "M")]
 
 
 def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
-        stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The user's way in: `dualwrite maps enable-scenario organisation` stores each map enabled; the host runs them and
     deploys their F&O events, so a site and a warehouse created in F&O afterwards reach Dataverse, linked."""
     from core.cli.main import main
 
     monkeypatch.setenv("DUALWRITE_CONFIG", str(tmp_path / "profiles.toml"))
     assert scenario(stack, "organisation")["disabled"] == ["operating-units", "sites", "warehouses"]
-    assert main(["maps", "enable-scenario", "organisation", "--url", stack.host.url,
-                 "--key", stack.host.master_key]) == 0
-    eventually(lambda: scenario(stack, "organisation")["disabled"] == [] or None, timeout=90,
-               what="the host running the enabled maps")
+    assert (
+        main(["maps", "enable-scenario", "organisation", "--url", stack.host.url, "--key", stack.host.master_key]) == 0
+    )
+    eventually(
+        lambda: scenario(stack, "organisation")["disabled"] == [] or None,
+        timeout=90,
+        what="the host running the enabled maps",
+    )
 
     def created(collection: str, row: dict[str, Any]) -> bool:
         response = stack.fo.post(collection, content=json.dumps(row), headers={"Content-Type": "application/json"})
@@ -159,10 +203,19 @@ def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
     site = eventually(site_arrives, timeout=180, what="a new F&O site reaching Dataverse")
     assert site["msdyn_name"] == "Scenario site"
     warehouse_id = f"W{site['msdyn_siteid'][1:]}"
-    created("Warehouses", {"dataAreaId": "usmf", "WarehouseId": warehouse_id, "WarehouseName": "Scenario warehouse",
-                           "OperationalSiteId": site["msdyn_siteid"]})
+    created(
+        "Warehouses",
+        {
+            "dataAreaId": "usmf",
+            "WarehouseId": warehouse_id,
+            "WarehouseName": "Scenario warehouse",
+            "OperationalSiteId": site["msdyn_siteid"],
+        },
+    )
     warehouse = eventually(
         lambda: exact_rows(stack, "msdyn_warehouses", f"msdyn_warehouseidentifier eq '{warehouse_id}'"),
-        timeout=90, what="the warehouse reaching Dataverse")[0]
+        timeout=90,
+        what="the warehouse reaching Dataverse",
+    )[0]
     assert warehouse["msdyn_description"] == "Scenario warehouse"
     assert warehouse["_msdyn_operationalsite_value"] == site["msdyn_operationalsiteid"]
