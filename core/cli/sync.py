@@ -354,6 +354,11 @@ def _scenario_maps(ctx: typer.Context, name: str, url: str | None, key: str | No
     if found is None:
         known = ", ".join(str(s.get("name")) for s in answer.get("scenarios") or [] if isinstance(s, dict))
         ctx.fail(f"unknown scenario {name!r} (known: {known or 'none'})")
+    disabled = [str(m) for m in found.get("disabled") or []]
+    if disabled:
+        stream_console(stderr=True).print(Text(
+            f"note: {', '.join(disabled)} {'is' if len(disabled) == 1 else 'are'} disabled: copied once, not kept in "
+            f"sync; turn them on with: dualwrite maps enable-scenario {name}"))
     return [str(m) for m in found.get("maps") or []]
 
 

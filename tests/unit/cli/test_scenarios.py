@@ -101,6 +101,17 @@ def test_initial_sync_of_a_scenario_sends_its_maps_in_dependency_order(seams: Se
     )
 
 
+def test_initial_sync_of_a_scenario_names_its_disabled_maps(
+    seams: Seams, engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["sync", "initial", "--scenario", "organisation", "--no-wait"], obj=seams)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "operating-units, sites, warehouses are disabled" in err
+    assert "dualwrite maps enable-scenario organisation" in err
+    main(["sync", "initial", "--scenario", "companies", "--no-wait"], obj=seams)
+    assert "disabled" not in capsys.readouterr().err
+
+
 def test_an_unknown_scenario_is_a_usage_error_and_starts_nothing(
     seams: Seams,
     engine: FakeEngine,
