@@ -165,6 +165,37 @@ def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conve
     ) == [("D0100-BLA-M", "Black", "M"), ("D0100-WHI-M", "White", "M")]
 
 
+def test_a_scenario_of_disabled_maps_is_copied_once_by_initial_sync(stack: Stack) -> None:
+    """What `dualwrite sync initial --scenario organisation` does before the maps are turned on: the run copies the
+    seeded rows (sites before the warehouses that look them up), though nothing keeps them in sync yet."""
+    organisation = scenario(stack, "organisation")
+    assert organisation["disabled"] == ["operating-units", "sites", "warehouses"]
+    assert organisation["maps"].index("sites") < organisation["maps"].index("warehouses")
+    response = stack.admin.post(RUNS, json={"kind": "initial", "maps": organisation["maps"]})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+
+    def done() -> dict[str, Any] | None:
+        run = stack.admin.get(f"{RUNS}/{run_id}").json()
+        return run if run["status"] in ("completed", "failed", "cancelled") else None
+
+    run = eventually(done, timeout=240, what="the organisation run finishing")
+    assert run["status"] == "completed", run
+    assert [m["map"] for m in run["maps"]] == organisation["maps"]
+    sites = {
+        r["msdyn_operationalsiteid"]: r["msdyn_siteid"]
+        for r in exact_rows(stack, "msdyn_operationalsites", "msdyn_siteid ne null")
+    }
+    warehouses = exact_rows(stack, "msdyn_warehouses", f"_msdyn_company_value eq {stack.company_id('USMF')}")
+    assert sorted((w["msdyn_warehouseidentifier"], sites[w["_msdyn_operationalsite_value"]]) for w in warehouses) == [
+        ("11", "1"),
+        ("12", "1"),
+        ("21", "2"),
+    ]
+    units = exact_rows(stack, "msdyn_operatingunits", "msdyn_operatingunitnumber eq 'OU000002'")
+    assert [u["msdyn_operatingunittype"] for u in units] == [192350004]
+
+
 def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
