@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     sweep_overlap_seconds: int = Field(
         60, ge=0, le=3600, description="Each sweep reads again this far before its checkpoint, for changes "
         "committed late; what it already sent from there is not sent twice")
+    validity_enabled: bool = Field(
+        True, description="Every minute, send again the date-effective rows (maps with a validity) whose window "
+        "opened or closed since the last run, so a future-dated address becomes primary on its date "
+        "(core/sync/validity.py)")
     apply_max_attempts: int = Field(
         5, ge=1, le=9, description="Deliveries of a change before a transient failure goes to the error log "
         "(below the queue's MaxDeliveryCount)")

@@ -64,6 +64,7 @@ param sweepIntervalSeconds int = 60
 @allowed(['jobs', 'changes', 'both'])
 param sweepDataverse string = 'jobs'
 param sweepOverlapSeconds int = 60
+param validityEnabled bool = true
 param applyMaxAttempts int = 5
 param applySessionBuckets int = 16
 param applyRetryHorizonSeconds int = 86400
@@ -231,6 +232,7 @@ var appSettings = {
   SWEEP_INTERVAL_SECONDS: string(sweepIntervalSeconds)
   SWEEP_DATAVERSE: sweepDataverse
   SWEEP_OVERLAP_SECONDS: string(sweepOverlapSeconds)
+  VALIDITY_ENABLED: string(validityEnabled)
   APPLY_MAX_ATTEMPTS: string(applyMaxAttempts)
   APPLY_SESSION_BUCKETS: string(applySessionBuckets)
   APPLY_RETRY_HORIZON_SECONDS: string(applyRetryHorizonSeconds)
