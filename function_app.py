@@ -20,6 +20,7 @@ from functions import (
     openapi,
     sweep,
     sync,
+    validity,
     vt_events,
 )
 
@@ -57,3 +58,4 @@ app.register_functions(alerts.bp)
 app.register_functions(sweep.bp)
 app.register_functions(odata.bp)
 app.register_functions(vt_events.bp)
+app.register_functions(validity.bp)
