@@ -3,10 +3,10 @@ maps enabled (they ship disabled), its own Azurite tables.
 
 A person customer made in F&O (its party, the customer, two postal addresses, an e-mail) arrives in Dataverse as its
 party, a contact, two party postal addresses and an electronic address, each linked to the party; an address edited
-in Dataverse flows back to F&O; of two primary addresses, one replacing the other a few seconds ahead, Dataverse shows
-the first as primary, and after that instant a repair run from F&O (nobody touches the rows) makes the second primary
-and the first not. The instant is real time a little ahead, so the host runs its own clock; the unit tests
-(tests/unit/maps/test_party_model.py) inject one."""
+in Dataverse flows back to F&O; of two primary addresses, one replacing the other a little ahead, Dataverse shows
+the first as primary, and after that instant the validity timer (functions/validity.py, every minute; nobody touches
+the rows) makes the second primary and the first not. The instant is real time a little ahead, so the host runs its
+own clock; the unit tests (tests/unit/maps/test_party_model.py, tests/unit/sync/test_validity.py) inject one."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ from tests.fixtures.devhost import RunningHost
 pytestmark = pytest.mark.e2e
 
 MAPS = Path(__file__).parents[2] / "maps"
-RUNS = "/api/manage/v1/sync/runs"
 ENABLED = ("parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons")
 # The second address becomes the primary one this long after it is made (room for a loaded machine to sync both
 # addresses before that).
 SWITCH_AFTER = timedelta(seconds=75)
+# The validity timer ticks every minute: the switch shows in Dataverse by the next tick plus the time to apply it.
+SWITCH_SEEN_WITHIN = 150
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +75,6 @@ def _fno_rows(stack: Stack, entity_set: str, filter_: str) -> list[dict[str, Any
 def _addresses(stack: Stack, party: str) -> dict[str, dict[str, Any]]:
     rows = stack.rows("msdyn_partypostaladdresses", **{"$filter": f"msdyn_partynumber eq '{party}'"})
     return {row["msdyn_locationid"]: row for row in rows}
-
-
-def _run(stack: Stack, **body: Any) -> dict[str, Any]:
-    response = stack.admin.post(RUNS, json=body)
-    assert response.status_code == 202, response.text
-    run_id = response.json()["id"]
-
-    def done() -> dict[str, Any] | None:
-        run = stack.admin.get(f"{RUNS}/{run_id}").json()
-        return run if run["status"] in ("completed", "failed", "cancelled") else None
-
-    return eventually(done, timeout=180, what=f"run {run_id} finishing")
 
 
 def test_a_person_customer_with_its_addresses_syncs_and_a_future_address_becomes_primary(stack: Stack) -> None:
@@ -152,14 +141,17 @@ def test_a_person_customer_with_its_addresses_syncs_and_a_future_address_becomes
     edited = eventually(fno_a2, timeout=90, what="the Dataverse edit reaching F&O")
     assert (edited["AddressZipCode"], edited["IsPrimary"]) == ("98403", "Yes")  # not primary *now* is not sent
 
-    # -- the switch: after it, a repair run from F&O (no row touched by anyone) makes the second address primary
-    time.sleep(max(0.0, (switch - datetime.now(UTC)).total_seconds()) + 1)
-    run = _run(stack, kind="repair", maps=["party-postal-addresses"], source="fno")
-    assert run["status"] == "completed", run
-    after = eventually(lambda: (found := _addresses(stack, party)) and found[a2]["msdyn_isprimary"] and found,
-                       timeout=60, what="the new address becoming primary")
+    # -- the switch: after it, the validity timer (no row touched by anyone) makes the second address primary. Its
+    # next tick is at most a minute after the switch; then the change is queued and applied.
+    time.sleep(max(0.0, (switch - datetime.now(UTC)).total_seconds()))
+    after = eventually(lambda: (found := _addresses(stack, party)) and found[a2]["msdyn_isprimary"]
+                       and not found[a1]["msdyn_isprimary"] and found,
+                       timeout=SWITCH_SEEN_WITHIN, what="the validity timer making the new address primary")
     assert (after[a1]["msdyn_isprimary"], after[a2]["msdyn_isprimary"]) == (False, True)
     assert after[a2]["msdyn_street"] == "9 Harbor Way"
     flags = {r["LocationId"]: r["IsPrimary"] for r in _fno_rows(stack, "PartyLocationPostalAddressesV2",
                                                                  f"PartyNumber eq '{party}'")}
     assert flags == {a1: "Yes", a2: "Yes"}  # F&O's flags hold for each address's own validity; nothing wrote them
+    sent = {e["reason"] for e in stack.activity(map="party-postal-addresses") if e["reason"].startswith("validity:")}
+    assert sent == {f"validity: {party}|{a1} stopped being valid at {_iso(switch)}",
+                    f"validity: {party}|{a2} became valid at {_iso(switch)}"}, sent
