@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ from core.maps.validity import boundary_filter, window
 from core.sync.decide import record_label
 from core.sync.domain import ActivityEntry
 from core.sync.ingest import ChangeSender, known_order_keys, route_all
-from core.sync.sweep import ActivitySink, Checkpoint, Checkpoints, Links, Query, odata_time
+from core.sync.sweep import ActivitySink, Checkpoint, Checkpoints, Links, Query, SweepReport, odata_time
 
 log = logging.getLogger("core.sync.validity")
 
@@ -48,15 +48,8 @@ class Crossing:
     how: str
 
 
-@dataclass
-class ValidityReport:
-    found: dict[str, int] = field(default_factory=dict)  # per map
-    queued: int = 0
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"found": self.found, "queued": self.queued, "skipped": self.skipped, "problems": self.problems}
+# The sweep's figures, with `found` per map (validity|<map>) instead of per source.
+ValidityReport = SweepReport
 
 
 def validity_maps(maps: MapSet) -> list[TableMap]:

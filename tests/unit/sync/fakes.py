@@ -24,6 +24,7 @@ from core.store.modes import ModeChanged, ParkedChange
 from core.store.queues import QueuedChange
 from core.sync.catchup import CatchUpJob
 from core.sync.modes import MapState, Transition
+from core.sync.sweep import Checkpoint
 
 
 class MemoryLinks:
@@ -326,3 +327,16 @@ class MemorySends:
 
     async def send_catch_up(self, job: CatchUpJob, *, at: datetime | None = None) -> None:
         self.jobs.append((job, at))
+
+
+class MemoryCheckpoints:
+    """The sweep's and the validity timer's checkpoint store (core.sync.sweep.Checkpoints) in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Checkpoint] = {}
+
+    async def get(self, source: str) -> Checkpoint | None:
+        return self.rows.get(source)
+
+    async def put(self, source: str, checkpoint: Checkpoint) -> None:
+        self.rows[source] = checkpoint

@@ -19,6 +19,7 @@ from core.sync.sweep import (
     job_filter,
     odata_time,
 )
+from tests.unit.sync.fakes import MemoryCheckpoints
 
 MAPS = MapSet.load(["maps"])
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -114,17 +115,6 @@ def test_a_swept_change_is_a_re_read_naming_who_changed_the_row_last() -> None:
     assert gone.event is not None and (gone.event.operation, gone.event.record_id) == ("delete", ROW)
 
 
-class _Memory:
-    def __init__(self) -> None:
-        self.rows: dict[str, Checkpoint] = {}
-
-    async def get(self, source: str) -> Checkpoint | None:
-        return self.rows.get(source)
-
-    async def put(self, source: str, checkpoint: Checkpoint) -> None:
-        self.rows[source] = checkpoint
-
-
 class _Sent:
     def __init__(self) -> None:
         self.changes: list[Any] = []
@@ -160,7 +150,7 @@ async def test_rows_the_engine_wrote_last_are_sent_too_and_the_checkpoint_moves(
             "ModifiedBy": "Admin",
         },
     ]
-    memory, sent = _Memory(), _Sent()
+    memory, sent = MemoryCheckpoints(), _Sent()
 
     async def no_steps() -> list[str]:
         return []
@@ -226,7 +216,7 @@ async def test_a_row_whose_change_was_applied_live_is_not_sent_again_but_one_the
             ("USMF", "US-002"): (at - timedelta(minutes=1), at + timedelta(seconds=30)),
         }
     )  # US-003: never linked
-    memory, sent = _Memory(), _Sent()
+    memory, sent = MemoryCheckpoints(), _Sent()
 
     async def no_steps() -> list[str]:
         return []

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from core.maps import LoadedMap, MapSet
-from core.sync.sweep import Checkpoint
 from core.sync.validity import ValiditySweep, crossing, validity_source
+from tests.unit.sync.fakes import MemoryCheckpoints
 
 SHIPPED = MapSet.load(["maps"])
 # The party postal addresses map ships disabled; enabled here (with the parties map its lookup names).
@@ -71,17 +71,6 @@ class FnoRows:
         return [dict(row) for row in self.rows if any(_time(lo) < _time(row[f]) <= _time(hi) for f, lo, hi in edges)]
 
 
-class Memory:
-    def __init__(self) -> None:
-        self.rows: dict[str, Checkpoint] = {}
-
-    async def get(self, source: str) -> Checkpoint | None:
-        return self.rows.get(source)
-
-    async def put(self, source: str, checkpoint: Checkpoint) -> None:
-        self.rows[source] = checkpoint
-
-
 class Sent:
     def __init__(self) -> None:
         self.changes: list[Any] = []
@@ -105,8 +94,8 @@ class Clock:
         return self.at
 
 
-def world(rows: list[dict[str, Any]]) -> tuple[ValiditySweep, FnoRows, Memory, Sent, Clock]:
-    fno, memory, sent, clock = FnoRows(rows), Memory(), Sent(), Clock(T0)
+def world(rows: list[dict[str, Any]]) -> tuple[ValiditySweep, FnoRows, MemoryCheckpoints, Sent, Clock]:
+    fno, memory, sent, clock = FnoRows(rows), MemoryCheckpoints(), Sent(), Clock(T0)
     return ValiditySweep(MAPS, memory, sent, sent, fno=fno, clock=clock), fno, memory, sent, clock
 
 
@@ -190,7 +179,7 @@ async def test_a_failing_side_keeps_the_checkpoint_and_the_next_run_sends(failin
 
 
 async def test_maps_without_validity_or_disabled_are_not_read() -> None:
-    fno, memory, sent = FnoRows([address("A-2", T0 + timedelta(seconds=30))]), Memory(), Sent()
+    fno, memory, sent = FnoRows([address("A-2", T0 + timedelta(seconds=30))]), MemoryCheckpoints(), Sent()
     clock = Clock(T0)
     run = ValiditySweep(SHIPPED, memory, sent, sent, fno=fno, clock=clock)  # the validity map ships disabled
     await run.run()
