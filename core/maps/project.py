@@ -87,6 +87,9 @@ def _primary_now(table_map: TableMap, direction: ProjectDirection, record: Mappi
     validity = table_map.validity
     assert validity is not None and validity.primary is not None
     by_fno = {f.fno: f for f in table_map.fields if f.fno}
+    for name in (validity.primary, validity.valid_from, validity.valid_to):
+        if name is not None and name not in by_fno:  # a definition not validated as a set (a preview's)
+            raise ProjectionError(table_map.name, name or "validity", "validity names no F&O field this map maps")
     flag = by_fno[validity.primary]
     if (flag.dataverse if direction == "to_dataverse" else flag.fno) not in out:
         return

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Stack, eventually, running_stack
@@ -60,7 +61,17 @@ def stack(servicebus_emulator: Any, devhost: Callable[..., RunningHost], maps_co
         with running_stack(
             azurite, servicebus_emulator, devhost, dataverse_flags=(), MAPS_PATH=str(maps_copy)
         ) as running:
+            # running_stack waits for the first activation only: a row made before its entity's activation raises no
+            # event (F&O sends events of active ones only), so wait for the whole deployment's
+            eventually(lambda: _activated(running, "ExchangeRates"), timeout=120,
+                       what="the F&O activations of the exchange rates")
             yield running
+
+
+def _activated(stack: Stack, entity_set: str) -> bool:
+    answer = httpx.get(f"{stack.fno.admin_url}activations", timeout=10).json()
+    active = answer.get("value", answer) if isinstance(answer, dict) else answer
+    return any(entity_set in str(a.get("eventId", "")) and a.get("active", True) for a in active)
 
 
 def exact_rows(stack: Stack, entity_set: str, filter_: str) -> list[dict[str, Any]]:

@@ -67,7 +67,8 @@ async def test_a_valid_map_that_breaks_the_set_is_refused_naming_the_maps_it_bre
     groups["fields"][0]["fno"] = "GroupCode"  # valid alone; vendors look groups up by VendorGroupId
     with pytest.raises(MapDefinitionError) as refused:
         await versions.change("vendor-groups", json.dumps(groups), by="ana")
-    assert {(p.file, p.map) for p in refused.value.problems} == {(str(MAPS / "vendors.json"), "vendors")}
+    assert {(p.file, p.map) for p in refused.value.problems} == {
+        (str(MAPS / "vendors.json"), "vendors"), (str(MAPS / "vendor-persons.json"), "vendor-persons")}
     assert store.rows == {}
 
 
