@@ -64,6 +64,11 @@ class Cli:
 
     def ok(self, *args: str, **kwargs: Any) -> str:
         done = self(*args, **kwargs)
+        for _ in range(2):  # the engine's 503 on a storage hiccup (Azurite under load): a user runs it again
+            if done.returncode == 0 or "Dependency unavailable" not in done.stderr:
+                break
+            time.sleep(1)
+            done = self(*args, **kwargs)
         assert done.returncode == 0, (args, done.returncode, done.stdout[-3000:], done.stderr[-3000:])
         return done.stdout
 
