@@ -23,7 +23,6 @@ from core.events.model import ChangeEvent, Skipped
 from core.maps import MapSet
 from core.ops import telemetry
 from core.ops.errors import record_refused_fno_event
-from core.settings import get_settings
 from core.store.activity import ActivityEntry
 from core.sync.ingest import IngestResult, ingest
 from core.virtual.events import note_fno_events
@@ -71,7 +70,8 @@ async def fno_events(req: func.HttpRequest) -> func.HttpResponse:
     answer = await _answer(req, "fno", parse)
     if answer.status_code == 202 and seen:  # virtual tables told about F&O events (core.virtual.events)
         try:
-            await note_fno_events(get_settings(), req.get_body() or b"", seen)
+            rt = await get_runtime()
+            await note_fno_events(rt.settings, rt.tables, req.get_body() or b"", seen)
         except Exception as error:  # the changes are queued: the answer stays 202
             log.error("F&O events not noted for virtual table notifications: %s", error)
     return answer
@@ -103,7 +103,7 @@ async def fno_events_queue(msg: func.ServiceBusMessage) -> None:
                     msg.message_id, error, entry.id)
         return
     await _record_skipped(rt, "fno", result.skipped)
-    await note_fno_events(rt.settings, body, parsed.events)  # raises: the broker redelivers (ingest dedups)
+    await note_fno_events(rt.settings, rt.tables, body, parsed.events)  # raises: the broker redelivers (ingest dedups)
     log.info("fno-events message %s: %d change(s) queued, %d skipped%s", msg.message_id, result.accepted,
              len(result.skipped), " (activation test message)" if parsed.test_message else "")
 

@@ -37,9 +37,22 @@ def service() -> VirtualService:
     global _service
     if _service is None:
         from core.virtual.app import build_service
+        from functions.runtime import close_on_stop
 
         _service = build_service(get_settings())
+        close_on_stop("virtual table service", _close)
     return _service
+
+
+async def _close() -> None:
+    """The service's clients and the notifier's (the local host's stop; in Azure the process ends with them)."""
+    global _service, _notifier
+    service_, notifier = _service, _notifier
+    _service = _notifier = None
+    if notifier is not None:
+        await notifier.aclose()
+    if service_ is not None:
+        await service_.aclose()
 
 
 def _base_url(url: str) -> str:

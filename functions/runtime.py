@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -441,11 +441,27 @@ def redeploying() -> bool:
     return bool(_background)
 
 
+_closers: dict[str, Callable[[], Awaitable[None]]] = {}
+
+
+def close_on_stop(name: str, close: Callable[[], Awaitable[None]]) -> None:
+    """Have `close` run with close_runtime: for process-wide clients an entry point keeps outside the runtime (the
+    virtual table service's, functions/odata.py and vt_events.py). A second call under the same name replaces it."""
+    _closers[name] = close
+
+
 async def close_runtime() -> None:
-    """Close the process-wide runtime's clients, if one was built (the local host calls this when it stops); the
-    next get_runtime() builds a new one."""
+    """Close the process-wide runtime's clients, if one was built, and those handed to close_on_stop (the local
+    host calls this when it stops); the next get_runtime() builds a new one."""
     global _runtime
     runtime, _runtime = _runtime, None
+    closers = list(_closers.items())
+    _closers.clear()
+    for name, close in closers:
+        try:
+            await close()
+        except Exception as error:  # its text may carry an address or a key: the name of the error only
+            log.warning("runtime: closing %s failed (%s)", name, type(error).__name__)
     if runtime is not None:
         await runtime.close()
 

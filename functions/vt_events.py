@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 _teller: Any = None
 
 
+async def _close() -> None:
+    global _teller
+    teller, _teller = _teller, None
+    if teller is not None:
+        await teller[0].http.aclose()
+        await teller[1].tables.close()
+
+
 @bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)
 async def vt_fno_events(timer: func.TimerRequest) -> None:
     global _teller
@@ -40,6 +48,9 @@ async def vt_fno_events(timer: func.TimerRequest) -> None:
         url = str(settings.dataverse_url).rstrip("/")
         client = DataverseClient(url, tokens_for(settings, url))
         _teller = (WebApiEvents(client.http), Outbox(Tables(settings.table_storage_connection.get_secret_value())))
+        from functions.runtime import close_on_stop
+
+        close_on_stop("virtual table F&O event teller", _close)
     from core.virtual.events import deliver
 
     await deliver(svc, _teller[0], _teller[1])

@@ -59,6 +59,17 @@ class Sources:
         self._fno: Any = None
         self._tables: Any = None
 
+    async def aclose(self) -> None:
+        if self._fno is not None:
+            await self._fno.aclose()
+            self._fno = None
+        if self._tables is not None:
+            await self._tables.close()
+            self._tables = None
+        for engine in self.engines.values():
+            engine.dispose()
+        self.engines.clear()
+
     def sql_url(self, name: str) -> str:
         if name.upper() == "VIRTUAL_TABLES_SQL_URL" and self.settings.virtual_tables_sql_url is not None:
             return self.settings.virtual_tables_sql_url.get_secret_value()
@@ -128,6 +139,10 @@ class Notifier:
         self.client = DataverseClient(url, tokens_for(settings, url))
         self.events = WebApiEvents(self.client.http)
         self.checkpoints = TableCheckpoints(Tables(settings.table_storage_connection.get_secret_value()))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.checkpoints.tables.close()
 
     async def run(self) -> list[Any]:
         from core.virtual.notify import tell_all

@@ -188,20 +188,16 @@ def _definitions(path: str) -> tuple[VirtualTable, ...]:
         return ()
 
 
-@cache
-def _outbox(connection: str) -> Outbox:
-    return Outbox(Tables(connection))
-
-
-async def note_fno_events(settings: Any, body: bytes, events: Sequence[ChangeEvent]) -> int:
+async def note_fno_events(settings: Any, tables_store: Tables, body: bytes, events: Sequence[ChangeEvent]) -> int:
     """Called by the ingest once the changes are queued: puts what concerns a notifying F&O virtual table in the
-    outbox. Raises when Table Storage fails (the queue trigger lets the broker redeliver; HTTPS logs it)."""
+    outbox (in `tables_store`, the caller's: it closes it). Raises when Table Storage fails (the queue trigger lets
+    the broker redeliver; HTTPS logs it)."""
     tables = _definitions(str(settings.virtual_tables_path))
     if not events or not event_tables(tables):
         return 0
     items = pending_of(body, events, tables)
     if items:
-        await _outbox(settings.table_storage_connection.get_secret_value()).add(items)
+        await Outbox(tables_store).add(items)
     return len(items)
 
 

@@ -75,6 +75,9 @@ class KeyIndex(ABC):
     @abstractmethod
     async def find(self, table: VirtualTable, row_id: uuid.UUID) -> Key | None: ...
 
+    async def aclose(self) -> None:  # noqa: B027 - an index in memory holds nothing to close
+        pass
+
 
 class MemoryKeyIndex(KeyIndex):
     """For unit tests of the service and one-process tools."""

@@ -20,6 +20,9 @@ class TableKeyIndex(KeyIndex):
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
 
+    async def aclose(self) -> None:
+        await self.tables.close()
+
     async def remember(self, table: VirtualTable, pairs: Sequence[tuple[uuid.UUID, Key]]) -> None:
         client = await self.tables.table(TABLE)
         operations = [

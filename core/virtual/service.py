@@ -127,8 +127,14 @@ class VirtualService:
         return self._sources[table.entity_set]
 
     async def aclose(self) -> None:
+        """Every client the service made: its sources', what builds them (core.virtual.app.Sources) and the index."""
         for source in self._sources.values():
             await source.aclose()
+        self._sources.clear()
+        close_maker = getattr(self._source_of, "aclose", None)
+        if close_maker is not None:
+            await close_maker()
+        await self.index.aclose()
 
     # ---- the one entry ---------------------------------------------------------------------------------------------
 

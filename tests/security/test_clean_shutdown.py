@@ -14,7 +14,7 @@ import pytest
 
 from core.settings import load_settings
 from functions import runtime as runtime_module
-from functions.runtime import Runtime, close_runtime
+from functions.runtime import Runtime, close_on_stop, close_runtime
 from tests.fixtures.devhost import RunningHost
 from tests.unit.test_settings import VALID
 
@@ -55,6 +55,21 @@ async def test_close_runtime_forgets_the_runtime() -> None:
     await close_runtime()  # none built: nothing to do
 
 
+async def test_close_runtime_closes_what_entry_points_handed_it(caplog: pytest.LogCaptureFixture) -> None:
+    """The virtual table service's clients live outside the runtime (functions/odata.py, vt_events.py): they are
+    closed on the same stop, a failing one does not keep the others open, and each is closed once."""
+    closed: list[str] = []
+    close_on_stop("virtual table service", _Client("virtual table service", closed).aclose)
+    close_on_stop("teller", _Client("teller", closed, fail=True).aclose)
+    close_on_stop("notifier", _Client("old notifier", closed).aclose)
+    close_on_stop("notifier", _Client("notifier", closed).aclose)  # the same name again: replaces the first
+    await close_runtime()
+    assert closed == ["virtual table service", "notifier"]
+    assert "closing teller failed (OSError)" in caplog.text
+    await close_runtime()
+    assert closed == ["virtual table service", "notifier"]
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_graceful_stop_leaves_nothing_unclosed(devhost: Callable[..., RunningHost], azurite: str,
@@ -63,7 +78,7 @@ def test_a_graceful_stop_leaves_nothing_unclosed(devhost: Callable[..., RunningH
                    CHANGES_QUEUE=servicebus_emulator.take("changes"),
                    FNO_EVENTS_QUEUE=servicebus_emulator.take("plain"),
                    SYNC_PAGES_QUEUE=servicebus_emulator.take("pages"), DEPLOY_ON_START="false",
-                   TEST_STOP_SIGNAL=stop.name)  # one host per signal
+                   VIRTUAL_TABLES_KEY="stop-test-key", TEST_STOP_SIGNAL=stop.name)  # one host per signal
     admin = {"x-functions-key": host.master_key}
     with httpx.Client(base_url=f"{host.url}/api/", timeout=60) as client:
         # Table Storage, Service Bus (the changes queue's sender), the alert channels' HTTP client, the dead letters
@@ -73,6 +88,9 @@ def test_a_graceful_stop_leaves_nothing_unclosed(devhost: Callable[..., RunningH
         assert client.get("manage/v1/errors", headers=admin).status_code == 200
         ingest = client.post("fno/events", headers={"x-functions-key": host.function_key}, json=[])
         assert ingest.status_code in (202, 400), ingest.text
+        # the virtual table service's own Table Storage client (a table kept in Table Storage)
+        warehouses = client.get("odata/Warehouses", headers={"x-vt-key": "stop-test-key"}, params={"$top": "1"})
+        assert warehouses.status_code == 200, warehouses.text
     process = host.process.proc
     assert process is not None
     os.killpg(process.pid, stop)
