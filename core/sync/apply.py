@@ -115,9 +115,12 @@ class Applier:
         side = self.sides[decision.target]
         if decision.check_primary:
             assert link is not None  # only an update checks the primary side
-            refusal = check_primary(table_map, event, link, decision, await side.read_linked(table_map, link))
+            primary_now = await side.read_linked(table_map, link)
+            refusal = check_primary(table_map, event, link, decision, primary_now)
             if refusal is not None:
                 raise ConflictSkipped(refusal.reason)
+            if primary_now is not None and held(table_map, decision, primary_now):
+                return await self._found_written(table_map, event, link, decision)
         overwrote = None
         if decision.check_latest:
             assert link is not None  # only an update checks for a change not synced yet
@@ -133,12 +136,7 @@ class Applier:
                 return await self._write_back(table_map, event, link, verdict)
             overwrote = verdict
             if verdict is None and current is not None and held(table_map, decision, current.record):
-                link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
-                           dataverse_id=None, fno_key=None)  # an update: the link's ids stand
-                await self.links.save(link)
-                # Applied, by the earlier attempt: this one records it (the activity log has no entry of that one).
-                return Result("applied", f"{decision.reason(created=False)}, found written already: an earlier attempt "
-                              "of this change wrote it and was cut off before recording it", decision.key_text)
+                return await self._found_written(table_map, event, link, decision)
         written = await side.write(table_map, link if decision.update else None, decision.projected,
                                    decision.changes, recreate=recreate)
         link = link or Link(map=table_map.name, key=decision.key)
@@ -152,6 +150,16 @@ class Applier:
         target_id = written.record_id or (fno_id(written.fno_key) if written.fno_key else None)
         reason = decision.reason(created=written.created)
         return Result("applied", f"{reason}; {overwrote}" if overwrote else reason, decision.key_text, target_id)
+
+    async def _found_written(self, table_map: TableMap, event: ChangeEvent, link: Link, decision: Write) -> Result:
+        """The target already holds what this update would write (core.sync.decide.held): no second write (it would
+        change nothing but the row's version, and raise an echo); the link learns it was applied."""
+        link.wrote(event, target_values=canon_all(decision.projected), source_values=decision.source_values,
+                   dataverse_id=None, fno_key=None)  # an update: the link's ids stand
+        await self.links.save(link)
+        # Applied, by the earlier attempt: this one records it (the activity log has no entry of that one).
+        return Result("applied", f"{decision.reason(created=False)}, found written already: an earlier attempt "
+                      "of this change wrote it and was cut off before recording it", decision.key_text)
 
     async def _write_back(self, table_map: TableMap, event: ChangeEvent, link: Link,
                           decision: WriteBack) -> Result:

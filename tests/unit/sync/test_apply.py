@@ -639,7 +639,18 @@ async def test_primary_wins_is_no_conflict_when_both_sides_made_the_same_change(
     world.fo.record("VendorsV2", dataAreaId="usmf", VendorAccountNumber="V-001")["VendorOrganizationName"] = "Same"
     world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Same"
     result = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
-    assert result.outcome in ("skipped", "applied"), result
+    assert result.outcome == "applied" and result.reason.endswith("found written already: an earlier attempt of "
+                                                                  "this change wrote it and was cut off before "
+                                                                  "recording it"), result
+    assert world.fo.writes() == []  # F&O holds it: no second write, no echo of one
+    link = await world.links.get("vendors", ("USMF", "V-001"))
+    assert link is not None and link.values["fno"]["VendorOrganizationName"] == "Same"
+    # the next change of the same column is judged against what the link now knows: applied, not refused
+    world.dv.tables["msdyn_vendors"][row_id]["msdyn_vendorname"] = "Later"
+    later = await world.applier.apply(world.dv_event("vendors", row_id, "refetch"))
+    assert later.outcome == "applied", later
+    [write] = world.fo.writes()
+    assert write.body == {"VendorOrganizationName": "Later"}
 
 
 async def test_changes_that_cannot_be_read_are_bad_changes_naming_what_is_missing(world: World) -> None:
