@@ -70,6 +70,7 @@ def validate_maps(loaded: Sequence[LoadedMap]) -> list[Problem]:
         _check_filters(item.map, report)
         _check_online(item.map, report)
         _check_validity(item.map, report)
+    _check_shared_tables(by_name, problems)
     resolvable = [m for m in maps.values() if _references_resolve(m, maps)]
     plan = plan_sync(resolvable)
     for cycle in plan.unbreakable:
@@ -82,6 +83,37 @@ def validate_maps(loaded: Sequence[LoadedMap]) -> list[Problem]:
                          "mark one of its lookups \"required\": false so it can be written first and "
                          "patched after")
     return problems
+
+
+def _check_shared_tables(by_name: Mapping[str, LoadedMap], problems: list[Problem]) -> None:
+    """Maps onto one Dataverse table that take its changes (send to F&O) each need a Dataverse filter, and
+    different ones: ingest hands a row's change to every such map, and only the filter keeps a row of one (a
+    product master) from being written to F&O as a row of the other (a variant). Overlapping filters are
+    allowed: a row may belong to several maps on purpose (a contact that is both customer and vendor person)."""
+    sharing: dict[str, list[LoadedMap]] = {}
+    for item in by_name.values():
+        if item.map.sends_to("fno"):
+            sharing.setdefault(item.map.dataverse.table, []).append(item)
+    for table, items in sharing.items():
+        if len(items) < 2:
+            continue
+        seen: dict[Node, str] = {}
+        for item in items:
+            others = ", ".join(repr(o.map.name) for o in items if o is not item)
+            report = _Report(item.file, item.map.name, problems)
+            try:
+                node = item.map.source_filter("dataverse")
+            except FilterError:
+                continue  # reported by _check_filters
+            if node is None:
+                report.error("dataverse.filter", f"maps {others} sync Dataverse table {table!r} too and changes "
+                                                 "of its rows reach every one of them: give each a "
+                                                 "dataverse.filter that tells its rows apart")
+            elif node in seen:
+                report.error("dataverse.filter", f"the same filter as map {seen[node]!r} on Dataverse table "
+                                                 f"{table!r}: the maps cannot be told apart")
+            else:
+                seen[node] = item.map.name
 
 
 def _references_resolve(table_map: TableMap, maps: Mapping[str, TableMap]) -> bool:
@@ -205,6 +237,9 @@ def _check_lookups(table_map: TableMap, maps: Mapping[str, TableMap], report: _R
         seen.add(label)
         if label in mapped_dv:
             report.error(label, "is both a field mapping and a lookup")
+        if lookup.when_target_enabled and lookup.required:
+            report.error(label, "a lookup active only while its target map is enabled cannot be required "
+                                "(set \"required\": false)")
         for ours in lookup.fno:
             if ours in mapped_fno and not (ours in table_map.fno.key and lookup.direction == "to_dataverse"):
                 report.error(ours, f"is both a field mapping and part of lookup {label!r} (only a key field may "
