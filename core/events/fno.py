@@ -5,12 +5,18 @@ RemoteExecutionContext on the entity's virtual table). Pure: no I/O. Neither for
 the engine can use as they are (business events name only the record; data events give enums as
 integers the engine cannot turn into symbols without metadata), so every event carries the record's
 key only and apply re-reads the record.
+
+Several maps may read one F&O entity (different filters or columns, another Dataverse table): an event
+becomes one change event per map it concerns, each read with that map's own field names and key and
+addressed to that map (`ChangeEvent.map`), so routing sends it to that map alone. The copies share the
+source event's id; the queue message id is `<event id>|<map>` (core.sync.ingest.message_id): distinct per
+map, the same on a redelivery.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,32 +83,77 @@ def parse_fno(body: bytes, maps: MapSet) -> FnoParse:
             raise PayloadError(path + error.field, error.message) from None
         if result is None:
             test_message = True
-        elif isinstance(result, Skipped):
-            skipped.append(result)
-        else:
-            events.append(result)
+            continue
+        for part in result:
+            if isinstance(part, Skipped):
+                skipped.append(part)
+            else:
+                events.append(part)
     return FnoParse(events, skipped, test_message)
+
+
+def _concerned(table_maps: list[TableMap]) -> list[TableMap]:
+    """The maps an event is read for: those that take it (enabled, syncing to Dataverse), so a disabled sibling
+    neither refuses nor skips it; when none does, all of them (routing then records why none took it, and the
+    virtual tables' notifications still see the event)."""
+    return [m for m in table_maps if m.enabled and m.sends_to("dataverse")] or table_maps
+
+
+def _per_map(table_maps: list[TableMap], entity: str, event_id: str,
+             read: Callable[[TableMap], ChangeEvent]) -> list[ChangeEvent | Skipped]:
+    """`read` of every map concerned, each addressed to its map. A map the event cannot serve (its key is not
+    in the event) is refused for that map alone, as a Skipped naming the map and the field, recorded with the
+    ingest's skips: the maps that can read the event must not lose it (nor F&O redeliver it forever) because
+    of another map. When no map can read it, the event is refused as a whole (PayloadError), as it was with
+    one map: the delivery is answered 400 / lands in the error log, where it can be resubmitted once fixed."""
+    results: list[ChangeEvent | Skipped] = []
+    refused: list[tuple[TableMap, PayloadError]] = []
+    for table_map in table_maps:
+        try:
+            results.append(read(table_map).model_copy(update={"map": table_map.name}))
+        except PayloadError as error:
+            refused.append((table_map, error))
+    if refused and not results:
+        if len({(e.field, e.message) for _, e in refused}) == 1:  # one map, or a fault of the event itself
+            raise refused[0][1]
+        raise PayloadError(refused[0][1].field, "; ".join(f"map {m.name!r}: {e.message}" for m, e in refused))
+    results += [Skipped(entity=entity, event_id=event_id,
+                        reason=f"map {m.name!r} cannot read this event ({e.field}: {e.message}); "
+                        "the other maps of the entity took it") for m, e in refused]
+    return results
 
 
 # -- business events ------------------------------------------------------------------------------------------
 
 
-def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped | None:
-    """The event, Skipped for a business event no map lists, None for the activation test message."""
+def _business_event(item: Mapping[str, Any], maps: MapSet) -> list[ChangeEvent | Skipped] | None:
+    """One event per map listing the business event (Skipped when none does, or for a map whose key the
+    event lacks: `_per_map`), None for the activation test message."""
     event_name = required_string(item, "BusinessEventId")
     control = item.get("ControlNumber")
     if isinstance(control, bool) or not isinstance(control, int):
         raise PayloadError("ControlNumber", f"expected an integer, found {kind_of(control)}")
     if control == 0:  # F&O sends this on activation to check the endpoint
         return None
-    table_map = next((m for m in maps.values() if event_name in m.fno.business_events), None)
-    if table_map is None:
-        return Skipped(entity=event_name, reason=f"no map lists business event {event_name}",
-                       event_id=_source_id(item, "EventId"))
+    table_maps = _concerned([m for m in maps.values() if event_name in m.fno.business_events])
+    if not table_maps:
+        return [Skipped(entity=event_name, reason=f"no map lists business event {event_name}",
+                        event_id=_source_id(item, "EventId"))]
     change = item.get("ChangeType", "Update")
     if not isinstance(change, str) or change not in CHANGE_TYPES:
         shown = printable(change) if isinstance(change, str) else kind_of(change)
         raise PayloadError("ChangeType", f"{shown!r} is not one of Create, Update, Delete")
+    event_id = "fno:" + required_string(item, "EventId")
+    when = _event_time(item)
+    user = optional_string(item, "InitiatingUserAADObjectId")
+    initiated_by = guid(user, "InitiatingUserAADObjectId") if user else None
+    return _per_map(table_maps, event_name, event_id, lambda table_map: _business_change(
+        item, table_map, event_id=event_id, operation=CHANGE_TYPES[change], version=str(control), occurred_at=when,
+        initiated_by=initiated_by))
+
+
+def _business_change(item: Mapping[str, Any], table_map: TableMap, **common: Any) -> ChangeEvent:
+    """The business event as a change of `table_map`'s entity: keys by its F&O names, the company if it has one."""
     keys: dict[str, Any] = {}
     for name in table_map.key_fields("fno"):
         value = item.get(name)
@@ -116,20 +167,8 @@ def _business_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skip
             raise PayloadError("LegalEntity", "missing: the map is company-specific")
         keys[table_map.company.fno] = legal.lower()
         company = legal.upper()
-    user = optional_string(item, "InitiatingUserAADObjectId")
-    return change_event(
-        BUSINESS_FIELDS,
-        event_id="fno:" + required_string(item, "EventId"),
-        source="fno",
-        entity=table_map.fno.entity_set,
-        operation=CHANGE_TYPES[change],
-        company=company,
-        keys=keys,
-        partial=True,
-        version=str(control),
-        occurred_at=_event_time(item),
-        initiated_by=guid(user, "InitiatingUserAADObjectId") if user else None,
-    )
+    return change_event(BUSINESS_FIELDS, source="fno", entity=table_map.fno.entity_set, company=company, keys=keys,
+                        partial=True, **common)
 
 
 def _source_id(item: Mapping[str, Any], name: str) -> str:
@@ -161,31 +200,44 @@ def _event_time(item: Mapping[str, Any]) -> datetime:
 # -- data events -------------------------------------------------------------------------------------------
 
 
-def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
+def _data_event(item: Mapping[str, Any], maps: MapSet) -> list[ChangeEvent | Skipped]:
+    """One event per map whose event entity is the event's (each read with its own names and key: `_per_map`);
+    Skipped when no map has the entity."""
     message = item.get("MessageName")
     if not isinstance(message, str) or message not in DATA_MESSAGES:
         shown = printable(message) if isinstance(message, str) else kind_of(message)
         raise PayloadError("MessageName", f"{shown!r} is not one of Create, Update, Delete")
     entity_name = required_string(item, "PrimaryEntityName")
-    table_map = next((m for m in maps.values() if m.fno.event_entity == entity_name), None)
-    if table_map is None:
-        return Skipped(entity=entity_name, reason=f"no map has data event entity {entity_name}",
-                       event_id=_source_id(item, "OperationId"))
-    names = _fno_names(table_map)
+    table_maps = _concerned([m for m in maps.values() if m.fno.event_entity == entity_name])
+    if not table_maps:
+        return [Skipped(entity=entity_name, reason=f"no map has data event entity {entity_name}",
+                        event_id=_source_id(item, "OperationId"))]
     target, target_path, pre_image = _inputs(item)
-    found: dict[str, Any] = {}
+    # The event's attributes, read once (pre image first, the target's on top); each map takes those it names.
+    attributes: list[dict[str, Any]] = []
     if pre_image is not None:
-        found.update(_translated(entity_attributes(pre_image[0], pre_image[1]), names))
+        attributes.append(entity_attributes(pre_image[0], pre_image[1]))
     if message == "Delete":
         if not (isinstance(target, dict) and type_name(target) == "EntityReference"):
             raise PayloadError(target_path, "a Delete Target must be an EntityReference")
-        key_attributes = {key: value for key, value, _ in
-                          key_values(target.get("KeyAttributes"), f"{target_path}.KeyAttributes")}
-        found.update(_translated(key_attributes, names))
+        attributes.append({key: value for key, value, _ in
+                           key_values(target.get("KeyAttributes"), f"{target_path}.KeyAttributes")})
     else:
         if not isinstance(target, dict) or type_name(target) not in (None, "Entity"):
             raise PayloadError(target_path, f"a {message} Target must be an Entity")
-        found.update(_translated(entity_attributes(target, target_path), names))
+        attributes.append(entity_attributes(target, target_path))
+    event_id = "fno:" + guid(item.get("OperationId"), "OperationId")
+    return _per_map(table_maps, entity_name, event_id,
+                    lambda table_map: _data_change(item, table_map, message, attributes, target_path, event_id))
+
+
+def _data_change(item: Mapping[str, Any], table_map: TableMap, message: str,
+                 attributes: list[dict[str, Any]], target_path: str, event_id: str) -> ChangeEvent:
+    """The data event as a change of `table_map`'s entity, its attributes read by the map's F&O names."""
+    names = _fno_names(table_map)
+    found: dict[str, Any] = {}
+    for layer in attributes:
+        found.update(_translated(layer, names))
     keys: dict[str, Any] = {}
     for name in table_map.fno.key:
         value = found.get(name)
@@ -202,7 +254,7 @@ def _data_event(item: Mapping[str, Any], maps: MapSet) -> ChangeEvent | Skipped:
         company = code.upper()
     return change_event(
         DATA_FIELDS,
-        event_id="fno:" + guid(item.get("OperationId"), "OperationId"),
+        event_id=event_id,
         source="fno",
         entity=table_map.fno.entity_set,
         operation=DATA_MESSAGES[message],

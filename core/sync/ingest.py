@@ -60,8 +60,9 @@ def route(event: ChangeEvent, maps: MapSet, *, buckets: int = DEFAULT_BUCKETS,
     """
     targets = target_maps(event, maps)
     if not targets:
-        return Routing(skipped=[Skipped(entity=event.entity, reason=f"no enabled map covers {event.entity}",
-                                        event_id=event.event_id)])
+        reason = (f"map {event.map!r} of {event.entity} is not enabled or syncs nothing from {event.source}"
+                  if event.map is not None else f"no enabled map covers {event.entity}")
+        return Routing(skipped=[Skipped(entity=event.entity, reason=reason, event_id=event.event_id)])
     changes = []
     for table_map in targets:
         copy = event.model_copy(update={"map": table_map.name})
@@ -72,7 +73,12 @@ def route(event: ChangeEvent, maps: MapSet, *, buckets: int = DEFAULT_BUCKETS,
 
 
 def target_maps(event: ChangeEvent, maps: MapSet) -> list[TableMap]:
-    """The enabled maps that sync something out of the event's side for its entity."""
+    """The enabled maps that sync something out of the event's side for its entity; only its own map for an
+    event the parser addressed to one (F&O events are read per map: core.events.fno)."""
+    if event.map is not None:
+        own = maps.get(event.map)
+        return [own] if own is not None and own.enabled and own.sends_to(
+            "fno" if event.source == "dataverse" else "dataverse") else []
     if event.source == "dataverse":
         return [m for m in maps.for_dataverse_table(event.entity) if m.enabled and m.sends_to("fno")]
     return [m for m in maps.for_fno_entity(event.entity) if m.enabled and m.sends_to("dataverse")]

@@ -97,9 +97,15 @@ def pending_of(body: bytes, events: Sequence[ChangeEvent], tables: Iterable[Virt
         return []
     kinds = _kinds(body)
     found: list[Pending] = []
+    lacking: dict[tuple[str, str], VirtualTable] = {}
+    # One F&O event comes as one change event per map reading its entity (core.events.fno): a table is told
+    # once per source event, from the first copy that carries its key.
+    told: set[tuple[str, str]] = set()
     for event in wanted:
         kind = "Delete" if event.operation == "delete" else kinds.get(event.event_id, "Update")
         for table in by_entity[event.entity]:
+            if (table.entity_set, event.event_id) in told:
+                continue
             key: dict[str, Any] = {}
             for name in _key_names(table):
                 column = table.column(name)
@@ -119,13 +125,13 @@ def pending_of(body: bytes, events: Sequence[ChangeEvent], tables: Iterable[Virt
                         event.occurred_at,
                     )
                 )
+                told.add((table.entity_set, event.event_id))
                 continue
-            log.warning(
-                "virtual table %s: F&O event %s lacks key %s; not told",
-                table.entity_set,
-                event.event_id,
-                _key_names(table),
-            )
+            lacking[(table.entity_set, event.event_id)] = table
+    for (entity_set, event_id), table in lacking.items():
+        if (entity_set, event_id) not in told:
+            log.warning("virtual table %s: F&O event %s lacks key %s; not told", entity_set, event_id,
+                        _key_names(table))
     return found
 
 
