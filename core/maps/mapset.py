@@ -26,6 +26,10 @@ class MapSet(Mapping[str, TableMap]):
 
     def __init__(self, loaded: Iterable[LoadedMap]) -> None:
         self._loaded = {item.map.name: item for item in loaded}
+        # What runs: a lookup active only with its target enabled is left out while that map is off. `loaded`
+        # keeps each definition as written.
+        enabled = {name for name, item in self._loaded.items() if item.map.enabled}
+        self._running = {name: item.map.with_active_lookups(enabled) for name, item in self._loaded.items()}
 
     @classmethod
     def load(cls, paths: Iterable[str | Path], stored: Iterable[StoredMap] = ()) -> MapSet:
@@ -43,7 +47,7 @@ class MapSet(Mapping[str, TableMap]):
         return cls(result.maps)
 
     def __getitem__(self, name: str) -> TableMap:
-        return self._loaded[name].map
+        return self._running[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._loaded)

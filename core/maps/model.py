@@ -7,7 +7,7 @@ in the JSON Schema generated from these classes); cross-field and cross-map rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from typing import Literal
 
@@ -96,6 +96,10 @@ class Lookup(_Strict):
     direction: Direction = "both"
     required: bool = Field(
         False, description="A required lookup cannot be written later, so it cannot break a cycle")
+    when_target_enabled: bool = Field(
+        False, description="The lookup is active only while its target map is enabled; otherwise it is left out "
+        "(not read, written nor waited for), so an enabled map may point into a scenario that is turned off, e.g. "
+        "customers -> parties. Such a lookup cannot be required")
 
     @property
     def label(self) -> str:
@@ -154,6 +158,12 @@ class TableMap(_Strict):
 
     def lookups_for(self, direction: Literal["to_dataverse", "to_fno"]) -> list[Lookup]:
         return [lk for lk in self.lookups if lk.direction in ("both", direction)]
+
+    def with_active_lookups(self, enabled: Collection[str]) -> TableMap:
+        """The map as it runs beside the `enabled` maps: lookups active only with their target enabled are left
+        out while it is not."""
+        active = [lk for lk in self.lookups if not lk.when_target_enabled or lk.map in enabled]
+        return self if len(active) == len(self.lookups) else self.model_copy(update={"lookups": active})
 
     def sends_to(self, side: Side) -> bool:
         """Whether the map writes anything to `side` (a field or a lookup mapped that way)."""

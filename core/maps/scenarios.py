@@ -127,7 +127,7 @@ class Scenarios:
         names = self.map_names(scenario.name)
         chosen = [self.maps[n] for n in names]
         for edge in dependency_edges(chosen):
-            if edge.target not in names:
+            if edge.target not in names and not self._conditional(edge.source, edge.lookup):
                 what = f"its lookup {edge.lookup!r}" if edge.lookup else "its company"
                 problems.append(
                     self._problem(
@@ -142,6 +142,10 @@ class Scenarios:
             for c in plan.unbreakable
         ]
         return problems
+
+    def _conditional(self, source: str, lookup: str | None) -> bool:
+        """Whether `source`'s lookup is active only with its target enabled: then the scenario works without it."""
+        return any(lk.dataverse == lookup and lk.when_target_enabled for lk in self.maps[source].lookups)
 
     def _cycle(self, name: str, path: list[str]) -> list[str]:
         if name in path:

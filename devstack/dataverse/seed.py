@@ -150,7 +150,7 @@ def seed_demo(sim: Simulator) -> None:
                     "emailaddress1": f"contact{number}.{person}@{code}.example.com",
                     "telephone1": f"+1 555 {number:03d} {person:04d}", "msdyn_contactpersonid": contact_code,
                     "msdyn_company": company, "parentcustomerid": account, "transactioncurrencyid": currency_ref,
-                })
+                } | _party_of(code, contact_code))
                 contacts.append(contact)
             _insert(sim, "account", account.id, {
                 "name": f"{rnd.choice(NAMES)} {rnd.choice(['Retail', 'Holdings', 'Stores', 'Trading'])} {number}",
@@ -165,7 +165,7 @@ def seed_demo(sim: Simulator) -> None:
                 "address1_line1": f"{rnd.randrange(1, 999)} Main Street",
                 "address1_postalcode": f"{rnd.randrange(10000, 99999)}",
                 "numberofemployees": rnd.randrange(5, 5000),
-            })
+            } | _party_of(code, accountnumber))
         for number in range(1, PRODUCTS + 1):
             item = f"D{number:04d}"
             _insert(sim, "msdyn_sharedproductdetail", seed_id("msdyn_sharedproductdetail", code, item), {
@@ -198,6 +198,18 @@ PARTIES = [("USMF000001", 192350002, "Contoso Retail (US)", None, None, "US-001"
            ("USMF000002", 192350002, "Fabrikam Electronics (US)", None, None, "US-002"),
            ("USMFP00001", 192350001, "Ana Bowman", "Ana", "Bowman", None),
            ("USMFP00002", 192350001, "Ben Miller", "Ben", "Miller", None)]
+
+
+# The seeded accounts and contacts whose party is one of PARTIES (their F&O customer / contact person has that
+# PartyNumber), by company and account number / contact person id.
+PARTY_OF = {("usmf", "US-001"): "USMF000001", ("usmf", "US-002"): "USMF000002",
+            ("usmf", "USC0010"): "USMFP00001", ("usmf", "USC0020"): "USMFP00002"}
+
+
+def _party_of(company: str, number: str) -> dict[str, Ref]:
+    """The party lookup of a seeded account or contact, if it has one of PARTIES (no lookup otherwise)."""
+    party = PARTY_OF.get((company, number))
+    return {"msdyn_partyid": Ref("msdyn_party", seed_id("msdyn_party", party))} if party else {}
 
 
 def _seed_parties(sim: Simulator) -> None:

@@ -95,6 +95,21 @@ def _parties(service: Service) -> None:
     _create(service, "PartyContactsV2", contacts)
 
 
+def _role_parties(service: Service, customers: list[dict[str, Any]], vendors: list[dict[str, Any]],
+                  company: str) -> None:
+    """The party of every other customer, vendor and contact person of `company` (no addresses): in F&O each
+    of them is a role of a global address book party, so PartyNumber always names a row of PartiesV2."""
+    known = {n for n, _ in PARTY_ORGANIZATIONS} | {n for n, _, _ in PARTY_PERSONS}
+    rows = [{"PartyNumber": c["PartyNumber"], "PartyType": "Organization", "Name": c["OrganizationName"],
+             "NameAlias": c["NameAlias"], "LanguageId": c["LanguageId"]} for c in customers]
+    rows += [{"PartyNumber": v["VendorPartyNumber"], "PartyType": "Organization", "Name": v["VendorOrganizationName"],
+              "NameAlias": v["VendorSearchName"], "LanguageId": v["LanguageId"]} for v in vendors]
+    rows += [{"PartyNumber": f"{company.upper()}P{i + 1:05d}", "PartyType": "Person", "Name": f"{first} {last}",
+              "PersonFirstName": first, "PersonLastName": last, "NameAlias": last, "LanguageId": "en-us"}
+             for i, (first, last, _, _) in enumerate(CONTACTS)]
+    _create(service, "PartiesV2", [row for row in rows if row["PartyNumber"] not in known])
+
+
 def seed(service: Service) -> None:
     """Create the demo rows unless they are there already (re-running is harmless)."""
     if service.storage.count("LegalEntities"):
@@ -157,6 +172,7 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
             "PrimaryEmailAddress": f"sales@{name.split()[0].lower().rstrip(chr(39) + 's')}.example",
         })
     _create(service, "VendorsV2", vendors)
+    _role_parties(service, customers, vendors, company)
     _create(service, "ContactPersonsV2", [
         {"dataAreaId": company, "ContactPersonId": f"{prefix}C{i + 1:03d}0", "FirstName": first, "LastName": last,
          "EmploymentProfession": title, "Gender": gender, "AssociatedContactType": "Customer",

@@ -17,7 +17,7 @@ SHIPPED = Path(__file__).resolve().parents[3] / "maps"
 PARTY = ["parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons", "vendor-persons",
          "contacts-for-party"]
 REFERENCED = ["legal-entities", "currencies", "payment-terms", "customer-groups", "vendor-groups", "customers",
-              "contacts"]
+              "contacts", "vendors"]
 
 
 def _paths(*names: str) -> list[str]:
@@ -71,7 +71,20 @@ def test_seeded_parties_link_up_on_both_sides(dataverse, fno):
     with httpx.Client(base_url=fno.data_url, headers=fno.headers(), timeout=30) as odata, dataverse.client() as api:
         fno_parties = {p["PartyNumber"]: p for p in odata.get("PartiesV2").json()["value"]}
         dv_parties = {p["msdyn_partynumber"]: p for p in api.get("msdyn_parties").json()["value"]}
-        assert set(fno_parties) == set(dv_parties) == {"USMF000001", "USMF000002", "USMFP00001", "USMFP00002"}
+        assert set(dv_parties) == {"USMF000001", "USMF000002", "USMFP00001", "USMFP00002"}
+        assert set(dv_parties) < set(fno_parties)  # F&O has every role's party; a first sync brings the rest
+        # Every customer, vendor and contact person of F&O is a role of a party PartiesV2 has.
+        roles = {(entity, field): {row[field] for row in odata.get(entity, params={
+            "cross-company": "true", "$select": field}).json()["value"]}
+            for entity, field in (("CustomersV3", "PartyNumber"), ("VendorsV2", "VendorPartyNumber"),
+                                  ("ContactPersonsV2", "ContactPersonPartyNumber"))}
+        for (entity, field), numbers in roles.items():
+            assert numbers and numbers <= set(fno_parties), (entity, field, numbers - set(fno_parties))
+        # ... and Dataverse's seeded account and contact of those parties carry the party lookup.
+        accounts = api.get("accounts", params={"$filter": "accountnumber eq 'US-001'"}).json()["value"]
+        assert [a["_msdyn_partyid_value"] for a in accounts] == [dv_parties["USMF000001"]["msdyn_partyid"]]
+        person = api.get("contacts", params={"$filter": "msdyn_contactpersonid eq 'USC0010'"}).json()["value"]
+        assert [c["_msdyn_partyid_value"] for c in person] == [dv_parties["USMFP00001"]["msdyn_partyid"]]
         addresses = odata.get("PartyLocationPostalAddressesV2",
                               params={"$filter": "PartyNumber eq 'USMFP00001'"}).json()["value"]
         assert sorted((a["LocationId"], a["IsPrimary"], a["ValidFrom"][:10]) for a in addresses) == [

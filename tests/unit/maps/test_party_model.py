@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from core.maps import KeyRef, load_maps, project, validate_maps
+from core.maps import KeyRef, MapSet, load_maps, project, validate_maps
 from core.maps.model import Validity
+from core.maps.scenarios import Scenario, ScenarioError, Scenarios
 from core.maps.validity import boundary_filter, crossed, is_current, now, use_clock, window
 
 PARTIES: dict[str, Any] = {
@@ -203,3 +204,61 @@ def test_validity_is_in_the_structure_check(tmp_path):
     typo(doc)
     result, _ = _load(tmp_path, PARTIES, doc)
     assert any(p.map == "t-addresses" and "valid_form" in p.message for p in result.problems), result.problems
+
+
+# A role map (customers, contacts, vendors) links its party through a lookup active only while the parties map is
+# enabled: the role map ships enabled, the party scenario does not.
+ROLE: dict[str, Any] = {
+    "name": "t-roles", "version": "1.0.0", "primary": "fno",
+    "fno": {"entity_set": "CustomersV3", "key": ["CustomerAccount"]},
+    "dataverse": {"table": "account", "entity_set": "accounts", "primary_id": "accountid", "key": ["accountnumber"]},
+    "fields": [{"fno": "CustomerAccount", "dataverse": "accountnumber", "direction": "both", "type": "string"}],
+    "lookups": [{"dataverse": "msdyn_partyid", "map": "t-parties", "fno": {"PartyNumber": "PartyNumber"},
+                 "direction": "both", "required": False, "when_target_enabled": True}],
+}
+
+
+def _running(tmp_path: Path, parties_enabled: bool) -> MapSet:
+    result, problems = _load(tmp_path, {**PARTIES, "enabled": parties_enabled}, ROLE)
+    assert problems == []
+    return MapSet.checked(result)
+
+
+def test_a_lookup_into_a_disabled_map_is_left_out_while_it_runs(tmp_path):
+    running = _running(tmp_path, parties_enabled=False)
+    assert running["t-roles"].lookups == []
+    assert running.plan().order == ("t-parties", "t-roles") and running.plan().deferred == ()
+    projected = running.project("t-roles", "to_dataverse", {"CustomerAccount": "C1", "PartyNumber": "P1"})
+    assert projected == {"accountnumber": "C1"}  # no party reference to wait for
+    # The definition stays as written (what the API shows and stores).
+    assert [lk.dataverse for lk in running.loaded("t-roles").map.lookups] == ["msdyn_partyid"]
+
+
+def test_the_lookup_is_active_once_its_target_map_is_enabled(tmp_path):
+    running = _running(tmp_path, parties_enabled=True)
+    assert [lk.dataverse for lk in running["t-roles"].lookups] == ["msdyn_partyid"]
+    projected = running.project("t-roles", "to_dataverse", {"CustomerAccount": "C1", "PartyNumber": "P1"})
+    assert projected["msdyn_partyid"] == KeyRef("t-parties", "dataverse", (("msdyn_partynumber", "P1"),))
+    back = running.project("t-roles", "to_fno", {"accountnumber": "C1", "msdyn_partyid": projected["msdyn_partyid"]})
+    assert back == {"CustomerAccount": "C1", "PartyNumber": "P1"}
+
+
+def test_a_lookup_active_only_with_its_target_cannot_be_required(tmp_path):
+    doc = copy.deepcopy(ROLE)
+    doc["lookups"][0]["required"] = True
+    _, problems = _load(tmp_path, PARTIES, doc)
+    assert {(p.map, p.field, p.message) for p in problems} == {
+        ("t-roles", "msdyn_partyid", "a lookup active only while its target map is enabled cannot be required "
+                                     "(set \"required\": false)")}
+
+
+def test_a_scenario_without_the_target_of_a_conditional_lookup_is_valid(tmp_path):
+    result, _ = _load(tmp_path, PARTIES, ROLE)
+    maps = {item.map.name: item.map for item in result.maps}
+    scenarios = Scenarios([Scenario(name="roles", title="Roles", maps=["t-roles"])], maps)
+    assert scenarios.expand("roles") == ["t-roles"]
+    plain = copy.deepcopy(ROLE)
+    del plain["lookups"][0]["when_target_enabled"]
+    result, _ = _load(tmp_path, PARTIES, plain)
+    with pytest.raises(ScenarioError, match="needs map 't-parties'"):
+        Scenarios([Scenario(name="roles", title="Roles", maps=["t-roles"])], {i.map.name: i.map for i in result.maps})
