@@ -16,7 +16,6 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -25,7 +24,7 @@ from core.connectors import jsonwire
 from core.connectors.auth import TokenSource
 from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
 from core.connectors.errors import AuthFailed, ConnectorError, NotFound, ValidationFailed
-from core.connectors.http import ODataHttp, Stats, odata_string
+from core.connectors.http import ODataHttp, Stats, odata_literal, odata_string
 from core.connectors.paging import Page, all_rows, query_options, read_page
 
 log = logging.getLogger("core.connectors.dataverse")
@@ -76,14 +75,6 @@ def key_segment(key: Mapping[str, Any]) -> str:
 
 
 def _key_literal(name: str, value: Any) -> str:
-    if value is None:
-        raise ValueError(f"key part {name!r}: a key value cannot be null")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, int | Decimal):
-        return format(value, "f") if isinstance(value, Decimal) else str(value)
     if isinstance(value, str):
         if name.startswith("_") and name.endswith("_value"):
             try:
@@ -93,8 +84,8 @@ def _key_literal(name: str, value: Any) -> str:
         if _URL_UNSAFE.search(value):
             raise ValueError(f"key part {name!r}: value {value!r} has a character Dataverse refuses in URLs "
                              "(/ < > * % & : \\ ? +); query with $filter instead")
-        return odata_string(value)
-    raise ValueError(f"key part {name!r}: unsupported key value type {type(value).__name__}")
+    # A date is an Edm.Date (a date-only column): `msdyn_validfrom=2026-01-01`.
+    return odata_literal(name, value, dates="date")
 
 
 def key_filter(key: Mapping[str, Any]) -> str:

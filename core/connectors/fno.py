@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +18,7 @@ from core.connectors import jsonwire
 from core.connectors.auth import TokenSource
 from core.connectors.batch import BatchOp, BatchResult, build_batch, parse_batch
 from core.connectors.errors import NotFound, ValidationFailed
-from core.connectors.http import ODataHttp, Stats, odata_string
+from core.connectors.http import ODataHttp, Stats, odata_literal
 from core.connectors.paging import Page, all_rows, query_options, read_page
 
 log = logging.getLogger(__name__)
@@ -29,24 +28,21 @@ BASE_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-
 
 
 def key_segment(key: Mapping[str, Any]) -> str:
-    """`dataAreaId='usmf',CustomerAccount='US-001'`: every key field, strings quoted with `'` doubled."""
+    """`dataAreaId='usmf',CustomerAccount='US-001'`: every key field, each as its OData literal (`odata_literal`;
+    a date is an Edm.DateTimeOffset, `StartDate=2026-01-01T12:00:00Z`), strings percent-encoded where they would
+    end the path."""
     if not key:
         raise ValueError("key: F&O needs every key field of the entity")
-    parts = []
-    for name, value in key.items():
-        if value is None:
-            raise ValueError(f"key field {name!r}: a key value cannot be null")
-        if isinstance(value, bool):
-            literal = "true" if value else "false"
-        elif isinstance(value, int | Decimal):
-            literal = format(value, "f") if isinstance(value, Decimal) else str(value)
-        elif isinstance(value, str):
-            # Percent-encode what would end the path or start a query (`/ ? # %`), keep OData syntax.
-            literal = quote(odata_string(value), safe="'()=,:;@!$*+ ")
-        else:
-            raise ValueError(f"key field {name!r}: unsupported key value type {type(value).__name__}")
-        parts.append(f"{name}={literal}")
-    return ",".join(parts)
+    return ",".join(f"{name}={key_literal(name, value, in_url=True)}" for name, value in key.items())
+
+
+def key_literal(name: str, value: Any, *, in_url: bool = False) -> str:
+    """A key value as F&O takes it in a key segment (`in_url`) or a `$filter`."""
+    literal = odata_literal(name, value, dates="datetimeoffset")
+    if in_url and isinstance(value, str):
+        # Percent-encode what would end the path or start a query (`/ ? # %`), keep OData syntax.
+        literal = quote(literal, safe="'()=,:;@!$*+ ")
+    return literal
 
 
 class FnoClient:

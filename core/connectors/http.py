@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
@@ -270,3 +273,33 @@ class ODataHttp:
 def odata_string(value: str) -> str:
     """An OData string literal: single quotes doubled."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def odata_literal(name: str, value: Any, *, dates: Literal["date", "datetimeoffset"]) -> str:
+    """One key (or `$filter`) value as its OData literal, not yet URL-encoded: the one place both connectors
+    render key parts. A string is quoted (`'` doubled); a number, boolean or guid is bare; a datetime is an
+    Edm.DateTimeOffset in UTC, bare (`2026-01-01T09:30:00Z`). A date is bare too, in the type the service gives
+    date columns: Dataverse's date-only columns are Edm.Date (`2026-01-01`), F&O types its dates as
+    Edm.DateTimeOffset and writes them at 12:00 UTC (`2026-01-01T12:00:00Z`), so that is how it is addressed.
+    A value of another type (or a naive datetime) is a ValueError naming the key part."""
+    if value is None:
+        raise ValueError(f"key part {name!r}: a key value cannot be null")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"key part {name!r}: {value} is not a finite number")
+        return format(value, "f")
+    if isinstance(value, str):
+        return odata_string(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"key part {name!r}: datetime {value.isoformat()} has no time zone")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat() if dates == "date" else f"{value.isoformat()}T12:00:00Z"
+    raise ValueError(f"key part {name!r}: unsupported key value type {type(value).__name__}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +48,10 @@ def key_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return decimal_text(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        # One moment, one text: whichever offset a side wrote it in, the key holds it in UTC.
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise MapValueError(f"datetime {value.isoformat()} has no time zone")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date | int | str):
         return value.isoformat() if isinstance(value, date) else str(value)
     raise MapValueError(f"{value!r} cannot be part of a key")
@@ -125,6 +128,25 @@ def order_key(table_map: TableMap, side: Side, record: Mapping[str, Any]) -> tup
             raise MapValueError(f"map {table_map.name!r}, key field {name!r}: {error}") from None
         parts.append(key_text(value))
     return tuple(parts)
+
+
+def typed_key(table_map: TableMap, side: Side, key: Mapping[str, Any]) -> dict[str, Any]:
+    """An entity key (F&O) or alternate key (Dataverse) with each mapped key part in its field's Python type, for the
+    connectors to render as the literal that type takes in a URL: a date key part may arrive as text (a canonical
+    key, a link's stored key, a row read from the wire) and must not be quoted like a string. Parts that are not
+    mapped fields (the company) pass unchanged; a value that does not fit its type is a MapValueError naming it."""
+    out: dict[str, Any] = {}
+    for name, value in key.items():
+        mapping = next((f for f in table_map.fields if (f.fno if side == "fno" else f.dataverse) == name), None)
+        if mapping is None or value is None:
+            out[name] = value
+            continue
+        types = field_types(mapping)
+        try:
+            out[name] = coerce(types[0] if side == "fno" else types[-1], value)
+        except MapValueError as error:
+            raise MapValueError(f"map {table_map.name!r}, key field {name!r}: {error}") from None
+    return out
 
 
 def encode_key(parts: tuple[str, ...] | list[str]) -> str:

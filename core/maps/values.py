@@ -8,10 +8,13 @@ datetimes, dates, ints, bools, enum symbols as str, choices as int, guids as low
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ValueType = Literal["string", "integer", "decimal", "boolean", "date", "datetime", "enum", "choice", "guid"]
 
@@ -97,12 +100,15 @@ def _decimal(value: Any) -> Decimal:
 
 def _date(value: Any) -> date:
     if isinstance(value, datetime):
-        value = _as_utc(value)
-        # F&O's OData writes a date as Edm.DateTimeOffset at 12:00 UTC (so no time zone moves its day);
-        # others write midnight. Any other time of day is a datetime, not a date.
-        if value.time() not in (time(0, 0), time(12, 0)):
-            raise MapValueError(f"{value.isoformat()} is not a date (has a time of day)")
-        return value.date()
+        # A date written as a moment: its day where it was written (the writer's offset), else in UTC. F&O's OData
+        # writes a date as Edm.DateTimeOffset at 12:00 UTC (so no time zone moves its day), others write midnight;
+        # any other time of day is a datetime, not a date.
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise MapValueError(f"{value.isoformat()} has no time zone: datetimes must be timezone-aware")
+        for moment in (value, value.astimezone(UTC)):
+            if moment.time() in (time(0, 0), time(12, 0)):
+                return moment.date()
+        raise MapValueError(f"{value.isoformat()} is not a date (has a time of day)")
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -113,8 +119,8 @@ def _date(value: Any) -> date:
             except ValueError:
                 pass
         else:
-            # F&O sends dates as Edm.DateTimeOffset (at 12:00 UTC).
-            return _date(_datetime(text))
+            # F&O sends dates as Edm.DateTimeOffset (at 12:00 UTC), its events as /Date(ms)/.
+            return _date(_moment(text))
     raise MapValueError(f"{value!r} is not a valid date")
 
 
@@ -122,13 +128,33 @@ def _datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return _as_utc(value)
     if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return _as_utc(parsed)
+        return _as_utc(_moment(value))
     raise MapValueError(f"{value!r} is not a valid datetime (ISO 8601 with a time zone)")
+
+
+# `/Date(ms)/` or `/Date(ms+hhmm)/`: how F&O business events and the Dataverse execution context write a moment
+# (the ms count from 1970-01-01 UTC; the offset says where it was written).
+_WCF_DATE = re.compile(r"^/Date\((-?\d{1,15})(?:([+-])(\d{2})(\d{2}))?\)/$")
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 text with a time zone, or `/Date(ms)/`, as an aware datetime in the zone it was written in."""
+    text = text.strip()
+    wcf = _WCF_DATE.match(text)
+    if wcf is not None:
+        ms, sign, hours, minutes = wcf.groups()
+        offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0)) * (-1 if sign == "-" else 1)
+        try:
+            return (_EPOCH + timedelta(milliseconds=int(ms))).astimezone(timezone(offset))
+        except OverflowError:
+            raise MapValueError(f"{text!r} is out of range (years 1 to 9999)") from None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise MapValueError(f"{text!r} is not a valid datetime (ISO 8601 with a time zone)") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise MapValueError(f"{parsed.isoformat()} has no time zone: datetimes must be timezone-aware")
+    return parsed
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 from core.connectors.dataverse import DataverseClient, key_filter
 from core.connectors.errors import ConnectorError, NotFound
 from core.connectors.fno import FnoClient
+from core.connectors.fno import key_literal as fno_literal
 from core.connectors.http import odata_string
 from core.events.model import as_lookup_ref, lookup_ref
 from core.maps import KeyRef, MapSet, MapValueError, TableMap, record_key
 from core.maps.filters import FilterError, filter_fields, render
-from core.maps.keys import company_code
+from core.maps.keys import company_code, typed_key
 from core.maps.model import Side
 from core.sync.domain import Link
 from core.sync.errors import LookupPending, TargetGone
@@ -354,7 +355,7 @@ class DataverseSide:
                 key[f"_{part.split('.')[0]}_value"] = await self.company_id(code)
             else:
                 key[part] = record[part]
-        return key
+        return typed_key(table_map, "dataverse", key)
 
     async def body(self, table_map: TableMap, values: Mapping[str, Any]) -> dict[str, Any]:
         """Projected values -> a Web API body: KeyRefs become `@odata.bind`, None clears a lookup."""
@@ -445,7 +446,7 @@ class FnoSide:
             if value is None:
                 raise KeyError(name)
             key[name] = value.lower() if table_map.company and name == table_map.company.fno else value
-        return key
+        return typed_key(table_map, "fno", key)
 
     @staticmethod
     def key_from_parts(table_map: TableMap, parts: tuple[str, ...]) -> dict[str, Any]:
@@ -454,19 +455,19 @@ class FnoSide:
         key = dict(zip(names, parts, strict=True))
         if table_map.company is not None:
             key[table_map.company.fno] = key[table_map.company.fno].lower()
-        return key
+        return typed_key(table_map, "fno", key)
 
     async def read(self, table_map: TableMap, key: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self.client.get(table_map.fno.entity_set, key, select=self.columns(table_map))
 
     async def read_linked(self, table_map: TableMap, link: Link) -> dict[str, Any] | None:
-        return await self.read(table_map, link.fno_key) if link.fno_key else None
+        return await self.read(table_map, self.key(table_map, link.fno_key)) if link.fno_key else None
 
     async def read_current(self, table_map: TableMap, link: Link) -> SourceRow | None:
         # ModifiedDateTime: the field the sweep reads as well (every entity the engine syncs is expected to have it)
         if not link.fno_key:
             return None
-        row = await self.client.get(table_map.fno.entity_set, link.fno_key,
+        row = await self.client.get(table_map.fno.entity_set, self.key(table_map, link.fno_key),
                                     select=[*self.columns(table_map), "ModifiedDateTime"])
         if row is None:
             return None
@@ -493,7 +494,7 @@ class FnoSide:
         clauses = []
         for key in keys:
             parts = self.key_from_parts(table_map, key)
-            clauses.append("(" + " and ".join(f"{name} eq {odata_string(str(value))}"
+            clauses.append("(" + " and ".join(f"{name} eq {fno_literal(name, value)}"
                                               for name, value in parts.items()) + ")")
         found: dict[tuple[str, ...], SourceRow] = {}
         wanted = set(keys)
@@ -511,7 +512,7 @@ class FnoSide:
         record = {name: value for name, value in row.items() if "@" not in name}
         try:
             fno_key: dict[str, Any] | None = self.key(table_map, record)
-        except KeyError:
+        except (KeyError, MapValueError):
             fno_key = None
         version = record.get("ControlNumber")
         return _keyed(table_map, "fno", record, fno_key=fno_key, version=str(version) if version is not None else None)
@@ -583,7 +584,7 @@ class FnoSide:
         return await _one_by_one(self, table_map, rows)
 
     async def delete(self, table_map: TableMap, link: Link | None, key: tuple[str, ...]) -> bool:
-        linked = link.fno_key if link is not None else None
+        linked = self.key(table_map, link.fno_key) if link is not None and link.fno_key else None
         return await self.client.delete(table_map.fno.entity_set, linked or self.key_from_parts(table_map, key))
 
 

@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 from devstack.dataverse.errors import DataverseError, bad_request
-from devstack.dataverse.schema import AlternateKey, Column, Ref, Table
+from devstack.dataverse.schema import AlternateKey, Column, Ref, Table, format_datetime, parse_datetime
 from devstack.dataverse.store import Database
 
 SEGMENT = re.compile(r"^(?P<name>[^()/]+)(?:\((?P<key>.*)\))?$")
 KEY_PART = re.compile(
     r"""\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*)?
     (?P<value>'(?:[^']|'')*'|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}
+       |\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?(?:Z|[+-]\d{2}:\d{2})|\d{4}-\d{2}-\d{2}
        |-?\d+(?:\.\d+)?|true|false|null)\s*(?:,|$)""",
     re.VERBOSE,
 )
@@ -69,8 +70,11 @@ def parse_key(text: str) -> dict[str | None, Any]:
             value = raw == "true"
         elif raw == "null":
             value = None
-        elif "-" in raw[1:]:
+        elif len(raw) == 36:
             value = str(uuid.UUID(raw))
+        elif "-" in raw[1:]:
+            # A bare Edm.Date (`2026-01-01`) or Edm.DateTimeOffset (`2026-01-01T00:00:00Z`): typed by its column.
+            value = DateLiteral(raw)
         else:
             value = Decimal(raw) if "." in raw else int(raw)
         out[match.group("name")] = value
@@ -111,7 +115,32 @@ class KeyMatch:
 URL_UNSAFE_KEY_CHARS = set("/<>*%&:\\?+")
 
 
+class DateLiteral(str):
+    """A bare date or datetime literal of a URL key, kept apart from a quoted string until its column is known."""
+
+
+def _date_key_value(column: Column, value: Any) -> str:
+    """A key value of a date/time column: a date-only column is Edm.Date and takes `2026-01-01`, any other
+    Edm.DateTimeOffset and takes `2026-01-01T00:00:00Z`, both bare (OData ABNF); a quoted string is neither."""
+    edm = "Edm.Date" if column.date_only else "Edm.DateTimeOffset"
+    shape_ok = isinstance(value, DateLiteral) and (len(value) == 10) == column.date_only
+    try:
+        if shape_ok:
+            return format_datetime(parse_datetime(value), date_only=column.date_only)
+    except ValueError:
+        pass
+    shown = f"'{value}'" if isinstance(value, str) and not isinstance(value, DateLiteral) else str(value)
+    example = "2026-01-01" if column.date_only else "2026-01-01T00:00:00Z"
+    raise bad_request(f"The key value {shown} for '{column.name}' is not a valid {edm} literal; "
+                      f"write it bare, e.g. {example}.")
+
+
 def _coerce_key_value(table: Table, column: Column, value: Any, *, in_url: bool) -> Any:
+    if in_url and column.type == "datetime":
+        return _date_key_value(column, value)
+    if isinstance(value, DateLiteral):
+        raise bad_request(f"The key value {value} for '{column.name}' is a date, but '{column.name}' is "
+                          f"{column.type}.")
     if in_url and isinstance(value, str) and URL_UNSAFE_KEY_CHARS & set(value):
         raise bad_request(
             f"The key value '{value}' for '{column.name}' contains characters that cannot be used in a URL "

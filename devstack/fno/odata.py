@@ -10,7 +10,7 @@ from devstack.fno import wire
 from devstack.fno.auth import Caller
 from devstack.fno.csdl import metadata_xml
 from devstack.fno.errors import ODataError, bad_request, not_found
-from devstack.fno.schema import Entity
+from devstack.fno.schema import Entity, Schema
 from devstack.fno.service import Row, Service
 
 JSON_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
@@ -169,7 +169,12 @@ def key_text(entity: Entity, row: Row) -> str:
     parts = []
     for k in entity.keys:
         value = row[k]
-        lit = str(value) if isinstance(value, int) else "'" + quote(str(value).replace("'", "''"), safe="") + "'"
+        if isinstance(value, int):
+            lit = str(value)
+        elif entity.fields[k].type in ("date", "utcdatetime"):
+            lit = Schema.to_wire(entity.fields[k], value)  # bare Edm.DateTimeOffset, dates at 12:00 UTC
+        else:
+            lit = "'" + quote(str(value).replace("'", "''"), safe="") + "'"
         parts.append(f"{k}={lit}")
     return ",".join(parts)
 

@@ -195,16 +195,19 @@ def _company(service: Service, company: str, profile: dict[str, Any]) -> None:
 
 # Finance, organisation and product reference data (maps shipped disabled; the scenario bundles turn them on). Only
 # F&O is seeded: F&O is the primary side of these maps, and a scenario's initial sync fills Dataverse.
-EXCHANGE_RATES = [("Default", "USD", "EUR", "0.9212345678"), ("Default", "USD", "GBP", "0.7891234567"),
-                  ("Default", "EUR", "USD", "1.0855088417")]
+# A dated history: USD -> EUR has two rates, one from each start date (the key includes ValidFrom).
+EXCHANGE_RATES = [("Default", "USD", "EUR", "0.9212345678", "2026-01-01", "2026-06-30"),
+                  ("Default", "USD", "EUR", "0.9301234567", "2026-07-01", "2026-12-31"),
+                  ("Default", "USD", "GBP", "0.7891234567", "2026-01-01", "2026-12-31"),
+                  ("Default", "EUR", "USD", "1.0855088417", "2026-01-01", "2026-12-31")]
 UNITS = [("ea", "Each", 0), ("box", "Box", 0), ("pcs", "Pieces", 0), ("kg", "Kilogram", 3)]
 
 
 def _reference_data(service: Service) -> None:
-    _create(service, "ExchangeRates", [
-        {"RateTypeName": t, "FromCurrency": f, "ToCurrency": to, "Rate": Decimal(rate), "StartDate": "2026-01-01",
-         "EndDate": "2026-12-31", "RateTypeDescription": "Default exchange rate type"}
-        for t, f, to, rate in EXCHANGE_RATES
+    _create(service, "ExchangeRatesCDSEntity", [
+        {"ExchangeRateTypeName": t, "FromCurrencyCode": f, "ToCurrencyCode": to, "Rate": Decimal(rate),
+         "ValidFrom": start, "ValidTo": end}
+        for t, f, to, rate, start, end in EXCHANGE_RATES
     ])
     _create(service, "OperatingUnits", [
         {"OperatingUnitNumber": "OU000001", "Name": "Sales", "OperatingUnitType": "OMDepartment"},

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from devstack.fno.auth import Caller
 from devstack.fno.errors import ODataError, not_found, write_failed
 from devstack.fno.query import Predicate, compile_filter, key_filter, parse_select, sort_rows
-from devstack.fno.schema import SYSTEM_FIELDS, Entity, Schema
+from devstack.fno.schema import SYSTEM_FIELDS, Entity, Schema, parse_date, parse_datetime
 from devstack.fno.storage import Storage, StoredRow
 from devstack.querycache import QueryCache
 
@@ -27,6 +27,7 @@ Operation = Literal["Create", "Update", "Delete"]
 Exists = Callable[[str, str], bool]
 MAX_PAGE = 10_000
 _KEY_SEP = "\x1f"
+_DATE_TIME_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?(?:Z|[+-]\d{2}:\d{2})")
 
 
 @dataclass
@@ -134,6 +135,16 @@ class Service:
                 return int(text)
             except ValueError:
                 raise ODataError(400, f"The key value {text} for '{name}' is not an Edm.Int32.") from None
+        if fld.type in ("date", "utcdatetime"):
+            # F&O types dates and datetimes as Edm.DateTimeOffset: the key literal is bare, `2026-01-01T12:00:00Z`
+            # (OData ABNF dateTimeOffsetValue); a quoted string or a bare date is not that type.
+            if not _DATE_TIME_OFFSET.fullmatch(text):
+                raise ODataError(
+                    400,
+                    f"The key value {text} for '{name}' is not a valid Edm.DateTimeOffset literal; "
+                    "write it bare, e.g. 2026-01-01T12:00:00Z.",
+                )
+            return parse_date(text, name) if fld.type == "date" else parse_datetime(text, name)
         return self.schema.parse_input(entity, fld, text.strip("'"))
 
     @staticmethod

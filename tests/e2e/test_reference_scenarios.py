@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 MAPS = Path(__file__).parents[2] / "maps"
 RUNS = "/api/manage/v1/sync/runs"
 ENABLED = ("finance-reference-data", "product-master")
+RATES = "ExchangeRatesCDSEntity"
 
 
 def _scenario_maps(folder: Path) -> set[str]:
@@ -63,7 +64,7 @@ def stack(servicebus_emulator: Any, devhost: Callable[..., RunningHost], maps_co
         ) as running:
             # running_stack waits for the first activation only: a row made before its entity's activation raises no
             # event (F&O sends events of active ones only), so wait for the whole deployment's
-            eventually(lambda: _activated(running, "ExchangeRates"), timeout=120,
+            eventually(lambda: _activated(running, RATES), timeout=120,
                        what="the F&O activations of the exchange rates")
             yield running
 
@@ -101,35 +102,64 @@ def test_the_scenarios_route_lists_the_bundles_with_their_maps_enabled(stack: St
     assert scenario(stack, "organisation")["disabled"] == ["operating-units", "sites", "warehouses"]
 
 
-def test_an_exchange_rate_created_in_fno_arrives_with_all_ten_decimals(stack: Stack) -> None:
+def _create_rate(stack: Stack, valid_from: str, valid_to: str, rate: str) -> None:
     response = stack.fo.post(
-        "ExchangeRates",
+        RATES,
         content=json.dumps(
             {
-                "RateTypeName": "Budget",
-                "FromCurrency": "EUR",
-                "ToCurrency": "GBP",
-                "Rate": "0.8567891234",
-                "StartDate": "2026-07-01",
-                "EndDate": "2026-12-31",
-                "RateTypeDescription": "Budget rates",
+                "ExchangeRateTypeName": "Budget",
+                "FromCurrencyCode": "EUR",
+                "ToCurrencyCode": "GBP",
+                "Rate": rate,
+                "ValidFrom": valid_from,
+                "ValidTo": valid_to,
             }
         ),
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 201, response.text
-    rows = eventually(
-        lambda: exact_rows(
-            stack, "msdyn_currencyexchangerates", "msdyn_ratetypename eq 'Budget' and msdyn_fromcurrencycode eq 'EUR'"
-        ),
-        timeout=90,
-        what="the exchange rate reaching Dataverse",
+
+
+def _budget_rates(stack: Stack, count: int) -> list[dict[str, Any]] | None:
+    rows = exact_rows(
+        stack, "msdyn_currencyexchangerates",
+        "msdyn_exchangeratetypename eq 'Budget' and msdyn_fromcurrencycode eq 'EUR' and msdyn_tocurrencycode eq 'GBP'",
     )
+    return sorted(rows, key=lambda r: r["msdyn_validfrom"]) if len(rows) >= count else None
+
+
+def _currency_id(stack: Stack, code: str) -> str:
+    rows = exact_rows(stack, "transactioncurrencies", f"isocurrencycode eq '{code}'")
+    assert len(rows) == 1, rows
+    return str(rows[0]["transactioncurrencyid"])
+
+
+def test_an_exchange_rate_created_in_fno_arrives_with_all_ten_decimals(stack: Stack) -> None:
+    _create_rate(stack, "2026-07-01", "2026-09-30", "0.8567891234")
+    rows = eventually(lambda: _budget_rates(stack, 1), timeout=90, what="the exchange rate reaching Dataverse")
     assert len(rows) == 1
-    assert rows[0]["msdyn_rate"] == Decimal("0.8567891234")
-    assert str(rows[0]["msdyn_rate"]).split(".")[1] == "8567891234"
+    assert rows[0]["msdyn_exchangerate"] == Decimal("0.8567891234")
+    assert str(rows[0]["msdyn_exchangerate"]).split(".")[1] == "8567891234"
     assert rows[0]["msdyn_tocurrencycode"] == "GBP"
-    assert rows[0]["msdyn_startdate"].startswith("2026-07-01")
+    assert rows[0]["msdyn_validfrom"] == "2026-07-01"
+
+
+def test_two_rates_of_one_pair_with_different_start_dates_arrive_as_two_rows(stack: Stack) -> None:
+    """ValidFrom is part of both keys: a second start date is a second row (a dated history), not an update of the
+    first; each row keeps its 10 decimals and looks its currencies up in transactioncurrency, codes kept too."""
+    if _budget_rates(stack, 1) is None:  # run alone: the first rate comes from the test above
+        _create_rate(stack, "2026-07-01", "2026-09-30", "0.8567891234")
+    _create_rate(stack, "2026-10-01", "2026-12-31", "0.8612345679")
+    rows = eventually(lambda: _budget_rates(stack, 2), timeout=90, what="both dated rates reaching Dataverse")
+    assert [(r["msdyn_validfrom"], r["msdyn_validto"], r["msdyn_exchangerate"]) for r in rows] == [
+        ("2026-07-01", "2026-09-30", Decimal("0.8567891234")),
+        ("2026-10-01", "2026-12-31", Decimal("0.8612345679")),
+    ]
+    assert len({r["msdyn_currencyexchangerateid"] for r in rows}) == 2
+    eur, gbp = _currency_id(stack, "EUR"), _currency_id(stack, "GBP")
+    for row in rows:
+        assert (row["_msdyn_fromcurrency_value"], row["_msdyn_tocurrency_value"]) == (eur, gbp)
+        assert (row["msdyn_fromcurrencycode"], row["msdyn_tocurrencycode"]) == ("EUR", "GBP")
 
 
 def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conversion(stack: Stack) -> None:

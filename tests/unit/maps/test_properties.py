@@ -44,7 +44,10 @@ def _fno_record(table_map: TableMap) -> st.SearchStrategy[dict[str, Any]]:
     for mapping in table_map.fields:
         if mapping.direction == "both" and mapping.fno:
             value = _value(mapping)
-            fields[mapping.fno] = key_text if mapping.fno in keys else st.one_of(st.none(), value)
+            if mapping.fno in keys:  # a key part is never empty; a date key part is a date
+                fields[mapping.fno] = key_text if mapping.type == "string" else value
+            else:
+                fields[mapping.fno] = st.one_of(st.none(), value)
     for lookup in table_map.lookups:
         if lookup.direction == "both":
             for ours in lookup.fno:
