@@ -86,34 +86,39 @@ def validate_maps(loaded: Sequence[LoadedMap]) -> list[Problem]:
 
 
 def _check_shared_tables(by_name: Mapping[str, LoadedMap], problems: list[Problem]) -> None:
-    """Maps onto one Dataverse table that take its changes (send to F&O) each need a Dataverse filter, and
-    different ones: ingest hands a row's change to every such map, and only the filter keeps a row of one (a
-    product master) from being written to F&O as a row of the other (a variant). Overlapping filters are
-    allowed: a row may belong to several maps on purpose (a contact that is both customer and vendor person)."""
+    """Enabled maps that sync one Dataverse table with different F&O entities and take its changes (send to F&O)
+    each need a Dataverse filter, and not the same one: ingest hands a row's change to every such map
+    (core.sync.ingest.target_maps), and only the filter keeps a row of one (a product master) from being written to
+    F&O as a row of the other's entity (a variant). Overlapping filters are allowed: a row may belong to several
+    maps on purpose (a contact that is both customer and vendor person). Maps pairing the same entity and table (a
+    stored copy) write the same row. Disabled maps take no changes; enabling one (a scenario) validates the set."""
     sharing: dict[str, list[LoadedMap]] = {}
     for item in by_name.values():
-        if item.map.sends_to("fno"):
+        if item.map.enabled and item.map.sends_to("fno"):
             sharing.setdefault(item.map.dataverse.table, []).append(item)
     for table, items in sharing.items():
-        if len(items) < 2:
-            continue
-        seen: dict[Node, str] = {}
+        filters: dict[str, Node | None] = {}
         for item in items:
-            others = ", ".join(repr(o.map.name) for o in items if o is not item)
-            report = _Report(item.file, item.map.name, problems)
             try:
-                node = item.map.source_filter("dataverse")
+                filters[item.map.name] = item.map.source_filter("dataverse")
             except FilterError:
-                continue  # reported by _check_filters
-            if node is None:
-                report.error("dataverse.filter", f"maps {others} sync Dataverse table {table!r} too and changes "
-                                                 "of its rows reach every one of them: give each a "
-                                                 "dataverse.filter that tells its rows apart")
-            elif node in seen:
-                report.error("dataverse.filter", f"the same filter as map {seen[node]!r} on Dataverse table "
-                                                 f"{table!r}: the maps cannot be told apart")
-            else:
-                seen[node] = item.map.name
+                filters[item.map.name] = None  # reported by _check_filters
+        for item in items:
+            rivals = [o.map.name for o in items if o.map.fno.entity_set != item.map.fno.entity_set]
+            if not rivals:
+                continue
+            report = _Report(item.file, item.map.name, problems)
+            node = filters[item.map.name]
+            if node is None and item.map.dataverse.filter is None:
+                report.error("dataverse.filter", f"maps {', '.join(map(repr, rivals))} sync Dataverse table "
+                                                 f"{table!r} with other F&O entities, and changes of its rows reach "
+                                                 "every one of them: give each a dataverse.filter that tells its "
+                                                 "rows apart")
+            elif node is not None:
+                same = [r for r in rivals if filters[r] == node]
+                if same:
+                    report.error("dataverse.filter", f"the same filter as map {same[0]!r} on Dataverse table "
+                                                     f"{table!r}: the maps cannot be told apart")
 
 
 def _references_resolve(table_map: TableMap, maps: Mapping[str, TableMap]) -> bool:
@@ -371,6 +376,13 @@ def _filter_literal_fits(expected: ValueType, value: Any, leaf: Any) -> bool:
 
 # ------------------------------------------------------------------------------------ live metadata
 
+# Required columns the dual-write solution's plugin fills on create from another column, so a map writing that one
+# need not write them: a unit's group (one per F&O unit class), base unit and quantity come from its unit class
+# ("Unified product experience": a unit group per unit class, with a default base unit).
+FILLED_ON_CREATE: dict[str, tuple[str, frozenset[str]]] = {
+    "uom": ("msdyn_externalunitclassname", frozenset({"uomscheduleid", "baseuom", "quantity"})),
+}
+
 _COMPATIBLE: dict[str, set[str]] = {
     "string": {"string"},
     "integer": {"integer"},
@@ -470,8 +482,10 @@ def _check_dataverse(table_map: TableMap, maps: Mapping[str, TableMap], schema: 
         report.warning(None, f"{schema.name} has no alternate key on {sorted(key_columns)}; "
                              "the integration key needs one for upserts")
     if _writes(table_map, "dataverse"):
+        source, filled = FILLED_ON_CREATE.get(schema.name, ("", frozenset()))
+        filled = filled if source in written else frozenset()
         for column in schema.columns.values():
-            if column.required and not column.read_only and column.name not in written:
+            if column.required and not column.read_only and column.name not in written | filled:
                 report.error(column.name, f"required column {column.name!r} of {schema.name} is not written "
                                           "by the map")
 

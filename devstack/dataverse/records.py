@@ -23,6 +23,7 @@ from devstack.dataverse.represent import etag
 from devstack.dataverse.resources import KeyMatch, key_texts, resolve_key, split_path
 from devstack.dataverse.schema import PAYLOAD_ERROR, VALIDATION_ERROR, Ref, Schema, Table, utcnow_text
 from devstack.dataverse.store import Database, KeyConflict
+from devstack.dataverse.unitgroups import place_unit
 
 API_PREFIX = "/api/data/v9.2/"
 Message = Literal["Create", "Update", "Delete", "OnExternalCreated", "OnExternalUpdated", "OnExternalDeleted"]
@@ -231,9 +232,22 @@ class Records:
             if column is not None and row.get(name) is None:
                 row[name] = 0 if name == "statecode" else min(column.options or {1: ""})
         self._finish_row(table, row, ctx, created=True)
+        place_unit(table, row, lambda name, row_id: (self.get(self.schema.table(name), row_id) or (0, None))[1],
+                   lambda name, row_id, made: self._store_made(self.schema.table(name), made, ctx))
         self._check_required(table, row)
         self.pipeline.validate(table, row)
         return row
+
+    def _store_made(self, table: Table, row: dict[str, Any], ctx: OperationContext) -> None:
+        """Store a row a plugin makes within a create (a unit group and its base unit), without events."""
+        for name in ("statecode", "statuscode"):
+            if name in table.columns and row.get(name) is None:
+                row[name] = 0 if name == "statecode" else 1
+        self._finish_row(table, row, ctx, created=True)
+        row_id = row[table.primary_id]
+        version = self.db.next_version(table.logical_name, row_id, "upsert")
+        row["versionnumber"] = version
+        self._store(table, row_id, version, row, new=True)
 
     def updated_row(self, table: Table, existing: dict[str, Any], values: dict[str, Any],
                     ctx: OperationContext) -> dict[str, Any]:

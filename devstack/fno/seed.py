@@ -200,7 +200,8 @@ EXCHANGE_RATES = [("Default", "USD", "EUR", "0.9212345678", "2026-01-01", "2026-
                   ("Default", "USD", "EUR", "0.9301234567", "2026-07-01", "2026-12-31"),
                   ("Default", "USD", "GBP", "0.7891234567", "2026-01-01", "2026-12-31"),
                   ("Default", "EUR", "USD", "1.0855088417", "2026-01-01", "2026-12-31")]
-UNITS = [("ea", "Each", 0), ("box", "Box", 0), ("pcs", "Pieces", 0), ("kg", "Kilogram", 3)]
+UNITS = [("ea", "Each", 0, "Quantity"), ("box", "Box", 0, "Quantity"), ("pcs", "Pieces", 0, "Quantity"),
+         ("kg", "Kilogram", 3, "Mass")]
 
 
 def _reference_data(service: Service) -> None:
@@ -214,7 +215,15 @@ def _reference_data(service: Service) -> None:
         {"OperatingUnitNumber": "OU000002", "Name": "Contoso Audio", "OperatingUnitType": "OMBusinessUnit"},
     ])
     _create(service, "UnitsOfMeasure", [
-        {"UnitSymbol": s, "UnitDescription": d, "DecimalPrecision": p} for s, d, p in UNITS
+        {"UnitSymbol": s, "UnitDescription": d, "DecimalPrecision": p, "UnitClass": c} for s, d, p, c in UNITS
+    ])
+    # The shared products (not released per company): the distinct products and the T-shirt's product master.
+    _create(service, "ProductsV2", [
+        *({"ProductNumber": number, "ProductName": name, "ProductSearchName": search,
+           "ProductType": "Service" if search == "InstallService" else "Item", "ProductSubType": "Product"}
+          for number, search, name, _price, _cost in PRODUCTS),
+        {"ProductNumber": "D0100", "ProductName": "T-shirt", "ProductSearchName": "TShirt", "ProductType": "Item",
+         "ProductSubType": "ProductMaster"},
     ])
     _create(service, "ProductSpecificUnitOfMeasureConversions", [
         {"ProductNumber": PRODUCTS[0][0], "FromUnitSymbol": "box", "ToUnitSymbol": "ea", "Factor": Decimal("12"),
