@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     virtual_tables_sql_echo: bool = Field(
         False, description="Log each SQL statement a virtual table issues (its text with placeholders, never the "
         "values): shows what a $filter became")
+    vt_events_max_attempts: int = Field(
+        10, ge=1, le=1000, description="Runs (one a minute) an F&O event notification of a virtual table may fail "
+        "transiently before it is moved to the error log so the table's later notifications go on; a refusal "
+        "(4xx) goes there at once")
 
     _servicebus = field_validator("servicebus_connection")(_check_servicebus)
     _storage = field_validator("table_storage_connection")(_check_storage)

@@ -1,6 +1,7 @@
 """Virtual tables told about F&O events: every minute, the outbox the ingest fills (core.virtual.events) is told to
 Dataverse as OnExternalCreated / OnExternalUpdated / OnExternalDeleted; without a definition asking for it
-(`notify.fno_events`) it does nothing."""
+(`notify.fno_events`) it does nothing. A notification refused, or failing VT_EVENTS_MAX_ATTEMPTS runs, goes to the
+error log (GET /api/manage/v1/errors), where it is resubmitted or discarded."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def _close() -> None:
     teller, _teller = _teller, None
     if teller is not None:
         await teller[0].http.aclose()
-        await teller[1].tables.close()
+        await teller[1].tables.close()  # the error log shares the outbox's Table Storage client
 
 
 @bp.timer_trigger(schedule="30 * * * * *", arg_name="timer", run_on_startup=False)
@@ -39,6 +40,7 @@ async def vt_fno_events(timer: func.TimerRequest) -> None:
         return
     if _teller is None:
         from core.connectors.dataverse import DataverseClient
+        from core.store.errors import ErrorLog
         from core.store.tables import Tables
         from core.virtual.app import tokens_for
         from core.virtual.events import Outbox
@@ -47,10 +49,11 @@ async def vt_fno_events(timer: func.TimerRequest) -> None:
         settings = get_settings()
         url = str(settings.dataverse_url).rstrip("/")
         client = DataverseClient(url, tokens_for(settings, url))
-        _teller = (WebApiEvents(client.http), Outbox(Tables(settings.table_storage_connection.get_secret_value())))
+        tables = Tables(settings.table_storage_connection.get_secret_value())
+        _teller = (WebApiEvents(client.http), Outbox(tables), ErrorLog(tables))
         from functions.runtime import close_on_stop
 
         close_on_stop("virtual table F&O event teller", _close)
     from core.virtual.events import deliver
 
-    await deliver(svc, _teller[0], _teller[1])
+    await deliver(svc, _teller[0], _teller[1], _teller[2], max_attempts=get_settings().vt_events_max_attempts)

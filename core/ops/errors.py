@@ -10,7 +10,9 @@ The error log is error-log rows joined with the broker's dead-letters of two que
   can be resubmitted or discarded like any other: its row is written from the dead-letter first.
 
 Resubmitting a change sends it again to the changes queue; resubmitting an `ingest` entry runs the
-ingest again on the stored raw F&O body (parse, route, enqueue), so a fixed map or parser takes it.
+ingest again on the stored raw F&O body (parse, route, enqueue), so a fixed map or parser takes it;
+resubmitting a `vt_notify` entry (a virtual table's F&O event notification Dataverse refused) puts its
+row back in that outbox (core.virtual.events), told at the next run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
 _DEAD_LETTER_SCAN = 1000
 _RESUBMIT_SUFFIX = re.compile(r"^(?P<base>.*)\|resubmit-(?P<n>\d+)$")
 INGEST = "ingest"  # the operation of entries holding a raw F&O body rather than a change event
+VT_NOTIFY = "vt_notify"  # a virtual table's F&O event notification set aside (core.virtual.events)
 UNKNOWN_MAP = "unknown"  # the map of an F&O event that could not be read far enough to tell
 FNO_EVENTS_PREFIX = "fno-events:"  # error ids of fno-events messages: never the same as a change's id
 
@@ -221,6 +224,11 @@ async def resubmit(id: str, *, errors: ErrorLog, dead: Sequence[DeadLetterSource
         parsed = parse_fno(entry.change.encode("utf-8"), maps)
         result = await ingest(parsed.events, maps, queue, buckets=buckets)
         sent = Resubmitted(message_id=None, accepted=result.accepted)
+    elif entry.operation == VT_NOTIFY:
+        from core.virtual.events import restore  # here: core.virtual.events imports this module
+
+        await restore(errors.tables, entry.change)  # ValueError (the entry stays open) when it is no outbox row
+        sent = Resubmitted(message_id=None, accepted=1)
     else:
         try:
             event = ChangeEvent.from_json(entry.change)

@@ -9,8 +9,13 @@ Off the request path, in two steps:
    it; an event of any other entity is left alone.
 2. `deliver` (the `vt_fno_events` timer, every minute): each table's outbox rows in event order, told to Dataverse
    (the row as Target, re-read from F&O for a create or update; the event's keys for a delete), each row deleted once
-   told. A row Dataverse (or F&O) refuses stays with `Attempts` and `LastError` and is tried again at the next run,
-   before anything later of its table: a failure ends recorded and retryable, never lost.
+   told. A transient failure (throttling, 5xx, timeouts: the connectors' TransientError) keeps the row, with `Attempts`
+   and `LastError`, and the table's order: it is tried again at the next run, before anything later of its table. A
+   refusal (a PermanentError: 4xx, a row that cannot be read), or a row that failed `max_attempts` runs, is set aside:
+   recorded in the engine's error log (operation `vt_notify`, its full text, table and key, the outbox row as its
+   change) and taken out of the outbox, so one poison row never holds back its table's later notifications.
+   Resubmitting the entry puts the row back in the outbox under its own row key (told first at the next run);
+   discarding it gives it up.
 
 The id is the one the OData service hands out (core.virtual.keys.id_of of the key values the event carries)."""
 
@@ -25,10 +30,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from core.connectors.errors import ConnectorError, TransientError
 from core.events.model import ChangeEvent
+from core.ops.errors import VT_NOTIFY  # the error log's operation of a set-aside notification (resubmitted there)
 from core.store.tables import Tables
+from core.sync.domain import ErrorEntry
+from core.sync.errors import category_of, error_text
 from core.virtual.catalog import DefinitionError, load_folder
 from core.virtual.filter import Compare, all_of
 from core.virtual.keys import id_of, typed_key
@@ -38,6 +47,9 @@ from core.virtual.service import VirtualService
 
 log = logging.getLogger(__name__)
 OUTBOX = "vtevents"
+ERROR_PREFIX = "vtevents:"  # error ids of set-aside notifications: `vtevents:<entity set>|<row key>`
+MAX_ATTEMPTS = 10  # runs a notification may fail transiently (the setting VT_EVENTS_MAX_ATTEMPTS's default)
+_ROW_FIELDS = ("PartitionKey", "RowKey", "Action", "Id", "Key", "EventId")  # what a set-aside row keeps
 ACTIONS = {"Create": "OnExternalCreated", "Update": "OnExternalUpdated", "Delete": "OnExternalDeleted"}
 
 
@@ -181,6 +193,35 @@ class Outbox:
         )
 
 
+    async def restore(self, row: Mapping[str, Any]) -> None:
+        """Put a set-aside row back (resubmitted from the error log), its attempts counted from zero."""
+        client = await self.tables.table(OUTBOX)
+        await client.upsert_entity({**{name: row[name] for name in _ROW_FIELDS}, "Attempts": 0})
+
+
+class FailureLog(Protocol):
+    """Where a set-aside notification is recorded: the engine's error log (core.store.errors.ErrorLog)."""
+
+    async def record(self, entry: ErrorEntry) -> ErrorEntry: ...
+
+
+def error_id(entry: Mapping[str, Any]) -> str:
+    return f"{ERROR_PREFIX}{entry['PartitionKey']}|{entry['RowKey']}"
+
+
+async def restore(tables: Tables, change: str) -> None:
+    """Resubmit of an error-log entry of operation `vt_notify`: its outbox row back in the outbox. ValueError when
+    `change` is not such a row (the entry stays open)."""
+    try:
+        row = json.loads(change)
+        missing = [name for name in _ROW_FIELDS if not isinstance(row, dict) or name not in row]
+    except ValueError as error:
+        raise ValueError(f"not an outbox row of a virtual table notification: {error}") from None
+    if missing:
+        raise ValueError(f"not an outbox row of a virtual table notification: it lacks {', '.join(missing)}")
+    await Outbox(tables).restore(row)
+
+
 def _text(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID | datetime) else value
 
@@ -207,51 +248,113 @@ async def note_fno_events(settings: Any, tables_store: Tables, body: bytes, even
     return len(items)
 
 
-async def deliver(service: VirtualService, events: DataverseEvents, outbox: Outbox, *, batch: int = 500) -> list[Told]:
-    """One run: every F&O-event table's outbox, in event order; a table stops at its first failure (kept, retried)."""
+async def deliver(
+    service: VirtualService,
+    events: DataverseEvents,
+    outbox: Outbox,
+    failures: FailureLog,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    batch: int = 500,
+) -> list[Told]:
+    """One run: every F&O-event table's outbox, in event order. A table stops at a transient failure (kept, retried
+    next run); a refused row, or one that failed `max_attempts` runs, goes to the error log and the table goes on."""
     results: list[Told] = []
     for table in event_tables(service.tables.values()).values():
         for t in table:
-            results.append(await _deliver_table(service, t, events, outbox, batch))
+            results.append(await _deliver_table(service, t, events, outbox, failures, batch, max_attempts))
     for result in results:
         if result.problem:
-            log.warning(
-                "virtual table %s: F&O events not told to Dataverse (kept, retried next run): %s",
-                result.entity_set,
-                result.problem,
-            )
+            log.warning("virtual table %s: F&O events not all told to Dataverse: %s", result.entity_set,
+                        result.problem)
     return results
 
 
+async def _tell(
+    service: VirtualService, table: VirtualTable, events: DataverseEvents, entry: Mapping[str, Any]
+) -> None:
+    action = str(entry["Action"])
+    key = {
+        name: typed_key(table.column(name).type, value)  # type: ignore[union-attr]
+        if isinstance(value, str)
+        else value
+        for name, value in json.loads(str(entry["Key"])).items()
+    }
+    dataverse = await events.table_of(table.entity_set)
+    if dataverse is None:  # registered later, maybe: retried, and set aside after max_attempts runs
+        raise NotRegistered(f"no Dataverse virtual table has the external collection name {table.entity_set}")
+    row: Mapping[str, Any] = key
+    if action != "OnExternalDeleted":
+        found = await service.source(table).rows(
+            all_of([Compare("eq", name, value) for name, value in key.items()]), [], 0, 1
+        )
+        row = found[0] if found else key  # gone since: tell what the event named
+    target = {k: v for k, v in target_of(table, dataverse, row).items() if v is not None}
+    await events.tell(action, target)
+
+
+class NotRegistered(Exception):
+    """The table has no Dataverse virtual table yet (transient: it may be registered later)."""
+
+
+def _connector_error(error: BaseException) -> ConnectorError | None:
+    """The connector error behind `error` (a source wraps F&O's in a SourceError), if any."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, ConnectorError):
+        seen = seen.__cause__
+    return seen
+
+
+def _transient(error: Exception) -> bool:
+    """The connectors' classification when a call failed; a row that cannot be read (bad JSON, an unknown column)
+    fails the same way every time; anything else (a dropped connection, a table not registered yet) may pass."""
+    cause = _connector_error(error)
+    if cause is not None:
+        return isinstance(cause, TransientError)
+    return not isinstance(error, ValueError | KeyError | TypeError | AttributeError)
+
+
+async def _set_aside(entry: Mapping[str, Any], table: VirtualTable, error: Exception, attempts: int,
+                     outbox: Outbox, failures: FailureLog) -> str:
+    """Record the row in the error log, then take it out of the outbox (a crash in between records it again under the
+    same id at the next run: never lost, never twice)."""
+    cause = _connector_error(error)
+    why = "refused" if not _transient(error) else f"failed {attempts} runs"
+    text = (f"virtual table {table.entity_set}: {entry['Action']} for row {entry.get('Id')} (key {entry.get('Key')}, "
+            f"F&O event {entry.get('EventId')}, outbox row {entry['RowKey']}) {why}; set aside so the table's later "
+            f"notifications go on. Resubmit to tell it again.\n\n{error_text(cause or error)}")
+    now = datetime.now(UTC)
+    await failures.record(ErrorEntry(
+        id=error_id(entry), map=f"vt:{table.entity_set}", key=str(entry.get("Key") or ""), source="fno",
+        operation=VT_NOTIFY, category=category_of(cause or error), text=text, attempts=attempts,
+        change=json.dumps({name: entry.get(name) for name in _ROW_FIELDS}), session_id="", first_at=now, last_at=now,
+        target_status=cause.status if cause is not None else None, target_code=(cause.code or None) if cause else None,
+    ))
+    await outbox.done(entry)
+    log.error("virtual table %s: %s for %s set aside in the error log as %s: %s", table.entity_set, entry["Action"],
+              entry.get("Id"), error_id(entry), error)
+    return text
+
+
 async def _deliver_table(
-    service: VirtualService, table: VirtualTable, events: DataverseEvents, outbox: Outbox, batch: int
+    service: VirtualService, table: VirtualTable, events: DataverseEvents, outbox: Outbox, failures: FailureLog,
+    batch: int, max_attempts: int,
 ) -> Told:
     told = Told(table.entity_set)
     entries = await outbox.waiting(table.entity_set, batch)
     for entry in entries:
         action = str(entry["Action"])
         try:
-            key = {
-                name: typed_key(table.column(name).type, value)  # type: ignore[union-attr]
-                if isinstance(value, str)
-                else value
-                for name, value in json.loads(str(entry["Key"])).items()
-            }
-            dataverse = await events.table_of(table.entity_set)
-            if dataverse is None:
-                raise LookupError(f"no Dataverse virtual table has the external collection name {table.entity_set}")
-            row: Mapping[str, Any] = key
-            if action != "OnExternalDeleted":
-                found = await service.source(table).rows(
-                    all_of([Compare("eq", name, value) for name, value in key.items()]), [], 0, 1
-                )
-                row = found[0] if found else key  # gone since: tell what the event named
-            target = {k: v for k, v in target_of(table, dataverse, row).items() if v is not None}
-            await events.tell(action, target)
-        except Exception as error:  # anything: kept with its error, tried again at the next run
-            told.problem = f"{action} for {entry.get('Id')}: {error}"
-            await outbox.failed(entry, told.problem)
-            break
+            await _tell(service, table, events, entry)
+        except Exception as error:  # anything: kept and retried, or set aside in the error log; never lost
+            attempts = int(entry.get("Attempts") or 0) + 1
+            if _transient(error) and attempts < max_attempts:
+                told.problem = f"{action} for {entry.get('Id')} (kept, retried next run): {error}"
+                await outbox.failed(entry, f"{action} for {entry.get('Id')}: {error}")
+                break  # the table's order holds: nothing later goes before it
+            told.problem = f"{action} for {entry.get('Id')} set aside in the error log as {error_id(entry)}: {error}"
+            await _set_aside(entry, table, error, attempts, outbox, failures)
+            continue
         await outbox.done(entry)
         if action == "OnExternalDeleted":
             told.deleted += 1
