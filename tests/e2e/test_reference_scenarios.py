@@ -1,8 +1,8 @@
 """Reference-data scenarios over the whole local stack (issue 19): a copy of the shipped maps with the
 finance-reference-data and product-master scenarios' maps enabled (they ship disabled), its own Azurite tables.
 An exchange rate created in F&O reaches Dataverse with all 10 decimals; a scenario's initial sync runs its maps in
-the order the engine expands it to, and carries a product's unit conversion with its units and a product master's two
-variants with their colors and sizes."""
+the order the engine expands it to, and carries a product's unit conversion looking up its product and units (units in
+their unit groups) and a product master (a product family) with its two variants, their colors and sizes."""
 
 from __future__ import annotations
 
@@ -177,21 +177,37 @@ def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conve
     assert run["status"] == "completed", run
     assert [m["map"] for m in run["maps"]] == expanded
     assert all(m["failed"] == 0 for m in run["maps"]), run["maps"]
-    conversions = exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0001'")
-    assert [
-        (c["msdyn_fromunitsymbol"], c["msdyn_tounitsymbol"], c["msdyn_factor"], c["msdyn_numerator"])
-        for c in conversions
-    ] == [("box", "ea", Decimal("12"), 12)]
-    units = {u["msdyn_symbol"]: u for u in exact_rows(stack, "msdyn_unitofmeasures", "msdyn_symbol ne null")}
+    # Units sit in a unit group per F&O unit class, each group with its base unit (dual-write's plugin).
+    units = {u["msdyn_symbol"]: u for u in exact_rows(stack, "uoms", "msdyn_symbol ne null")}
     assert {"ea", "box", "kg"} <= set(units)
     assert units["kg"]["msdyn_decimalprecision"] == 3
+    groups = {g["uomscheduleid"]: g for g in exact_rows(stack, "uomschedules", "name ne null")}
+    assert groups[units["ea"]["_uomscheduleid_value"]]["name"] == "Quantity"
+    assert units["box"]["_uomscheduleid_value"] == units["ea"]["_uomscheduleid_value"]
+    assert groups[units["kg"]["_uomscheduleid_value"]]["name"] == "Mass"
+    base = exact_rows(stack, "uoms", f"uomid eq {units['ea']['_baseuom_value']}")
+    assert [(b["isschedulebaseuom"], b["_uomscheduleid_value"]) for b in base] == [
+        (True, units["ea"]["_uomscheduleid_value"])]
+    # A conversion looks up its product (all products) and both units; its factor keeps 10 decimals.
+    products = {p["msdyn_productnumber"]: p["msdyn_globalproductid"]
+                for p in exact_rows(stack, "msdyn_globalproducts", "msdyn_productnumber ne null")}
+    assert {"D0001", "D0100"} <= set(products)
+    conversions = exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0001'")
+    assert [
+        (c["_msdyn_globalproduct_value"], c["_msdyn_fromunit_value"], c["_msdyn_tounit_value"], c["msdyn_factor"],
+         c["msdyn_numerator"])
+        for c in conversions
+    ] == [(products["D0001"], units["box"]["uomid"], units["ea"]["uomid"], Decimal("12"), 12)]
     categories = exact_rows(stack, "msdyn_productcategories", "msdyn_categoryhierarchyname eq 'Retail'")
     assert {(c["msdyn_name"], c["msdyn_parentcategoryname"]) for c in categories} >= {("Speakers", "Audio")}
-    # product master D0100: a conversion and two variants, each with its color and size looked up
+    # Product master D0100: a product family with a conversion, and two variants pointing to it, each with its color
+    # and size looked up.
     assert [
-        (c["msdyn_fromunitsymbol"], c["msdyn_factor"])
+        (c["_msdyn_globalproduct_value"], c["_msdyn_fromunit_value"], c["msdyn_factor"])
         for c in exact_rows(stack, "msdyn_productspecificunitofmeasureconversions", "msdyn_productnumber eq 'D0100'")
-    ] == [("box", Decimal("6"))]
+    ] == [(products["D0100"], units["box"]["uomid"], Decimal("6"))]
+    masters = exact_rows(stack, "products", "productnumber eq 'D0100'")
+    assert [(m["name"], m["productstructure"], m["_parentproductid_value"]) for m in masters] == [("T-shirt", 2, None)]
     colors = {
         c["msdyn_productcolorid"]: c["msdyn_name"]
         for c in exact_rows(stack, "msdyn_productcolors", "msdyn_name ne null")
@@ -199,11 +215,12 @@ def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conve
     sizes = {
         c["msdyn_productsizeid"]: c["msdyn_name"] for c in exact_rows(stack, "msdyn_productsizes", "msdyn_name ne null")
     }
-    variants = exact_rows(stack, "products", "msdyn_productmasternumber eq 'D0100'")
+    variants = exact_rows(stack, "products", f"_parentproductid_value eq {masters[0]['productid']}")
     assert sorted(
-        (v["productnumber"], colors[v["_msdyn_productcolor_value"]], sizes[v["_msdyn_productsize_value"]])
+        (v["productnumber"], v["productstructure"], colors[v["_msdyn_productcolor_value"]],
+         sizes[v["_msdyn_productsize_value"]])
         for v in variants
-    ) == [("D0100-BLA-M", "Black", "M"), ("D0100-WHI-M", "White", "M")]
+    ) == [("D0100-BLA-M", 1, "Black", "M"), ("D0100-WHI-M", 1, "White", "M")]
 
 
 def test_a_scenario_of_disabled_maps_is_copied_once_by_initial_sync(stack: Stack) -> None:
@@ -273,7 +290,7 @@ def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
         return None
 
     site = eventually(site_arrives, timeout=180, what="a new F&O site reaching Dataverse")
-    assert site["msdyn_name"] == "Scenario site"
+    assert site["msdyn_sitename"] == "Scenario site"
     warehouse_id = f"W{site['msdyn_siteid'][1:]}"
     created(
         "Warehouses",
