@@ -5,7 +5,11 @@ A person customer made in F&O (its party, the customer, two postal addresses, an
 party, a contact, two party postal addresses and an electronic address, each linked to the party; an address edited
 in Dataverse flows back to F&O; of two primary addresses, one replacing the other a little ahead, Dataverse shows
 the first as primary, and after that instant the validity timer (functions/validity.py, every minute; nobody touches
-the rows) makes the second primary and the first not. The instant is real time a little ahead, so the host runs its
+the rows) makes the second primary and the first not.
+
+With the parties map on, the enabled role maps link their party too (their lookup is active only while 'parties' is
+enabled): an organisation customer's account, a contact person's contact and its 'contact for party' row, a person
+vendor's vendor row and the contact it becomes. The instant is real time a little ahead, so the host runs its
 own clock; the unit tests (tests/unit/maps/test_party_model.py, tests/unit/sync/test_validity.py) inject one."""
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from tests.fixtures.devhost import RunningHost
 pytestmark = pytest.mark.e2e
 
 MAPS = Path(__file__).parents[2] / "maps"
-ENABLED = ("parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons")
+ENABLED = ("parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons", "vendor-persons",
+           "contacts-for-party")
 # The second address becomes the primary one this long after it is made (room for a loaded machine to sync both
 # addresses before that).
 SWITCH_AFTER = timedelta(seconds=75)
@@ -155,3 +160,63 @@ def test_a_person_customer_with_its_addresses_syncs_and_a_future_address_becomes
     sent = {e["reason"] for e in stack.activity(map="party-postal-addresses") if e["reason"].startswith("validity:")}
     assert sent == {f"validity: {party}|{a1} stopped being valid at {_iso(switch)}",
                     f"validity: {party}|{a2} became valid at {_iso(switch)}"}, sent
+
+
+def _party(stack: Stack, number: str, **values: Any) -> str:
+    """Make the party in F&O; its Dataverse row id once it has arrived."""
+    _post(stack, "PartiesV2", {"PartyNumber": number, "LanguageId": "en-us", **values})
+    rows = eventually(lambda: stack.rows("msdyn_parties", **{"$filter": f"msdyn_partynumber eq '{number}'"}),
+                      timeout=90, what=f"party {number} reaching Dataverse")
+    return str(rows[0]["msdyn_partyid"])
+
+
+def test_customers_contacts_and_vendors_carry_their_party(stack: Stack) -> None:
+    tag = uuid.uuid4().hex[:6].upper()
+    org, person, vendor_person = f"PO{tag}", f"PP{tag}", f"PV{tag}"
+    account, contact_id, vendor = f"OC-{tag}", f"CP{tag}", f"PV-{tag}"
+    org_id = _party(stack, org, PartyType="Organization", Name=f"Northwind {tag}", NameAlias="Northwind")
+    person_id = _party(stack, person, PartyType="Person", Name=f"Lena Ortiz {tag}", PersonFirstName="Lena",
+                       PersonLastName="Ortiz")
+    vendor_party_id = _party(stack, vendor_person, PartyType="Person", Name=f"Omar Haddad {tag}",
+                             PersonFirstName="Omar", PersonLastName="Haddad")
+
+    # -- an organisation customer: its account in Dataverse has its party lookup set
+    _post(stack, "CustomersV3", {
+        "dataAreaId": "usmf", "CustomerAccount": account, "PartyType": "Organization", "PartyNumber": org,
+        "OrganizationName": f"Northwind {tag}", "CustomerGroupId": "30", "SalesCurrencyCode": "USD"})
+    accounts = eventually(lambda: (row := stack.account(account)) and row.get("_msdyn_partyid_value") and [row],
+                          timeout=90, what="the customer's account with its party")
+    assert (accounts[0]["name"], accounts[0]["_msdyn_partyid_value"]) == (f"Northwind {tag}", org_id)
+
+    # -- a contact person of that customer: a contact with its own party, and a 'contact for party' row linking
+    # that party to the customer's account
+    _post(stack, "ContactPersonsV2", {
+        "dataAreaId": "usmf", "ContactPersonId": contact_id, "FirstName": "Lena", "LastName": "Ortiz",
+        "AssociatedContactType": "Customer", "AssociatedContactNumber": account,
+        "ContactPersonPartyNumber": person})
+    links = eventually(lambda: stack.rows("msdyn_contactforparties",
+                                          **{"$filter": f"msdyn_contactforpartynumber eq '{contact_id}'"}),
+                       timeout=90, what="the contact for party reaching Dataverse")
+    assert (links[0]["msdyn_firstname"], links[0]["msdyn_lastname"], links[0]["_msdyn_contactpartyid_value"],
+            links[0]["_msdyn_associatedaccountid_value"], links[0]["_msdyn_associatedcompanyid_value"]) == (
+        "Lena", "Ortiz", person_id, accounts[0]["accountid"], stack.company_id("usmf"))
+    contacts = eventually(lambda: stack.rows("contacts", **{"$filter": f"msdyn_contactpersonid eq '{contact_id}'"}),
+                          timeout=90, what="the contact person reaching Dataverse as a contact")
+    assert (contacts[0]["_msdyn_partyid_value"], contacts[0]["_parentcustomerid_value"]) == (
+        person_id, accounts[0]["accountid"])
+
+    # -- a person vendor: its vendor row and the contact it becomes, both linked to its party
+    _post(stack, "VendorsV2", {
+        "dataAreaId": "usmf", "VendorAccountNumber": vendor, "VendorPartyType": "Person",
+        "VendorPartyNumber": vendor_person, "VendorOrganizationName": f"Omar Haddad {tag}",
+        "PersonFirstName": "Omar", "PersonLastName": "Haddad", "VendorGroupId": "10", "CurrencyCode": "USD",
+        "PrimaryEmailAddress": f"omar.{tag.lower()}@example.com", "AddressCity": "Spokane"})
+    person_contacts = eventually(lambda: stack.rows("contacts", **{
+        "$filter": f"msdyn_vendoraccountnumber eq '{vendor}'"}), timeout=90,
+        what="the person vendor reaching Dataverse as a contact")
+    assert (person_contacts[0]["firstname"], person_contacts[0]["lastname"], person_contacts[0]["emailaddress1"],
+            person_contacts[0]["_msdyn_partyid_value"], person_contacts[0]["_msdyn_company_value"]) == (
+        "Omar", "Haddad", f"omar.{tag.lower()}@example.com", vendor_party_id, stack.company_id("usmf"))
+    vendors = eventually(lambda: stack.rows("msdyn_vendors", **{
+        "$filter": f"msdyn_vendoraccountnumber eq '{vendor}'"}), timeout=90, what="the vendor row")
+    assert vendors[0]["_msdyn_partyid_value"] == vendor_party_id
