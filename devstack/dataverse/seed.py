@@ -118,7 +118,7 @@ def seed_demo(sim: Simulator) -> None:
         for term, description, days in PAYMENT_TERMS:
             ref = Ref("msdyn_paymentterm", seed_id("msdyn_paymentterm", code, term))
             _insert(sim, "msdyn_paymentterm", ref.id, {
-                "msdyn_name": term, "msdyn_description": description, "msdyn_numberofdays": days,
+                "msdyn_name": term, "msdyn_description": description, "msdyn_days": days,
                 "msdyn_company": company, "msdyn_paymentmethodtype": 192350005 if term == "COD" else 192350000,
             })
             terms.append(ref)

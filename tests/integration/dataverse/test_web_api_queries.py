@@ -193,8 +193,8 @@ def test_dataverse_query_functions(api):
         "$filter": f"Microsoft.Dynamics.CRM.NotIn(PropertyName='cdm_companyid',PropertyValues=['{usmf}'])"})
     assert usmf not in {r["cdm_companyid"] for r in not_in} and not_in
     between = values(api, "msdyn_paymentterms", **{
-        "$filter": "Microsoft.Dynamics.CRM.Between(PropertyName='msdyn_numberofdays',PropertyValues=['10','30'])"})
-    assert between and all(10 <= r["msdyn_numberofdays"] <= 30 for r in between)
+        "$filter": "Microsoft.Dynamics.CRM.Between(PropertyName='msdyn_days',PropertyValues=['10','30'])"})
+    assert between and all(10 <= r["msdyn_days"] <= 30 for r in between)
     nulls = values(api, "contacts", **{
         "$filter": "Microsoft.Dynamics.CRM.NotNull(PropertyName='msdyn_contactpersonid') "
                    "and startswith(msdyn_contactpersonid,'DE')"})

@@ -353,7 +353,7 @@ def test_disabled_steps_do_not_fire_and_autodelete_removes_succeeded_jobs(api, d
         autodelete = api.patch(f"sdkmessageprocessingsteps({auto.step_id})", json={"asyncautodelete": True})
         assert autodelete.status_code == 204
         term = seed_id("msdyn_paymentterm", "usmf", "Net10")
-        assert api.patch(f"msdyn_paymentterms({term})", json={"msdyn_numberofdays": 11}).status_code == 204
+        assert api.patch(f"msdyn_paymentterms({term})", json={"msdyn_days": 11}).status_code == 204
         dataverse.drain()
         delivered = receiver.wait_for("/autodelete", 1)
         jobs = api.get("asyncoperations", params={"$filter": f"_owningextensionid_value eq {auto.step_id}"})
