@@ -32,6 +32,7 @@ from tests.fixtures.devhost import RunningHost
 from tests.fixtures.servicebus import ServiceBusEmulator
 
 PAYLOADS = Path(__file__).parents[2] / "unit" / "events" / "payloads"
+ROOT = Path(__file__).parents[3]
 ACCOUNT = "acf5b83d-06a1-4ef3-b78f-c2eca283e6ad"
 UNUSED_URL = "http://127.0.0.1:9"  # ingest never calls Dataverse or F&O
 # function_app.py minus apply (which would consume the changes queue these tests read back)
@@ -205,6 +206,56 @@ async def test_unparseable_fno_events_message_is_recorded_in_the_error_log_not_r
     with stack.bus.get_queue_receiver(stack.fno_events, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
         assert receiver.peek_messages(max_message_count=5) == []
     stack.assert_empty()
+
+
+def test_fno_event_reaches_each_map_of_its_entity_read_by_its_own_key(
+    devhost: Any, servicebus_emulator: ServiceBusEmulator, azurite: str, tmp_path: Path
+) -> None:
+    """Two enabled maps on CustomersV3 with different F&O keys (customer-persons keyed by the last name here): each
+    gets its own message keyed by its own fields; a redelivery is dropped by the queue; an event without the
+    second map's key still reaches the first, the second named in the answer's skips."""
+    for source in (ROOT / "maps").glob("*.json"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    persons = json.loads((tmp_path / "customer-persons.json").read_text())
+    persons["enabled"] = True
+    persons["fno"]["key"] = ["dataAreaId", "PersonLastName"]
+    persons["dataverse"]["key"] = ["msdyn_company.cdm_companycode", "lastname"]
+    (tmp_path / "customer-persons.json").write_text(json.dumps(persons))
+    changes, fno_events = servicebus_emulator.take("changes"), servicebus_emulator.take("plain")
+    host = devhost(INGEST_APP, SERVICEBUS_CONNECTION=servicebus_emulator.connection_string,
+                   TABLE_STORAGE_CONNECTION=azurite, CHANGES_QUEUE=changes, FNO_EVENTS_QUEUE=fno_events,
+                   DATAVERSE_URL=UNUSED_URL, FNO_URL=UNUSED_URL, DEPLOY_ON_START="false", MAPS_PATH=str(tmp_path))
+    two = Stack(host, servicebus_emulator, changes, fno_events)
+
+    def named(data: Any) -> None:
+        for attribute in data["InputParameters"][0]["value"]["Attributes"]:
+            if attribute["key"] == "mserp_personlastname":
+                attribute["value"] = "Capture"
+
+    try:
+        body = edited("fno_data_create", named)
+        response = two.post("fno/events", body)
+        assert response.status_code == 202 and response.json() == {"accepted": 2, "skipped": []}, response.text
+        messages = two.drain(2)
+        operation = json.loads(body)["OperationId"]
+        by_map = {(e := ChangeEvent.from_json(b"".join(m.body))).map: (m.message_id, e.keys) for m in messages}
+        assert by_map == {
+            "customers": (f"fno:{operation}|customers", {"dataAreaId": "usmf", "CustomerAccount": "US-900"}),
+            "customer-persons": (f"fno:{operation}|customer-persons",
+                                 {"dataAreaId": "usmf", "PersonLastName": "Capture"}),
+        }
+        assert two.post("fno/events", body).status_code == 202  # F&O delivering it again
+        two.assert_empty()  # both copies dropped by the queue's duplicate detection
+
+        response = two.post("fno/events", payload("fno_data_update"))  # no last name: customer-persons cannot key it
+        assert response.status_code == 202 and response.json()["accepted"] == 1, response.text
+        [skipped] = response.json()["skipped"]
+        assert "map 'customer-persons'" in skipped["reason"] and "mserp_personlastname" in skipped["reason"]
+        [message] = two.drain(1)
+        assert ChangeEvent.from_json(b"".join(message.body)).map == "customers"
+        two.assert_empty()
+    finally:
+        two.bus.close()
 
 
 # -- rejected payloads: the right 4xx, a problem naming the field, nothing queued ----------------------------
