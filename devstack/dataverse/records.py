@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from devstack.dataverse import gab
 from devstack.dataverse.auth import BUSINESS_UNIT_ID, Caller
 from devstack.dataverse.errors import (
     DUPLICATE_RECORD,
@@ -289,12 +290,40 @@ class Records:
         version = self.db.next_version(table.logical_name, row_id, "upsert")
         row["versionnumber"] = version
         self._store(table, row_id, version, row, new=new)
+        if table.logical_name == gab.PARTY_ADDRESS:
+            self._keep_customer_addresses(row, event.ctx)
         event.post, event.post_version = dict(row), version
         if new:  # a create's Target is the whole stored row
             event.target = dict(row)
         await self.pipeline.run_sync(40, event)
         self.pipeline.queue_async(event)
         return version
+
+    def _keep_customer_addresses(self, address: dict[str, Any], ctx: OperationContext) -> None:
+        """The party and global address book solution's plugin (devstack/dataverse/gab.py): the party postal
+        address as an Address row of each account and contact of its party, stored without events."""
+        target = self.schema.tables.get(gab.CUSTOMER_ADDRESS)
+        party = address.get("msdyn_partyid")
+        if target is None or not isinstance(party, Ref):
+            return
+
+        def rows(name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+            table = self.schema.table(name)
+            return ((row_id, table.decode(data)) for row_id, _, data in self.db.scan(name))
+
+        for parent in list(gab.parents_of(party, rows)):
+            values = gab.customer_address(address, parent)
+            keyval = key_texts(target, values).get(gab.LOCATION_KEY)
+            existing = self.db.find_by_key(target.logical_name, gab.LOCATION_KEY, keyval) if keyval else None
+            found = self.get(target, existing) if existing else None
+            if found is None:
+                self._store_made(target, {target.primary_id: str(uuid.uuid4()), **values}, ctx)
+                continue
+            row = {**found[1], **values}
+            self._finish_row(target, row, ctx, created=False)
+            version = self.db.next_version(target.logical_name, row[target.primary_id], "upsert")
+            row["versionnumber"] = version
+            self._store(target, row[target.primary_id], version, row, new=False)
 
     def _check_etag(self, table: Table, row_id: str, version: int, if_match: str | None) -> None:
         if if_match and if_match.strip() != "*" and if_match.strip() != etag(version):

@@ -236,6 +236,7 @@ def _seed_parties(sim: Simulator) -> None:
         if account is not None:
             _insert(sim, "customeraddress", seed_id("customeraddress", "usmf", account, "1"), {
                 "name": "Main address", "addressnumber": 1, "addresstypecode": 1, "line1": f"{200 + i} Pine Street",
+                "msdyn_locationid": location,
                 "city": "Seattle", "postalcode": f"{98100 + i}", "country": "USA",
                 "parentid": Ref("account", seed_id("account", "usmf", account))})
         else:

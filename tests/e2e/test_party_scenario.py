@@ -5,12 +5,12 @@ A person customer made in F&O (its party, the customer, two postal addresses, an
 party, a contact, two party postal addresses and an electronic address, each linked to the party; an address edited
 in Dataverse flows back to F&O; of two primary addresses, one replacing the other a little ahead, Dataverse shows
 the first as primary, and after that instant the validity timer (functions/validity.py, every minute; nobody touches
-the rows) makes the second primary and the first not.
+the rows) makes the second primary and the first not. The instant is real time a little ahead, so the host runs its
+own clock; the unit tests (tests/unit/maps/test_party_model.py, tests/unit/sync/test_validity.py) inject one.
 
 With the parties map on, the enabled role maps link their party too (their lookup is active only while 'parties' is
-enabled): an organisation customer's account, a contact person's contact and its 'contact for party' row, a person
-vendor's vendor row and the contact it becomes. The instant is real time a little ahead, so the host runs its
-own clock; the unit tests (tests/unit/maps/test_party_model.py, tests/unit/sync/test_validity.py) inject one."""
+enabled): an organisation customer's account (and its party's postal address among the account's addresses), a
+contact person's contact and its 'contact for party' row, a person vendor's vendor row and the contact it becomes."""
 
 from __future__ import annotations
 
@@ -187,6 +187,17 @@ def test_customers_contacts_and_vendors_carry_their_party(stack: Stack) -> None:
     accounts = eventually(lambda: (row := stack.account(account)) and row.get("_msdyn_partyid_value") and [row],
                           timeout=90, what="the customer's account with its party")
     assert (accounts[0]["name"], accounts[0]["_msdyn_partyid_value"]) == (f"Northwind {tag}", org_id)
+    # ... and a postal address of its party shows among the account's Addresses (customeraddress): the party and
+    # global address book solution's plugin keeps them in step in Dataverse, no map does
+    location = f"{org}-A1"
+    _post(stack, "PartyLocationPostalAddressesV2", {
+        "PartyNumber": org, "LocationId": location, "Description": "Head office", "AddressStreet": "5 Quay Street",
+        "AddressCity": "Olympia", "AddressZipCode": "98501", "AddressCountryRegionId": "USA", "AddressState": "WA",
+        "Roles": "Business", "IsPrimary": "Yes", "IsRoleBusiness": "Yes", "ValidFrom": "2020-01-01T00:00:00Z"})
+    kept = eventually(lambda: stack.rows("customeraddresses", **{"$filter": f"msdyn_locationid eq '{location}'"}),
+                      timeout=90, what="the party's postal address among the account's addresses")
+    assert [(a["_parentid_value"], a["line1"], a["city"]) for a in kept] == [
+        (accounts[0]["accountid"], "5 Quay Street", "Olympia")]
 
     # -- a contact person of that customer: a contact with its own party, and a 'contact for party' row linking
     # that party to the customer's account

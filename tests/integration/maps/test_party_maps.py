@@ -2,6 +2,7 @@
 reference, and the seeded party rows read through them: both sides' rows fit the maps."""
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -100,3 +101,28 @@ def test_seeded_parties_link_up_on_both_sides(dataverse, fno):
         dv_address = api.get("msdyn_partypostaladdresses", params={
             "$filter": "msdyn_locationid eq 'USMFP00001-A1'"}).json()["value"]
         assert [a["_msdyn_partyid_value"] for a in dv_address] == [dv_parties["USMFP00001"]["msdyn_partyid"]]
+
+
+def test_a_party_postal_address_is_kept_as_an_address_of_the_partys_account(dataverse):
+    """The party and global address book solution's plugin (simulated): a party postal address written in Dataverse
+    becomes an Address (customeraddress) of each account and contact of the party, one per location and parent."""
+    location = f"USMF000001-T{uuid.uuid4().hex[:6].upper()}"
+    with dataverse.client() as api:
+        party = api.get("msdyn_parties", params={"$filter": "msdyn_partynumber eq 'USMF000001'"}).json()["value"][0]
+        account = api.get("accounts", params={"$filter": "accountnumber eq 'US-001'"}).json()["value"][0]
+        created = api.post("msdyn_partypostaladdresses", json={
+            "msdyn_partynumber": "USMF000001", "msdyn_locationid": location, "msdyn_name": "Warehouse",
+            "msdyn_street": "1 Dock Road", "msdyn_city": "Everett", "msdyn_zipcode": "98201",
+            "msdyn_countryregionid": "USA", "msdyn_partyid@odata.bind": f"msdyn_parties({party['msdyn_partyid']})"},
+            headers={"Prefer": "return=representation"})
+        assert created.status_code == 201, created.text
+
+        def addresses() -> list[tuple[str, str, str, str]]:
+            rows = api.get("customeraddresses", params={"$filter": f"msdyn_locationid eq '{location}'"}).json()["value"]
+            return [(r["_parentid_value"], r["name"], r["line1"], r["city"]) for r in rows]
+
+        assert addresses() == [(account["accountid"], "Warehouse", "1 Dock Road", "Everett")]
+        address_id = created.json()["msdyn_partypostaladdressid"]
+        edited = api.patch(f"msdyn_partypostaladdresses({address_id})", json={"msdyn_street": "3 Dock Road"})
+        assert edited.status_code == 204, edited.text
+        assert addresses() == [(account["accountid"], "Warehouse", "3 Dock Road", "Everett")]  # the same row, updated
