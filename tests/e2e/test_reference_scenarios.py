@@ -162,6 +162,26 @@ def test_two_rates_of_one_pair_with_different_start_dates_arrive_as_two_rows(sta
         assert (row["msdyn_fromcurrencycode"], row["msdyn_tocurrencycode"]) == ("EUR", "GBP")
 
 
+def test_initial_sync_copies_the_seeded_dated_history_of_a_pair_as_one_row_per_start_date(stack: Stack) -> None:
+    """Initial sync reads and matches rows by key in bulk (a `$filter` of keys on each side): the date key part is
+    sent as each service's date literal there too, so F&O's two USD -> EUR rates (seed) become two rows."""
+    response = stack.admin.post(RUNS, json={"kind": "initial", "maps": ["exchange-rates"]})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+
+    def done() -> dict[str, Any] | None:
+        run = stack.admin.get(f"{RUNS}/{run_id}").json()
+        return run if run["status"] in ("completed", "failed", "cancelled") else None
+
+    run = eventually(done, timeout=120, what="the exchange-rates initial sync finishing")
+    assert run["status"] == "completed" and all(m["failed"] == 0 for m in run["maps"]), run
+    rows = exact_rows(stack, "msdyn_currencyexchangerates",
+                      "msdyn_exchangeratetypename eq 'Default' and msdyn_fromcurrencycode eq 'USD' and "
+                      "msdyn_tocurrencycode eq 'EUR'")
+    assert sorted((r["msdyn_validfrom"], r["msdyn_exchangerate"]) for r in rows) == [
+        ("2026-01-01", Decimal("0.9212345678")), ("2026-07-01", Decimal("0.9301234567"))]
+
+
 def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conversion(stack: Stack) -> None:
     expanded = scenario(stack, "product-master")["maps"]
     assert expanded.index("legal-entities") < expanded.index("released-products")  # the company first
