@@ -96,6 +96,7 @@ def crossing(table_map: TableMap, row: Mapping[str, Any], since: datetime, until
         partial=True,
         occurred_at=at,
         initiated_by=None,
+        map=table_map.name,  # this map's key: routing must not hand it to another map of the entity
     )
     return Crossing(event, f"{how} at {odata_time(at)}")
 
