@@ -15,7 +15,8 @@ Off the request path, in two steps:
    recorded in the engine's error log (operation `vt_notify`, its full text, table and key, the outbox row as its
    change) and taken out of the outbox, so one poison row never holds back its table's later notifications.
    Resubmitting the entry puts the row back in the outbox under its own row key (told first at the next run);
-   discarding it gives it up.
+   discarding it gives it up. Refused access (401/403: the engine's credentials, not the row) sets nothing aside and
+   counts no attempt: the table waits, in order, until access is mended.
 
 The id is the one the OData service hands out (core.virtual.keys.id_of of the key values the event carries)."""
 
@@ -32,7 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.connectors.errors import ConnectorError, TransientError
+from core.connectors.errors import AuthFailed, ConnectorError, TransientError
 from core.events.model import ChangeEvent
 from core.ops.errors import VT_NOTIFY  # the error log's operation of a set-aside notification (resubmitted there)
 from core.store.tables import Tables
@@ -347,6 +348,13 @@ async def _deliver_table(
         try:
             await _tell(service, table, events, entry)
         except Exception as error:  # anything: kept and retried, or set aside in the error log; never lost
+            if isinstance(_connector_error(error), AuthFailed):
+                # The engine's credentials, not this row: every row would fail alike, so none is set aside or
+                # counted; the table waits, in order, until access is mended.
+                told.problem = f"{action} for {entry.get('Id')} (kept, retried next run): Dataverse refused the " \
+                               f"engine's access: {error}"
+                log.error("virtual table %s: %s", table.entity_set, told.problem)
+                break
             attempts = int(entry.get("Attempts") or 0) + 1
             if _transient(error) and attempts < max_attempts:
                 told.problem = f"{action} for {entry.get('Id')} (kept, retried next run): {error}"

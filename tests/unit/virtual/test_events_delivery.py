@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from core.connectors.errors import ThrottledError, TransientError, ValidationFailed
+from core.connectors.errors import AuthFailed, ThrottledError, TransientError, ValidationFailed
 from core.ops.errors import VT_NOTIFY
 from core.sync.domain import ErrorEntry
 from core.virtual.catalog import load_folder
@@ -172,6 +172,21 @@ def test_a_transient_failure_keeps_the_order_then_goes_to_the_error_log_after_ma
     assert dataverse.told == [("OnExternalUpdated", "G2"), ("OnExternalUpdated", "G3")] and outbox.rows == {}
     [entry] = errors.entries.values()
     assert entry.attempts == 3 and "failed 3 runs" in entry.text and str(error) in entry.text
+
+
+def test_refused_access_sets_nothing_aside_and_counts_no_attempt() -> None:
+    """A 401/403 is the engine's credentials, not the row: every row would fail alike, so the table waits in order
+    (however many runs) and tells everything once access is mended."""
+    outbox, errors = three(), MemoryErrorLog()
+    dataverse = ScriptedDataverse({"G1": AuthFailed("403 Forbidden: no privilege", status=403)})
+    for _ in range(5):  # beyond max_attempts=3
+        [told] = run(outbox, dataverse, errors)
+        assert "refused the engine's access" in (told.problem or "")
+    assert dataverse.told == [] and errors.entries == {} and len(outbox.rows) == 3
+    assert not outbox.rows[(TABLE, "20260100")].get("Attempts")
+    dataverse.failing = {}
+    run(outbox, dataverse, errors)
+    assert [g for _, g in dataverse.told] == ["G1", "G2", "G3"] and outbox.rows == {}
 
 
 def test_a_transient_failure_that_passes_is_told_in_order() -> None:
