@@ -74,9 +74,10 @@ def test_seeded_parties_link_up_on_both_sides(dataverse, fno):
         dv_parties = {p["msdyn_partynumber"]: p for p in api.get("msdyn_parties").json()["value"]}
         assert set(dv_parties) == {"USMF000001", "USMF000002", "USMFP00001", "USMFP00002"}
         assert set(dv_parties) < set(fno_parties)  # F&O has every role's party; a first sync brings the rest
-        # Every customer, vendor and contact person of F&O is a role of a party PartiesV2 has.
+        # Every customer, vendor and contact person of F&O is a role of a party PartiesV2 has (rows other tests of
+        # the session made without a party number are left out).
         roles = {(entity, field): {row[field] for row in odata.get(entity, params={
-            "cross-company": "true", "$select": field}).json()["value"]}
+            "cross-company": "true", "$select": field}).json()["value"] if row[field]}
             for entity, field in (("CustomersV3", "PartyNumber"), ("VendorsV2", "VendorPartyNumber"),
                                   ("ContactPersonsV2", "ContactPersonPartyNumber"))}
         for (entity, field), numbers in roles.items():
