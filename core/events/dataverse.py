@@ -23,7 +23,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from core.events.errors import PayloadError
 from core.events.model import ChangeEvent, Operation, lookup_ref
+from core.maps.values import MapValueError, wcf_moment
 
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
 REQUEST_ID_HEADER = "x-request-id"
@@ -39,12 +40,6 @@ MESSAGES: dict[str, Operation] = {"Create": "create", "Update": "update", "Delet
 # primary name and id, so it must not make a body look complete.
 ASYNC_PRIMARY_NAME_IMAGE = "AsynchronousStepPrimaryName"
 SYNCHRONOUS_MODE = 0  # sdkmessageprocessingstep.mode: 0 synchronous, 1 asynchronous
-
-_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The ms of /Date(ms)/ Python can hold: 0001-01-01 to 9999-12-31 (UTC).
-_MIN_MS = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * 1000
-_MAX_MS = int((datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH).total_seconds() * 1000)
 
 MAX_BODY = 1024 * 1024  # bytes; Dataverse trims its bodies at 256 KB, F&O batches stay well below
 MAX_DEPTH = 64  # nesting levels of objects and lists; a RemoteExecutionContext with ParentContexts needs ~20
@@ -167,14 +162,11 @@ def is_unsupported(value: Any) -> bool:
 def wcf_date(text: str, path: str = "date") -> datetime | None:
     """`/Date(ms)/` or `/Date(ms+hhmm)/` as an aware UTC datetime (the ms are UTC either way);
     None when `text` is not in that form; PayloadError at `path` when it is out of range."""
-    match = _DATE.match(text) if text.startswith("/Date(") else None
-    if match is None:
-        return None
-    digits = match.group(1)
-    millis = int(digits) if len(digits) <= 20 else None
-    if millis is None or not _MIN_MS <= millis <= _MAX_MS:
-        raise PayloadError(path, f"{printable(text[:40])} is out of range (years 1 to 9999)")
-    return _EPOCH + timedelta(milliseconds=millis)
+    try:
+        moment = wcf_moment(text)
+    except MapValueError:
+        raise PayloadError(path, f"{printable(text[:40])} is out of range (years 1 to 9999)") from None
+    return None if moment is None else moment.astimezone(UTC)
 
 
 def key_values(value: Any, path: str) -> list[tuple[str, Any, str]]:

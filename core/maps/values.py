@@ -134,20 +134,33 @@ def _datetime(value: Any) -> datetime:
 
 # `/Date(ms)/` or `/Date(ms+hhmm)/`: how F&O business events and the Dataverse execution context write a moment
 # (the ms count from 1970-01-01 UTC; the offset says where it was written).
-_WCF_DATE = re.compile(r"^/Date\((-?\d{1,15})(?:([+-])(\d{2})(\d{2}))?\)/$")
+_WCF_DATE = re.compile(r"^/Date\((-?\d+)(?:([+-])(\d{2})(\d{2}))?\)/$")
+
+
+def wcf_moment(text: str) -> datetime | None:
+    """`/Date(ms)/` or `/Date(ms+hhmm)/` as an aware datetime in the zone it was written in (the same instant in UTC
+    either way); None when `text` is not in that form; MapValueError when it is out of range."""
+    wcf = _WCF_DATE.match(text)
+    if wcf is None:
+        return None
+    ms, sign, hours, minutes = wcf.groups()
+    offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0)) * (-1 if sign == "-" else 1)
+    try:
+        moment = _EPOCH + timedelta(milliseconds=int(ms))
+    except (OverflowError, ValueError):
+        raise MapValueError(f"{text[:40]!r} is out of range (years 1 to 9999)") from None
+    try:
+        return moment.astimezone(timezone(offset))
+    except OverflowError:  # year 1 or 9999 pushed out of range by the offset: the same instant, in UTC
+        return moment
 
 
 def _moment(text: str) -> datetime:
     """An ISO 8601 text with a time zone, or `/Date(ms)/`, as an aware datetime in the zone it was written in."""
     text = text.strip()
-    wcf = _WCF_DATE.match(text)
+    wcf = wcf_moment(text)
     if wcf is not None:
-        ms, sign, hours, minutes = wcf.groups()
-        offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0)) * (-1 if sign == "-" else 1)
-        try:
-            return (_EPOCH + timedelta(milliseconds=int(ms))).astimezone(timezone(offset))
-        except OverflowError:
-            raise MapValueError(f"{text!r} is out of range (years 1 to 9999)") from None
+        return wcf
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
