@@ -222,7 +222,8 @@ def _seed_parties(sim: Simulator) -> None:
         location = f"{number}-A1"
         collection = Ref("msdyn_postaladdresscollection", seed_id("msdyn_postaladdresscollection", location))
         _insert(sim, "msdyn_postaladdresscollection", collection.id, {
-            "msdyn_locationid": location, "msdyn_name": name, "msdyn_partyid": party})
+            "msdyn_location": location, "msdyn_description": "Home" if first else "Head office", "msdyn_name": name,
+            "msdyn_partyid": party})
         _insert(sim, "msdyn_partypostaladdress", seed_id("msdyn_partypostaladdress", number, location), {
             "msdyn_partynumber": number, "msdyn_locationid": location, "msdyn_name": "Main address",
             "msdyn_street": f"{200 + i} Pine Street", "msdyn_city": "Seattle", "msdyn_zipcode": f"{98100 + i}",

@@ -26,6 +26,9 @@ Operation = Literal["Create", "Update", "Delete"]
 # Whether a record is there: (collection, keyid) -> bool. Relation checks take one, so a bulk load can memoize it.
 Exists = Callable[[str, str], bool]
 MAX_PAGE = 10_000
+# F&O keeps a postal address's location (LogisticsLocation) apart from the party's use of it: the first party postal
+# address of a location id makes the location, and the address's description is the location's.
+PARTY_ADDRESSES, ADDRESS_LOCATIONS = "PartyLocationPostalAddressesV2", "CDSPostalAddressLocations"
 _KEY_SEP = "\x1f"
 _DATE_TIME_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?(?:Z|[+-]\d{2}:\d{2})")
 
@@ -272,7 +275,21 @@ class Service:
             row["@recid"], row["@version"] = stored.recid, stored.version
             self._record(Change(entity, "Create", self.company_of(entity, row), stored.recid, None, row, caller, now,
                                 [n for n in entity.fields if n not in SYSTEM_FIELDS]))
+            self._keep_location(entity, row, caller)
         return row
+
+    def _keep_location(self, entity: Entity, address: Row, caller: Caller) -> None:
+        """The location of a party postal address exists, with the address's description (see ADDRESS_LOCATIONS)."""
+        locations = self.schema.entity(ADDRESS_LOCATIONS)
+        if entity.collection != PARTY_ADDRESSES or locations is None:
+            return
+        location, description = address["LocationId"], address.get("Description") or ""
+        stored = self.storage.get(locations.collection, self.keyid(locations, {"LocationId": location}))
+        if stored is None:
+            self.create(locations, {"LocationId": location, "Description": description}, caller)
+        elif (self.decode(locations, stored).get("Description") or "") != description:
+            quoted = location.replace("'", "''")
+            self.update(locations, f"LocationId='{quoted}'", {"Description": description}, caller, cross_company=True)
 
     def update(
         self,
@@ -309,6 +326,8 @@ class Service:
             after["@version"] = self.storage.update(entity.collection, keyid, self.encode(entity, after))
             self._record(Change(entity, "Update", self.company_of(entity, keys), before["@recid"], before, after,
                                 caller, now, changed))
+            if "Description" in changed:
+                self._keep_location(entity, after, caller)
         return after
 
     def delete(self, entity: Entity, key_text: str, caller: Caller, *, cross_company: bool,

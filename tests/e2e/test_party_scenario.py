@@ -32,8 +32,8 @@ from tests.fixtures.devhost import RunningHost
 pytestmark = pytest.mark.e2e
 
 MAPS = Path(__file__).parents[2] / "maps"
-ENABLED = ("parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons", "vendor-persons",
-           "contacts-for-party")
+ENABLED = ("parties", "postal-address-collections", "party-postal-addresses", "party-electronic-addresses",
+           "customer-persons", "vendor-persons", "contacts-for-party")
 # The second address becomes the primary one this long after it is made (room for a loaded machine to sync both
 # addresses before that).
 SWITCH_AFTER = timedelta(seconds=75)
@@ -128,6 +128,14 @@ def test_a_person_customer_with_its_addresses_syncs_and_a_future_address_becomes
     assert {k: (r["msdyn_street"], r["msdyn_isprimary"], r["_msdyn_partyid_value"]) for k, r in rows.items()} == {
         a1: ("12 Pine Street", True, party_id), a2: ("7 Harbor Way", False, party_id)}
     assert rows[a2]["msdyn_validfrom"].startswith(_iso(switch)[:19])
+    # each address looks up its location, which F&O made with it (the 'postal-address-collections' map)
+    locations = {c["msdyn_location"]: c for c in stack.rows("msdyn_postaladdresscollections", **{
+        "$filter": f"msdyn_location eq '{a1}' or msdyn_location eq '{a2}'"})}
+    linked = {k: (locations[k]["msdyn_description"], r["_msdyn_postaladdresscollectionid_value"])
+              for k, r in rows.items()}
+    assert linked == {
+        a1: ("Home", locations[a1]["msdyn_postaladdresscollectionid"]),
+        a2: ("New home", locations[a2]["msdyn_postaladdresscollectionid"])}
     emails = eventually(lambda: stack.rows("msdyn_partyelectronicaddresses",
                                            **{"$filter": f"msdyn_locationid eq '{mail}'"}),
                         timeout=60, what="the e-mail reaching Dataverse")

@@ -15,8 +15,8 @@ from core.maps import check_metadata, load_maps
 pytestmark = pytest.mark.integration
 
 SHIPPED = Path(__file__).resolve().parents[3] / "maps"
-PARTY = ["parties", "party-postal-addresses", "party-electronic-addresses", "customer-persons", "vendor-persons",
-         "contacts-for-party"]
+PARTY = ["parties", "postal-address-collections", "party-postal-addresses", "party-electronic-addresses",
+         "customer-persons", "vendor-persons", "contacts-for-party"]
 REFERENCED = ["legal-entities", "currencies", "payment-terms", "customer-groups", "vendor-groups", "customers",
               "contacts", "vendors"]
 
@@ -52,11 +52,11 @@ async def test_a_wrong_party_map_is_caught_by_live_metadata(dataverse, fno, tmp_
     data["lookups"][0]["dataverse"] = "msdyn_party"  # the table, not the lookup
     path = tmp_path / "party-postal-addresses.json"
     path.write_text(json.dumps(data))
-    loaded = load_maps([*(SHIPPED / f"{n}.json" for n in ("parties",)), path])
+    loaded = load_maps([*(SHIPPED / f"{n}.json" for n in ("parties", "postal-address-collections")), path])
     assert loaded.problems == []
     async with httpx.AsyncClient(timeout=30) as client:
-        tables = await fetch_dataverse_schemas(client, dataverse.base_url, ["msdyn_partypostaladdress", "msdyn_party"],
-                                               dataverse.token())
+        tables = await fetch_dataverse_schemas(client, dataverse.base_url, [
+            "msdyn_partypostaladdress", "msdyn_party", "msdyn_postaladdresscollection"], dataverse.token())
         entities = await fetch_fno_schemas(client, fno.url, fno.token())
     problems = {(p.map, p.field, p.message.split(":")[0]) for p in check_metadata(loaded.maps, entities, tables)
                 if p.severity == "error"}
@@ -127,3 +127,22 @@ def test_a_party_postal_address_is_kept_as_an_address_of_the_partys_account(data
         edited = api.patch(f"msdyn_partypostaladdresses({address_id})", json={"msdyn_street": "3 Dock Road"})
         assert edited.status_code == 204, edited.text
         assert addresses() == [(account["accountid"], "Warehouse", "3 Dock Road", "Everett")]  # the same row, updated
+
+
+def test_a_party_postal_address_makes_its_location_in_fno(fno):
+    """F&O keeps the location (LogisticsLocation) apart: the first party postal address of a location id makes it, and
+    the address's description is the location's (the 'postal-address-collections' map syncs it)."""
+    location = f"USMF000002-T{uuid.uuid4().hex[:6].upper()}"
+    with httpx.Client(base_url=fno.data_url, headers=fno.headers(), timeout=30) as odata:
+        seeded = odata.get("CDSPostalAddressLocations('USMFP00001-A2')").json()
+        assert (seeded["LocationId"], seeded["Description"]) == ("USMFP00001-A2", "New main address")
+        made = odata.post("PartyLocationPostalAddressesV2", json={
+            "PartyNumber": "USMF000002", "LocationId": location, "Description": "Dock", "AddressStreet": "1 Pier",
+            "AddressCity": "Tacoma", "AddressCountryRegionId": "USA", "IsPrimary": "No",
+            "ValidFrom": "2020-01-01T00:00:00Z"})
+        assert made.status_code == 201, made.text
+        assert odata.get(f"CDSPostalAddressLocations('{location}')").json()["Description"] == "Dock"
+        renamed = odata.patch(f"PartyLocationPostalAddressesV2(PartyNumber='USMF000002',LocationId='{location}')",
+                              json={"Description": "Loading dock"})
+        assert renamed.status_code == 204, renamed.text
+        assert odata.get(f"CDSPostalAddressLocations('{location}')").json()["Description"] == "Loading dock"
