@@ -135,7 +135,7 @@ def seed_demo(sim: Simulator) -> None:
             ref = Ref("msdyn_vendorgroup", seed_id("msdyn_vendorgroup", code, group))
             _insert(sim, "msdyn_vendorgroup", ref.id, {
                 "msdyn_vendorgroup": group, "msdyn_description": description, "msdyn_company": company,
-                "msdyn_paymenttermid": terms[1],
+                "msdyn_paymentterms": terms[1],
             })
             vendor_groups.append(ref)
         for number in range(1, ACCOUNTS_PER_COMPANY[code] + 1):

@@ -211,8 +211,10 @@ def _reference_data(service: Service) -> None:
         for t, f, to, rate, start, end in EXCHANGE_RATES
     ])
     _create(service, "OperatingUnits", [
-        {"OperatingUnitNumber": "OU000001", "Name": "Sales", "OperatingUnitType": "OMDepartment"},
-        {"OperatingUnitNumber": "OU000002", "Name": "Contoso Audio", "OperatingUnitType": "OMBusinessUnit"},
+        {"PartyNumber": "000000101", "OperatingUnitNumber": "OU000001", "Name": "Sales", "NameAlias": "Sales",
+         "LanguageId": "en-us", "OperatingUnitType": "OMDepartment"},
+        {"PartyNumber": "000000102", "OperatingUnitNumber": "OU000002", "Name": "Contoso Audio", "NameAlias": "Audio",
+         "LanguageId": "en-us", "OperatingUnitType": "OMBusinessUnit"},
     ])
     _create(service, "UnitsOfMeasure", [
         {"UnitSymbol": s, "UnitDescription": d, "DecimalPrecision": p, "UnitClass": c} for s, d, p, c in UNITS
@@ -261,7 +263,7 @@ def _reference_data(service: Service) -> None:
             for c, d in (("Taxable", "Taxable sales"), ("Exempt", "Tax exempt"))
         ])
         _create(service, "ItemSalesTaxGroups", [
-            {"dataAreaId": company, "ItemSalesTaxGroupCode": c, "Description": d}
+            {"dataAreaId": company, "TaxItemGroup": c, "Name": d}
             for c, d in (("Full", "Full rate"), ("Reduced", "Reduced rate"))
         ])
         _create(service, "CustomerPaymentMethods", [

@@ -270,8 +270,10 @@ def test_a_scenario_of_disabled_maps_is_copied_once_by_initial_sync(stack: Stack
         ("12", "1"),
         ("21", "2"),
     ]
-    units = exact_rows(stack, "msdyn_operatingunits", "msdyn_operatingunitnumber eq 'OU000002'")
-    assert [u["msdyn_operatingunittype"] for u in units] == [192350004]
+    # Operating units land where Microsoft's template puts them: the table legal entities share, by party number.
+    units = exact_rows(stack, "msdyn_internalorganizations", "msdyn_partynumber eq '000000102'")
+    assert [(u["msdyn_name"], u["msdyn_namealias"], u["msdyn_languageid"], u["msdyn_type"]) for u in units] == [
+        ("Contoso Audio", "Audio", "en-us", 806380005)]
 
 
 def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
