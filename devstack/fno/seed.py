@@ -233,16 +233,27 @@ def _reference_data(service: Service) -> None:
         {"ProductNumber": "D0100", "FromUnitSymbol": "box", "ToUnitSymbol": "ea", "Factor": Decimal("6"),
          "Numerator": 6, "Denominator": 1},
     ])
-    # Product master D0100 (a T-shirt) and two of its variants, one per color, both size M.
+    # Product master D0100 (a T-shirt) and two of its variants, one per color, both size M, each with its style.
+    # The T-shirt's dimensions are color, size and style: its variants have no configuration (it stays empty).
     _create(service, "ProductColors", [{"ColorId": "Black", "Description": "Black"},
                                        {"ColorId": "White", "Description": "White"}])
     _create(service, "ProductSizes", [{"SizeId": "M", "Description": "Medium"},
                                       {"SizeId": "L", "Description": "Large"}])
+    _create(service, "ProductStyles", [{"StyleId": "Crew"}, {"StyleId": "VNeck"}])
+    _create(service, "ProductConfigurations", [{"ConfigurationId": "Standard"}, {"ConfigurationId": "Premium"}])
     _create(service, "CDSReleasedDistinctProducts", [
         {"ProductNumber": f"D0100-{color[:3].upper()}-M", "ProductName": f"T-shirt {color.lower()} M",
-         "ProductMasterNumber": "D0100", "ProductColorId": color, "ProductSizeId": "M"}
-        for color in ("Black", "White")
+         "ProductMasterNumber": "D0100", "ProductColorId": color, "ProductSizeId": "M", "ProductStyleId": style}
+        for color, style in (("Black", "Crew"), ("White", "VNeck"))
     ])
+    # The dimension values the T-shirt master may take (its variants are released from these).
+    for collection, field, values in (("ProductMasterColors", "ProductColorId", ("Black", "White")),
+                                      ("ProductMasterSizes", "ProductSizeId", ("M", "L")),
+                                      ("ProductMasterStyles", "ProductStyleId", ("Crew", "VNeck"))):
+        _create(service, collection, [
+            {"ProductMasterNumber": "D0100", field: value, "ReplenishmentWeight": 1, "DisplaySequenceNumber": order}
+            for order, value in enumerate(values, start=1)
+        ])
     _create(service, "ProductCategories", [
         {"ProductCategoryHierarchyName": "Retail", "ProductCategoryName": "Audio", "ProductCategoryCode": "AUD",
          "ParentProductCategoryName": ""},
