@@ -276,6 +276,29 @@ def test_a_scenario_of_disabled_maps_is_copied_once_by_initial_sync(stack: Stack
         ("Contoso Audio", "Audio", "en-us", 806380005)]
 
 
+def test_item_tax_groups_and_vendor_group_payment_terms_sync_by_microsofts_names(stack: Stack) -> None:
+    """Microsoft's templates: an item sales tax group is read as TaxItemGroup and Name, and a vendor group carries
+    its default payment terms as the lookup msdyn_paymentterms."""
+    for entity_set in ("ItemSalesTaxGroups", "VendorGroups"):
+        eventually(lambda name=entity_set: _activated(stack, name), timeout=120,
+                   what=f"the F&O activations of {entity_set}")
+    usmf = stack.company_id("usmf")
+    code = f"Z{time.time_ns() % 10**8}"
+    response = stack.fo.post("ItemSalesTaxGroups", json={"dataAreaId": "usmf", "TaxItemGroup": code, "Name": "Zero"})
+    assert response.status_code == 201, response.text
+    groups = eventually(lambda: exact_rows(stack, "msdyn_taxitemgroups",
+                                           f"msdyn_name eq '{code}' and _msdyn_company_value eq {usmf}"),
+                        what="the F&O item sales tax group reaching msdyn_taxitemgroups")
+    assert [(g["msdyn_name"], g["msdyn_description"]) for g in groups] == [(code, "Zero")]
+    net45 = exact_rows(stack, "msdyn_paymentterms", f"msdyn_name eq 'Net45' and _msdyn_company_value eq {usmf}")
+    response = stack.fo.patch("VendorGroups(dataAreaId='usmf',VendorGroupId='30')", params={"cross-company": "true"},
+                              json={"DefaultPaymentTermName": "Net45"})
+    assert response.status_code == 204, response.text
+    eventually(lambda: [g["_msdyn_paymentterms_value"] for g in exact_rows(
+        stack, "msdyn_vendorgroups", f"msdyn_vendorgroup eq '30' and _msdyn_company_value eq {usmf}")]
+        == [net45[0]["msdyn_paymenttermid"]], what="the vendor group's payment terms reaching Dataverse")
+
+
 def test_enable_scenario_turns_on_the_organisation_maps_on_the_running_host(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
