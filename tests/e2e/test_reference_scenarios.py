@@ -2,7 +2,8 @@
 finance-reference-data and product-master scenarios' maps enabled (they ship disabled), its own Azurite tables.
 An exchange rate created in F&O reaches Dataverse with all 10 decimals; a scenario's initial sync runs its maps in
 the order the engine expands it to, and carries a product's unit conversion looking up its product and units (units in
-their unit groups) and a product master (a product family) with its two variants, their colors and sizes."""
+their unit groups) and a product master (a product family) with its two variants, their colors, sizes and
+styles, and the dimension values the master may take."""
 
 from __future__ import annotations
 
@@ -235,12 +236,32 @@ def test_a_scenario_initial_sync_runs_its_maps_in_order_and_carries_a_unit_conve
     sizes = {
         c["msdyn_productsizeid"]: c["msdyn_name"] for c in exact_rows(stack, "msdyn_productsizes", "msdyn_name ne null")
     }
+    styles = {
+        s["msdyn_productstyleid"]: s["msdyn_productstyle"]
+        for s in exact_rows(stack, "msdyn_productstyles", "msdyn_productstyle ne null")
+    }
+    configurations = {
+        c["msdyn_productconfigurationid"]: c["msdyn_productconfiguration"]
+        for c in exact_rows(stack, "msdyn_productconfigurations", "msdyn_productconfiguration ne null")
+    }
+    assert {"Standard", "Premium"} <= set(configurations.values())
+    # Each variant carries its four dimensions; the T-shirt uses no configuration, so that lookup stays empty.
     variants = exact_rows(stack, "products", f"_parentproductid_value eq {masters[0]['productid']}")
     assert sorted(
         (v["productnumber"], v["productstructure"], colors[v["_msdyn_productcolor_value"]],
-         sizes[v["_msdyn_productsize_value"]])
+         sizes[v["_msdyn_productsize_value"]], styles[v["_msdyn_productstyle_value"]],
+         v["_msdyn_productconfiguration_value"])
         for v in variants
-    ) == [("D0100-BLA-M", 1, "Black", "M"), ("D0100-WHI-M", 1, "White", "M")]
+    ) == [("D0100-BLA-M", 1, "Black", "M", "Crew", None), ("D0100-WHI-M", 1, "White", "M", "VNeck", None)]
+    # The dimension values the master may take, each looking up the master (all products) and its value.
+    values: dict[str, dict[str, int]] = {d: {} for d in ("color", "size", "style", "configuration")}
+    names = {"color": colors, "size": sizes, "style": styles, "configuration": configurations}
+    for dimension, found in values.items():
+        for row in exact_rows(stack, f"msdyn_sharedproduct{dimension}s", "msdyn_productmasternumber eq 'D0100'"):
+            assert row["_msdyn_globalproduct_value"] == products["D0100"], row
+            found[names[dimension][row[f"_msdyn_product{dimension}_value"]]] = row["msdyn_displaysequencenumber"]
+    assert values == {"color": {"Black": 1, "White": 2}, "size": {"M": 1, "L": 2}, "style": {"Crew": 1, "VNeck": 2},
+                      "configuration": {}}
 
 
 def test_a_scenario_of_disabled_maps_is_copied_once_by_initial_sync(stack: Stack) -> None:
