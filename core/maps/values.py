@@ -151,8 +151,8 @@ def wcf_moment(text: str) -> datetime | None:
         raise MapValueError(f"{text[:40]!r} is out of range (years 1 to 9999)") from None
     try:
         return moment.astimezone(timezone(offset))
-    except OverflowError:  # year 1 or 9999 pushed out of range by the offset: the same instant, in UTC
-        return moment
+    except (OverflowError, ValueError):  # an offset of a day or more, or year 1 or 9999 pushed out of range by it:
+        return moment  # the ms are UTC whatever the offset says, so the instant stands
 
 
 def _moment(text: str) -> datetime:

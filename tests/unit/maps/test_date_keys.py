@@ -144,3 +144,23 @@ def test_the_shipped_exchange_rate_map_keys_on_the_start_date_both_sides(rates: 
         "msdyn_fromcurrency": {"FromCurrencyCode": "CurrencyCode"},
         "msdyn_tocurrency": {"ToCurrencyCode": "CurrencyCode"}}
     assert json.loads((MAPS / "exchange-rates.json").read_text())["enabled"] is False
+
+
+@pytest.mark.parametrize("text", ["/Date(1767225600000+9999)/", "/Date(-62135596800000-0100)/",
+                                  "/Date(253402300799999+0100)/"])
+def test_an_offset_out_of_python_range_keeps_the_instant(text: str) -> None:
+    """The ms of /Date(ms+hhmm)/ are UTC whatever the offset says (the fuzzer sends +9999, and year 1 or 9999 moved
+    out of range by the offset): the instant stands, in UTC, instead of an error the caller cannot name."""
+    from core.events.dataverse import wcf_date
+    from core.maps.values import wcf_moment
+
+    moment = wcf_moment(text)
+    assert moment is not None and moment.utcoffset() == timedelta(0)
+    assert wcf_date(text) == moment
+    ms = int(text[len("/Date("):].split(")")[0][:-5])  # the digits before the offset's sign and 4 digits
+    assert moment == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def test_a_date_beyond_year_9999_is_refused() -> None:
+    with pytest.raises(MapValueError, match="out of range"):
+        coerce("datetime", "/Date(999999999999999999)/")
