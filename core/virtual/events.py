@@ -282,7 +282,7 @@ async def _tell(
         for name, value in json.loads(str(entry["Key"])).items()
     }
     dataverse = await events.table_of(table.entity_set)
-    if dataverse is None:  # registered later, maybe: retried, and set aside after max_attempts runs
+    if dataverse is None:  # unregistered between the run's check and this row: retried like a transient failure
         raise NotRegistered(f"no Dataverse virtual table has the external collection name {table.entity_set}")
     row: Mapping[str, Any] = key
     if action != "OnExternalDeleted":
@@ -292,6 +292,15 @@ async def _tell(
         row = found[0] if found else key  # gone since: tell what the event named
     target = {k: v for k, v in target_of(table, dataverse, row).items() if v is not None}
     await events.tell(action, target)
+
+
+async def _unregistered(events: DataverseEvents, table: VirtualTable) -> bool:
+    """Whether Dataverse answered that it has no such virtual table; a failing lookup is no answer (the rows' own
+    tries handle it)."""
+    try:
+        return await events.table_of(table.entity_set) is None
+    except Exception:  # transient or not, _tell meets it again and classifies it
+        return False
 
 
 class NotRegistered(Exception):
@@ -343,6 +352,15 @@ async def _deliver_table(
 ) -> Told:
     told = Told(table.entity_set)
     entries = await outbox.waiting(table.entity_set, batch)
+    if entries and await _unregistered(events, table):
+        # Nothing in Dataverse can be told, nor listens: keeping the rows would only grow the outbox (and, after
+        # max_attempts runs each, fill the error log). From its registration on, the table is told.
+        for entry in entries:
+            await outbox.done(entry)
+        told.problem = (f"no Dataverse virtual table has the external collection name {table.entity_set}: "
+                        f"{len(entries)} F&O event notification(s) dropped; register the table to be told")
+        log.warning("virtual table %s: %s", table.entity_set, told.problem)
+        return told
     for entry in entries:
         action = str(entry["Action"])
         try:

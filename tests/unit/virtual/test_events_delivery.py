@@ -213,6 +213,26 @@ def test_the_source_error_is_classified_by_the_connector_error_behind_it() -> No
             assert {e.target_status for e in errors.entries.values()} == {400}
 
 
+def test_a_table_dataverse_does_not_have_drops_its_rows_with_a_problem_and_no_error_entries() -> None:
+    """Nothing in Dataverse to tell nor listening: the rows go (the outbox must not grow, the error log must not fill
+    with one entry per row after max_attempts runs); once registered, the table's next events are told."""
+
+    class Unregistered(ScriptedDataverse):
+        registered = False
+
+        async def table_of(self, entity_set: str) -> DataverseTable | None:
+            return await super().table_of(entity_set) if self.registered else None
+
+    outbox, errors, dataverse = three(), MemoryErrorLog(), Unregistered()
+    [told] = run(outbox, dataverse, errors)
+    assert outbox.rows == {} and errors.entries == {} and dataverse.told == []
+    assert "3 F&O event notification(s) dropped" in (told.problem or "")
+    dataverse.registered = True
+    outbox.put(TABLE, "20260109", "OnExternalUpdated", "G9")
+    [told] = run(outbox, dataverse, errors)
+    assert dataverse.told == [("OnExternalUpdated", "G9")] and told.problem is None and outbox.rows == {}
+
+
 def test_a_row_that_cannot_be_read_is_set_aside_at_once() -> None:
     outbox, errors = three(), MemoryErrorLog()
     outbox.rows[(TABLE, "20260100")]["Key"] = "{not json"
