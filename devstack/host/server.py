@@ -49,7 +49,7 @@ class FunctionHost:
         """Apply the settings, import and index the app. Raises IndexingError / HostConfigError."""
         config = load_host_config(settings_path, host_json)
         app: func.FunctionApp = load_app(app_target)
-        return cls(config, index_app(app), clock or SystemClock())
+        return cls(config, [s for s in index_app(app) if not disabled(s.name)], clock or SystemClock())
 
     async def startup(self) -> None:
         for spec in self.specs:
@@ -87,6 +87,16 @@ class FunctionHost:
             elif isinstance(trigger, TimerTrigger):
                 lines.append(f"  {spec.name}: timerTrigger schedule={trigger.schedule.expression}")
         return lines
+
+
+def disabled(name: str) -> bool:
+    """Whether app setting `AzureWebJobs.<name>.Disabled` turns the function off, as the Functions runtime reads it
+    (true or 1): it is not indexed, so no route, queue pump or timer runs it."""
+    value = os.environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower()
+    if value in ("true", "1"):
+        log.info("function %s is disabled (AzureWebJobs.%s.Disabled)", name, name)
+        return True
+    return False
 
 
 async def _close_app_clients() -> None:
