@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +51,7 @@ from core.sync.ingest import LinkFinder, capped, event_order_key
 from core.sync.modes import LABELS, Admission, MapState
 
 log = logging.getLogger(__name__)
+_BY_ROW_ID = "dataverse:"  # core.sync.decide.record_label's name of a Dataverse change it cannot key
 Handled = Literal["applied", "skipped", "failed", "retrying", "parked"]
 
 # Application properties of a change sent again (the message id changes each time: duplicate detection).
@@ -130,6 +132,13 @@ class Delivery:
             return None
 
 
+def _predecessor(delivery: Delivery) -> str:
+    """A short hash of the message a change is sent on from. Counters alone repeat: a change parked and then
+    sent by a catch-up starts counting afresh, and the changes queue's duplicate detection (10 minutes)
+    would silently drop a `retry-1` it had already seen from the same origin during the outage."""
+    return hashlib.sha1(delivery.message_id.encode()).hexdigest()[:8]
+
+
 def backoff_seconds(attempt: int, base: float = 0.5, cap: float = 300.0) -> float:
     """Wait after failed attempt n (n >= 1): base, 2*base, 4*base, ... capped."""
     return min(cap, base * 2 ** max(0, attempt - 1))
@@ -195,8 +204,29 @@ class Worker:
         for session_id, session_items in by_session.items():
             await self._session(out, session_id, session_items)
         await self.requeue.send(out.requeue)
+        await self._name_by_key(out.activity)
         await self.activity.record(out.activity)
         return out.handled
+
+    async def _name_by_key(self, entries: list[ActivityEntry]) -> None:
+        """A Dataverse change not applied (coalesced, retrying, parked, failed) was logged under its row id;
+        name it by its record's key when the record is linked, as applied ones are, so a record's history
+        reads under one key. A lookup per record, only off the applied path."""
+        found: dict[tuple[str, str], str] = {}
+        for entry in entries:
+            if entry.source == "dataverse" and entry.key.startswith(_BY_ROW_ID):
+                row = (entry.map, entry.key)
+                if row not in found:
+                    found[row] = await self._linked_label(entry.map, entry.key)
+                entry.key = found[row]
+
+    async def _linked_label(self, map_name: str, label: str) -> str:
+        """`dataverse:<row id>` as the linked record's key, or as it is (not linked yet, or unknown map)."""
+        row_id = label.removeprefix(_BY_ROW_ID)
+        if self.links is None or not row_id or map_name not in self.maps:
+            return label
+        link = await self.links.find(map_name, "dataverse", row_id)
+        return encode_key(tuple(link.key)) if link is not None else label
 
     def _queue_waits(self, items: list[_Item]) -> None:
         """First deliveries only: a retry was scheduled to wait, which says nothing of the queue's backlog."""
@@ -376,13 +406,13 @@ class Worker:
         if waiting:
             waits = delivery._count(WAITS) + 1
             props[WAITS] = str(waits)
-            message_id = capped(f"{delivery.origin}|wait-{delivery.attempt}-{waits}")
+            message_id = capped(f"{delivery.origin}|wait-{delivery.attempt}-{waits}.{_predecessor(delivery)}")
         else:
             props[ATTEMPTS] = str(delivery.attempt)
             props[FAULTS] = str(delivery.fault_attempt - (1 if error is not None and _outage(error) else 0))
             props[FIRST_FAILED] = (delivery.first_failed_at or datetime.now(UTC)).isoformat()
             props.pop(WAITS, None)
-            message_id = capped(f"{delivery.origin}|retry-{delivery.attempt}")
+            message_id = capped(f"{delivery.origin}|retry-{delivery.attempt}.{_predecessor(delivery)}")
         out.requeue.append(QueuedChange(event=event, session_id=delivery.session_id, message_id=message_id,
                                         properties=props, scheduled_at=at))
         out.handled[delivery.message_id] = "retrying"
@@ -407,7 +437,7 @@ class Worker:
         now = datetime.now(UTC)
         category = category_of(error)
         text = error_text(error)
-        key = record_label(event, self.maps) if event is not None else ""
+        key = await self._linked_label(event.map or "", record_label(event, self.maps)) if event is not None else ""
         status = error.status if isinstance(error, ConnectorError) else None
         code = error.code if isinstance(error, ConnectorError) else None
         await self.errors.record(ErrorEntry(

@@ -12,7 +12,7 @@ import pytest
 from core.connectors.errors import TransientError, ValidationFailed
 from core.events.model import ChangeEvent
 from core.sync.batch import coalesce
-from core.sync.worker import Delivery
+from core.sync.worker import CATCH_UP, ORIGIN, Delivery
 from tests.unit.sync.test_worker import Harness
 from tests.unit.sync.world import ENGINE_USER, T0, World, customer
 
@@ -31,6 +31,11 @@ def deliveries(events: list[ChangeEvent]) -> list[Delivery]:
 @pytest.fixture
 def harness(world: World) -> Harness:
     return Harness(world)
+
+
+def _counted(message_id: str) -> str:
+    """A requeued change's id without the hash of the message it was sent on from."""
+    return message_id.rsplit(".", 1)[0]
 
 
 def account_writes(world: World) -> list[str]:
@@ -117,6 +122,23 @@ async def test_updates_of_one_record_in_a_batch_write_once_with_the_net_change(w
     assert reasons == ["coalesced: a later change of this record in the same batch (m3) carries it"] * 2
 
 
+async def test_a_linked_records_coalesced_dataverse_changes_are_logged_under_its_key(world: World,
+                                                                                    harness: Harness) -> None:
+    """Filtering the activity log by a record's key shows every change of it, not only the applied ones: a
+    Dataverse change carries only its row id, so the worker names it by the record's link."""
+    row = await world.linked_customer()
+    world.dv.tables["accounts"][row]["name"] = "Renamed"
+    events = [world.dv_event("customers", row), world.dv_event("customers", row)]
+    handled = await harness.worker.handle_batch(deliveries(events))
+    assert handled == {"m1": "skipped", "m2": "applied"}
+    assert [(e.outcome, e.key) for e in harness.activity.entries] == [("skipped", "USMF|US-001"),
+                                                                      ("applied", "USMF|US-001")]
+    # a row not linked yet keeps its row id: nothing else names it
+    await harness.worker.handle_batch(deliveries([world.dv_event("customers", "0000-unlinked"),
+                                                  world.dv_event("customers", "0000-unlinked")]))
+    assert {e.key for e in harness.activity.entries[2:]} == {"dataverse:0000-unlinked"}
+
+
 async def test_create_update_delete_create_in_one_batch_ends_as_the_last_create(world: World,
                                                                                 harness: Harness) -> None:
     world.fo.add("CustomersV3", customer("US-002", OrganizationName="Again"))
@@ -195,7 +217,7 @@ async def test_a_transient_failure_delays_only_its_record_and_its_later_changes_
     assert handled == {"m1": "retrying", "m2": "applied", "m3": "retrying"}  # the delete waits behind the create
     assert world.account("US-002") is not None
     retry, waiting = harness.queue.sent
-    assert (retry.message_id, waiting.message_id) == ("m1|retry-1", "m3|wait-1-1")
+    assert (_counted(retry.message_id), _counted(waiting.message_id)) == ("m1|retry-1", "m3|wait-1-1")
     assert retry.scheduled_at is not None and waiting.scheduled_at is not None
     assert waiting.scheduled_at > retry.scheduled_at  # due after it: order holds
     # a later batch brings another change of the held record before its retry is due: it queues behind too
@@ -208,7 +230,7 @@ async def test_a_transient_failure_delays_only_its_record_and_its_later_changes_
     down.clear()
     world.dv.calls.clear()
     again = harness.due()
-    assert [d.message_id for d in again] == ["m1|retry-1", "m3|wait-1-1", "m4|wait-1-1"]
+    assert [_counted(d.message_id) for d in again] == ["m1|retry-1", "m3|wait-1-1", "m4|wait-1-1"]
     handled = await harness.worker.handle_batch(again)
     assert list(handled.values()) == ["applied", "applied", "applied"]
     # create, delete, then the later update (F&O re-read: the record is still there) creates it again
@@ -229,3 +251,31 @@ async def test_a_hold_whose_retry_never_comes_is_released(world: World, harness:
     await harness.holds.hold(SESSION, Hold(lane, "m-retry", datetime.now(UTC) + timedelta(seconds=30)))
     handled = await harness.worker.handle_batch(deliveries([world.fno_event("customers", keys("US-001"))]))
     assert handled == {"m1": "retrying"}
+
+
+async def test_a_change_sent_again_after_a_catch_up_never_reuses_an_id_the_queue_has_seen(
+        world: World, harness: Harness) -> None:
+    """The changes queue drops a message id it saw in the last 10 minutes, without a word to the sender. A change
+    retried during an outage, parked, then sent by the catch-up (its counters start afresh) and failing once more
+    must not go out as the `retry-1` or `wait-1-1` it already used: that copy would vanish, and the change with it."""
+    world.fo.add("CustomersV3", customer("US-001"))
+
+    async def down(entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any], **kw: Any) -> Any:
+        raise TransientError("Service Unavailable", status=503, method="PATCH", url="accounts")
+
+    world.dv.upsert = down  # type: ignore[method-assign]
+    events = [world.fno_event("customers", keys("US-001"), "create"),
+              world.fno_event("customers", keys("US-001"), "delete")]  # not coalesced: both go out
+    await harness.worker.handle_batch(deliveries(events))
+    seen = [c.message_id for c in harness.queue.sent]
+    assert [_counted(m) for m in seen] == ["m1|retry-1", "m2|wait-1-1"]
+    # the map paused and parked them (its record released); the catch-up sends them under ids of its own
+    harness.queue.sent.clear()
+    harness.holds.rows.clear()
+    caught_up = [Delivery(body=event.to_json().encode(), message_id=f"m{n}|catch-up-0123456789", session_id=SESSION,
+                          delivery_count=1, properties={ORIGIN: f"m{n}", CATCH_UP: "1"})
+                 for n, event in enumerate(events, start=1)]
+    assert list((await harness.worker.handle_batch(caught_up)).values()) == ["retrying", "retrying"]
+    again = [c.message_id for c in harness.queue.sent]
+    assert [_counted(m) for m in again] == ["m1|retry-1", "m2|wait-1-1"]
+    assert set(seen).isdisjoint(again), (seen, again)
