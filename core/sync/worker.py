@@ -157,6 +157,8 @@ class _Outcome:
     activity: list[ActivityEntry] = field(default_factory=list)
     requeue: list[QueuedChange] = field(default_factory=list)
     handled: dict[str, Handled] = field(default_factory=dict)  # by message id
+    # (map, `dataverse:<row id>`) -> the record's key, as the batch's applied Dataverse changes found it
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Worker:
@@ -204,16 +206,16 @@ class Worker:
         for session_id, session_items in by_session.items():
             await self._session(out, session_id, session_items)
         await self.requeue.send(out.requeue)
-        await self._name_by_key(out.activity)
+        await self._name_by_key(out)
         await self.activity.record(out.activity)
         return out.handled
 
-    async def _name_by_key(self, entries: list[ActivityEntry]) -> None:
+    async def _name_by_key(self, out: _Outcome) -> None:
         """A Dataverse change not applied (coalesced, retrying, parked, failed) was logged under its row id;
         name it by its record's key when the record is linked, as applied ones are, so a record's history
-        reads under one key. A lookup per record, only off the applied path."""
-        found: dict[tuple[str, str], str] = {}
-        for entry in entries:
+        reads under one key. Free when a change of the record was applied in this batch, else a link lookup."""
+        found = out.keys
+        for entry in out.activity:
             if entry.source == "dataverse" and entry.key.startswith(_BY_ROW_ID):
                 row = (entry.map, entry.key)
                 if row not in found:
@@ -420,6 +422,8 @@ class Worker:
 
     def _applied(self, out: _Outcome, item: _Item, event: ChangeEvent, result: Result) -> None:
         latency = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
+        if event.source == "dataverse" and event.map and not result.key.startswith(_BY_ROW_ID):
+            out.keys[(event.map, record_label(event))] = result.key
         self._record(out, item, result.outcome, result.reason, result.key, target_id=result.target_id,
                      latency_ms=latency if result.outcome == "applied" else None)
 

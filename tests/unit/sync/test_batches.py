@@ -133,6 +133,16 @@ async def test_a_linked_records_coalesced_dataverse_changes_are_logged_under_its
     assert handled == {"m1": "skipped", "m2": "applied"}
     assert [(e.outcome, e.key) for e in harness.activity.entries] == [("skipped", "USMF|US-001"),
                                                                       ("applied", "USMF|US-001")]
+    # with no change of the record applied in the batch, the link names it: F&O down, the change retries
+    world.dv.tables["accounts"][row]["name"] = "Renamed again"
+
+    async def down(entity_set: str, key: Mapping[str, Any], body: Mapping[str, Any], **kw: Any) -> Any:
+        raise TransientError("Service Unavailable", status=503, method="PATCH", url="CustomersV3")
+
+    world.fo.update = down  # type: ignore[method-assign]
+    assert await harness.worker.handle_batch(deliveries([world.dv_event("customers", row)])) == {"m1": "retrying"}
+    assert [(e.outcome, e.key) for e in harness.activity.entries[2:]] == [("retrying", "USMF|US-001")]
+    del harness.activity.entries[2:]
     # a row not linked yet keeps its row id: nothing else names it
     await harness.worker.handle_batch(deliveries([world.dv_event("customers", "0000-unlinked"),
                                                   world.dv_event("customers", "0000-unlinked")]))
