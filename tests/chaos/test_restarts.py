@@ -121,6 +121,17 @@ class Burst:
         wait_quiet(self.stack)
         return took
 
+    def history(self, accounts: list[str]) -> str:
+        """What the activity log says of `accounts`, oldest first: why a record was written twice."""
+        lines = []
+        for account in accounts:
+            lines.append(f"{account} (Dataverse row {self.ids[account]}):")
+            entries = self.stack.activity(map="customers", since=self.since, key=f"USMF|{account}")
+            entries += self.stack.activity(map="customers", since=self.since, key=f"dataverse:{self.ids[account]}")
+            lines += [f"  {e['at'][11:23]} {e['source']} {e['operation']} {e['outcome']}: {e['reason'][:160]} "
+                      f"({e['event_id']})" for e in sorted(entries, key=lambda e: e["at"])]
+        return "\n".join(lines)
+
     def check(self, scenario: str, converged: float | None, **extra: Any) -> None:
         fo, dv, extra_rows = both_sides(self.stack, self.prefix)
         wrong = {a: {"fno": fo.get(a), "dataverse": dv.get(a)} for a in self.missing()}
@@ -141,7 +152,8 @@ class Burst:
         assert wrong == {}, (f"not arrived in {CONVERGE} s ({len(wrong)}; expected name 'Burst <account>', phone "
                              f"'+1 555 9<n>'): {dict(list(wrong.items())[:8])}")
         assert extra_rows == 0
-        assert doubled == {}, f"records written more than once on a side by the engine (F&O, Dataverse): {doubled}"
+        assert doubled == {}, (f"records written more than once on a side by the engine (F&O, Dataverse): {doubled}"
+                               f"\n{self.history(list(doubled)[:3])}")
         assert errors == []
 
 
