@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -242,6 +243,7 @@ class TableCounter:
         self.requests = 0
         self.batches = 0
         self.methods: dict[str, int] = {}
+        self.by_table: dict[str, int] = {}  # "<method> <table>": where the requests go
 
     def read(self) -> TableCounter:
         with self.log.open("rb") as handle:
@@ -252,6 +254,8 @@ class TableCounter:
         for method, path, _ in ACCESS_LINE.findall(complete):
             self.requests += 1
             self.methods[method.decode()] = self.methods.get(method.decode(), 0) + 1
+            name = f"{method.decode()} {_table_of(path.decode())}"
+            self.by_table[name] = self.by_table.get(name, 0) + 1
             if path.endswith(b"$batch"):
                 self.batches += 1
         return self
@@ -259,6 +263,19 @@ class TableCounter:
     def totals(self) -> tuple[int, int, dict[str, int]]:
         self.read()
         return self.requests, self.batches, dict(self.methods)
+
+    def tables(self) -> dict[str, int]:
+        self.read()
+        return dict(self.by_table)
+
+
+def _table_of(path: str) -> str:
+    """`/devstoreaccount1/links(PartitionKey='customers%7Cp07',...)` -> `links customers` (the table, and the map
+    its partition names when it names one); a transaction is `$batch`."""
+    tail = path.split("?", 1)[0].strip("/").split("/", 1)[-1]
+    table = re.split(r"[(/]", tail, maxsplit=1)[0] or "(account)"
+    partition = re.search(r"PartitionKey='([^']*)'", urllib.parse.unquote(tail))
+    return f"{table} {partition.group(1).split('|')[0]}" if partition and "|" in partition.group(1) else table
 
 
 def sim_stats(client: httpx.Client, stack: Stack) -> dict[str, dict[str, Any]]:
@@ -289,6 +306,7 @@ class Meter:
             self.client.post(url).raise_for_status()
         self.cpu = tree_cpu_seconds(self.host_pid)
         self.table = self.tables.totals()
+        self.by_table = self.tables.tables()
 
     def settle(self, quiet: float = 1.0, limit: float = 60.0) -> float:
         """Seconds until neither simulator nor Azurite saw an engine request for `quiet` seconds."""
@@ -310,6 +328,8 @@ class Meter:
         requests, batches, methods = self.tables.totals()
         table_requests = requests - self.table[0]
         table_methods = {m: n - self.table[2].get(m, 0) for m, n in methods.items() if n - self.table[2].get(m, 0)}
+        by_table = {t: n - self.by_table.get(t, 0) for t, n in self.tables.tables().items()}
+        by_table = dict(sorted(((t, n) for t, n in by_table.items() if n), key=lambda item: -item[1]))
         per = (lambda n: round(n / applied, 3)) if applied else (lambda n: None)
         http = {side: engine_traffic(s) for side, s in stats.items()}
         return {
@@ -325,6 +345,7 @@ class Meter:
             "table_requests": table_requests,
             "table_batch_requests": batches - self.table[1],
             "table_requests_by_method": table_methods,
+            "table_requests_by_table": by_table,
             "table_requests_per_change": per(table_requests),
         }
 
