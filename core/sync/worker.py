@@ -157,7 +157,7 @@ class _Outcome:
     activity: list[ActivityEntry] = field(default_factory=list)
     requeue: list[QueuedChange] = field(default_factory=list)
     handled: dict[str, Handled] = field(default_factory=dict)  # by message id
-    # (map, `dataverse:<row id>`) -> the record's key, as the batch's applied Dataverse changes found it
+    # (map, `dataverse:<row id>`) -> the record's key (or the label again: not linked), as this batch found it
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
@@ -211,24 +211,23 @@ class Worker:
         return out.handled
 
     async def _name_by_key(self, out: _Outcome) -> None:
-        """A Dataverse change not applied (coalesced, retrying, parked, failed) was logged under its row id;
-        name it by its record's key when the record is linked, as applied ones are, so a record's history
-        reads under one key. Free when a change of the record was applied in this batch, else a link lookup."""
-        found = out.keys
+        """A Dataverse change not applied (coalesced, retrying, parked) was logged under its row id; name it by
+        its record's key when the record is linked, as applied ones are, so a record's history reads under one key."""
         for entry in out.activity:
-            if entry.source == "dataverse" and entry.key.startswith(_BY_ROW_ID):
-                row = (entry.map, entry.key)
-                if row not in found:
-                    found[row] = await self._linked_label(entry.map, entry.key)
-                entry.key = found[row]
+            if entry.source == "dataverse":
+                entry.key = await self._linked_label(out, entry.map, entry.key)
 
-    async def _linked_label(self, map_name: str, label: str) -> str:
-        """`dataverse:<row id>` as the linked record's key, or as it is (not linked yet, or unknown map)."""
+    async def _linked_label(self, out: _Outcome, map_name: str, label: str) -> str:
+        """`dataverse:<row id>` as the linked record's key, or as it is (not linked yet, or unknown map). The batch
+        knows most keys already (`out.keys`: from the lanes' link lookups and the applied changes); the link is
+        read once per record otherwise."""
         row_id = label.removeprefix(_BY_ROW_ID)
-        if self.links is None or not row_id or map_name not in self.maps:
+        if row_id == label or not row_id or self.links is None or map_name not in self.maps:
             return label
-        link = await self.links.find(map_name, "dataverse", row_id)
-        return encode_key(tuple(link.key)) if link is not None else label
+        if (map_name, label) not in out.keys:
+            link = await self.links.find(map_name, "dataverse", row_id)
+            out.keys[(map_name, label)] = encode_key(tuple(link.key)) if link is not None else label
+        return out.keys[(map_name, label)]
 
     def _queue_waits(self, items: list[_Item]) -> None:
         """First deliveries only: a retry was scheduled to wait, which says nothing of the queue's backlog."""
@@ -245,7 +244,7 @@ class Worker:
         lanes: dict[str, list[_Item]] = defaultdict(list)
         parked: set[str] = set()
         for item in items:
-            lane = await self._lane(item.event)
+            lane = await self._lane(out, item.event)
             if await self._admitted(out, item, lane):
                 lanes[lane].append(item)
             else:
@@ -282,8 +281,9 @@ class Worker:
             self._record(out, item, "skipped", f"dropped: the map is {LABELS[state.mode]}{why}", label)
         return False
 
-    async def _lane(self, event: ChangeEvent) -> str:
-        """The record's lane: `<map>|<order key>`, found through the link index when the event lacks it."""
+    async def _lane(self, out: _Outcome, event: ChangeEvent) -> str:
+        """The record's lane: `<map>|<order key>`, found through the link index when the event lacks it (the
+        link found names the record in the logs too: `out.keys`)."""
         table_map = self.maps.get(event.map or "") if event.map else None
         if table_map is None:
             return f"{event.map}|@unknown"
@@ -292,6 +292,7 @@ class Worker:
             link = await self.links.find(table_map.name, "dataverse", event.record_id)
             if link is not None:
                 order = table_map.without_company(tuple(link.key))
+                out.keys[(table_map.name, record_label(event))] = encode_key(tuple(link.key))
         if order is None:
             order = ("@id", (event.record_id or event.event_id).lower())
         return f"{table_map.name}|{encode_key(order).upper()}"
@@ -441,7 +442,7 @@ class Worker:
         now = datetime.now(UTC)
         category = category_of(error)
         text = error_text(error)
-        key = await self._linked_label(event.map or "", record_label(event, self.maps)) if event is not None else ""
+        key = "" if event is None else await self._linked_label(out, event.map or "", record_label(event, self.maps))
         status = error.status if isinstance(error, ConnectorError) else None
         code = error.code if isinstance(error, ConnectorError) else None
         await self.errors.record(ErrorEntry(

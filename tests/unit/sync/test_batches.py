@@ -140,8 +140,17 @@ async def test_a_linked_records_coalesced_dataverse_changes_are_logged_under_its
         raise TransientError("Service Unavailable", status=503, method="PATCH", url="CustomersV3")
 
     world.fo.update = down  # type: ignore[method-assign]
+    find, finds = world.links.find, []
+
+    async def counted_find(*args: Any) -> Any:
+        finds.append(args)
+        return await find(*args)
+
+    world.links.find = counted_find  # type: ignore[method-assign]
     assert await harness.worker.handle_batch(deliveries([world.dv_event("customers", row)])) == {"m1": "retrying"}
     assert [(e.outcome, e.key) for e in harness.activity.entries[2:]] == [("retrying", "USMF|US-001")]
+    assert len(finds) == 2  # the lane's and the apply's: the lane's lookup names the record, no third read
+    world.links.find = find  # type: ignore[method-assign]
     del harness.activity.entries[2:]
     # a row not linked yet keeps its row id: nothing else names it
     await harness.worker.handle_batch(deliveries([world.dv_event("customers", "0000-unlinked"),
