@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -240,10 +241,7 @@ class TableCounter:
     def __init__(self, log: Path) -> None:
         self.log = log
         self.offset = 0
-        self.requests = 0
-        self.batches = 0
-        self.methods: dict[str, int] = {}
-        self.by_table: dict[str, int] = {}  # "<method> <table>": where the requests go
+        self.counts: Counter[str] = Counter()  # "<method> <table>[ <map>]": where the requests go
 
     def read(self) -> TableCounter:
         with self.log.open("rb") as handle:
@@ -251,22 +249,21 @@ class TableCounter:
             chunk = handle.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
-        for method, path, _ in ACCESS_LINE.findall(complete):
-            self.requests += 1
-            self.methods[method.decode()] = self.methods.get(method.decode(), 0) + 1
-            name = f"{method.decode()} {_table_of(path.decode())}"
-            self.by_table[name] = self.by_table.get(name, 0) + 1
-            if path.endswith(b"$batch"):
-                self.batches += 1
+        self.counts.update(f"{method.decode()} {_table_of(path.decode())}"
+                           for method, path, _ in ACCESS_LINE.findall(complete))
         return self
 
     def totals(self) -> tuple[int, int, dict[str, int]]:
-        self.read()
-        return self.requests, self.batches, dict(self.methods)
+        """Requests, of which transactions (`$batch`), and requests by method."""
+        counts = self.read().counts
+        methods: Counter[str] = Counter()
+        for name, n in counts.items():
+            methods[name.split(" ", 1)[0]] += n
+        batches = sum(n for name, n in counts.items() if name.split(" ")[1] == "$batch")
+        return sum(counts.values()), batches, dict(methods)
 
     def tables(self) -> dict[str, int]:
-        self.read()
-        return dict(self.by_table)
+        return dict(self.read().counts)
 
 
 def _table_of(path: str) -> str:
